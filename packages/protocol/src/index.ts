@@ -1,0 +1,7 @@
+export * from './errors.ts';
+export * from './limits.ts';
+export * from './schema.ts';
+export * from './messages.ts';
+export * from './inflate.ts';
+export * from './envelope.ts';
+export * from './ids.ts';

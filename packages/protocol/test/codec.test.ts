@@ -1,0 +1,224 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { gzipSync as nodeGzip } from 'node:zlib';
+import {
+  AGENT_MESSAGE_TYPES,
+  CLOSE_CODES,
+  DEFAULT_LIMITS,
+  EXEC_ERROR_CODES,
+  HUB_MESSAGE_TYPES,
+  PROTOCOL_ERROR_CODES,
+  ProtocolError,
+  decodeFrame,
+  encodeEnvelope,
+  frameToken,
+  gunzipBounded,
+  newId,
+  parseFrame,
+  readEnvelope,
+  type ProtocolErrorCode,
+} from '../src/index.ts';
+import { GO_ALERT, GO_ALERT_PLAIN, GO_HEARTBEAT } from './vectors.ts';
+
+const fromAgent = AGENT_MESSAGE_TYPES;
+
+function codeOf(fn: () => unknown): ProtocolErrorCode | 'none' {
+  try {
+    fn();
+    return 'none';
+  } catch (err) {
+    if (err instanceof ProtocolError) return err.code;
+    throw err;
+  }
+}
+
+function frame(fields: Record<string, unknown>): string {
+  return JSON.stringify({ ver: '1.0', ts: 1706140800, type: 'alert', compression: 'none', ...fields });
+}
+
+const b64 = (s: string | Uint8Array) => Buffer.from(s).toString('base64');
+
+t.test('the original OpsPilot heartbeat decodes', async (t) => {
+  const { envelope, message } = decodeFrame(GO_HEARTBEAT, fromAgent);
+  t.equal(envelope.token, 'my-secret-token');
+  t.equal(envelope.ts, 1706140800);
+  t.same(message, { type: 'heartbeat', payload: {} });
+  t.equal(frameToken(parseFrame(GO_HEARTBEAT)), 'my-secret-token');
+});
+
+t.test('the original OpsPilot gzip alert decodes', async (t) => {
+  for (const vector of [GO_ALERT, GO_ALERT_PLAIN]) {
+    const { message } = decodeFrame(vector, fromAgent);
+    t.same(message, {
+      type: 'alert',
+      payload: { type: 'systemd', source: 'nginx', message: 'nginx crashed', logs: 'error logs', exit_code: 1 },
+    });
+  }
+});
+
+t.test('node:zlib gzip (another implementation) decodes', async (t) => {
+  const data = b64(nodeGzip(JSON.stringify({ type: 'log', source: '/var/log/app.log', message: 'fatal: x' })));
+  const { message } = decodeFrame(frame({ data, compression: 'gzip' }), fromAgent);
+  t.equal(message.type, 'alert');
+});
+
+t.test('every message round-trips through encode and decode', async (t) => {
+  const cases = {
+    hello: { protocol: 1, agent_version: '0.1.0', hostname: 'web-1', os: 'linux', arch: 'x64', kernel: '6.1', boot_time: 1706000000, actions: ['restart_service'] },
+    heartbeat: { uptime_s: 12, cpu_pct: 3.5, mem_pct: 40, load1: 0.2 },
+    metrics: {
+      samples: [
+        { ts: 1706140800, cpu_pct: 12.5, mem_used: 1e9, mem_total: 8e9, swap_used: 0, load1: 0.1, load5: 0.2, load15: 0.3, disks: [{ mount: '/', used: 5e9, size: 2e10 }], net: [{ iface: 'eth0', rx_bps: 100, tx_bps: 200 }] },
+      ],
+    },
+    alert: { type: 'systemd', source: 'nginx.service', message: 'failed', logs: 'line1\nline2', exit_code: 1, status: 'failed', context: { unit: 'nginx' } },
+    resolve: { type: 'systemd', source: 'nginx.service', message: 'active again' },
+    exec_result: { request_id: 'req_1', ok: false, exit_code: null, stdout: '', stderr: 'killed', duration_ms: 15000, truncated: false, error_code: 'EXEC_TIMEOUT' },
+    welcome: { agent_id: 'a1', heartbeat_interval_s: 10 },
+    ack: { ids: ['x1', 'x2'] },
+    exec: { request_id: 'req_1', command: 'restart_service', params: { service: 'nginx' }, timeout_ms: 15000 },
+    error: { code: 'PROTO_BAD_GZIP', message: 'bad', ref_id: 'x1' },
+  } as const;
+  const all = [...AGENT_MESSAGE_TYPES, ...HUB_MESSAGE_TYPES];
+  t.same(Object.keys(cases).sort(), [...all].sort(), 'a case for every message type');
+  for (const type of all) {
+    for (const compression of ['gzip', 'none'] as const) {
+      const wire = encodeEnvelope(type, cases[type] as never, { compression, id: 'id-1', token: 'tok' });
+      const { envelope, message } = decodeFrame(wire, all);
+      t.equal(envelope.id, 'id-1');
+      t.equal(envelope.compression, compression);
+      t.same(message, { type, payload: cases[type] }, `${type} ${compression}`);
+    }
+  }
+});
+
+t.test('an empty heartbeat is sent as data ""', async (t) => {
+  const wire = JSON.parse(encodeEnvelope('heartbeat', {}, { ts: 5 }));
+  t.same(wire, { ver: '1.0', ts: 5, type: 'heartbeat', data: '', compression: 'gzip' });
+});
+
+t.test('encode refuses an invalid payload or id', async (t) => {
+  t.throws(() => encodeEnvelope('alert', { type: 'x' } as never), /invalid alert: source: is required/);
+  t.throws(() => encodeEnvelope('heartbeat', {}, { id: 'has space' }), /invalid envelope id/);
+});
+
+t.test('envelope errors carry stable codes', async (t) => {
+  const data = b64(JSON.stringify({ type: 'log', source: 's', message: 'm' }));
+  const cases: [string, string, ProtocolErrorCode][] = [
+    ['not JSON', '{"ver":', 'PROTO_BAD_JSON'],
+    ['a JSON array', '[1,2]', 'PROTO_BAD_JSON'],
+    ['a JSON string', '"hello"', 'PROTO_BAD_JSON'],
+    ['version 2', frame({ ver: '2.0', data }), 'PROTO_VERSION'],
+    ['no version', JSON.stringify({ ts: 1, type: 'alert', data }), 'PROTO_VERSION'],
+    ['numeric version', frame({ ver: 1, data }), 'PROTO_VERSION'],
+    ['unknown type', frame({ type: 'shutdown', data }), 'PROTO_UNKNOWN_TYPE'],
+    ['hub type from an agent', frame({ type: 'exec', data }), 'PROTO_UNKNOWN_TYPE'],
+    ['prototype key as type', frame({ type: '__proto__', data }), 'PROTO_UNKNOWN_TYPE'],
+    ['string ts', frame({ ts: '1706140800', data }), 'PROTO_SCHEMA'],
+    ['fractional ts', frame({ ts: 1.5, data }), 'PROTO_SCHEMA'],
+    ['negative ts', frame({ ts: -1, data }), 'PROTO_SCHEMA'],
+    ['bad compression', frame({ compression: 'br', data }), 'PROTO_SCHEMA'],
+    ['numeric data', frame({ data: 42 }), 'PROTO_SCHEMA'],
+    ['bad id', frame({ id: 'a b', data }), 'PROTO_SCHEMA'],
+    ['long id', frame({ id: 'x'.repeat(65), data }), 'PROTO_SCHEMA'],
+    ['bad base64 char', frame({ data: 'eyJ0!XBlIjoi' }), 'PROTO_BAD_BASE64'],
+    ['base64url alphabet', frame({ data: 'ab-_' }), 'PROTO_BAD_BASE64'],
+    ['base64 bad length', frame({ data: 'abc' }), 'PROTO_BAD_BASE64'],
+    ['base64 inner padding', frame({ data: 'ab==abcd' }), 'PROTO_BAD_BASE64'],
+    ['gzip flag on plain data', frame({ data, compression: 'gzip' }), 'PROTO_BAD_GZIP'],
+    ['truncated gzip', frame({ data: b64(nodeGzip('{"a":1}').subarray(0, 12)), compression: 'gzip' }), 'PROTO_BAD_GZIP'],
+    ['payload not JSON', frame({ data: b64('not json') }), 'PROTO_BAD_JSON'],
+    ['payload not UTF-8', frame({ data: b64(Uint8Array.from([0x7b, 0xff, 0xfe, 0x7d])) }), 'PROTO_BAD_JSON'],
+    ['payload an array', frame({ data: b64('[]') }), 'PROTO_SCHEMA'],
+    ['alert without source', frame({ data: b64('{"type":"log","message":"m"}') }), 'PROTO_SCHEMA'],
+    ['alert with numeric message', frame({ data: b64('{"type":"log","source":"s","message":5}') }), 'PROTO_SCHEMA'],
+    ['alert type with spaces', frame({ data: b64('{"type":"a b","source":"s","message":"m"}') }), 'PROTO_SCHEMA'],
+    ['empty data for alert', frame({ data: '' }), 'PROTO_SCHEMA'],
+    ['metrics with no samples', frame({ type: 'metrics', data: b64('{"samples":[]}') }), 'PROTO_SCHEMA'],
+    ['metrics sample NaN-ish', frame({ type: 'metrics', data: b64('{"samples":[{"ts":"now"}]}') }), 'PROTO_SCHEMA'],
+    ['exec_result bad request_id', frame({ type: 'exec_result', data: b64('{"request_id":"../x","ok":true,"exit_code":0,"stdout":"","stderr":"","duration_ms":1,"truncated":false}') }), 'PROTO_SCHEMA'],
+    ['exec_result unknown error_code', frame({ type: 'exec_result', data: b64('{"request_id":"r","ok":false,"exit_code":1,"stdout":"","stderr":"","duration_ms":1,"truncated":false,"error_code":"NOPE"}') }), 'PROTO_SCHEMA'],
+    ['hello with object actions', frame({ type: 'hello', data: b64('{"protocol":1,"agent_version":"1","hostname":"h","os":"linux","arch":"x64","actions":[{"a":1}]}') }), 'PROTO_SCHEMA'],
+  ];
+  for (const [name, input, code] of cases) {
+    t.equal(codeOf(() => decodeFrame(input, fromAgent)), code, name);
+  }
+});
+
+t.test('errors after the id carry it as refId', async (t) => {
+  try {
+    decodeFrame(frame({ id: 'ref-7', data: '!!!!' }), fromAgent);
+    t.fail('should throw');
+  } catch (err) {
+    t.equal((err as ProtocolError).refId, 'ref-7');
+  }
+});
+
+t.test('hostile JSON is refused or kept inert', async (t) => {
+  const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+  t.equal(codeOf(() => decodeFrame(frame({ data: b64(deep) }), fromAgent)), 'PROTO_SCHEMA', 'deep nesting');
+  const proto = '{"type":"log","source":"s","message":"m","__proto__":{"polluted":true},"context":{"__proto__":{"x":1}}}';
+  const { message } = decodeFrame(frame({ data: b64(proto) }), fromAgent);
+  t.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype untouched');
+  t.notOk(Object.hasOwn(message.payload, '__proto__'), 'unknown keys dropped');
+  t.equal(Object.getPrototypeOf(message.payload), Object.prototype);
+});
+
+t.test('unknown payload keys are dropped, so newer agents still talk', async (t) => {
+  const { message } = decodeFrame(frame({ type: 'heartbeat', data: b64('{"cpu_pct":1,"gpu_pct":9}') }), fromAgent);
+  t.same(message.payload, { cpu_pct: 1 });
+});
+
+t.test('payload limits', async (t) => {
+  const limits = { ...DEFAULT_LIMITS, maxPayloadBytes: 1000 };
+  const big = JSON.stringify({ type: 'log', source: 's', message: 'x'.repeat(2000) });
+  t.equal(codeOf(() => decodeFrame(frame({ data: b64(big) }), fromAgent, limits)), 'PROTO_TOO_LARGE', 'plain');
+  t.equal(codeOf(() => decodeFrame(frame({ data: b64(nodeGzip(big)), compression: 'gzip' }), fromAgent, limits)), 'PROTO_TOO_LARGE', 'gzip');
+  const fits = JSON.stringify({ type: 'log', source: 's', message: 'x'.repeat(900) });
+  t.equal(codeOf(() => decodeFrame(frame({ data: b64(nodeGzip(fits)), compression: 'gzip' }), fromAgent, limits)), 'none', 'just under');
+});
+
+t.test('a 50 MB gzip bomb is stopped at the limit, never inflated whole', async (t) => {
+  const zeros = Buffer.alloc(50 * 1024 * 1024);
+  const bomb = nodeGzip(zeros, { level: 9 });
+  t.ok(bomb.length < 100 * 1024, `bomb is ${bomb.length} bytes compressed`);
+  t.equal(codeOf(() => gunzipBounded(bomb, 4 * 1024 * 1024)), 'PROTO_TOO_LARGE');
+  // Corrupt the tail: a decoder that inflated everything before measuring would reach it and
+  // report PROTO_BAD_GZIP. Stopping at the limit never gets there.
+  const poisoned = Buffer.from(bomb);
+  poisoned.fill(0xff, poisoned.length - 64);
+  t.equal(codeOf(() => gunzipBounded(poisoned, 4 * 1024 * 1024)), 'PROTO_TOO_LARGE');
+  t.equal(codeOf(() => gunzipBounded(poisoned, 100 * 1024 * 1024)), 'PROTO_BAD_GZIP', 'the tail really is corrupt');
+  const before = process.memoryUsage().arrayBuffers;
+  const wire = frame({ data: b64(bomb), compression: 'gzip' });
+  t.ok(wire.length < DEFAULT_LIMITS.maxFrameBytes, 'fits in one frame');
+  t.equal(codeOf(() => decodeFrame(wire, fromAgent)), 'PROTO_TOO_LARGE');
+  t.ok(process.memoryUsage().arrayBuffers - before < 40 * 1024 * 1024, 'no 50 MB buffer was made');
+});
+
+t.test('gunzipBounded handles empty and concatenated input', async (t) => {
+  t.equal(codeOf(() => gunzipBounded(new Uint8Array(0), 10)), 'PROTO_BAD_GZIP');
+  const two = Buffer.concat([nodeGzip('ab'), nodeGzip('cd')]);
+  t.equal(Buffer.from(gunzipBounded(two, 100)).toString(), 'abcd');
+});
+
+t.test('ids are sortable, unique and wire-safe', async (t) => {
+  const a = newId(1000);
+  const b = newId(2000);
+  t.ok(a < b);
+  t.not(newId(), newId());
+  t.match(newId(), /^[0-9A-HJKMNP-TV-Z]{26}$/);
+});
+
+t.test('every error code and close code is documented in docs/ERRORS.md', async (t) => {
+  const doc = readFileSync(new URL('../../../docs/ERRORS.md', import.meta.url), 'utf8');
+  for (const code of [...PROTOCOL_ERROR_CODES, ...EXEC_ERROR_CODES]) {
+    t.match(doc, new RegExp(`\\| \`${code}\` \\|`), code);
+  }
+  for (const code of Object.values(CLOSE_CODES)) t.match(doc, new RegExp(`\\| ${code} \\|`), `close ${code}`);
+});
+
+t.test('readEnvelope checks only the fields, never data', async (t) => {
+  const env = readEnvelope(parseFrame(frame({ data: 'not even base64!' })), fromAgent);
+  t.equal(env.data, 'not even base64!');
+});

@@ -1,0 +1,167 @@
+import Fastify, { type FastifyError } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import websocket from '@fastify/websocket';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import path from 'node:path';
+import { CLOSE_CODES } from '@opspilot/protocol';
+import { AdminAuth, type Operator } from './auth/admin.ts';
+import { bearerToken } from './auth/tokens.ts';
+import { resolveConfig, type HubConfig } from './config.ts';
+import type { App, Hub } from './context.ts';
+import { HubError } from './errors.ts';
+import { ExecBroker } from './exec/broker.ts';
+import { AgentRegistry } from './ingest/registry.ts';
+import { streamRoute } from './ingest/stream-route.ts';
+import { IngestWriter } from './ingest/writer.ts';
+import { agentRoutes } from './rest/agents.ts';
+import { execRoutes } from './rest/exec.ts';
+import { incidentRoutes } from './rest/incidents.ts';
+import { ErrorResponse } from './rest/schemas.ts';
+import { applySchema, openDatabase, ping, type HubDatabase } from './storage/database.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    operator: Operator;
+  }
+  interface FastifyInstance {
+    hub: Hub;
+  }
+}
+
+export interface BuildAppOptions {
+  /** Config overrides; validated and merged over the defaults. */
+  config?: Partial<HubConfig>;
+  /** An open database to use (tests share one per file); otherwise one is opened from config and closed with the app. */
+  database?: HubDatabase;
+  /** Fastify logger option; default: pino at the configured level, with secrets redacted. */
+  logger?: boolean | object;
+  /** Where a generated admin token is shown, once. Default: standard output. */
+  showAdminToken?: (token: string) => void;
+}
+
+const REDACT = ['req.headers.authorization', 'headers.authorization', 'token', '*.token', 'adminToken', 'databaseUrl'];
+
+/** Build the hub without listening: the caller listens (main.ts) or injects (tests). */
+export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
+  const config = resolveConfig(options.config);
+  const ownsDatabase = options.database === undefined;
+  const database =
+    options.database ??
+    (await openDatabase({ databaseUrl: config.databaseUrl ?? undefined, pgliteDir: path.join(config.dataDir, 'pglite') }));
+
+  try {
+    await applySchema(database);
+    const adminAuth = await AdminAuth.load(database.db, config.adminToken, options.showAdminToken ?? printAdminToken);
+    const app = Fastify({
+      logger: options.logger ?? { level: config.logLevel, redact: { paths: REDACT, censor: '[redacted]' } },
+      bodyLimit: 1024 * 1024, // 1 MiB
+      ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+      forceCloseConnections: true,
+    }).withTypeProvider<TypeBoxTypeProvider>();
+
+    const registry = new AgentRegistry();
+    const broker = new ExecBroker(database.db, registry);
+    const writer = new IngestWriter(
+      database.db,
+      { flushIntervalMs: config.flushIntervalMs, maxBatchItems: config.maxBatchItems },
+      app.log,
+      { onStored: (outcome) => broker.completed(outcome.completedExecs) },
+    );
+    const hub: Hub = { config, database, registry, writer, broker, adminAuth };
+    app.decorate('hub', hub);
+
+    app.addSchema(ErrorResponse);
+    await app.register(swagger, {
+      openapi: {
+        info: { title: 'OpsPilot hub', version: '0.1.0', description: 'Agents, incidents and exec. Every /v1 route needs `Authorization: Bearer <admin token>`.' },
+        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+        security: [{ bearer: [] }],
+      },
+    });
+    await app.register(swaggerUi, { routePrefix: '/docs' });
+    await app.register(websocket, {
+      options: { maxPayload: config.maxFrameBytes, perMessageDeflate: false },
+      // On shutdown, tell agents the hub is restarting so they come back with backoff.
+      preClose(done) {
+        for (const conn of registry.connections()) conn.close(CLOSE_CODES.restarting, 'hub restarting');
+        for (const client of app.websocketServer.clients) client.close(CLOSE_CODES.restarting, 'hub restarting');
+        done();
+      },
+    });
+
+    app.setErrorHandler((err: FastifyError, req, reply) => {
+      if (err instanceof HubError) return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message } });
+      if (err.validation) return reply.code(400).send({ error: { code: 'HUB_BAD_REQUEST', message: err.message } });
+      if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        return reply.code(413).send({ error: { code: 'HUB_PAYLOAD_TOO_LARGE', message: err.message } });
+      }
+      if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+        return reply.code(err.statusCode).send({ error: { code: 'HUB_BAD_REQUEST', message: err.message } });
+      }
+      req.log.error({ err }, 'request failed');
+      return reply.code(500).send({ error: { code: 'HUB_INTERNAL', message: `internal error (request ${req.id})` } });
+    });
+    app.setNotFoundHandler((req, reply) =>
+      reply.code(404).send({ error: { code: 'HUB_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }),
+    );
+
+    app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is up', security: [], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
+      status: 'ok' as const,
+    }));
+    app.get(
+      '/readyz',
+      {
+        schema: {
+          tags: ['health'],
+          summary: 'The database answers',
+          security: [],
+          response: { 200: Type.Object({ status: Type.Literal('ready'), agents_online: Type.Integer() }), 503: Type.Ref('ErrorResponse') },
+        },
+      },
+      async () => {
+        if (!(await ping(database.db))) throw new HubError('HUB_UNAVAILABLE', 'database is not reachable');
+        return { status: 'ready' as const, agents_online: registry.size };
+      },
+    );
+
+    streamRoute(app, hub);
+
+    await app.register(async (v1: App) => {
+      v1.decorateRequest('operator', null as unknown as Operator);
+      v1.addHook('onRequest', async (req) => {
+        const operator = adminAuth.verify(bearerToken(req.headers.authorization));
+        if (!operator) throw new HubError('HUB_UNAUTHORIZED', 'missing or invalid admin token (Authorization: Bearer <token>)');
+        req.operator = operator;
+      });
+      agentRoutes(v1, hub);
+      incidentRoutes(v1, hub);
+      execRoutes(v1, hub);
+    });
+
+    app.addHook('onClose', async () => {
+      await writer.close();
+      if (ownsDatabase) await database.close();
+    });
+    return app as unknown as App;
+  } catch (err) {
+    if (ownsDatabase) await database.close().catch(() => {});
+    throw err;
+  }
+}
+
+function printAdminToken(token: string): void {
+  process.stdout.write(
+    [
+      '',
+      '  OpsPilot admin token (shown once; only its hash is stored):',
+      '',
+      `    ${token}`,
+      '',
+      '  Use it as: Authorization: Bearer <token>. Set OPSPILOT_ADMIN_TOKEN to choose your own.',
+      '',
+      '',
+    ].join('\n'),
+  );
+}

@@ -1,0 +1,139 @@
+import { DEFAULT_LIMITS } from '@opspilot/protocol';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The hub's one config object: built once at start, validated, frozen, passed down. */
+export interface HubConfig {
+  port: number;
+  host: string;
+  /** Admin bearer token for REST; null means use the stored ones (one is generated at first start). */
+  adminToken: string | null;
+  dataDir: string;
+  /** PostgreSQL connection string; null means PGlite in `${dataDir}/pglite`. */
+  databaseUrl: string | null;
+  logLevel: LogLevel;
+  maxFrameBytes: number;
+  maxPayloadBytes: number;
+  heartbeatIntervalS: number;
+  pingIntervalMs: number;
+  authTimeoutMs: number;
+  badFramesPerMinute: number;
+  flushIntervalMs: number;
+  maxBatchItems: number;
+  execDefaultTimeoutMs: number;
+  execMaxTimeoutMs: number;
+}
+
+export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
+  port: 8080,
+  host: '0.0.0.0',
+  adminToken: null,
+  dataDir: './data',
+  databaseUrl: null,
+  logLevel: 'info',
+  maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes, // 1 MiB
+  maxPayloadBytes: DEFAULT_LIMITS.maxPayloadBytes, // 4 MiB
+  heartbeatIntervalS: 10, // told to agents in `welcome`
+  pingIntervalMs: 15_000, // 15 s; two missed pongs terminate the connection
+  authTimeoutMs: 10_000, // 10 s for a header-less connection to send its token
+  badFramesPerMinute: 10, // more closes the connection with 4400
+  flushIntervalMs: 50, // ingest batches are written at most this long after the first frame
+  maxBatchItems: 5_000, // or as soon as this many frames wait
+  execDefaultTimeoutMs: 15_000, // 15 s
+  execMaxTimeoutMs: 125_000, // 125 s
+});
+
+type Rule = (value: unknown) => string | null;
+const int = (min: number, max: number): Rule => (v) =>
+  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? null : `must be an integer from ${min} to ${max}`;
+const nonEmpty: Rule = (v) => (typeof v === 'string' && v.length > 0 ? null : 'must be a non-empty string');
+const nullableString = (check: Rule): Rule => (v) => (v === null ? null : check(v));
+
+const RULES: { [K in keyof HubConfig]: Rule } = {
+  port: int(0, 65535),
+  host: nonEmpty,
+  adminToken: nullableString((v) => (typeof v === 'string' && v.length >= 16 ? null : 'must be at least 16 characters')),
+  dataDir: nonEmpty,
+  databaseUrl: nullableString((v) =>
+    typeof v === 'string' && /^postgres(ql)?:\/\//.test(v) ? null : 'must be a postgres:// or postgresql:// URL',
+  ),
+  logLevel: (v) => ((LOG_LEVELS as readonly unknown[]).includes(v) ? null : `must be one of ${LOG_LEVELS.join(', ')}`),
+  maxFrameBytes: int(1024, 64 * 1024 * 1024),
+  maxPayloadBytes: int(1024, 256 * 1024 * 1024),
+  heartbeatIntervalS: int(1, 3600),
+  pingIntervalMs: int(10, 3_600_000),
+  authTimeoutMs: int(10, 600_000),
+  badFramesPerMinute: int(0, 100_000),
+  flushIntervalMs: int(1, 60_000),
+  maxBatchItems: int(1, 1_000_000),
+  execDefaultTimeoutMs: int(1, 3_600_000),
+  execMaxTimeoutMs: int(1, 3_600_000),
+};
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
+    super(`invalid config ${key}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Merge `overrides` over the defaults, reject unknown keys and bad values, and freeze. */
+export function resolveConfig(overrides: Partial<HubConfig> = {}): Readonly<HubConfig> {
+  for (const key of Object.keys(overrides)) {
+    if (!Object.hasOwn(RULES, key)) throw new ConfigError(key, 'unknown key');
+  }
+  const config = { ...DEFAULT_CONFIG, ...overrides } as HubConfig;
+  for (const [key, rule] of Object.entries(RULES)) {
+    const problem = rule(config[key as keyof HubConfig]);
+    if (problem) throw new ConfigError(key, problem);
+  }
+  if (config.execDefaultTimeoutMs > config.execMaxTimeoutMs) {
+    throw new ConfigError('execDefaultTimeoutMs', 'must not exceed execMaxTimeoutMs');
+  }
+  return Object.freeze(config);
+}
+
+/** Environment variables the hub reads, and the config key each sets. */
+export const ENV_KEYS = {
+  OPSPILOT_PORT: 'port',
+  OPSPILOT_HOST: 'host',
+  OPSPILOT_ADMIN_TOKEN: 'adminToken',
+  OPSPILOT_DATA_DIR: 'dataDir',
+  DATABASE_URL: 'databaseUrl',
+  OPSPILOT_LOG_LEVEL: 'logLevel',
+  OPSPILOT_MAX_FRAME_BYTES: 'maxFrameBytes',
+  OPSPILOT_MAX_PAYLOAD_BYTES: 'maxPayloadBytes',
+  OPSPILOT_HEARTBEAT_INTERVAL_S: 'heartbeatIntervalS',
+} as const satisfies Record<string, keyof HubConfig>;
+
+const NUMERIC_KEYS = new Set<keyof HubConfig>(['port', 'maxFrameBytes', 'maxPayloadBytes', 'heartbeatIntervalS']);
+
+/** Read the hub's config from the environment; a bad value fails with the variable named. */
+export function configFromEnv(env: NodeJS.ProcessEnv): Readonly<HubConfig> {
+  const overrides: Record<string, unknown> = {};
+  for (const [name, key] of Object.entries(ENV_KEYS)) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    if (NUMERIC_KEYS.has(key)) {
+      const n = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+      if (!Number.isSafeInteger(n)) throw new ConfigError(name, `expected an integer, got ${JSON.stringify(raw)}`);
+      overrides[key] = n;
+    } else {
+      overrides[key] = raw;
+    }
+  }
+  try {
+    return resolveConfig(overrides as Partial<HubConfig>);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      const name = Object.entries(ENV_KEYS).find(([, k]) => k === err.key)?.[0] ?? err.key;
+      // Never echo the admin token or the database URL (it may hold a password) back.
+      throw new ConfigError(name, err.message.replace(/^invalid config \S+: /, ''));
+    }
+    throw err;
+  }
+}

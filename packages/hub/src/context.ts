@@ -1,0 +1,26 @@
+import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { AdminAuth } from './auth/admin.ts';
+import type { HubConfig } from './config.ts';
+import type { ExecBroker } from './exec/broker.ts';
+import type { AgentRegistry } from './ingest/registry.ts';
+import type { IngestWriter } from './ingest/writer.ts';
+import type { HubDatabase } from './storage/database.ts';
+
+/** The hub's parts, built once by buildApp and handed to the routes. */
+export interface Hub {
+  config: Readonly<HubConfig>;
+  database: HubDatabase;
+  registry: AgentRegistry;
+  writer: IngestWriter;
+  broker: ExecBroker;
+  adminAuth: AdminAuth;
+}
+
+export type App = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;

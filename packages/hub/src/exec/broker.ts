@@ -1,0 +1,88 @@
+import { newId, type ExecParams } from '@opspilot/protocol';
+import { HubError } from '../errors.ts';
+import type { AgentRegistry } from '../ingest/registry.ts';
+import type { Db } from '../storage/database.ts';
+import { getAgent } from '../storage/agents.ts';
+import {
+  createExecRequest,
+  getExecRequest,
+  markExecSent,
+  markExecTimedOut,
+  markExecUndelivered,
+} from '../storage/exec-requests.ts';
+import type { ExecOrigin, ExecRequest } from '../storage/tables.ts';
+
+export interface ExecAsk {
+  agentId: string;
+  command: string;
+  params: ExecParams;
+  timeoutMs: number;
+  requestedBy: string;
+  origin: ExecOrigin;
+}
+
+/** Time allowed, past the command's own timeout, for the agent's result to come back. */
+export const RESULT_GRACE_MS = 1000;
+
+/**
+ * Sends exec requests to connected agents and waits for their results. Every request is an
+ * `exec_requests` row before it is sent; it is reported as sent only once it was written to the
+ * agent's socket, and its result is stored by the ingest writer whenever it arrives.
+ */
+export class ExecBroker {
+  readonly #waiters = new Map<string, () => void>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly registry: AgentRegistry,
+  ) {}
+
+  async run(ask: ExecAsk): Promise<ExecRequest> {
+    const agent = await getAgent(this.db, ask.agentId);
+    if (!agent) throw new HubError('HUB_AGENT_NOT_FOUND', `no agent ${ask.agentId}`);
+    const conn = this.registry.get(ask.agentId);
+    if (!conn || !conn.isOpen) throw new HubError('HUB_AGENT_OFFLINE', `agent ${ask.agentId} is not connected`);
+    if (conn.actions !== null && !conn.actions.includes(ask.command)) {
+      const offered = conn.actions.length > 0 ? conn.actions.join(', ') : 'nothing';
+      throw new HubError('HUB_EXEC_NOT_IN_CATALOGUE', `agent ${ask.agentId} does not offer "${ask.command}"; it offers ${offered}`);
+    }
+
+    const id = newId();
+    await createExecRequest(this.db, { id, ...ask });
+    let completed!: () => void;
+    const result = new Promise<'done'>((resolve) => (completed = () => resolve('done')));
+    this.#waiters.set(id, completed);
+    try {
+      const sendError = await new Promise<Error | undefined>((resolve) =>
+        conn.send('exec', { request_id: id, command: ask.command, params: ask.params, timeout_ms: ask.timeoutMs }, resolve),
+      );
+      if (sendError) {
+        await markExecUndelivered(this.db, id, new Date());
+        throw new HubError('HUB_EXEC_NOT_DELIVERED', `exec ${id} could not be sent: ${sendError.message}`);
+      }
+      await markExecSent(this.db, id, new Date());
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        result,
+        new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ask.timeoutMs + RESULT_GRACE_MS))),
+      ]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') {
+        await markExecTimedOut(this.db, id);
+        throw new HubError('HUB_EXEC_TIMEOUT', `no result from agent ${ask.agentId} within ${ask.timeoutMs} ms; see GET /v1/exec/${id}`);
+      }
+      return (await getExecRequest(this.db, id))!;
+    } finally {
+      this.#waiters.delete(id);
+    }
+  }
+
+  /** Called once results are stored. */
+  completed(requestIds: string[]): void {
+    for (const id of requestIds) this.#waiters.get(id)?.();
+  }
+
+  get waiting(): number {
+    return this.#waiters.size;
+  }
+}

@@ -1,0 +1,5 @@
+export { buildApp, type BuildAppOptions } from './app.ts';
+export { configFromEnv, resolveConfig, DEFAULT_CONFIG, ENV_KEYS, type HubConfig } from './config.ts';
+export { HUB_ERRORS, HUB_ERROR_CODES, HubError, type HubErrorCode } from './errors.ts';
+export { openDatabase, applySchema, type HubDatabase } from './storage/database.ts';
+export type { App, Hub } from './context.ts';

@@ -1,0 +1,285 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { WebSocket } from 'ws';
+import {
+  AGENT_MESSAGE_TYPES,
+  CLOSE_CODES,
+  ProtocolError,
+  decodePayload,
+  encodeEnvelope,
+  frameToken,
+  parseFrame,
+  readEnvelope,
+  type HubMessageType,
+  type Limits,
+  type Message,
+  type PayloadOf,
+  type AgentMessageType,
+  type Envelope,
+} from '@opspilot/protocol';
+import { hashToken, hashesEqual } from '../auth/tokens.ts';
+import type { AckTarget, IngestWriter } from './writer.ts';
+
+export interface AuthenticatedAgent {
+  agentId: string;
+  tokenHash: string;
+}
+
+/** What a connection needs from the hub; one instance is shared by all connections. */
+export interface ConnectionContext {
+  limits: Limits;
+  authTimeoutMs: number;
+  badFramesPerMinute: number;
+  heartbeatIntervalS: number;
+  writer: IngestWriter;
+  log: FastifyBaseLogger;
+  authenticate(token: string): Promise<AuthenticatedAgent | undefined>;
+  /** The connection is authenticated: register it (closing an older one with 4409). */
+  onAuthenticated(conn: AgentConnection): void;
+  onClosed(conn: AgentConnection): void;
+}
+
+type State = 'awaiting-token' | 'authenticating' | 'open' | 'closed';
+
+/** Envelope times further from the hub's clock than this are replaced by the hub's time. */
+const MAX_REPLAY_AGE_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * One agent's WebSocket. Authentication comes first (header at upgrade, or the first frame's
+ * token); until it succeeds nothing but the token is read. Then each text frame is decoded
+ * within limits, validated, and handed to the writer in arrival order.
+ */
+export class AgentConnection implements AckTarget {
+  agentId: string | null = null;
+  /** The exec catalogue from `hello`; null until one arrives (then any command may be sent). */
+  actions: string[] | null = null;
+  lastSeenAt: Date | null = null;
+  connectedAt: Date | null = null;
+  /** Pings sent without a pong since. */
+  missedPongs = 0;
+
+  #state: State = 'awaiting-token';
+  #tokenHash = '';
+  #verifiedToken: string | null = null;
+  #queue: { data: Buffer; isBinary: boolean }[] = [];
+  #badFrames: number[] = [];
+  #authTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly socket: WebSocket,
+    private readonly ctx: ConnectionContext,
+    preAuthenticated?: AuthenticatedAgent,
+  ) {
+    socket.on('message', (data, isBinary) => this.#onMessage(toBuffer(data), isBinary));
+    socket.on('pong', () => {
+      this.missedPongs = 0;
+    });
+    socket.on('close', () => this.#onClose());
+    if (preAuthenticated) {
+      this.#accept(preAuthenticated);
+    } else {
+      this.#authTimer = setTimeout(() => this.close(CLOSE_CODES.unauthenticated, 'no token within the time allowed'), ctx.authTimeoutMs);
+    }
+  }
+
+  get isOpen(): boolean {
+    return this.#state === 'open';
+  }
+
+  /** Send a hub message; `done` learns whether it was written to the socket. */
+  send<T extends HubMessageType>(type: T, payload: PayloadOf<T>, done?: (err?: Error) => void): void {
+    if (this.socket.readyState !== this.socket.OPEN) {
+      done?.(new Error('connection is not open'));
+      return;
+    }
+    const frame = encodeEnvelope(type, payload, { compression: type === 'exec' ? 'gzip' : 'none' });
+    this.socket.send(frame, done);
+  }
+
+  ack(ids: string[]): void {
+    if (this.#state === 'open') this.send('ack', { ids });
+  }
+
+  storeFailed(): void {
+    this.close(CLOSE_CODES.restarting, 'hub could not store frames; reconnect and resend');
+  }
+
+  close(code: number, reason: string): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#clearAuthTimer();
+    this.socket.close(code, reason);
+    // A peer that never answers the close handshake is cut off.
+    setTimeout(() => this.socket.terminate(), 2000).unref();
+  }
+
+  #onMessage(data: Buffer, isBinary: boolean): void {
+    switch (this.#state) {
+      case 'open':
+        this.#handleFrame(data, isBinary);
+        return;
+      case 'awaiting-token':
+        this.#state = 'authenticating';
+        void this.#authenticateFromFrame(data, isBinary);
+        return;
+      case 'authenticating':
+        this.#queue.push({ data, isBinary });
+        return;
+      case 'closed':
+        return;
+    }
+  }
+
+  async #authenticateFromFrame(data: Buffer, isBinary: boolean): Promise<void> {
+    let raw: Record<string, unknown>;
+    try {
+      if (isBinary) throw new Error('binary frame');
+      raw = parseFrame(data.toString('utf8'));
+    } catch {
+      this.close(CLOSE_CODES.unauthenticated, 'first frame must be a JSON envelope carrying the agent token');
+      return;
+    }
+    const token = frameToken(raw);
+    let agent: AuthenticatedAgent | undefined;
+    try {
+      agent = token === undefined ? undefined : await this.ctx.authenticate(token);
+    } catch (err) {
+      this.ctx.log.error({ err }, 'agent token lookup failed');
+      this.close(CLOSE_CODES.restarting, 'hub cannot check tokens right now');
+      return;
+    }
+    if (this.#state === 'closed') return;
+    if (!agent) {
+      this.close(CLOSE_CODES.unauthenticated, 'invalid agent token');
+      return;
+    }
+    this.#verifiedToken = token!;
+    this.#accept(agent);
+    this.#handleParsed(raw);
+    const queued = this.#queue;
+    this.#queue = [];
+    for (const frame of queued) {
+      if (this.#state !== 'open') return;
+      this.#handleFrame(frame.data, frame.isBinary);
+    }
+  }
+
+  #accept(agent: AuthenticatedAgent): void {
+    this.#clearAuthTimer();
+    this.#state = 'open';
+    this.agentId = agent.agentId;
+    this.#tokenHash = agent.tokenHash;
+    this.connectedAt = this.lastSeenAt = new Date();
+    this.ctx.onAuthenticated(this);
+    if (this.#state !== 'open') return;
+    this.send('welcome', { agent_id: agent.agentId, heartbeat_interval_s: this.ctx.heartbeatIntervalS });
+  }
+
+  #handleFrame(data: Buffer, isBinary: boolean): void {
+    if (isBinary) {
+      this.#badFrame(new ProtocolError('PROTO_BAD_JSON', 'binary frame; envelopes are text frames'));
+      return;
+    }
+    let raw: Record<string, unknown>;
+    try {
+      raw = parseFrame(data.toString('utf8'));
+    } catch (err) {
+      this.#badFrame(err);
+      return;
+    }
+    this.#handleParsed(raw);
+  }
+
+  #handleParsed(raw: Record<string, unknown>): void {
+    if (raw.token !== undefined && raw.token !== this.#verifiedToken) {
+      // Every frame that carries a token must carry the connection's own.
+      if (typeof raw.token !== 'string' || !hashesEqual(hashToken(raw.token), this.#tokenHash)) {
+        this.close(CLOSE_CODES.unauthenticated, 'frame token does not match the connection');
+        return;
+      }
+      this.#verifiedToken = raw.token;
+    }
+    let envelope: Envelope<AgentMessageType>;
+    let message: Message<AgentMessageType>;
+    try {
+      envelope = readEnvelope(raw, AGENT_MESSAGE_TYPES);
+      message = decodePayload(envelope, this.ctx.limits);
+    } catch (err) {
+      this.#badFrame(err);
+      return;
+    }
+    this.#dispatch(envelope, message);
+  }
+
+  #dispatch(envelope: Envelope<AgentMessageType>, message: Message<AgentMessageType>): void {
+    const agentId = this.agentId!;
+    const writer = this.ctx.writer;
+    const now = new Date();
+    this.lastSeenAt = now;
+    const msgId = envelope.id;
+    const at = eventTime(envelope.ts, now);
+    switch (message.type) {
+      case 'hello':
+        this.actions = message.payload.actions;
+        writer.seen(agentId, now, { hello: message.payload });
+        break;
+      case 'heartbeat':
+        writer.seen(agentId, now, { stats: message.payload });
+        break;
+      case 'metrics':
+        writer.seen(agentId, now);
+        writer.item({ kind: 'metrics', agentId, msgId, at, samples: message.payload.samples });
+        break;
+      case 'alert':
+      case 'resolve':
+      case 'exec_result':
+        writer.seen(agentId, now);
+        writer.item({ kind: message.type, agentId, msgId, at, payload: message.payload } as never);
+        break;
+    }
+    if (msgId !== undefined) writer.id(agentId, msgId, this);
+    if (writer.overloaded) {
+      this.socket.pause();
+      writer.whenDrained(() => this.socket.resume());
+    }
+  }
+
+  #badFrame(err: unknown): void {
+    if (!(err instanceof ProtocolError)) throw err;
+    const now = Date.now();
+    this.#badFrames = this.#badFrames.filter((t) => now - t < 60_000);
+    this.#badFrames.push(now);
+    this.ctx.log.debug({ agentId: this.agentId, code: err.code }, 'bad frame');
+    const payload: PayloadOf<'error'> = { code: err.code, message: err.message };
+    if (err.refId !== undefined) payload.ref_id = err.refId;
+    this.send('error', payload);
+    if (this.#badFrames.length > this.ctx.badFramesPerMinute) {
+      this.close(CLOSE_CODES.protocolViolation, 'too many bad frames');
+    }
+  }
+
+  #onClose(): void {
+    this.#state = 'closed';
+    this.#clearAuthTimer();
+    this.#queue = [];
+    this.ctx.onClosed(this);
+  }
+
+  #clearAuthTimer(): void {
+    if (this.#authTimer) {
+      clearTimeout(this.#authTimer);
+      this.#authTimer = null;
+    }
+  }
+}
+
+/** The envelope's own time when it is plausible (a resent alert keeps when it happened). */
+function eventTime(ts: number, now: Date): Date {
+  const ms = ts * 1000;
+  return ms <= now.getTime() && now.getTime() - ms <= MAX_REPLAY_AGE_MS ? new Date(ms) : now;
+}
+
+function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}

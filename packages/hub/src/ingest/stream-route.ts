@@ -1,0 +1,83 @@
+import { CLOSE_CODES } from '@opspilot/protocol';
+import { bearerToken, hashToken, hashesEqual } from '../auth/tokens.ts';
+import type { App, Hub } from '../context.ts';
+import { HubError } from '../errors.ts';
+import { findAgentIdByTokenHash, markAgentConnected } from '../storage/agents.ts';
+import { AgentConnection, type AuthenticatedAgent, type ConnectionContext } from './connection.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    agentAuth: AuthenticatedAgent | null;
+  }
+}
+
+/**
+ * `GET /v1/stream`: the agents' WebSocket. A bearer token is checked before the upgrade (a bad
+ * one gets HTTP 401 and no socket); without a header the first frame must carry the token.
+ */
+export function streamRoute(app: App, hub: Hub): void {
+  const { config, registry, writer } = hub;
+  const { db } = hub.database;
+
+  async function authenticate(token: string): Promise<AuthenticatedAgent | undefined> {
+    const hash = hashToken(token);
+    const row = await findAgentIdByTokenHash(db, hash);
+    return row && hashesEqual(row.token_hash, hash) ? { agentId: row.id, tokenHash: row.token_hash } : undefined;
+  }
+
+  const ctx: ConnectionContext = {
+    limits: { maxFrameBytes: config.maxFrameBytes, maxPayloadBytes: config.maxPayloadBytes },
+    authTimeoutMs: config.authTimeoutMs,
+    badFramesPerMinute: config.badFramesPerMinute,
+    heartbeatIntervalS: config.heartbeatIntervalS,
+    writer,
+    log: app.log,
+    authenticate,
+    onAuthenticated(conn) {
+      const agentId = conn.agentId!;
+      registry.register(agentId, conn)?.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
+      app.log.info({ agentId }, 'agent connected');
+      markAgentConnected(db, agentId, conn.connectedAt!).catch((err) => app.log.warn({ err, agentId }, 'could not record connection'));
+    },
+    onClosed(conn) {
+      if (conn.agentId === null) return;
+      registry.unregister(conn.agentId, conn);
+      writer.seen(conn.agentId, conn.lastSeenAt ?? new Date());
+      app.log.info({ agentId: conn.agentId }, 'agent disconnected');
+    },
+  };
+
+  app.decorateRequest('agentAuth', null);
+
+  app.get(
+    '/v1/stream',
+    {
+      websocket: true,
+      schema: { hide: true },
+      preValidation: async (req) => {
+        const header = req.headers.authorization;
+        if (header === undefined) return; // compatible path: the first frame carries the token
+        const token = bearerToken(header);
+        const agent = token === undefined ? undefined : await authenticate(token);
+        if (!agent) throw new HubError('HUB_UNAUTHORIZED', 'invalid agent token');
+        req.agentAuth = agent;
+      },
+    },
+    (socket, req) => {
+      new AgentConnection(socket, ctx, req.agentAuth ?? undefined);
+    },
+  );
+
+  // Ping every connection; one that let two pings pass without a pong is gone.
+  const pinger = setInterval(() => {
+    for (const conn of registry.connections()) {
+      if (conn.missedPongs >= 2) {
+        conn.close(CLOSE_CODES.timeout, 'no pong');
+        continue;
+      }
+      conn.missedPongs++;
+      conn.socket.ping();
+    }
+  }, config.pingIntervalMs);
+  app.addHook('onClose', async () => clearInterval(pinger));
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env -S node --import tsx
+import path from 'node:path';
+import { buildApp } from './app.ts';
+import { ConfigError, configFromEnv } from './config.ts';
+
+/** The hub process: config from the environment, listen, and shut down cleanly on SIGTERM/SIGINT. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = configFromEnv(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`opspilot-hub: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const app = await buildApp({ config });
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    app.log.info({ signal }, 'shutting down: closing agent connections (1012) and flushing writes');
+    try {
+      await app.close();
+      process.exit(0);
+    } catch (err) {
+      app.log.error({ err }, 'shutdown failed');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  await app.listen({ port: config.port, host: config.host });
+  const store = config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${path.resolve(config.dataDir, 'pglite')}`;
+  app.log.info({ store, docs: '/docs' }, 'OpsPilot hub ready');
+}
+
+main().catch((err) => {
+  process.stderr.write(`opspilot-hub: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

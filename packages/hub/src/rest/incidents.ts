@@ -1,0 +1,107 @@
+import { Type } from '@sinclair/typebox';
+import type { App, Hub } from '../context.ts';
+import { HubError } from '../errors.ts';
+import { getAgent } from '../storage/agents.ts';
+import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, type IncidentSummary } from '../storage/incidents.ts';
+import type { Incident } from '../storage/tables.ts';
+import { Id, IdParams, IncidentStatus, IncidentSummaryView, IncidentView, errorResponses, iso, type IncidentSummaryViewT, type IncidentViewT } from './schemas.ts';
+
+function summary(i: IncidentSummary): IncidentSummaryViewT {
+  return {
+    id: i.id,
+    agent_id: i.agent_id,
+    type: i.type,
+    source: i.source,
+    message: i.message,
+    exit_code: i.exit_code,
+    unit_status: i.unit_status,
+    status: i.status,
+    count: i.count,
+    first_seen_at: i.first_seen_at.toISOString(),
+    last_seen_at: i.last_seen_at.toISOString(),
+    acknowledged_at: iso(i.acknowledged_at),
+    acknowledged_by: i.acknowledged_by,
+    resolved_at: iso(i.resolved_at),
+    resolved_by: i.resolved_by,
+  };
+}
+
+function full(i: Incident): IncidentViewT {
+  return { ...summary(i), logs: i.logs, context: i.context };
+}
+
+const ListQuery = Type.Object({
+  status: Type.Optional(IncidentStatus),
+  agent_id: Type.Optional(Id),
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  before: Type.Optional(Id),
+});
+const ListResponse = Type.Object({
+  incidents: Type.Array(IncidentSummaryView),
+  next_before: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `before` for the next page' }),
+});
+
+export function incidentRoutes(app: App, hub: Hub): void {
+  const { db } = hub.database;
+  const tags = ['incidents'];
+
+  const list = async (filter: { status?: 'open' | 'acknowledged' | 'resolved'; agentId?: string; limit: number; before?: string }) => {
+    const rows = await listIncidents(db, filter);
+    return { incidents: rows.map(summary), next_before: rows.length === filter.limit ? rows[rows.length - 1]!.id : null };
+  };
+
+  app.get(
+    '/v1/incidents',
+    { schema: { tags, summary: 'List incidents, newest first', querystring: ListQuery, response: { 200: ListResponse, ...errorResponses } } },
+    async (req) =>
+      list({ limit: req.query.limit, status: req.query.status, agentId: req.query.agent_id, before: req.query.before }),
+  );
+
+  app.get(
+    '/v1/agents/:id/incidents',
+    {
+      schema: {
+        tags,
+        summary: "List an agent's incidents, newest first",
+        params: IdParams,
+        querystring: Type.Omit(ListQuery, ['agent_id']),
+        response: { 200: ListResponse, ...errorResponses },
+      },
+    },
+    async (req) => {
+      if (!(await getAgent(db, req.params.id))) throw new HubError('HUB_AGENT_NOT_FOUND', `no agent ${req.params.id}`);
+      return list({ limit: req.query.limit, status: req.query.status, agentId: req.params.id, before: req.query.before });
+    },
+  );
+
+  app.get(
+    '/v1/incidents/:id',
+    { schema: { tags, summary: 'One incident with its logs', params: IdParams, response: { 200: IncidentView, ...errorResponses } } },
+    async (req) => {
+      const incident = await getIncident(db, req.params.id);
+      if (!incident) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
+      return full(incident);
+    },
+  );
+
+  app.post(
+    '/v1/incidents/:id/acknowledge',
+    { schema: { tags, summary: 'Acknowledge an incident', params: IdParams, response: { 200: IncidentView, ...errorResponses } } },
+    async (req) => {
+      const result = await acknowledgeIncident(db, req.params.id, req.operator.actor, new Date());
+      if (!result) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
+      if (result === 'resolved') throw new HubError('HUB_INCIDENT_RESOLVED', `incident ${req.params.id} is already resolved`);
+      return full(result);
+    },
+  );
+
+  app.post(
+    '/v1/incidents/:id/resolve',
+    { schema: { tags, summary: 'Resolve an incident', params: IdParams, response: { 200: IncidentView, ...errorResponses } } },
+    async (req) => {
+      const result = await resolveIncident(db, req.params.id, req.operator.actor, new Date());
+      if (!result) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
+      return full(result);
+    },
+  );
+}

@@ -1,0 +1,100 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+/** Shared TypeBox schemas: they validate requests, shape responses and generate /docs. */
+
+export const Id = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'ULID' });
+export const IdParams = Type.Object({ id: Id });
+export const Timestamp = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
+
+export const ErrorResponse = Type.Object(
+  { error: Type.Object({ code: Type.String(), message: Type.String() }) },
+  { $id: 'ErrorResponse', description: 'Every REST error: a stable code and a message' },
+);
+export const errorResponses = { '4xx': Type.Ref('ErrorResponse'), '5xx': Type.Ref('ErrorResponse') } as const;
+
+export const Labels = Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Type.String({ maxLength: 256 }), {
+  maxProperties: 64,
+});
+
+export const AgentView = Type.Object({
+  id: Type.String(),
+  hostname: Type.Union([Type.String(), Type.Null()]),
+  labels: Type.Record(Type.String(), Type.String()),
+  status: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
+  created_at: Type.String({ format: 'date-time' }),
+  last_seen_at: Timestamp,
+  connected_at: Timestamp,
+  token_rotated_at: Timestamp,
+  facts: Type.Union([
+    Type.Object({
+      agent_version: Type.String(),
+      hostname: Type.String(),
+      os: Type.String(),
+      arch: Type.String(),
+      kernel: Type.Optional(Type.String()),
+      boot_time: Type.Optional(Type.Number()),
+    }),
+    Type.Null(),
+  ]),
+  actions: Type.Union([Type.Array(Type.String()), Type.Null()]),
+  stats: Type.Union([Type.Record(Type.String(), Type.Number()), Type.Null()]),
+});
+export type AgentViewT = Static<typeof AgentView>;
+
+export const IncidentStatus = Type.Union([Type.Literal('open'), Type.Literal('acknowledged'), Type.Literal('resolved')]);
+
+const incidentFields = {
+  id: Type.String(),
+  agent_id: Type.String(),
+  type: Type.String(),
+  source: Type.String(),
+  message: Type.String(),
+  exit_code: Type.Union([Type.Integer(), Type.Null()]),
+  unit_status: Type.Union([Type.String(), Type.Null()]),
+  status: IncidentStatus,
+  count: Type.Integer(),
+  first_seen_at: Type.String({ format: 'date-time' }),
+  last_seen_at: Type.String({ format: 'date-time' }),
+  acknowledged_at: Timestamp,
+  acknowledged_by: Type.Union([Type.String(), Type.Null()]),
+  resolved_at: Timestamp,
+  resolved_by: Type.Union([Type.String(), Type.Null()]),
+};
+export const IncidentSummaryView = Type.Object(incidentFields);
+export const IncidentView = Type.Object({
+  ...incidentFields,
+  logs: Type.Union([Type.String(), Type.Null()]),
+  context: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
+});
+export type IncidentSummaryViewT = Static<typeof IncidentSummaryView>;
+export type IncidentViewT = Static<typeof IncidentView>;
+
+export const ExecParams = Type.Record(
+  Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
+  Type.Union([Type.String({ maxLength: 4096 }), Type.Number(), Type.Boolean()]),
+  { maxProperties: 32 },
+);
+
+export const ExecView = Type.Object({
+  id: Type.String(),
+  agent_id: Type.String(),
+  command: Type.String(),
+  params: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()])),
+  status: Type.Union(['pending', 'sent', 'succeeded', 'failed', 'timeout', 'undelivered'].map((s) => Type.Literal(s))),
+  ok: Type.Union([Type.Boolean(), Type.Null()]),
+  exit_code: Type.Union([Type.Integer(), Type.Null()]),
+  stdout: Type.Union([Type.String(), Type.Null()]),
+  stderr: Type.Union([Type.String(), Type.Null()]),
+  duration_ms: Type.Union([Type.Number(), Type.Null()]),
+  truncated: Type.Union([Type.Boolean(), Type.Null()]),
+  error_code: Type.Union([Type.String(), Type.Null()]),
+  timeout_ms: Type.Integer(),
+  requested_by: Type.String(),
+  origin: Type.String(),
+  created_at: Type.String({ format: 'date-time' }),
+  sent_at: Timestamp,
+  completed_at: Timestamp,
+});
+export type ExecViewT = Static<typeof ExecView>;
+
+export const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);

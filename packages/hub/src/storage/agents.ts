@@ -1,0 +1,59 @@
+import type { Db } from './database.ts';
+import type { Agent } from './tables.ts';
+
+/** Columns safe to return: everything but the token hash. */
+const PUBLIC_COLUMNS = [
+  'id',
+  'hostname',
+  'labels',
+  'created_at',
+  'token_rotated_at',
+  'last_seen_at',
+  'connected_at',
+  'facts',
+  'actions',
+  'stats',
+] as const;
+export type AgentRecord = Omit<Agent, 'token_hash'>;
+
+export async function createAgent(
+  db: Db,
+  agent: { id: string; hostname: string | null; labels: Record<string, string>; tokenHash: string },
+): Promise<AgentRecord> {
+  return db
+    .insertInto('agents')
+    .values({ id: agent.id, hostname: agent.hostname, labels: JSON.stringify(agent.labels), token_hash: agent.tokenHash })
+    .returning(PUBLIC_COLUMNS)
+    .executeTakeFirstOrThrow();
+}
+
+export async function listAgents(db: Db, limit: number): Promise<AgentRecord[]> {
+  return db.selectFrom('agents').select(PUBLIC_COLUMNS).orderBy('id').limit(limit).execute();
+}
+
+export async function getAgent(db: Db, id: string): Promise<AgentRecord | undefined> {
+  return db.selectFrom('agents').select(PUBLIC_COLUMNS).where('id', '=', id).executeTakeFirst();
+}
+
+/** The agent holding a token, found by the token's hash. */
+export async function findAgentIdByTokenHash(db: Db, tokenHash: string): Promise<{ id: string; token_hash: string } | undefined> {
+  return db.selectFrom('agents').select(['id', 'token_hash']).where('token_hash', '=', tokenHash).executeTakeFirst();
+}
+
+export async function deleteAgent(db: Db, id: string): Promise<boolean> {
+  const result = await db.deleteFrom('agents').where('id', '=', id).executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}
+
+export async function setAgentTokenHash(db: Db, id: string, tokenHash: string, at: Date): Promise<boolean> {
+  const result = await db
+    .updateTable('agents')
+    .set({ token_hash: tokenHash, token_rotated_at: at })
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+export async function markAgentConnected(db: Db, id: string, at: Date): Promise<void> {
+  await db.updateTable('agents').set({ connected_at: at, last_seen_at: at }).where('id', '=', id).execute();
+}

@@ -1,0 +1,112 @@
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { PGliteDialect } from './pglite-dialect.ts';
+import type { Database } from './tables.ts';
+
+export type Db = Kysely<Database>;
+
+export interface HubDatabase {
+  readonly db: Db;
+  readonly kind: 'pglite' | 'postgres';
+  /** Run SQL text that may hold several statements (the schema). */
+  exec(sqlText: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenDatabaseOptions {
+  /** A PostgreSQL connection string; without it PGlite runs in `pgliteDir`. */
+  databaseUrl?: string;
+  /** PGlite's data directory, or `memory://` for a throwaway database. */
+  pgliteDir?: string;
+  /** PostgreSQL schema to work in (tests give each file its own). */
+  searchPath?: string;
+  /** Pool size for PostgreSQL. */
+  maxConnections?: number;
+}
+
+const INT8_OID = 20;
+
+export async function openDatabase(opts: OpenDatabaseOptions): Promise<HubDatabase> {
+  if (opts.databaseUrl) return openPostgres(opts.databaseUrl, opts);
+  return openPGlite(opts.pgliteDir ?? 'memory://');
+}
+
+async function openPostgres(connectionString: string, opts: OpenDatabaseOptions): Promise<HubDatabase> {
+  const pool = new pg.Pool({
+    connectionString,
+    max: opts.maxConnections ?? 10,
+    ...(opts.searchPath ? { options: `-c search_path=${opts.searchPath}` } : {}),
+    // Counts and byte sizes are bigint in SQL but fit a JS number: read them as numbers, as PGlite does.
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client's error (the server restarted) must not crash the hub; the pool replaces it.
+  pool.on('error', () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return {
+    db,
+    kind: 'postgres',
+    async exec(sqlText) {
+      const client = await pool.connect();
+      try {
+        await client.query(sqlText);
+      } catch (err) {
+        // A failed multi-statement text can leave its transaction open: end it before the
+        // connection goes back to the pool.
+        await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}
+
+async function openPGlite(dir: string): Promise<HubDatabase> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  if (!dir.includes('://')) mkdirSync(dir, { recursive: true });
+  const client = await PGlite.create(dir);
+  const db = new Kysely<Database>({ dialect: new PGliteDialect(client) });
+  return {
+    db,
+    kind: 'pglite',
+    async exec(sqlText) {
+      await client.exec(sqlText);
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}
+
+export const SCHEMA_PATH = path.resolve(import.meta.dirname, '../../../../schema.sql');
+
+/**
+ * Apply schema.sql. Every statement is idempotent; an advisory lock keeps two hubs starting at
+ * once on one PostgreSQL from racing on CREATE ... IF NOT EXISTS.
+ */
+export async function applySchema(hdb: HubDatabase, schemaPath: string = SCHEMA_PATH): Promise<void> {
+  const schema = readFileSync(schemaPath, 'utf8');
+  if (hdb.kind === 'pglite') {
+    await hdb.exec(schema);
+    return;
+  }
+  await hdb.exec(`BEGIN; SELECT pg_advisory_xact_lock(4242001); ${schema}; COMMIT;`);
+}
+
+/** True when a trivial query answers: what /readyz reports. */
+export async function ping(db: Db): Promise<boolean> {
+  try {
+    await sql`SELECT 1`.execute(db);
+    return true;
+  } catch {
+    return false;
+  }
+}

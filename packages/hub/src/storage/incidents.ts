@@ -1,0 +1,123 @@
+import type { AlertPayload } from '@opspilot/protocol';
+import type { Db } from './database.ts';
+import type { Incident, IncidentStatus } from './tables.ts';
+
+/**
+ * Record an alert: a new incident for its fingerprint (agent, type, source), or, while one is
+ * unresolved, a repeat that bumps its count and last-seen time and keeps the latest details.
+ */
+export async function upsertIncidentFromAlert(db: Db, id: string, agentId: string, alert: AlertPayload, at: Date): Promise<string> {
+  const row = await db
+    .insertInto('incidents')
+    .values({
+      id,
+      agent_id: agentId,
+      type: alert.type,
+      source: alert.source,
+      message: alert.message,
+      logs: alert.logs ?? null,
+      exit_code: alert.exit_code ?? null,
+      unit_status: alert.status ?? null,
+      context: alert.context ? JSON.stringify(alert.context) : null,
+      first_seen_at: at,
+      last_seen_at: at,
+    })
+    .onConflict((oc) =>
+      oc
+        .columns(['agent_id', 'type', 'source'])
+        .where('status', '<>', 'resolved')
+        .doUpdateSet((eb) => ({
+          count: eb('incidents.count', '+', 1),
+          last_seen_at: eb.ref('excluded.last_seen_at'),
+          message: eb.ref('excluded.message'),
+          logs: eb.fn.coalesce('excluded.logs', 'incidents.logs'),
+          exit_code: eb.ref('excluded.exit_code'),
+          unit_status: eb.ref('excluded.unit_status'),
+          context: eb.ref('excluded.context'),
+        })),
+    )
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+/** Resolve the unresolved incident of a fingerprint, if there is one. */
+export async function resolveIncidentByFingerprint(
+  db: Db,
+  fp: { agentId: string; type: string; source: string },
+  at: Date,
+  by: string,
+): Promise<string | undefined> {
+  const row = await db
+    .updateTable('incidents')
+    .set({ status: 'resolved', resolved_at: at, resolved_by: by })
+    .where('agent_id', '=', fp.agentId)
+    .where('type', '=', fp.type)
+    .where('source', '=', fp.source)
+    .where('status', '<>', 'resolved')
+    .returning('id')
+    .executeTakeFirst();
+  return row?.id;
+}
+
+/** Listing columns: everything but the (possibly large) logs. */
+const LIST_COLUMNS = [
+  'id',
+  'agent_id',
+  'type',
+  'source',
+  'message',
+  'exit_code',
+  'unit_status',
+  'status',
+  'count',
+  'first_seen_at',
+  'last_seen_at',
+  'acknowledged_at',
+  'acknowledged_by',
+  'resolved_at',
+  'resolved_by',
+] as const;
+export type IncidentSummary = Pick<Incident, (typeof LIST_COLUMNS)[number]>;
+
+export async function listIncidents(
+  db: Db,
+  filter: { status?: IncidentStatus; agentId?: string; limit: number; before?: string },
+): Promise<IncidentSummary[]> {
+  let q = db.selectFrom('incidents').select(LIST_COLUMNS);
+  if (filter.status) q = q.where('status', '=', filter.status);
+  if (filter.agentId) q = q.where('agent_id', '=', filter.agentId);
+  if (filter.before) q = q.where('id', '<', filter.before);
+  return q.orderBy('id', 'desc').limit(filter.limit).execute();
+}
+
+export async function getIncident(db: Db, id: string): Promise<Incident | undefined> {
+  return db.selectFrom('incidents').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** Acknowledge an unresolved incident; acknowledging twice keeps the first acknowledgement. */
+export async function acknowledgeIncident(db: Db, id: string, by: string, at: Date): Promise<Incident | 'resolved' | undefined> {
+  const updated = await db
+    .updateTable('incidents')
+    .set({ status: 'acknowledged', acknowledged_at: at, acknowledged_by: by })
+    .where('id', '=', id)
+    .where('status', '=', 'open')
+    .returningAll()
+    .executeTakeFirst();
+  if (updated) return updated;
+  const current = await getIncident(db, id);
+  if (!current) return undefined;
+  return current.status === 'resolved' ? 'resolved' : current;
+}
+
+/** Resolve an incident by hand; resolving a resolved incident changes nothing. */
+export async function resolveIncident(db: Db, id: string, by: string, at: Date): Promise<Incident | undefined> {
+  const updated = await db
+    .updateTable('incidents')
+    .set({ status: 'resolved', resolved_at: at, resolved_by: by })
+    .where('id', '=', id)
+    .where('status', '<>', 'resolved')
+    .returningAll()
+    .executeTakeFirst();
+  return updated ?? getIncident(db, id);
+}

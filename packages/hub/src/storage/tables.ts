@@ -1,0 +1,125 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+/**
+ * Table interfaces mirroring schema.sql. JSON columns are read as values and written as JSON
+ * text (see `json()` in database.ts), which both pg and PGlite pass through unchanged.
+ */
+type Json<T> = ColumnType<T, string, string>;
+type JsonNullable<T> = ColumnType<T | null, string | null, string | null>;
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type TimestampNullable = ColumnType<Date | null, Date | string | null, Date | string | null>;
+
+export interface AgentFacts {
+  agent_version: string;
+  hostname: string;
+  os: string;
+  arch: string;
+  kernel?: string;
+  boot_time?: number;
+}
+
+export interface AgentsTable {
+  id: string;
+  hostname: string | null;
+  labels: Json<Record<string, string>>;
+  token_hash: string;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  token_rotated_at: TimestampNullable;
+  last_seen_at: TimestampNullable;
+  connected_at: TimestampNullable;
+  facts: JsonNullable<AgentFacts>;
+  actions: JsonNullable<string[]>;
+  stats: JsonNullable<Record<string, number>>;
+}
+
+export interface AdminTokensTable {
+  id: string;
+  name: string;
+  token_hash: string;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+}
+
+export interface ReceivedEnvelopesTable {
+  agent_id: string;
+  msg_id: string;
+  received_at: Generated<Date>;
+}
+
+export interface MetricSamplesTable {
+  agent_id: string;
+  ts: Timestamp;
+  cpu_pct: number;
+  mem_used: number;
+  mem_total: number;
+  swap_used: number | null;
+  load1: number;
+  load5: number;
+  load15: number;
+  disks: Json<{ mount: string; used: number; size: number }[]>;
+  net: Json<{ iface: string; rx_bps: number; tx_bps: number }[]>;
+}
+
+export const INCIDENT_STATUSES = ['open', 'acknowledged', 'resolved'] as const;
+export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];
+
+export interface IncidentsTable {
+  id: string;
+  agent_id: string;
+  type: string;
+  source: string;
+  message: string;
+  logs: string | null;
+  exit_code: number | null;
+  unit_status: string | null;
+  context: JsonNullable<Record<string, unknown>>;
+  status: ColumnType<IncidentStatus, IncidentStatus | undefined, IncidentStatus>;
+  count: ColumnType<number, number | undefined, number>;
+  first_seen_at: Timestamp;
+  last_seen_at: Timestamp;
+  acknowledged_at: TimestampNullable;
+  acknowledged_by: string | null;
+  resolved_at: TimestampNullable;
+  resolved_by: string | null;
+}
+
+export const EXEC_STATUSES = ['pending', 'sent', 'succeeded', 'failed', 'timeout', 'undelivered'] as const;
+export type ExecStatus = (typeof EXEC_STATUSES)[number];
+export const EXEC_ORIGINS = ['rest', 'slack', 'rule'] as const;
+export type ExecOrigin = (typeof EXEC_ORIGINS)[number];
+
+export interface ExecRequestsTable {
+  id: string;
+  agent_id: string;
+  command: string;
+  params: Json<Record<string, string | number | boolean>>;
+  timeout_ms: number;
+  status: ColumnType<ExecStatus, ExecStatus | undefined, ExecStatus>;
+  requested_by: string;
+  origin: ColumnType<ExecOrigin, ExecOrigin | undefined, ExecOrigin>;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  sent_at: TimestampNullable;
+  completed_at: TimestampNullable;
+  ok: boolean | null;
+  exit_code: number | null;
+  stdout: string | null;
+  stderr: string | null;
+  duration_ms: number | null;
+  truncated: boolean | null;
+  error_code: string | null;
+}
+
+export interface Database {
+  agents: AgentsTable;
+  admin_tokens: AdminTokensTable;
+  received_envelopes: ReceivedEnvelopesTable;
+  metric_samples: MetricSamplesTable;
+  incidents: IncidentsTable;
+  exec_requests: ExecRequestsTable;
+}
+
+export type Agent = Selectable<AgentsTable>;
+export type NewAgent = Insertable<AgentsTable>;
+export type AgentUpdate = Updateable<AgentsTable>;
+export type Incident = Selectable<IncidentsTable>;
+export type MetricSampleRow = Selectable<MetricSamplesTable>;
+export type ExecRequest = Selectable<ExecRequestsTable>;

@@ -1,0 +1,95 @@
+-- OpsPilot hub schema. Applied at every hub start; every statement is idempotent.
+-- The same file serves PostgreSQL and PGlite. Ids are ULIDs (text, sortable by creation time).
+
+CREATE TABLE IF NOT EXISTS agents (
+  id               text PRIMARY KEY,
+  hostname         text,
+  labels           jsonb NOT NULL DEFAULT '{}'::jsonb,
+  token_hash       text NOT NULL UNIQUE,          -- SHA-256 hex of the agent token; the token is never stored
+  created_at       timestamptz NOT NULL DEFAULT now(),
+  token_rotated_at timestamptz,
+  last_seen_at     timestamptz,                   -- last frame received (coalesced writes)
+  connected_at     timestamptz,
+  facts            jsonb,                         -- from hello: agent_version, hostname, os, arch, kernel, boot_time
+  actions          jsonb,                         -- exec catalogue from hello; NULL until a hello arrives
+  stats            jsonb                          -- latest heartbeat payload
+);
+
+CREATE TABLE IF NOT EXISTS admin_tokens (
+  id           text PRIMARY KEY,
+  name         text NOT NULL,
+  token_hash   text NOT NULL UNIQUE,
+  created_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- Envelope ids already stored, per agent: a resent envelope is acked again but stored once.
+CREATE TABLE IF NOT EXISTS received_envelopes (
+  agent_id     text NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+  msg_id       text NOT NULL,
+  received_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (agent_id, msg_id)
+);
+CREATE INDEX IF NOT EXISTS received_envelopes_received_at ON received_envelopes (received_at);
+
+CREATE TABLE IF NOT EXISTS metric_samples (
+  agent_id   text NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+  ts         timestamptz NOT NULL,
+  cpu_pct    double precision NOT NULL,
+  mem_used   bigint NOT NULL,
+  mem_total  bigint NOT NULL,
+  swap_used  bigint,
+  load1      double precision NOT NULL,
+  load5      double precision NOT NULL,
+  load15     double precision NOT NULL,
+  disks      jsonb NOT NULL DEFAULT '[]'::jsonb,
+  net        jsonb NOT NULL DEFAULT '[]'::jsonb
+);
+CREATE INDEX IF NOT EXISTS metric_samples_agent_ts ON metric_samples (agent_id, ts);
+
+CREATE TABLE IF NOT EXISTS incidents (
+  id               text PRIMARY KEY,
+  agent_id         text NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+  type             text NOT NULL,
+  source           text NOT NULL,
+  message          text NOT NULL,
+  logs             text,
+  exit_code        integer,
+  unit_status      text,                          -- the alert's `status` (for example systemd's "failed")
+  context          jsonb,
+  status           text NOT NULL DEFAULT 'open',
+  count            integer NOT NULL DEFAULT 1,
+  first_seen_at    timestamptz NOT NULL,
+  last_seen_at     timestamptz NOT NULL,
+  acknowledged_at  timestamptz,
+  acknowledged_by  text,
+  resolved_at      timestamptz,
+  resolved_by      text
+);
+-- One unresolved incident per fingerprint (agent, type, source): a repeat bumps its count.
+CREATE UNIQUE INDEX IF NOT EXISTS incidents_open_fingerprint ON incidents (agent_id, type, source) WHERE status <> 'resolved';
+CREATE INDEX IF NOT EXISTS incidents_last_seen ON incidents (last_seen_at DESC);
+CREATE INDEX IF NOT EXISTS incidents_agent_last_seen ON incidents (agent_id, last_seen_at DESC);
+
+-- Every exec asked of an agent, by whom, and its result. No foreign key: the audit trail outlives
+-- a deleted agent.
+CREATE TABLE IF NOT EXISTS exec_requests (
+  id            text PRIMARY KEY,
+  agent_id      text NOT NULL,
+  command       text NOT NULL,
+  params        jsonb NOT NULL DEFAULT '{}'::jsonb,
+  timeout_ms    integer NOT NULL,
+  status        text NOT NULL DEFAULT 'pending',  -- pending, sent, succeeded, failed, timeout, undelivered
+  requested_by  text NOT NULL,
+  origin        text NOT NULL DEFAULT 'rest',     -- rest, slack, rule
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  sent_at       timestamptz,
+  completed_at  timestamptz,
+  ok            boolean,
+  exit_code     integer,
+  stdout        text,
+  stderr        text,
+  duration_ms   double precision,
+  truncated     boolean,
+  error_code    text
+);
+CREATE INDEX IF NOT EXISTS exec_requests_agent_created ON exec_requests (agent_id, created_at DESC);

@@ -272,10 +272,14 @@ export class AgentConnection implements AckTarget {
   }
 }
 
-/** The envelope's own time when it is plausible (a resent alert keeps when it happened). */
+/**
+ * When the event happened: the envelope's own time for one sent from an earlier second (a
+ * resent alert keeps when it happened), else the hub's clock, which has milliseconds. A time in
+ * the future or older than a day is a wrong clock and is not believed.
+ */
 function eventTime(ts: number, now: Date): Date {
-  const ms = ts * 1000;
-  return ms <= now.getTime() && now.getTime() - ms <= MAX_REPLAY_AGE_MS ? new Date(ms) : now;
+  const age = now.getTime() - ts * 1000;
+  return age >= 1000 && age <= MAX_REPLAY_AGE_MS ? new Date(ts * 1000) : now;
 }
 
 function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {

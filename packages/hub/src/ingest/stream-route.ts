@@ -42,7 +42,6 @@ export function streamRoute(app: App, hub: Hub): void {
     onClosed(conn) {
       if (conn.agentId === null) return;
       registry.unregister(conn.agentId, conn);
-      writer.seen(conn.agentId, conn.lastSeenAt ?? new Date());
       app.log.info({ agentId: conn.agentId }, 'agent disconnected');
     },
   };

@@ -22,7 +22,10 @@ export interface WriterHooks {
 interface PendingBatch {
   data: IngestBatch;
   acks: Map<AckTarget, string[]>;
+  /** Rows to write: what decides when the batch is flushed. */
   size: number;
+  /** Frames received: every frame marks its agent seen once. */
+  frames: number;
 }
 
 const MAX_ATTEMPTS = 3;
@@ -41,6 +44,8 @@ export class IngestWriter {
   #flushing: Promise<void> | null = null;
   #closed = false;
   readonly #paused = new Set<() => void>();
+  /** Counters for operators (and tests): how many frames went into how many transactions. */
+  readonly stats = { batches: 0, frames: 0, failedBatches: 0 };
 
   constructor(
     private readonly db: Db,
@@ -49,8 +54,9 @@ export class IngestWriter {
     private readonly hooks: WriterHooks = {},
   ) {}
 
-  /** Record that an agent was heard from, with its latest heartbeat stats or hello. */
+  /** Record a frame from an agent, with its latest heartbeat stats or hello. Called once per frame. */
   seen(agentId: string, at: Date, update?: { stats?: Record<string, number>; hello?: HelloPayload }): void {
+    this.#current.frames++;
     const seen = this.#current.data.seen;
     const prev = seen.get(agentId);
     const next: AgentSeen = prev ?? { at };
@@ -140,13 +146,16 @@ export class IngestWriter {
     for (let attempt = 1; ; attempt++) {
       try {
         const outcome = await storeBatch(this.db, batch.data);
+        this.stats.batches++;
+        this.stats.frames += batch.frames;
         this.#deliver(batch, outcome);
         return;
       } catch (err) {
         if (attempt >= MAX_ATTEMPTS) {
+          this.stats.failedBatches++;
           // Nothing is acked, so the agents still hold their alerts, resolves and results;
           // asking them to reconnect makes them resend those from their outboxes.
-          this.log.error({ err, frames: batch.size, ids: batch.data.ids.length }, 'ingest batch not stored; asking its agents to reconnect and resend');
+          this.log.error({ err, frames: batch.frames, ids: batch.data.ids.length }, 'ingest batch not stored; asking its agents to reconnect and resend');
           for (const target of batch.acks.keys()) target.storeFailed();
           return;
         }
@@ -163,6 +172,6 @@ export class IngestWriter {
 }
 
 function emptyBatch(): PendingBatch {
-  return { data: { seen: new Map(), ids: [], items: [] }, acks: new Map(), size: 0 };
+  return { data: { seen: new Map(), ids: [], items: [] }, acks: new Map(), size: 0, frames: 0 };
 }
 

@@ -91,10 +91,13 @@ export async function storeBatch(db: Db, batch: IngestBatch): Promise<BatchOutco
       for (const row of updated.rows) existing.add(row.id);
     }
 
-    const isFresh = (item: OrderedItem) => item.msgId === undefined || outcome.freshIds.has(idKey(item.agentId, item.msgId));
+    // The first item carrying a fresh id is stored; later copies in the same batch are duplicates.
+    const unclaimed = new Set(outcome.freshIds);
+    const isFresh = (item: OrderedItem) => item.msgId === undefined || unclaimed.delete(idKey(item.agentId, item.msgId));
+    const fresh = new Set(batch.items.filter(isFresh));
     const samples: { agentId: string; s: MetricSample }[] = [];
     for (const item of batch.items) {
-      if (item.kind === 'metrics' && isFresh(item)) for (const s of item.samples) samples.push({ agentId: item.agentId, s });
+      if (item.kind === 'metrics' && fresh.has(item)) for (const s of item.samples) samples.push({ agentId: item.agentId, s });
     }
     for (let i = 0; i < samples.length; i += METRIC_ROWS_PER_INSERT) {
       const values = sql.join(
@@ -111,11 +114,11 @@ export async function storeBatch(db: Db, batch: IngestBatch): Promise<BatchOutco
     }
 
     for (const item of batch.items) {
-      if (item.kind === 'metrics' || !isFresh(item)) continue;
+      if (item.kind === 'metrics' || !fresh.has(item)) continue;
       if (!existing.has(item.agentId)) continue;
       switch (item.kind) {
         case 'alert':
-          outcome.incidents.push(await upsertIncidentFromAlert(trx, newId(item.at.getTime()), item.agentId, item.payload, item.at));
+          outcome.incidents.push(await upsertIncidentFromAlert(trx, newId(), item.agentId, item.payload, item.at));
           break;
         case 'resolve': {
           const id = await resolveIncidentByFingerprint(trx, { agentId: item.agentId, ...item.payload }, item.at, 'agent');

@@ -1,0 +1,202 @@
+import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { GO_ALERT, GO_HEARTBEAT } from '../../protocol/test/vectors.ts';
+import { HELLO, ScriptedAgent, eachBackend, eventually, startHub } from './helpers.ts';
+
+eachBackend(t, 'the original Go envelopes give an online agent and an incident', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll({ hostname: 'legacy-1' });
+  const agent = new ScriptedAgent(hub.wsUrl);
+  await agent.opened;
+  agent.sendRaw(GO_HEARTBEAT.replace('my-secret-token', token));
+  agent.sendRaw(GO_ALERT.replace('my-secret-token', token));
+  await agent.next('welcome');
+  const incident = await eventually(async () => (await hub.api('GET', `/v1/incidents?agent_id=${id}`)).body.incidents[0], 5000, 'incident');
+  t.match(incident, { agent_id: id, type: 'systemd', source: 'nginx', message: 'nginx crashed', exit_code: 1, status: 'open', count: 1 });
+  const full = await hub.api('GET', `/v1/incidents/${incident.id}`);
+  t.equal(full.body.logs, 'error logs');
+  // The vector's ts is from 2024: too old to be an event time, so the hub's clock is used.
+  t.ok(Date.now() - Date.parse(full.body.first_seen_at) < 60_000);
+  t.equal((await hub.api('GET', `/v1/agents/${id}`)).body.status, 'online');
+  agent.close();
+});
+
+eachBackend(t, 'hello facts and catalogue, and the latest heartbeat, show on the agent', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll({ labels: { env: 'prod', role: 'web' } });
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  agent.send('hello', HELLO);
+  agent.send('heartbeat', { uptime_s: 10, cpu_pct: 1, mem_pct: 2, load1: 0.1 });
+  agent.send('heartbeat', { uptime_s: 20, cpu_pct: 3, mem_pct: 4, load1: 0.2 }, { id: 'hb-last' });
+  await agent.acked(['hb-last']);
+  const res = await hub.api('GET', `/v1/agents/${id}`);
+  t.match(res.body, {
+    id,
+    hostname: 'web-1',
+    labels: { env: 'prod', role: 'web' },
+    status: 'online',
+    facts: { agent_version: '0.1.0-test', hostname: 'web-1', os: 'linux', arch: 'x64', kernel: '6.1.0', boot_time: 1706000000 },
+    actions: HELLO.actions,
+    stats: { uptime_s: 20, cpu_pct: 3, mem_pct: 4, load1: 0.2 },
+  });
+  t.ok(res.body.last_seen_at && res.body.connected_at);
+  agent.close();
+});
+
+eachBackend(t, 'heartbeats are coalesced: many frames, few transactions', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { flushIntervalMs: 50 });
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  await agent.next('welcome');
+  const writer = hub.app.hub.writer;
+  const before = { ...writer.stats };
+  for (let i = 1; i <= 500; i++) agent.send('heartbeat', { uptime_s: i }, { compression: 'none' });
+  agent.send('heartbeat', { uptime_s: 501 }, { id: 'hb-501' });
+  await agent.acked(['hb-501']);
+  const frames = writer.stats.frames - before.frames;
+  const batches = writer.stats.batches - before.batches;
+  t.equal(frames, 501, 'every heartbeat was taken');
+  t.ok(batches <= 20, `${frames} heartbeats in ${batches} transactions`);
+  t.equal((await hub.api('GET', `/v1/agents/${id}`)).body.stats.uptime_s, 501, 'the latest wins');
+  agent.close();
+});
+
+eachBackend(t, 'metric batches are stored and queried by time range', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  const now = Math.floor(Date.now() / 1000);
+  const sample = (ts: number, cpu: number) => ({
+    ts,
+    cpu_pct: cpu,
+    mem_used: 2 ** 33, // past 32 bits: bigint columns come back as numbers
+    mem_total: 2 ** 34,
+    swap_used: 0,
+    load1: 0.5,
+    load5: 0.4,
+    load15: 0.3,
+    disks: [{ mount: '/', used: 10, size: 100 }],
+    net: [{ iface: 'eth0', rx_bps: 1000, tx_bps: 2000 }],
+  });
+  agent.send('metrics', { samples: Array.from({ length: 300 }, (_, i) => sample(now - 300 + i, i % 100)) }, { id: 'm-1' });
+  agent.send('metrics', { samples: [sample(now - 7200, 99)] }, { id: 'm-2' });
+  await agent.acked(['m-1', 'm-2']);
+
+  const lastHour = await hub.api('GET', `/v1/agents/${id}/metrics?limit=10000`);
+  t.equal(lastHour.status, 200);
+  t.equal(lastHour.body.samples.length, 300, 'default range is the last hour');
+  t.same(lastHour.body.samples[0], sample(now - 300, 0));
+  const since = new Date((now - 7300) * 1000).toISOString();
+  const until = now - 7000;
+  const old = await hub.api('GET', `/v1/agents/${id}/metrics?since=${since}&until=${until}`);
+  t.same(old.body.samples.map((s: { cpu_pct: number }) => s.cpu_pct), [99], 'ISO and Unix-seconds bounds');
+  t.equal((await hub.api('GET', `/v1/agents/${id}/metrics?since=yesterday`)).body.error.code, 'HUB_BAD_REQUEST');
+  t.equal((await hub.api('GET', `/v1/agents/${id}/metrics?since=2024-13-45T99:99:99Z`)).body.error.code, 'HUB_BAD_REQUEST');
+  t.equal((await hub.api('GET', '/v1/agents/01NOPE/metrics')).status, 404);
+  agent.close();
+});
+
+eachBackend(t, 'duplicate ids are acked every time and stored once', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll();
+  const alert = { type: 'systemd', source: 'nginx.service', message: 'failed', exit_code: 1 };
+  let agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  for (let i = 0; i < 3; i++) agent.send('alert', alert, { id: 'alert-1' });
+  agent.send('metrics', { samples: [{ ts: Math.floor(Date.now() / 1000), cpu_pct: 1, mem_used: 1, mem_total: 2, load1: 0, load5: 0, load15: 0, disks: [], net: [] }] }, { id: 'metrics-1' });
+  agent.send('metrics', { samples: [{ ts: Math.floor(Date.now() / 1000), cpu_pct: 1, mem_used: 1, mem_total: 2, load1: 0, load5: 0, load15: 0, disks: [], net: [] }] }, { id: 'metrics-1' });
+  await agent.acked(['alert-1', 'metrics-1']);
+  // An outbox replay after a reconnect resends the same id.
+  agent.close();
+  agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  agent.send('alert', alert, { id: 'alert-1' });
+  await agent.acked(['alert-1']);
+  let incidents = (await hub.api('GET', `/v1/agents/${id}/incidents`)).body.incidents;
+  t.equal(incidents.length, 1);
+  t.equal(incidents[0].count, 1, 'one alert, however often it was sent');
+  t.equal((await hub.api('GET', `/v1/agents/${id}/metrics`)).body.samples.length, 1, 'one metrics batch');
+
+  // New ids for the same fingerprint are repeats of the open incident.
+  agent.send('alert', { ...alert, message: 'failed again', exit_code: 2 }, { id: 'alert-2' });
+  agent.send('alert', alert, { id: 'alert-3' });
+  await agent.acked(['alert-2', 'alert-3']);
+  incidents = (await hub.api('GET', `/v1/agents/${id}/incidents`)).body.incidents;
+  t.equal(incidents.length, 1);
+  t.match(incidents[0], { count: 3, message: 'failed', exit_code: 1 });
+  t.ok(Date.parse(incidents[0].last_seen_at) >= Date.parse(incidents[0].first_seen_at));
+  agent.close();
+});
+
+eachBackend(t, 'resolve closes the incident; the next alert opens a new one', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  agent.send('alert', { type: 'systemd', source: 'db.service', message: 'down' }, { id: 'a1' });
+  agent.send('alert', { type: 'systemd', source: 'web.service', message: 'down' }, { id: 'a2' });
+  agent.send('resolve', { type: 'systemd', source: 'db.service', message: 'active' }, { id: 'r1' });
+  agent.send('resolve', { type: 'systemd', source: 'never-failed.service' }, { id: 'r2' });
+  await agent.acked(['a1', 'a2', 'r1', 'r2']);
+  const resolved = (await hub.api('GET', `/v1/incidents?agent_id=${id}&status=resolved`)).body.incidents;
+  t.equal(resolved.length, 1);
+  t.match(resolved[0], { source: 'db.service', status: 'resolved', resolved_by: 'agent' });
+  t.equal((await hub.api('GET', `/v1/incidents?agent_id=${id}&status=open`)).body.incidents.length, 1);
+  agent.send('alert', { type: 'systemd', source: 'db.service', message: 'down again' }, { id: 'a3' });
+  await agent.acked(['a3']);
+  const all = (await hub.api('GET', `/v1/agents/${id}/incidents`)).body.incidents;
+  t.equal(all.length, 3);
+  t.match(all[0], { source: 'db.service', status: 'open', count: 1, message: 'down again' });
+  agent.close();
+});
+
+eachBackend(t, 'an exec_result for no known request is acked and ignored', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  agent.send('exec_result', { request_id: 'nope', ok: true, exit_code: 0, stdout: 'x', stderr: '', duration_ms: 1, truncated: false }, { id: 'er-1' });
+  await agent.acked(['er-1']);
+  t.equal((await hub.api('GET', '/v1/exec/nope')).status, 404);
+  agent.close();
+});
+
+eachBackend(t, 'state survives a hub restart', async (t, backend) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-restart-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const schema = `restart_${randomBytes(4).toString('hex')}`;
+  const open = (tt: typeof t) => backend.open(tt, backend.name === 'pglite' ? { pgliteDir: dir } : { searchPath: schema });
+
+  let id = '';
+  let token = '';
+  await t.test('first run', async (t) => {
+    const hub = await startHub(t, await open(t));
+    ({ id, token } = await hub.enroll({ hostname: 'persist-1' }));
+    const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+    agent.send('hello', HELLO);
+    agent.send('alert', { type: 'systemd', source: 'nginx', message: 'crashed' }, { id: 'p-1' });
+    agent.send('heartbeat', { uptime_s: 42 });
+    await agent.acked(['p-1']);
+    await hub.close();
+    t.equal((await agent.closed).code, 1012, 'agents are told the hub is restarting');
+  });
+  await t.test('second run', async (t) => {
+    const hub = await startHub(t, await open(t));
+    const agentView = await hub.api('GET', `/v1/agents/${id}`);
+    t.match(agentView.body, { hostname: 'persist-1', status: 'offline', actions: HELLO.actions, stats: { uptime_s: 42 } });
+    const incidents = (await hub.api('GET', `/v1/agents/${id}/incidents`)).body.incidents;
+    t.match(incidents, [{ source: 'nginx', count: 1 }]);
+    const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+    t.equal((await agent.next('welcome')).agent_id, id, 'the token still works');
+    agent.send('alert', { type: 'systemd', source: 'nginx', message: 'crashed' }, { id: 'p-1' });
+    await agent.acked(['p-1']);
+    t.equal((await hub.api('GET', `/v1/agents/${id}/incidents`)).body.incidents[0].count, 1, 'dedupe survives too');
+    agent.close();
+  });
+  if (backend.name === 'postgres') {
+    const pg = (await import('pg')).default;
+    const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await c.connect();
+    await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await c.end();
+  }
+});

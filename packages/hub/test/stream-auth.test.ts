@@ -1,0 +1,148 @@
+import t from 'tap';
+import WebSocket from 'ws';
+import { CLOSE_CODES } from '@opspilot/protocol';
+import { GO_HEARTBEAT } from '../../protocol/test/vectors.ts';
+import { ScriptedAgent, eachBackend, eventually, startHub } from './helpers.ts';
+
+eachBackend(t, 'bearer header authenticates at the upgrade', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  const welcome = await agent.next('welcome');
+  t.same(welcome, { agent_id: id, heartbeat_interval_s: 10 });
+  const res = await hub.api('GET', `/v1/agents/${id}`);
+  t.equal(res.body.status, 'online');
+  agent.close();
+  await agent.closed;
+  await eventually(async () => (await hub.api('GET', `/v1/agents/${id}`)).body.status === 'offline', 5000, 'offline');
+});
+
+eachBackend(t, 'a bad bearer token is refused with 401 before the upgrade', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  await hub.enroll();
+  for (const header of ['Bearer opa_not-a-real-token', 'Bearer ', 'Basic Zm9vOmJhcg==', 'Bearer a b']) {
+    const ws = new WebSocket(hub.wsUrl, { headers: { authorization: header } });
+    const status = await new Promise<number>((resolve) => {
+      ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.once('open', () => resolve(101));
+      ws.once('error', () => {});
+    });
+    t.equal(status, 401, `refused: ${header}`);
+  }
+  t.equal(hub.app.hub.registry.size, 0);
+});
+
+eachBackend(t, 'first-frame token authenticates the original Go heartbeat', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll();
+  const agent = new ScriptedAgent(hub.wsUrl);
+  await agent.opened;
+  agent.sendRaw(GO_HEARTBEAT.replace('my-secret-token', token));
+  t.equal((await agent.next('welcome')).agent_id, id);
+  await eventually(async () => (await hub.api('GET', `/v1/agents/${id}`)).body.last_seen_at, 5000, 'last_seen_at');
+  // Later frames may carry the token again, or leave it out.
+  agent.send('heartbeat', {}, { token });
+  agent.send('heartbeat', { cpu_pct: 5 });
+  agent.send('heartbeat', { cpu_pct: 7 }, { id: 'hb-1' });
+  await agent.acked(['hb-1']);
+  t.equal(agent.received.filter((m) => m.type === 'error').length, 0, 'no errors');
+  agent.close();
+});
+
+eachBackend(t, 'first-frame refusals close with 4401', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { authTimeoutMs: 300 });
+  const { token } = await hub.enroll();
+  const cases: [string, (a: ScriptedAgent) => void][] = [
+    ['unknown token', (a) => a.sendRaw(GO_HEARTBEAT)],
+    ['no token', (a) => a.sendRaw(GO_HEARTBEAT.replace('"token":"my-secret-token",', ''))],
+    ['not JSON', (a) => a.sendRaw('hello there')],
+    ['binary frame', (a) => a.sendRaw(Buffer.from(GO_HEARTBEAT.replace('my-secret-token', token)), true)],
+    ['numeric token', (a) => a.sendRaw(GO_HEARTBEAT.replace('"my-secret-token"', '12345'))],
+    ['silence past the auth timeout', () => {}],
+  ];
+  for (const [name, act] of cases) {
+    const agent = new ScriptedAgent(hub.wsUrl);
+    await agent.opened;
+    act(agent);
+    const { code } = await agent.closed;
+    t.equal(code, CLOSE_CODES.unauthenticated, name);
+    t.notOk(agent.received.some((m) => m.type === 'welcome'), `${name}: no welcome`);
+  }
+});
+
+eachBackend(t, 'a frame with another token closes the connection with 4401', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const a = await hub.enroll();
+  const b = await hub.enroll({ hostname: 'web-2' });
+  for (const header of [true, false]) {
+    const agent = new ScriptedAgent(hub.wsUrl, { token: a.token, header });
+    await agent.opened;
+    if (!header) agent.send('heartbeat', {}, { token: a.token });
+    await agent.next('welcome');
+    agent.send('heartbeat', {}, { token: b.token });
+    t.equal((await agent.closed).code, CLOSE_CODES.unauthenticated, header ? 'header path' : 'first-frame path');
+  }
+});
+
+eachBackend(t, 'a newer connection replaces the older with 4409', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll();
+  const first = await ScriptedAgent.connect(hub.wsUrl, token);
+  await first.next('welcome');
+  const second = await ScriptedAgent.connect(hub.wsUrl, token);
+  await second.next('welcome');
+  t.equal((await first.closed).code, CLOSE_CODES.replaced);
+  t.equal(hub.app.hub.registry.get(id)?.socket.readyState, 1, 'the newer one is registered');
+  const res = await hub.api('GET', `/v1/agents/${id}`);
+  t.equal(res.body.status, 'online', 'still online after the old socket closed');
+  second.close();
+});
+
+eachBackend(t, 'token rotation: the old token stops working and its connection is closed', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  await agent.next('welcome');
+  const rotated = await hub.api('POST', `/v1/agents/${id}/token`);
+  t.equal(rotated.status, 200);
+  t.not(rotated.body.token, token);
+  t.equal((await agent.closed).code, CLOSE_CODES.unauthenticated);
+  const old = new ScriptedAgent(hub.wsUrl, { token });
+  await t.rejects(old.opened, { status: 401 });
+  const fresh = await ScriptedAgent.connect(hub.wsUrl, rotated.body.token);
+  t.equal((await fresh.next('welcome')).agent_id, id);
+  fresh.close();
+  t.equal((await hub.api('POST', '/v1/agents/01NOPE/token')).status, 404);
+});
+
+eachBackend(t, 'deleting an agent closes its connection and its token stops working', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  await agent.next('welcome');
+  t.equal((await hub.api('DELETE', `/v1/agents/${id}`)).status, 204);
+  t.equal((await agent.closed).code, CLOSE_CODES.unauthenticated);
+  await t.rejects(new ScriptedAgent(hub.wsUrl, { token }).opened, { status: 401 });
+  t.equal((await hub.api('GET', `/v1/agents/${id}`)).status, 404);
+  t.equal((await hub.api('DELETE', `/v1/agents/${id}`)).status, 404);
+});
+
+eachBackend(t, 'a connection that stops answering pings is closed with 4408', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { pingIntervalMs: 50 });
+  const { token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  await agent.next('welcome');
+  // ws answers pings automatically; stop it the way a hung process would.
+  (agent.ws as unknown as { pong: () => void }).pong = () => {};
+  t.equal((await agent.closed).code, CLOSE_CODES.timeout);
+});
+
+eachBackend(t, 'a live connection that answers pings stays open', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { pingIntervalMs: 30 });
+  const { token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  await agent.next('welcome');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(agent.ws.readyState, agent.ws.OPEN);
+  agent.close();
+});

@@ -1,0 +1,106 @@
+import t from 'tap';
+import { gzipSync } from 'node:zlib';
+import { CLOSE_CODES, type ProtocolErrorCode } from '@opspilot/protocol';
+import { ScriptedAgent, eachBackend, startHub } from './helpers.ts';
+
+const b64 = (s: string | Uint8Array) => Buffer.from(s).toString('base64');
+const env = (fields: Record<string, unknown>) =>
+  JSON.stringify({ ver: '1.0', ts: Math.floor(Date.now() / 1000), type: 'alert', compression: 'none', ...fields });
+const alertData = b64(JSON.stringify({ type: 'log', source: '/var/log/app.log', message: 'fatal: boom' }));
+
+/** Every kind of bad frame, and the error code PROTOCOL.md says it gets. */
+const BAD_FRAMES: [string, string | Buffer, ProtocolErrorCode, boolean?][] = [
+  ['not JSON', 'this is not json', 'PROTO_BAD_JSON'],
+  ['JSON array', '[1,2,3]', 'PROTO_BAD_JSON'],
+  ['binary frame', Buffer.from(env({ data: alertData })), 'PROTO_BAD_JSON', true],
+  ['bad base64', env({ id: 'bad-b64', data: 'not*base64' }), 'PROTO_BAD_BASE64'],
+  ['bad gzip', env({ data: alertData, compression: 'gzip' }), 'PROTO_BAD_GZIP'],
+  ['gzip bomb (50 MB of zeros)', env({ data: b64(gzipSync(Buffer.alloc(50 * 1024 * 1024), { level: 9 })), compression: 'gzip' }), 'PROTO_TOO_LARGE'],
+  ['payload not JSON', env({ data: b64('{{{') }), 'PROTO_BAD_JSON'],
+  ['schema: alert without source', env({ data: b64('{"type":"log","message":"x"}') }), 'PROTO_SCHEMA'],
+  ['schema: metrics with a string cpu', env({ type: 'metrics', data: b64('{"samples":[{"ts":1,"cpu_pct":"high"}]}') }), 'PROTO_SCHEMA'],
+  ['schema: bad id', env({ id: 'no spaces allowed', data: alertData }), 'PROTO_SCHEMA'],
+  ['unknown type', env({ type: 'reboot_everything', data: alertData }), 'PROTO_UNKNOWN_TYPE'],
+  ['hub-only type', env({ type: 'exec', data: alertData }), 'PROTO_UNKNOWN_TYPE'],
+  ['another version', env({ ver: '2.0', data: alertData }), 'PROTO_VERSION'],
+];
+
+eachBackend(t, 'each bad frame gets an error envelope and the connection stays', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { badFramesPerMinute: 1000 });
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  await agent.next('welcome');
+  for (const [name, frame, code, binary] of BAD_FRAMES) {
+    agent.sendRaw(frame, binary ?? false);
+    const error = await agent.next('error');
+    t.equal(error.code, code, name);
+  }
+  t.equal(agent.ws.readyState, agent.ws.OPEN, 'still connected');
+  // The hub is healthy: a good alert still becomes an incident, and REST answers.
+  agent.send('alert', { type: 'log', source: '/var/log/app.log', message: 'fatal: after the storm' }, { id: 'good-1' });
+  await agent.acked(['good-1']);
+  const incidents = await hub.api('GET', `/v1/incidents?agent_id=${id}`);
+  t.equal(incidents.body.incidents.length, 1);
+  t.equal((await hub.api('GET', '/readyz')).status, 200);
+  agent.close();
+});
+
+eachBackend(t, 'the error names the offending envelope id', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  agent.sendRaw(env({ id: 'frame-42', data: '%%%%' }));
+  t.same(await agent.next('error'), { code: 'PROTO_BAD_BASE64', message: 'data is not standard base64', ref_id: 'frame-42' });
+  agent.close();
+});
+
+eachBackend(t, 'more than 10 bad frames in a minute close the connection with 4400', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  await agent.next('welcome');
+  for (let i = 0; i < 10; i++) agent.sendRaw('nope');
+  for (let i = 0; i < 10; i++) await agent.next('error');
+  t.equal(agent.ws.readyState, agent.ws.OPEN, 'ten are tolerated');
+  agent.sendRaw('nope');
+  t.equal((await agent.closed).code, CLOSE_CODES.protocolViolation);
+});
+
+eachBackend(t, 'a frame over the frame limit closes with 1009', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { maxFrameBytes: 64 * 1024 });
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  await agent.next('welcome');
+  agent.send('alert', { type: 'log', source: 's', message: 'm', logs: 'x'.repeat(100 * 1024) }, { compression: 'none' });
+  t.equal((await agent.closed).code, CLOSE_CODES.tooLarge);
+  // The hub still serves the agent when it reconnects.
+  const again = await ScriptedAgent.connect(hub.wsUrl, token);
+  t.equal((await again.next('welcome')).agent_id, id);
+  again.close();
+});
+
+eachBackend(t, 'a payload over the payload limit is refused without closing', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { maxPayloadBytes: 16 * 1024 });
+  const { token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  await agent.next('welcome');
+  agent.send('alert', { type: 'log', source: 's', message: 'y'.repeat(32 * 1024) }, { compression: 'gzip', id: 'big-1' });
+  t.same(await agent.next('error'), { code: 'PROTO_TOO_LARGE', message: 'payload inflates past the 16384-byte limit', ref_id: 'big-1' });
+  t.equal(agent.ws.readyState, agent.ws.OPEN);
+  agent.close();
+});
+
+eachBackend(t, 'frames sent before the first-frame auth completes are kept in order', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll();
+  const agent = new ScriptedAgent(hub.wsUrl);
+  await agent.opened;
+  agent.send('heartbeat', {}, { token });
+  for (let i = 0; i < 20; i++) agent.send('alert', { type: 'log', source: 'burst', message: `line ${i}` }, { id: `burst-${i}` });
+  agent.send('resolve', { type: 'log', source: 'burst' }, { id: 'burst-resolve' });
+  await agent.acked([...Array.from({ length: 20 }, (_, i) => `burst-${i}`), 'burst-resolve']);
+  const list = await hub.api('GET', `/v1/agents/${id}/incidents`);
+  t.equal(list.body.incidents.length, 1);
+  t.match(list.body.incidents[0], { count: 20, status: 'resolved', message: 'line 19' });
+  agent.close();
+});

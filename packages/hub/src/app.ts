@@ -1,4 +1,5 @@
 import Fastify, { type FastifyError } from 'fastify';
+import { Ajv } from 'ajv';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import websocket from '@fastify/websocket';
@@ -35,8 +36,8 @@ export interface BuildAppOptions {
   config?: Partial<HubConfig>;
   /** An open database to use (tests share one per file); otherwise one is opened from config and closed with the app. */
   database?: HubDatabase;
-  /** Fastify logger option; default: pino at the configured level, with secrets redacted. */
-  logger?: boolean | object;
+  /** Where log lines go (default standard output); false for none. Secrets are always redacted. */
+  logStream?: NodeJS.WritableStream | false;
   /** Where a generated admin token is shown, once. Default: standard output. */
   showAdminToken?: (token: string) => void;
 }
@@ -55,9 +56,11 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     await applySchema(database);
     const adminAuth = await AdminAuth.load(database.db, config.adminToken, options.showAdminToken ?? printAdminToken);
     const app = Fastify({
-      logger: options.logger ?? { level: config.logLevel, redact: { paths: REDACT, censor: '[redacted]' } },
+      logger:
+        options.logStream === false
+          ? false
+          : { level: config.logLevel, redact: { paths: REDACT, censor: '[redacted]' }, ...(options.logStream ? { stream: options.logStream } : {}) },
       bodyLimit: 1024 * 1024, // 1 MiB
-      ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
       forceCloseConnections: true,
     }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -72,6 +75,12 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     const hub: Hub = { config, database, registry, writer, broker, adminAuth };
     app.decorate('hub', hub);
 
+    // Query strings and path parameters arrive as text and are coerced to their schema's types;
+    // bodies are JSON and are taken as sent (Fastify's default would turn ["a"] into "a").
+    const ajvOptions = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const;
+    const bodyAjv = new Ajv({ ...ajvOptions, coerceTypes: false });
+    const textAjv = new Ajv({ ...ajvOptions, coerceTypes: true });
+    app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
     app.addSchema(ErrorResponse);
     await app.register(swagger, {
       openapi: {

@@ -97,11 +97,16 @@ export interface TestHub {
   close(): Promise<void>;
 }
 
-export async function startHub(t: Test, db: HubDatabase, config: Partial<HubConfig> = {}): Promise<TestHub> {
+export async function startHub(
+  t: Test,
+  db: HubDatabase,
+  config: Partial<HubConfig> = {},
+  logStream: NodeJS.WritableStream | false = false,
+): Promise<TestHub> {
   const app = await buildApp({
     database: db,
     config: { adminToken: ADMIN_TOKEN, logLevel: 'silent', flushIntervalMs: 5, ...config },
-    logger: false,
+    logStream,
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const port = (app.server.address() as { port: number }).port;

@@ -207,6 +207,10 @@ t.test('ids are sortable, unique and wire-safe', async (t) => {
   const b = newId(2000);
   t.ok(a < b);
   t.not(newId(), newId());
+  const burst = Array.from({ length: 1000 }, () => newId());
+  t.same([...burst].sort(), burst, 'strictly increasing within one millisecond');
+  t.equal(new Set(burst).size, 1000);
+  t.ok(newId(5) > burst[999]!, 'a clock step back never goes back in order');
   t.match(newId(), /^[0-9A-HJKMNP-TV-Z]{26}$/);
 });
 

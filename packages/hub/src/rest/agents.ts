@@ -75,6 +75,10 @@ export function agentRoutes(app: App, hub: Hub): void {
         ),
         response: { 201: TokenResponse, ...errorResponses },
       },
+      // `curl -X POST /v1/agents` with no body at all enrols an agent with no hostname or labels.
+      preValidation: async (req) => {
+        req.body ??= {};
+      },
     },
     async (req, reply) => {
       const token = generateToken(AGENT_TOKEN_PREFIX);

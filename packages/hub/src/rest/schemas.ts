@@ -12,8 +12,10 @@ export const ErrorResponse = Type.Object(
 );
 export const errorResponses = { '4xx': Type.Ref('ErrorResponse'), '5xx': Type.Ref('ErrorResponse') } as const;
 
+// TypeBox leaves other keys open on a patterned Record: close them, or any key would pass.
 export const Labels = Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Type.String({ maxLength: 256 }), {
   maxProperties: 64,
+  additionalProperties: false,
 });
 
 export const AgentView = Type.Object({
@@ -72,7 +74,7 @@ export type IncidentViewT = Static<typeof IncidentView>;
 export const ExecParams = Type.Record(
   Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
   Type.Union([Type.String({ maxLength: 4096 }), Type.Number(), Type.Boolean()]),
-  { maxProperties: 32 },
+  { maxProperties: 32, additionalProperties: false },
 );
 
 export const ExecView = Type.Object({

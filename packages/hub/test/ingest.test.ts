@@ -160,6 +160,22 @@ eachBackend(t, 'an exec_result for no known request is acked and ignored', async
   agent.close();
 });
 
+eachBackend(t, 'closing the hub flushes writes still waiting for their batch', async (t, backend) => {
+  const db = await backend.open(t);
+  const hub = await startHub(t, db, { flushIntervalMs: 60_000 });
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  await agent.next('welcome');
+  agent.send('alert', { type: 'systemd', source: 'late.service', message: 'failed' }, { id: 'late-1' });
+  const conn = hub.app.hub.registry.get(id)!;
+  const connectedAt = conn.lastSeenAt;
+  await eventually(async () => conn.lastSeenAt !== connectedAt, 5000, 'frame received');
+  t.equal(hub.app.hub.writer.stats.batches, 0, 'nothing written yet');
+  await hub.close();
+  const rows = await db.db.selectFrom('incidents').select(['source']).where('agent_id', '=', id).execute();
+  t.same(rows, [{ source: 'late.service' }]);
+});
+
 eachBackend(t, 'state survives a hub restart', async (t, backend) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-restart-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,0 +1,65 @@
+import t from 'tap';
+import { ConfigError, DEFAULT_CONFIG, configFromEnv, resolveConfig } from '../src/config.ts';
+
+t.test('defaults', async (t) => {
+  const config = configFromEnv({});
+  t.same(config, DEFAULT_CONFIG);
+  t.ok(Object.isFrozen(config));
+  t.equal(config.port, 8080);
+  t.equal(config.dataDir, './data');
+  t.equal(config.databaseUrl, null);
+});
+
+t.test('environment variables', async (t) => {
+  const config = configFromEnv({
+    OPSPILOT_PORT: '9090',
+    OPSPILOT_HOST: '127.0.0.1',
+    OPSPILOT_ADMIN_TOKEN: 'a-long-enough-admin-token',
+    OPSPILOT_DATA_DIR: '/var/lib/opspilot',
+    DATABASE_URL: 'postgres://u:p@db:5432/opspilot',
+    OPSPILOT_LOG_LEVEL: 'debug',
+    OPSPILOT_MAX_FRAME_BYTES: '2097152',
+    UNRELATED: 'ignored',
+  });
+  t.match(config, {
+    port: 9090,
+    host: '127.0.0.1',
+    adminToken: 'a-long-enough-admin-token',
+    dataDir: '/var/lib/opspilot',
+    databaseUrl: 'postgres://u:p@db:5432/opspilot',
+    logLevel: 'debug',
+    maxFrameBytes: 2097152,
+  });
+  t.equal(configFromEnv({ OPSPILOT_PORT: '' }).port, 8080, 'empty means unset');
+});
+
+t.test('bad values fail with the variable named and never echo secrets', async (t) => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ OPSPILOT_PORT: 'eighty' }, /OPSPILOT_PORT: expected an integer/],
+    [{ OPSPILOT_PORT: '70000' }, /OPSPILOT_PORT: must be an integer from 0 to 65535/],
+    [{ OPSPILOT_PORT: '-1' }, /OPSPILOT_PORT: expected an integer/],
+    [{ OPSPILOT_LOG_LEVEL: 'loud' }, /OPSPILOT_LOG_LEVEL: must be one of/],
+    [{ OPSPILOT_ADMIN_TOKEN: 'short' }, /OPSPILOT_ADMIN_TOKEN: must be at least 16 characters/],
+    [{ DATABASE_URL: 'mysql://root@db/x' }, /DATABASE_URL: must be a postgres/],
+    [{ OPSPILOT_MAX_FRAME_BYTES: '10' }, /OPSPILOT_MAX_FRAME_BYTES: must be an integer from 1024/],
+  ];
+  for (const [env, message] of cases) {
+    try {
+      configFromEnv(env);
+      t.fail(`accepted ${JSON.stringify(env)}`);
+    } catch (err) {
+      t.ok(err instanceof ConfigError);
+      t.match((err as Error).message, message);
+      for (const secret of [env.OPSPILOT_ADMIN_TOKEN, env.DATABASE_URL]) {
+        if (secret) t.notOk((err as Error).message.includes(secret), 'the value is not echoed');
+      }
+    }
+  }
+});
+
+t.test('resolveConfig rejects unknown keys and bad combinations', async (t) => {
+  t.throws(() => resolveConfig({ prot: 1 } as never), /invalid config prot: unknown key/);
+  t.throws(() => resolveConfig({ execDefaultTimeoutMs: 200_000, execMaxTimeoutMs: 125_000 }), /execDefaultTimeoutMs/);
+  t.throws(() => resolveConfig({ flushIntervalMs: 0 }), /flushIntervalMs/);
+  t.equal(resolveConfig({ flushIntervalMs: 7 }).flushIntervalMs, 7);
+});

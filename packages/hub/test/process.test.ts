@@ -1,0 +1,152 @@
+import t, { type Test } from 'tap';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { CLOSE_CODES } from '@opspilot/protocol';
+import { GO_ALERT, GO_HEARTBEAT } from '../../protocol/test/vectors.ts';
+import { ScriptedAgent } from './helpers.ts';
+
+/** End to end: the hub as its own process, started the way `pnpm hub` starts it. */
+const MAIN = path.resolve(import.meta.dirname, '../src/main.ts');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+interface HubProcess {
+  child: ChildProcess;
+  port: number;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+async function spawnHub(t: Test, env: Record<string, string>): Promise<HubProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+    env: { PATH: process.env.PATH ?? '', OPSPILOT_PORT: String(port), OPSPILOT_HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`hub exited early:\n${output}`);
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false);
+    if (ready) break;
+    if (Date.now() > deadline) throw new Error(`hub did not become ready:\n${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { child, port, output: () => output, exited };
+}
+
+const api = async (port: number, token: string, method: string, p: string, body?: unknown) => {
+  const res = await fetch(`http://127.0.0.1:${port}${p}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, body: (await res.json().catch(() => null)) as any };
+};
+
+const databases: { name: string; env: (t: Test) => Promise<Record<string, string>> }[] = [
+  {
+    name: 'pglite',
+    env: async (t) => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-proc-'));
+      t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+      return { OPSPILOT_DATA_DIR: dir };
+    },
+  },
+];
+if (process.env.DATABASE_URL) {
+  databases.push({
+    name: 'postgres',
+    env: async (t) => {
+      // A database of its own, so the first start really is the first.
+      const name = `opspilot_proc_${randomBytes(4).toString('hex')}`;
+      const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+      await admin.connect();
+      await admin.query(`CREATE DATABASE ${name}`);
+      await admin.end();
+      t.teardown(async () => {
+        const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
+        await c.connect();
+        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        await c.end();
+      });
+      const url = new URL(process.env.DATABASE_URL!);
+      url.pathname = `/${name}`;
+      return { DATABASE_URL: url.toString(), OPSPILOT_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'opspilot-proc-')) };
+    },
+  });
+}
+
+for (const database of databases) {
+  t.test(`first start, seed envelopes, SIGTERM, restart [${database.name}]`, async (t) => {
+    const env = await database.env(t);
+    const first = await spawnHub(t, env);
+    const adminToken = /\b(opk_[A-Za-z0-9_-]{43})\b/.exec(first.output())?.[1];
+    t.ok(adminToken, 'a generated admin token is printed at first start');
+
+    const { id, token } = (await api(first.port, adminToken!, 'POST', '/v1/agents', { hostname: 'e2e-1' })).body;
+    const agent = new ScriptedAgent(`ws://127.0.0.1:${first.port}/v1/stream`);
+    await agent.opened;
+    agent.sendRaw(GO_HEARTBEAT.replace('my-secret-token', token));
+    agent.sendRaw(GO_ALERT.replace('my-secret-token', token).replace('"compression"', '"id":"go-alert-1","compression"'));
+    await agent.acked(['go-alert-1']);
+    t.equal((await api(first.port, adminToken!, 'GET', `/v1/agents/${id}`)).body.status, 'online');
+
+    first.child.kill('SIGTERM');
+    t.equal((await agent.closed).code, CLOSE_CODES.restarting, 'agents get 1012');
+    t.equal(await first.exited, 0, 'exit 0 on SIGTERM');
+    t.notOk(first.output().includes(token), 'the agent token is not in the hub output');
+    t.equal(first.output().split(adminToken!).length - 1, 1, 'the admin token was printed exactly once');
+
+    const second = await spawnHub(t, env);
+    t.notOk(/opk_/.test(second.output()), 'no new admin token on the second start');
+    const incidents = await api(second.port, adminToken!, 'GET', `/v1/agents/${id}/incidents`);
+    t.match(incidents.body.incidents, [{ type: 'systemd', source: 'nginx', message: 'nginx crashed', count: 1 }], 'the incident survived');
+    t.equal((await api(second.port, adminToken!, 'GET', `/v1/agents/${id}`)).body.status, 'offline');
+    second.child.kill('SIGINT');
+    t.equal(await second.exited, 0, 'exit 0 on SIGINT');
+  });
+}
+
+t.test('a bad environment fails at start, naming the variable', async (t) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+    env: { PATH: process.env.PATH ?? '', OPSPILOT_PORT: 'http' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  t.equal(code, 2);
+  t.match(stderr, /OPSPILOT_PORT: expected an integer/);
+});
+
+t.test('OPSPILOT_ADMIN_TOKEN is used as given and never printed', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-proc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const chosen = 'my-chosen-admin-token-123456';
+  const hub = await spawnHub(t, { OPSPILOT_DATA_DIR: dir, OPSPILOT_ADMIN_TOKEN: chosen, OPSPILOT_LOG_LEVEL: 'debug' });
+  t.equal((await api(hub.port, chosen, 'GET', '/v1/agents')).status, 200);
+  t.equal((await api(hub.port, 'opk_guess', 'GET', '/v1/agents')).status, 401);
+  t.notOk(hub.output().includes(chosen));
+  t.notOk(/opk_/.test(hub.output()), 'no token generated');
+  hub.child.kill('SIGTERM');
+  t.equal(await hub.exited, 0);
+});

@@ -20,6 +20,7 @@ import { agentRoutes } from './rest/agents.ts';
 import { execRoutes } from './rest/exec.ts';
 import { incidentRoutes } from './rest/incidents.ts';
 import { ErrorResponse } from './rest/schemas.ts';
+import { metricsRoute } from './observability/metrics.ts';
 import { applySchema, openDatabase, ping, type HubDatabase } from './storage/database.ts';
 
 declare module 'fastify' {
@@ -136,6 +137,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     );
 
     streamRoute(app, hub);
+    metricsRoute(app, hub, (header) => adminAuth.verify(bearerToken(header)) !== undefined);
 
     await app.register(async (v1: App) => {
       v1.decorateRequest('operator', null as unknown as Operator);

@@ -172,6 +172,22 @@ eachBackend(t, 'OpenAPI describes the routes, with bearer auth', async (t, backe
   t.equal((await hub.api('GET', '/docs', undefined, { authorization: '' })).status, 200, 'the UI is served');
 });
 
+eachBackend(t, '/metrics: Prometheus text behind the admin token', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  t.equal((await hub.api('GET', '/metrics', undefined, { authorization: '' })).status, 401);
+  const { token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  for (let i = 0; i < 5; i++) agent.send('heartbeat', {});
+  agent.send('heartbeat', {}, { id: 'hb' });
+  await agent.acked(['hb']);
+  const res = await hub.api('GET', '/metrics');
+  t.equal(res.status, 200);
+  t.match(res.text, /^opspilot_ingest_frames_total 6$/m);
+  t.match(res.text, /^opspilot_agents_connected 1$/m);
+  t.match(res.text, /^opspilot_hub_process_resident_memory_bytes \d+/m);
+  agent.close();
+});
+
 t.test('every REST error code is documented in docs/ERRORS.md', async (t) => {
   const doc = readFileSync(new URL('../../../docs/ERRORS.md', import.meta.url), 'utf8');
   for (const code of HUB_ERROR_CODES) t.match(doc, new RegExp(`\\| \`${code}\` \\|`), code);

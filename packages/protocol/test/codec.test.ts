@@ -12,6 +12,7 @@ import {
   decodeFrame,
   encodeEnvelope,
   frameToken,
+  crc32,
   gunzipBounded,
   newId,
   parseFrame,
@@ -200,6 +201,28 @@ t.test('gunzipBounded handles empty and concatenated input', async (t) => {
   t.equal(codeOf(() => gunzipBounded(new Uint8Array(0), 10)), 'PROTO_BAD_GZIP');
   const two = Buffer.concat([nodeGzip('ab'), nodeGzip('cd')]);
   t.equal(Buffer.from(gunzipBounded(two, 100)).toString(), 'abcd');
+});
+
+t.test('the small-input fast path never trusts the gzip trailer', async (t) => {
+  const text = JSON.stringify({ type: 'log', source: 's', message: 'hello '.repeat(50) });
+  const good = nodeGzip(text);
+  const withTrailer = (size: number, crc?: number) => {
+    const b = Buffer.from(good);
+    if (crc !== undefined) b.writeUInt32LE(crc, b.length - 8);
+    b.writeUInt32LE(size, b.length - 4);
+    return b;
+  };
+  const decode = (b: Uint8Array) => Buffer.from(gunzipBounded(b, DEFAULT_LIMITS.maxPayloadBytes)).toString();
+  t.equal(decode(good), text);
+  t.equal(decode(withTrailer(10)), text, 'a size that is too small does not truncate');
+  t.equal(decode(withTrailer(text.length + 5)), text, 'a size that is too large does not pad');
+  t.equal(decode(withTrailer(0xffffffff)), text, 'an impossible size allocates nothing');
+  t.equal(decode(withTrailer(text.length, 12345)), text, 'a bad CRC falls back to the exact path');
+  const members = Buffer.concat([nodeGzip('{"a":'), nodeGzip('1}')]);
+  t.equal(decode(members), '{"a":1}', 'every member of a multi-member stream is kept');
+  const truncated = good.subarray(0, good.length - 12);
+  t.equal(codeOf(() => gunzipBounded(truncated, 1 << 20)), 'PROTO_BAD_GZIP');
+  t.equal(crc32(Buffer.from('123456789')), 0xcbf43926, 'CRC-32 check value');
 });
 
 t.test('ids are sortable, unique and wire-safe', async (t) => {

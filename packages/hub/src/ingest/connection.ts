@@ -17,7 +17,8 @@ import {
   type Envelope,
 } from '@opspilot/protocol';
 import { hashToken, hashesEqual } from '../auth/tokens.ts';
-import type { AckTarget, IngestWriter } from './writer.ts';
+import type { OrderedItem } from '../storage/ingest-batch.ts';
+import type { AckTarget, IncomingFrame, IngestWriter } from './writer.ts';
 
 export interface AuthenticatedAgent {
   agentId: string;
@@ -54,8 +55,12 @@ export class AgentConnection implements AckTarget {
   actions: string[] | null = null;
   lastSeenAt: Date | null = null;
   connectedAt: Date | null = null;
-  /** Pings sent without a pong since. */
+  /** Pings sent with neither a pong nor a frame since. */
   missedPongs = 0;
+  /** Reading is paused while the writer catches up; pongs wait unread meanwhile. */
+  paused = false;
+  /** The close code, once closed (by either side). */
+  closeCode: number | null = null;
 
   #state: State = 'awaiting-token';
   #tokenHash = '';
@@ -73,7 +78,10 @@ export class AgentConnection implements AckTarget {
     socket.on('pong', () => {
       this.missedPongs = 0;
     });
-    socket.on('close', () => this.#onClose());
+    socket.on('close', (code) => {
+      this.closeCode = code;
+      this.#onClose();
+    });
     if (preAuthenticated) {
       this.#accept(preAuthenticated);
     } else {
@@ -113,6 +121,7 @@ export class AgentConnection implements AckTarget {
   }
 
   #onMessage(data: Buffer, isBinary: boolean): void {
+    this.missedPongs = 0; // any frame shows the agent is alive
     switch (this.#state) {
       case 'open':
         this.#handleFrame(data, isBinary);
@@ -217,29 +226,33 @@ export class AgentConnection implements AckTarget {
     this.lastSeenAt = now;
     const msgId = envelope.id;
     const at = eventTime(envelope.ts, now);
+    const frame: IncomingFrame = { agentId, at: now, msgId, ackTo: this };
     switch (message.type) {
       case 'hello':
         this.actions = message.payload.actions;
-        writer.seen(agentId, now, { hello: message.payload });
+        frame.hello = message.payload;
         break;
       case 'heartbeat':
-        writer.seen(agentId, now, { stats: message.payload });
+        frame.stats = message.payload;
         break;
       case 'metrics':
-        writer.seen(agentId, now);
-        writer.item({ kind: 'metrics', agentId, msgId, at, samples: message.payload.samples });
+        frame.item = { kind: 'metrics', agentId, msgId, at, samples: message.payload.samples };
         break;
       case 'alert':
       case 'resolve':
       case 'exec_result':
-        writer.seen(agentId, now);
-        writer.item({ kind: message.type, agentId, msgId, at, payload: message.payload } as never);
+        frame.item = { kind: message.type, agentId, msgId, at, payload: message.payload } as OrderedItem;
         break;
     }
-    if (msgId !== undefined) writer.id(agentId, msgId, this);
-    if (writer.overloaded) {
+    writer.add(frame);
+    if (writer.overloaded && !this.paused) {
+      this.paused = true;
       this.socket.pause();
-      writer.whenDrained(() => this.socket.resume());
+      writer.whenDrained(() => {
+        this.paused = false;
+        this.missedPongs = 0;
+        if (this.#state === 'open') this.socket.resume();
+      });
     }
   }
 

@@ -42,7 +42,7 @@ export function streamRoute(app: App, hub: Hub): void {
     onClosed(conn) {
       if (conn.agentId === null) return;
       registry.unregister(conn.agentId, conn);
-      app.log.info({ agentId: conn.agentId }, 'agent disconnected');
+      app.log.info({ agentId: conn.agentId, code: conn.closeCode }, 'agent disconnected');
     },
   };
 
@@ -67,9 +67,11 @@ export function streamRoute(app: App, hub: Hub): void {
     },
   );
 
-  // Ping every connection; one that let two pings pass without a pong is gone.
+  // Ping every connection; one that let two pings pass without a pong or a frame is gone. A
+  // connection the hub itself paused is not judged: its pongs are waiting unread.
   const pinger = setInterval(() => {
     for (const conn of registry.connections()) {
+      if (conn.paused) continue;
       if (conn.missedPongs >= 2) {
         conn.close(CLOSE_CODES.timeout, 'no pong');
         continue;

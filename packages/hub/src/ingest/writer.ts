@@ -10,6 +10,16 @@ export interface AckTarget {
   storeFailed(): void;
 }
 
+export interface IncomingFrame {
+  agentId: string;
+  at: Date;
+  stats?: Record<string, number>;
+  hello?: HelloPayload;
+  item?: OrderedItem;
+  msgId?: string;
+  ackTo?: AckTarget;
+}
+
 export interface WriterOptions {
   flushIntervalMs: number;
   maxBatchItems: number;
@@ -29,17 +39,21 @@ interface PendingBatch {
 }
 
 const MAX_ATTEMPTS = 3;
-const OVERLOAD_FACTOR = 20; // pause reading from agents when this many batches' worth is waiting
+const OVERLOAD_BATCHES = 4; // pause reading from agents while this many full batches wait
 
 /**
  * Funnels every agent's frames into batched transactions (group commit): heartbeats coalesce to
- * the latest per agent, metric samples go in multi-row inserts, and one frame never costs one
- * round trip. A batch is written `flushIntervalMs` after its first frame, or at once when it
- * holds `maxBatchItems`; while one is being written the next one fills. Ids are acked only after
- * their batch commits.
+ * the latest per agent, metric samples go in one insert per batch, and one frame never costs one
+ * round trip. A batch is sealed when it holds `maxBatchItems` rows, or `flushIntervalMs` after
+ * its first frame, or as soon as the previous batch commits; sealed batches are written one at a
+ * time, in order. Ids are acked only after their batch commits. When the database falls behind,
+ * agents' sockets are paused until the backlog drains, so memory stays bounded and TCP pushes
+ * back on the agents.
  */
 export class IngestWriter {
   #current: PendingBatch = emptyBatch();
+  readonly #sealed: PendingBatch[] = [];
+  #queuedRows = 0;
   #timer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> | null = null;
   #closed = false;
@@ -54,39 +68,41 @@ export class IngestWriter {
     private readonly hooks: WriterHooks = {},
   ) {}
 
-  /** Record a frame from an agent, with its latest heartbeat stats or hello. Called once per frame. */
-  seen(agentId: string, at: Date, update?: { stats?: Record<string, number>; hello?: HelloPayload }): void {
-    this.#current.frames++;
-    const seen = this.#current.data.seen;
-    const prev = seen.get(agentId);
-    const next: AgentSeen = prev ?? { at };
-    next.at = at;
-    if (update?.stats) next.stats = update.stats;
-    if (update?.hello) next.hello = update.hello;
-    if (!prev) {
-      seen.set(agentId, next);
-      this.#grow(1);
-    }
-  }
-
-  item(item: OrderedItem): void {
-    this.#current.data.items.push(item);
-    this.#grow(item.kind === 'metrics' ? item.samples.length : 1);
-  }
-
-  /** Ack `msgId` to `target` once the batch it is in has been stored. */
-  id(agentId: string, msgId: string, target: AckTarget): void {
+  /**
+   * Take one frame: it marks its agent seen (with the latest heartbeat stats or hello), may carry
+   * an item to store in order, and an id to ack to `ackTo` once stored. A frame is taken whole,
+   * so its item and its id always land in the same batch.
+   */
+  add(frame: IncomingFrame): void {
     const batch = this.#current;
-    batch.data.ids.push({ agentId, msgId });
-    const list = batch.acks.get(target);
-    if (list) list.push(msgId);
-    else batch.acks.set(target, [msgId]);
-    this.#grow(0);
+    batch.frames++;
+    let rows = 0;
+    const prev = batch.data.seen.get(frame.agentId);
+    const seen: AgentSeen = prev ?? { at: frame.at };
+    seen.at = frame.at;
+    if (frame.stats) seen.stats = frame.stats;
+    if (frame.hello) seen.hello = frame.hello;
+    if (!prev) {
+      batch.data.seen.set(frame.agentId, seen);
+      rows++;
+    }
+    if (frame.item) {
+      batch.data.items.push(frame.item);
+      rows += frame.item.kind === 'metrics' ? frame.item.samples.length : 1;
+    }
+    if (frame.msgId !== undefined && frame.ackTo) {
+      batch.data.ids.push({ agentId: frame.agentId, msgId: frame.msgId });
+      const list = batch.acks.get(frame.ackTo);
+      if (list) list.push(frame.msgId);
+      else batch.acks.set(frame.ackTo, [frame.msgId]);
+      rows++;
+    }
+    this.#grow(rows);
   }
 
   /** True when readers should pause: the database is far behind. */
   get overloaded(): boolean {
-    return this.#current.size >= this.opts.maxBatchItems * OVERLOAD_FACTOR;
+    return this.#queuedRows >= this.opts.maxBatchItems * OVERLOAD_BATCHES;
   }
 
   /** Call `resume` once the backlog has drained. */
@@ -96,8 +112,9 @@ export class IngestWriter {
 
   /** Write everything waiting, and what arrives meanwhile. */
   async flush(): Promise<void> {
-    while (this.#flushing || this.#current.size > 0 || this.#current.data.ids.length > 0) {
-      if (!this.#flushing) this.#startFlush();
+    for (;;) {
+      this.#seal();
+      if (!this.#flushing) return;
       await this.#flushing;
     }
   }
@@ -106,43 +123,60 @@ export class IngestWriter {
   async close(): Promise<void> {
     await this.flush();
     this.#closed = true;
-    if (this.#timer) clearTimeout(this.#timer);
   }
 
-  #grow(n: number): void {
+  #grow(rows: number): void {
     if (this.#closed) return;
-    this.#current.size += n;
-    if (this.#flushing) return; // the running flush picks this batch up when it ends
+    this.#current.size += rows;
+    this.#queuedRows += rows;
     if (this.#current.size >= this.opts.maxBatchItems) {
-      this.#startFlush();
-    } else if (!this.#timer) {
+      this.#seal();
+    } else if (!this.#timer && !this.#flushing) {
+      // While a batch is being written the next one fills; it is sealed when that one commits.
       this.#timer = setTimeout(() => {
         this.#timer = null;
-        if (!this.#flushing) this.#startFlush();
+        if (!this.#flushing) this.#seal();
       }, this.opts.flushIntervalMs);
     }
   }
 
-  #startFlush(): void {
+  #seal(): void {
     if (this.#timer) {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    this.#flushing = this.#run().finally(() => {
-      this.#flushing = null;
-      const waiting = this.#current;
-      if (waiting.size > 0 || waiting.data.ids.length > 0) this.#grow(0);
+    const batch = this.#current;
+    if (batch.frames > 0 || batch.size > 0) {
+      this.#sealed.push(batch);
+      this.#current = emptyBatch();
+    }
+    if (!this.#flushing && this.#sealed.length > 0) {
+      this.#flushing = this.#drain().finally(() => {
+        this.#flushing = null;
+      });
+    }
+  }
+
+  async #drain(): Promise<void> {
+    for (;;) {
+      if (this.#sealed.length === 0) {
+        const waiting = this.#current;
+        if (waiting.frames === 0 && waiting.size === 0) return;
+        this.#sealed.push(waiting);
+        this.#current = emptyBatch();
+      }
+      const batch = this.#sealed.shift()!;
+      await this.#store(batch);
+      this.#queuedRows -= batch.size;
       if (!this.overloaded && this.#paused.size > 0) {
         const resumes = [...this.#paused];
         this.#paused.clear();
         for (const resume of resumes) resume();
       }
-    });
+    }
   }
 
-  async #run(): Promise<void> {
-    const batch = this.#current;
-    this.#current = emptyBatch();
+  async #store(batch: PendingBatch): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         const outcome = await storeBatch(this.db, batch.data);

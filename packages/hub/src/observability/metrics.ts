@@ -1,0 +1,63 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { App, Hub } from '../context.ts';
+
+/**
+ * Prometheus metrics at `GET /metrics` (admin token required, as for /v1): ingest throughput,
+ * connected agents, pending execs, and the process's own CPU, memory and event-loop lag.
+ * Each app has its own registry, so several hubs in one process (tests) do not collide.
+ */
+export function metricsRoute(app: App, hub: Hub, authenticate: (authorization: string | undefined) => boolean): void {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'opspilot_hub_' });
+  const stats = hub.writer.stats;
+  new Counter({
+    name: 'opspilot_ingest_frames_total',
+    help: 'Agent frames stored (committed) by the ingest writer',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(stats.frames);
+    },
+  });
+  new Counter({
+    name: 'opspilot_ingest_batches_total',
+    help: 'Ingest transactions committed',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(stats.batches);
+    },
+  });
+  new Counter({
+    name: 'opspilot_ingest_failed_batches_total',
+    help: 'Ingest batches given up after retries (their agents were asked to reconnect and resend)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(stats.failedBatches);
+    },
+  });
+  new Gauge({
+    name: 'opspilot_agents_connected',
+    help: 'Agents with an open WebSocket on this hub',
+    registers: [registry],
+    collect() {
+      this.set(hub.registry.size);
+    },
+  });
+  new Gauge({
+    name: 'opspilot_exec_waiting',
+    help: 'Exec requests waiting for their result',
+    registers: [registry],
+    collect() {
+      this.set(hub.broker.waiting);
+    },
+  });
+
+  app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
+    if (!authenticate(req.headers.authorization)) {
+      return reply.code(401).send({ error: { code: 'HUB_UNAUTHORIZED', message: 'missing or invalid admin token' } });
+    }
+    return reply.type(registry.contentType).send(await registry.metrics());
+  });
+}

@@ -11,12 +11,14 @@
  *                  throwaway database is created on it and dropped at the end
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import WebSocket from 'ws';
+import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 2000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
@@ -25,6 +27,7 @@ const SERVER_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:54
 const ROOT = path.resolve(import.meta.dirname, '..');
 const ADMIN = `bench-admin-${randomBytes(8).toString('hex')}`;
 const WARMUP_S = 3;
+const RESPONDERS = 10;
 
 const children: ChildProcess[] = [];
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -65,12 +68,12 @@ function lines(child: ChildProcess, onLine: (line: string) => void): void {
 }
 
 /** Run the load generator; resolves with its final report, calling `onConnected` once all are in. */
-function runLoad(url: string, tokensFile: string, onConnected: () => void): Promise<{ connected: number; sent: number; execs: number }> {
+function runLoad(url: string, tokensFile: string, onConnected: (loadPid: number) => void): Promise<{ connected: number; sent: number; execs: number }> {
   const child = node('scripts/bench/load.ts', [url, tokensFile, String(AGENTS), String(SECONDS + WARMUP_S)]);
   return new Promise((resolve, reject) => {
     lines(child, (line) => {
       const msg = JSON.parse(line);
-      if (msg.event === 'connected') onConnected();
+      if (msg.event === 'connected') onConnected(child.pid!);
       if (msg.event === 'done') resolve(msg);
     });
     child.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`load generator exited ${code}`))));
@@ -85,25 +88,96 @@ function rssOf(pid: number): { rss: number; peak: number } {
   return { rss: kb('VmRSS'), peak: kb('VmHWM') };
 }
 
+/** CPU seconds used so far by each group of processes: the hub, the load generator, PostgreSQL. */
+function cpuSeconds(pids: { hub?: number; load?: number; receiver?: number }): Record<string, number> {
+  const ticks = 100; // USER_HZ on Linux
+  const out: Record<string, number> = { hub: 0, load: 0, receiver: 0, postgres: 0 };
+  const byPid = new Map(Object.entries(pids).map(([k, v]) => [v, k]));
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    let cmd: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const used = (Number(fields[11]) + Number(fields[12])) / ticks;
+    const group = byPid.get(Number(entry)) ?? (cmd.startsWith('postgres') ? 'postgres' : undefined);
+    if (group) out[group]! += used;
+  }
+  return out;
+}
+
+function cpuShare(before: Record<string, number>, after: Record<string, number>, seconds: number): Record<string, number> {
+  return Object.fromEntries(Object.keys(after).map((k) => [k, Math.round(((after[k]! - before[k]!) / seconds) * 100)]));
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
-async function bareLoop(): Promise<number> {
+/**
+ * Agents that behave like real ones (a heartbeat every 10 s) and answer execs at once. Execs are
+ * timed against these, not against the flooding agents: a flooding agent's exec_result would
+ * queue behind megabytes of its own heartbeats in its TCP connection, which measures the load
+ * generator, not the hub.
+ */
+async function startResponders(url: string, tokens: string[]): Promise<() => void> {
+  const sockets = await Promise.all(
+    tokens.map(
+      (token, i) =>
+        new Promise<WebSocket>((resolve, reject) => {
+          const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false });
+          let seq = 0;
+          ws.on('open', () => {
+            ws.send(encodeEnvelope('hello', { protocol: 1, agent_version: 'bench', hostname: `responder-${i}`, os: 'linux', arch: 'x64', actions: ['service_status'] }, { id: 'hello' }));
+            resolve(ws);
+          });
+          ws.on('error', reject);
+          ws.on('message', (data) => {
+            const { message } = decodeFrame(data.toString(), HUB_MESSAGE_TYPES);
+            if (message.type !== 'exec') return;
+            const exec = message.payload as PayloadOf<'exec'>;
+            ws.send(
+              encodeEnvelope(
+                'exec_result',
+                { request_id: exec.request_id, ok: true, exit_code: 0, stdout: 'active (running)', stderr: '', duration_ms: 2, truncated: false },
+                { id: `res-${++seq}` },
+              ),
+            );
+          });
+        }),
+    ),
+  );
+  const timer = setInterval(() => sockets.forEach((ws) => ws.send(encodeEnvelope('heartbeat', {}))), 10_000);
+  return () => {
+    clearInterval(timer);
+    sockets.forEach((ws) => ws.terminate());
+  };
+}
+
+async function bareLoop(): Promise<{ rate: number; cpu: Record<string, number> }> {
   const port = await freePort();
   const receiver = node('scripts/bench/bare-receiver.ts', [String(port)]);
   await new Promise<void>((resolve) => lines(receiver, (l) => l === 'ready' && resolve()));
   const count = async () => (await (await fetch(`http://127.0.0.1:${port}/count`)).json()).count as number;
-  let measured = 0;
-  await runLoad(`ws://127.0.0.1:${port}/`, '-', () => {
-    void (async () => {
+  let measuring: Promise<{ rate: number; cpu: Record<string, number> }> | undefined;
+  await runLoad(`ws://127.0.0.1:${port}/`, '-', (loadPid) => {
+    measuring = (async () => {
       await sleep(WARMUP_S * 1000);
+      const pids = { load: loadPid, receiver: receiver.pid! };
+      const cpu0 = cpuSeconds(pids);
       const c0 = await count();
       const t0 = performance.now();
       await sleep(SECONDS * 1000 - 500);
-      measured = ((await count()) - c0) / ((performance.now() - t0) / 1000);
+      const elapsed = (performance.now() - t0) / 1000;
+      return { rate: ((await count()) - c0) / elapsed, cpu: cpuShare(cpu0, cpuSeconds(pids), elapsed) };
     })();
   });
+  const measured = await measuring!;
   receiver.kill('SIGTERM');
   return measured;
 }
@@ -120,7 +194,7 @@ async function hubPhase(databaseUrl: string) {
     OPSPILOT_LOG_LEVEL: 'warn',
     DATABASE_URL: databaseUrl,
   });
-  hub.stdout!.pipe(process.stderr);
+  hub.stdout!.pipe(process.stderr); // warnings and errors only (OPSPILOT_LOG_LEVEL=warn)
   const base = `http://127.0.0.1:${port}`;
   const api = async (method: string, p: string, body?: unknown) => {
     const res = await fetch(base + p, {
@@ -136,12 +210,13 @@ async function hubPhase(databaseUrl: string) {
     await sleep(100);
   }
 
-  log(`enrolling ${AGENTS} agents`);
+  log(`enrolling ${AGENTS} agents and ${RESPONDERS} exec responders`);
   const ids: string[] = [];
   const tokens: string[] = [];
-  for (let i = 0; i < AGENTS; i += 50) {
+  const total = AGENTS + RESPONDERS;
+  for (let i = 0; i < total; i += 50) {
     const batch = await Promise.all(
-      Array.from({ length: Math.min(50, AGENTS - i) }, (_, j) => api('POST', '/v1/agents', { hostname: `bench-${i + j}` })),
+      Array.from({ length: Math.min(50, total - i) }, (_, j) => api('POST', '/v1/agents', { hostname: `bench-${i + j}` })),
     );
     for (const r of batch) {
       const body = JSON.parse(r.text);
@@ -149,6 +224,8 @@ async function hubPhase(databaseUrl: string) {
       tokens.push(body.token);
     }
   }
+  const responderIds = ids.splice(AGENTS);
+  const stopResponders = await startResponders(`ws://127.0.0.1:${port}/v1/stream`, tokens.splice(AGENTS));
   const tokensFile = path.join(dataDir, 'tokens');
   writeFileSync(tokensFile, tokens.join('\n'), { mode: 0o600 });
 
@@ -158,19 +235,22 @@ async function hubPhase(databaseUrl: string) {
     return { frames: value('opspilot_ingest_frames_total'), batches: value('opspilot_ingest_batches_total'), connected: value('opspilot_agents_connected') };
   };
 
-  let result = { stored: 0, batches: 0, connected: 0, p50: NaN, p99: NaN, execOk: 0, rss: 0, peak: 0 };
   log(`hub phase: ${AGENTS} agents for ${SECONDS} s after ${WARMUP_S} s warm-up`);
-  await runLoad(`ws://127.0.0.1:${port}/v1/stream`, tokensFile, () => {
-    void (async () => {
+  let measuring: Promise<{ stored: number; batches: number; connected: number; p50: number; p99: number; execOk: number; execs: number; rss: number; peak: number; cpu: Record<string, number> }> | undefined;
+  await runLoad(`ws://127.0.0.1:${port}/v1/stream`, tokensFile, (loadPid) => {
+    measuring = (async () => {
       await sleep(WARMUP_S * 1000);
+      const pids = { hub: hub.pid!, load: loadPid };
+      const cpu0 = cpuSeconds(pids);
       const s0 = await scrape();
       const t0 = performance.now();
+      const windowEnd = t0 + SECONDS * 1000 - 1500;
       const latencies: number[] = [];
       const spacing = (SECONDS * 1000 - 1500) / EXECS;
       let ok = 0;
-      for (let i = 0; i < EXECS; i++) {
+      for (let i = 0; i < EXECS && performance.now() < windowEnd; i++) {
         const started = performance.now();
-        const r = await api('POST', '/v1/admin/exec', { agent_id: ids[(i * 7919) % ids.length], command: 'service_status', params: { service: 'nginx' } });
+        const r = await api('POST', '/v1/admin/exec', { agent_id: responderIds[i % responderIds.length], command: 'service_status', params: { service: 'nginx' } });
         latencies.push(performance.now() - started);
         if (r.status === 200) ok++;
         const wait = started + spacing - performance.now();
@@ -180,18 +260,23 @@ async function hubPhase(databaseUrl: string) {
       if (remaining > 0) await sleep(remaining);
       const s1 = await scrape();
       const elapsed = (performance.now() - t0) / 1000;
+      const cpu = cpuShare(cpu0, cpuSeconds(pids), elapsed);
       latencies.sort((a, b) => a - b);
-      result = {
+      return {
         stored: (s1.frames - s0.frames) / elapsed,
         batches: (s1.batches - s0.batches) / elapsed,
         connected: s1.connected,
         p50: percentile(latencies, 50),
         p99: percentile(latencies, 99),
         execOk: ok,
+        execs: latencies.length,
+        cpu,
         ...rssOf(hub.pid!),
       };
     })();
   });
+  const result = await measuring!;
+  stopResponders();
   hub.kill('SIGTERM');
   await new Promise((r) => hub.once('exit', r));
   return result;
@@ -214,19 +299,27 @@ async function main(): Promise<void> {
   const hub = await hubPhase(url.toString());
 
   const pgVersion = (await admin.query('SHOW server_version')).rows[0].server_version;
+  // Check the hub really wrote what it counted: two in five envelopes carry one metric sample.
+  const check = new pg.Client({ connectionString: url.toString() });
+  await check.connect();
+  const samplesStored = Number((await check.query('SELECT count(*) AS n FROM metric_samples')).rows[0].n);
+  await check.end();
   const mib = (n: number) => (n / 1024 / 1024).toFixed(0);
   const report = {
     machine: `${cpus().length} cores (${cpus()[0]?.model.trim()}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, PostgreSQL ${pgVersion}`,
     agents: AGENTS,
     seconds: SECONDS,
-    bare_ws_envelopes_per_s: Math.round(bare),
+    bare_ws_envelopes_per_s: Math.round(bare.rate),
     hub_envelopes_stored_per_s: Math.round(hub.stored),
-    ratio: Number((hub.stored / bare).toFixed(2)),
+    ratio: Number((hub.stored / bare.rate).toFixed(2)),
+    cpu_pct_bare_phase: bare.cpu,
+    cpu_pct_hub_phase: hub.cpu,
     hub_transactions_per_s: Math.round(hub.batches),
     agents_connected: hub.connected,
-    exec_round_trips: `${hub.execOk}/${EXECS} ok`,
+    exec_round_trips: `${hub.execOk}/${hub.execs} ok`,
     exec_p50_ms: Number(hub.p50.toFixed(1)),
     exec_p99_ms: Number(hub.p99.toFixed(1)),
+    metric_samples_in_database: samplesStored,
     hub_rss_mib: Number(mib(hub.rss)),
     hub_peak_rss_mib: Number(mib(hub.peak)),
   };
@@ -238,6 +331,8 @@ async function main(): Promise<void> {
       `  hub → PostgreSQL          ${report.hub_envelopes_stored_per_s.toLocaleString('en')} envelopes/s stored (${report.ratio}× the bare loop) in ${report.hub_transactions_per_s} transactions/s`,
       `  exec round trip (loaded)  p50 ${report.exec_p50_ms} ms, p99 ${report.exec_p99_ms} ms (${report.exec_round_trips})`,
       `  hub RSS                   ${report.hub_rss_mib} MiB (peak ${report.hub_peak_rss_mib} MiB)`,
+      `  metric samples in the DB  ${samplesStored.toLocaleString('en')} (whole run, warm-up and drain included)`,
+      `  CPU % of one core          bare phase: load ${bare.cpu.load}, receiver ${bare.cpu.receiver}; hub phase: load ${hub.cpu.load}, hub ${hub.cpu.hub}, PostgreSQL ${hub.cpu.postgres}`,
     ].join('\n'),
   );
   console.log(JSON.stringify(report));

@@ -71,7 +71,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       database.db,
       { flushIntervalMs: config.flushIntervalMs, maxBatchItems: config.maxBatchItems },
       app.log,
-      { onStored: (outcome) => broker.completed(outcome.completedExecs) },
+      { onEventsStored: (outcome) => broker.completed(outcome.completedExecs) },
     );
     const hub: Hub = { config, database, registry, writer, broker, adminAuth };
     app.decorate('hub', hub);

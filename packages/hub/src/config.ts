@@ -39,7 +39,7 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   authTimeoutMs: 10_000, // 10 s for a header-less connection to send its token
   badFramesPerMinute: 10, // more closes the connection with 4400
   flushIntervalMs: 50, // ingest batches are written at most this long after the first frame
-  maxBatchItems: 5_000, // or as soon as this many frames wait
+  maxBatchItems: 10_000, // rows that start a write at once; agents that flood are paused past 4x this waiting
   execDefaultTimeoutMs: 15_000, // 15 s
   execMaxTimeoutMs: 125_000, // 125 s
 });

@@ -127,11 +127,18 @@ eachBackend(t, 'deleting an agent closes its connection and its token stops work
   const { id, token } = await hub.enroll();
   const agent = await ScriptedAgent.connect(hub.wsUrl, token);
   await agent.next('welcome');
+  const sample = { ts: Math.floor(Date.now() / 1000), cpu_pct: 1, mem_used: 1, mem_total: 2, load1: 0, load5: 0, load15: 0, disks: [], net: [] };
+  agent.send('metrics', { samples: [sample, sample] }, { id: 'm-1' });
+  agent.send('alert', { type: 'log', source: 'x', message: 'y' }, { id: 'a-1' });
+  await agent.acked(['m-1', 'a-1']);
   t.equal((await hub.api('DELETE', `/v1/agents/${id}`)).status, 204);
   t.equal((await agent.closed).code, CLOSE_CODES.unauthenticated);
   t.equal(await refusal(new ScriptedAgent(hub.wsUrl, { token })), 401, 'token refused');
   t.equal((await hub.api('GET', `/v1/agents/${id}`)).status, 404);
   t.equal((await hub.api('DELETE', `/v1/agents/${id}`)).status, 404);
+  const { db } = hub.app.hub.database;
+  t.same(await db.selectFrom('metric_samples').select('ts').where('agent_id', '=', id).execute(), [], 'no samples outlive the agent');
+  t.same(await db.selectFrom('incidents').select('id').where('agent_id', '=', id).execute(), [], 'nor incidents');
 });
 
 eachBackend(t, 'a connection that stops answering pings is closed with 4408', async (t, backend) => {

@@ -17,7 +17,7 @@ import {
   type Envelope,
 } from '@opspilot/protocol';
 import { hashToken, hashesEqual } from '../auth/tokens.ts';
-import type { OrderedItem } from '../storage/ingest-batch.ts';
+import type { EventItem } from '../storage/ingest-batch.ts';
 import type { AckTarget, IncomingFrame, IngestWriter } from './writer.ts';
 
 export interface AuthenticatedAgent {
@@ -41,6 +41,9 @@ export interface ConnectionContext {
 
 type State = 'awaiting-token' | 'authenticating' | 'open' | 'closed';
 
+/** Frames between two bulk writes past which an agent counts as flooding. */
+const FLOOD_FRAMES = 20;
+
 /** Envelope times further from the hub's clock than this are replaced by the hub's time. */
 const MAX_REPLAY_AGE_MS = 24 * 60 * 60 * 1000;
 
@@ -61,6 +64,8 @@ export class AgentConnection implements AckTarget {
   paused = false;
   /** The close code, once closed (by either side). */
   closeCode: number | null = null;
+  #epoch = -1;
+  #framesThisEpoch = 0;
 
   #state: State = 'awaiting-token';
   #tokenHash = '';
@@ -236,16 +241,23 @@ export class AgentConnection implements AckTarget {
         frame.stats = message.payload;
         break;
       case 'metrics':
-        frame.item = { kind: 'metrics', agentId, msgId, at, samples: message.payload.samples };
+        frame.samples = message.payload.samples;
         break;
       case 'alert':
       case 'resolve':
       case 'exec_result':
-        frame.item = { kind: message.type, agentId, msgId, at, payload: message.payload } as OrderedItem;
+        frame.event = { kind: message.type, agentId, msgId, at, payload: message.payload } as EventItem;
         break;
     }
     writer.add(frame);
-    if (writer.overloaded && !this.paused) {
+    if (this.#epoch !== writer.epoch) {
+      this.#epoch = writer.epoch;
+      this.#framesThisEpoch = 0;
+    }
+    this.#framesThisEpoch++;
+    // When the database falls behind, hold back the agents that flood, not the ones that send a
+    // frame now and then: their alerts and exec results keep flowing.
+    if (writer.overloaded && !this.paused && this.#framesThisEpoch > FLOOD_FRAMES) {
       this.paused = true;
       this.socket.pause();
       writer.whenDrained(() => {

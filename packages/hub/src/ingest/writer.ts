@@ -1,21 +1,18 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { HelloPayload } from '@opspilot/protocol';
+import type { HelloPayload, MetricSample } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
-import { storeBatch, type AgentSeen, type BatchOutcome, type IngestBatch, type OrderedItem } from '../storage/ingest-batch.ts';
+import { storeBulk, storeEvents, type BulkBatch, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
+import { BatchQueue, type AckTarget } from './batch-queue.ts';
 
-/** Who to ack once an id is stored. */
-export interface AckTarget {
-  ack(ids: string[]): void;
-  /** Called when a batch could not be stored: the agent should reconnect and resend. */
-  storeFailed(): void;
-}
+export type { AckTarget } from './batch-queue.ts';
 
 export interface IncomingFrame {
   agentId: string;
   at: Date;
   stats?: Record<string, number>;
   hello?: HelloPayload;
-  item?: OrderedItem;
+  samples?: MetricSample[];
+  event?: EventItem;
   msgId?: string;
   ackTo?: AckTarget;
 }
@@ -26,97 +23,103 @@ export interface WriterOptions {
 }
 
 export interface WriterHooks {
-  onStored?(outcome: BatchOutcome): void;
+  onEventsStored?(outcome: EventOutcome): void;
 }
 
-interface PendingBatch {
-  data: IngestBatch;
-  acks: Map<AckTarget, string[]>;
-  /** Rows to write: what decides when the batch is flushed. */
-  size: number;
-  /** Frames received: every frame marks its agent seen once. */
-  frames: number;
-}
-
-const MAX_ATTEMPTS = 3;
 const OVERLOAD_BATCHES = 4; // pause reading from agents while this many full batches wait
 
 /**
- * Funnels every agent's frames into batched transactions (group commit): heartbeats coalesce to
- * the latest per agent, metric samples go in one insert per batch, and one frame never costs one
- * round trip. A batch is sealed when it holds `maxBatchItems` rows, or `flushIntervalMs` after
- * its first frame, or as soon as the previous batch commits; sealed batches are written one at a
- * time, in order. Ids are acked only after their batch commits. When the database falls behind,
- * agents' sockets are paused until the backlog drains, so memory stays bounded and TCP pushes
- * back on the agents.
+ * Where agents' frames are written, in two lanes that never wait for each other:
+ * - bulk: last-seen times, heartbeats, hellos and metric samples, one SQL statement per batch
+ *   (heartbeats coalesce to the latest per agent; one frame never costs one round trip);
+ * - events: alerts, resolves and exec results, one small transaction per batch, in arrival order,
+ *   so an exec result or an alert is never stuck behind a backlog of metrics.
+ * Each lane is a group-commit BatchQueue; ids are acked after their batch commits. When the bulk
+ * lane falls behind, agents' sockets are paused until it drains, so memory stays bounded and TCP
+ * pushes back on the agents.
  */
 export class IngestWriter {
-  #current: PendingBatch = emptyBatch();
-  readonly #sealed: PendingBatch[] = [];
-  #queuedRows = 0;
-  #timer: NodeJS.Timeout | null = null;
-  #flushing: Promise<void> | null = null;
+  readonly #bulk: BatchQueue<BulkBatch>;
+  readonly #events: BatchQueue<EventBatch>;
   #closed = false;
-  readonly #paused = new Set<() => void>();
-  /** Counters for operators (and tests): how many frames went into how many transactions. */
-  readonly stats = { batches: 0, frames: 0, failedBatches: 0 };
 
-  constructor(
-    private readonly db: Db,
-    private readonly opts: WriterOptions,
-    private readonly log: FastifyBaseLogger,
-    private readonly hooks: WriterHooks = {},
-  ) {}
+  constructor(db: Db, opts: WriterOptions, log: FastifyBaseLogger, hooks: WriterHooks = {}) {
+    const queue = { maxRows: opts.maxBatchItems, flushIntervalMs: opts.flushIntervalMs, overloadRows: opts.maxBatchItems * OVERLOAD_BATCHES };
+    this.#bulk = new BatchQueue<BulkBatch>('bulk', () => ({ seen: new Map(), metrics: [], ids: [] }), (b) => storeBulk(db, b), queue, log);
+    this.#events = new BatchQueue<EventBatch>(
+      'events',
+      () => ({ items: [], ids: [] }),
+      async (b) => hooks.onEventsStored?.(await storeEvents(db, b)),
+      queue,
+      log,
+    );
+  }
 
   /**
    * Take one frame: it marks its agent seen (with the latest heartbeat stats or hello), may carry
-   * an item to store in order, and an id to ack to `ackTo` once stored. A frame is taken whole,
-   * so its item and its id always land in the same batch.
+   * metric samples or an event, and an id to ack to `ackTo` once stored. The id travels in the
+   * same batch as what it names.
    */
   add(frame: IncomingFrame): void {
-    const batch = this.#current;
-    batch.frames++;
-    let rows = 0;
-    const prev = batch.data.seen.get(frame.agentId);
-    const seen: AgentSeen = prev ?? { at: frame.at };
-    seen.at = frame.at;
+    if (this.#closed) return;
+    const ack = frame.msgId !== undefined && frame.ackTo ? { target: frame.ackTo, id: frame.msgId } : undefined;
+
+    const bulk = this.#bulk.current;
+    let bulkRows = 0;
+    const prev = bulk.seen.get(frame.agentId);
+    if (prev) {
+      prev.at = frame.at;
+    } else {
+      bulk.seen.set(frame.agentId, { at: frame.at });
+      bulkRows++;
+    }
+    const seen = bulk.seen.get(frame.agentId)!;
     if (frame.stats) seen.stats = frame.stats;
     if (frame.hello) seen.hello = frame.hello;
-    if (!prev) {
-      batch.data.seen.set(frame.agentId, seen);
-      rows++;
+    if (frame.samples) {
+      bulk.metrics.push({ agentId: frame.agentId, msgId: frame.msgId, samples: frame.samples });
+      bulkRows += frame.samples.length;
     }
-    if (frame.item) {
-      batch.data.items.push(frame.item);
-      rows += frame.item.kind === 'metrics' ? frame.item.samples.length : 1;
+
+    if (frame.event) {
+      const events = this.#events.current;
+      events.items.push(frame.event);
+      if (ack) events.ids.push({ agentId: frame.agentId, msgId: ack.id });
+      this.#bulk.added(bulkRows, 1);
+      this.#events.added(ack ? 2 : 1, 1, ack);
+    } else {
+      if (ack) bulk.ids.push({ agentId: frame.agentId, msgId: ack.id });
+      this.#bulk.added(bulkRows + (ack ? 1 : 0), 1, ack);
     }
-    if (frame.msgId !== undefined && frame.ackTo) {
-      batch.data.ids.push({ agentId: frame.agentId, msgId: frame.msgId });
-      const list = batch.acks.get(frame.ackTo);
-      if (list) list.push(frame.msgId);
-      else batch.acks.set(frame.ackTo, [frame.msgId]);
-      rows++;
-    }
-    this.#grow(rows);
   }
 
-  /** True when readers should pause: the database is far behind. */
+  /** True when readers should pause: the database is far behind on bulk writes. */
   get overloaded(): boolean {
-    return this.#queuedRows >= this.opts.maxBatchItems * OVERLOAD_BATCHES;
+    return this.#bulk.overloaded;
   }
 
-  /** Call `resume` once the backlog has drained. */
   whenDrained(resume: () => void): void {
-    this.#paused.add(resume);
+    this.#bulk.whenDrained(resume);
   }
 
-  /** Write everything waiting, and what arrives meanwhile. */
+  /** Bumps at every bulk write; a reader counts its frames per epoch to tell floods from trickles. */
+  get epoch(): number {
+    return this.#bulk.epoch;
+  }
+
+  /** Counters for operators (and tests): frames taken and transactions committed. */
+  get stats(): { batches: number; frames: number; failedBatches: number; eventBatches: number } {
+    return {
+      batches: this.#bulk.stats.batches,
+      // Every frame passes through the bulk lane (it marks its agent seen).
+      frames: this.#bulk.stats.frames,
+      failedBatches: this.#bulk.stats.failedBatches + this.#events.stats.failedBatches,
+      eventBatches: this.#events.stats.batches,
+    };
+  }
+
   async flush(): Promise<void> {
-    for (;;) {
-      this.#seal();
-      if (!this.#flushing) return;
-      await this.#flushing;
-    }
+    await Promise.all([this.#bulk.flush(), this.#events.flush()]);
   }
 
   /** Flush and stop taking frames. */
@@ -124,88 +127,4 @@ export class IngestWriter {
     await this.flush();
     this.#closed = true;
   }
-
-  #grow(rows: number): void {
-    if (this.#closed) return;
-    this.#current.size += rows;
-    this.#queuedRows += rows;
-    if (this.#current.size >= this.opts.maxBatchItems) {
-      this.#seal();
-    } else if (!this.#timer && !this.#flushing) {
-      // While a batch is being written the next one fills; it is sealed when that one commits.
-      this.#timer = setTimeout(() => {
-        this.#timer = null;
-        if (!this.#flushing) this.#seal();
-      }, this.opts.flushIntervalMs);
-    }
-  }
-
-  #seal(): void {
-    if (this.#timer) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
-    const batch = this.#current;
-    if (batch.frames > 0 || batch.size > 0) {
-      this.#sealed.push(batch);
-      this.#current = emptyBatch();
-    }
-    if (!this.#flushing && this.#sealed.length > 0) {
-      this.#flushing = this.#drain().finally(() => {
-        this.#flushing = null;
-      });
-    }
-  }
-
-  async #drain(): Promise<void> {
-    for (;;) {
-      if (this.#sealed.length === 0) {
-        const waiting = this.#current;
-        if (waiting.frames === 0 && waiting.size === 0) return;
-        this.#sealed.push(waiting);
-        this.#current = emptyBatch();
-      }
-      const batch = this.#sealed.shift()!;
-      await this.#store(batch);
-      this.#queuedRows -= batch.size;
-      if (!this.overloaded && this.#paused.size > 0) {
-        const resumes = [...this.#paused];
-        this.#paused.clear();
-        for (const resume of resumes) resume();
-      }
-    }
-  }
-
-  async #store(batch: PendingBatch): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const outcome = await storeBatch(this.db, batch.data);
-        this.stats.batches++;
-        this.stats.frames += batch.frames;
-        this.#deliver(batch, outcome);
-        return;
-      } catch (err) {
-        if (attempt >= MAX_ATTEMPTS) {
-          this.stats.failedBatches++;
-          // Nothing is acked, so the agents still hold their alerts, resolves and results;
-          // asking them to reconnect makes them resend those from their outboxes.
-          this.log.error({ err, frames: batch.frames, ids: batch.data.ids.length }, 'ingest batch not stored; asking its agents to reconnect and resend');
-          for (const target of batch.acks.keys()) target.storeFailed();
-          return;
-        }
-        this.log.warn({ err, attempt }, 'ingest batch failed; retrying');
-        await new Promise((r) => setTimeout(r, 100 * 4 ** attempt));
-      }
-    }
-  }
-
-  #deliver(batch: PendingBatch, outcome: BatchOutcome): void {
-    for (const [target, ids] of batch.acks) target.ack(ids);
-    this.hooks.onStored?.(outcome);
-  }
 }
-
-function emptyBatch(): PendingBatch {
-  return { data: { seen: new Map(), ids: [], items: [] }, acks: new Map(), size: 0, frames: 0 };
-}
-

@@ -9,23 +9,31 @@ import type { App, Hub } from '../context.ts';
 export function metricsRoute(app: App, hub: Hub, authenticate: (authorization: string | undefined) => boolean): void {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'opspilot_hub_' });
-  const stats = hub.writer.stats;
   new Counter({
     name: 'opspilot_ingest_frames_total',
     help: 'Agent frames stored (committed) by the ingest writer',
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(stats.frames);
+      this.inc(hub.writer.stats.frames);
     },
   });
   new Counter({
     name: 'opspilot_ingest_batches_total',
-    help: 'Ingest transactions committed',
+    help: 'Bulk ingest statements committed (heartbeats, hellos, metric samples)',
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(stats.batches);
+      this.inc(hub.writer.stats.batches);
+    },
+  });
+  new Counter({
+    name: 'opspilot_ingest_event_batches_total',
+    help: 'Event transactions committed (alerts, resolves, exec results)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(hub.writer.stats.eventBatches);
     },
   });
   new Counter({
@@ -34,7 +42,7 @@ export function metricsRoute(app: App, hub: Hub, authenticate: (authorization: s
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(stats.failedBatches);
+      this.inc(hub.writer.stats.failedBatches);
     },
   });
   new Gauge({

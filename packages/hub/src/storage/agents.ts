@@ -40,9 +40,18 @@ export async function findAgentIdByTokenHash(db: Db, tokenHash: string): Promise
   return db.selectFrom('agents').select(['id', 'token_hash']).where('token_hash', '=', tokenHash).executeTakeFirst();
 }
 
+/**
+ * Delete an agent with its incidents (cascade) and metric samples. Deleting the agent row waits
+ * for any bulk insert holding it (storeBulk updates it in the same statement), so the sample
+ * delete that follows sees every sample that insert wrote.
+ */
 export async function deleteAgent(db: Db, id: string): Promise<boolean> {
-  const result = await db.deleteFrom('agents').where('id', '=', id).executeTakeFirst();
-  return result.numDeletedRows > 0n;
+  return db.transaction().execute(async (trx) => {
+    const result = await trx.deleteFrom('agents').where('id', '=', id).executeTakeFirst();
+    if (result.numDeletedRows === 0n) return false;
+    await trx.deleteFrom('metric_samples').where('agent_id', '=', id).execute();
+    return true;
+  });
 }
 
 export async function setAgentTokenHash(db: Db, id: string, tokenHash: string, at: Date): Promise<boolean> {

@@ -1,127 +1,146 @@
 import { sql } from 'kysely';
-import type { AlertPayload, ExecResultPayload, HelloPayload, MetricSample, ResolvePayload } from '@opspilot/protocol';
-import { newId } from '@opspilot/protocol';
+import { newId, type AlertPayload, type ExecResultPayload, type HelloPayload, type MetricSample, type ResolvePayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 import { completeExecRequest } from './exec-requests.ts';
 import { resolveIncidentByFingerprint, upsertIncidentFromAlert } from './incidents.ts';
 
-/** What one agent's frames since the last flush say about it, coalesced to the latest. */
+/** What one agent's frames since the last batch say about it, coalesced to the latest. */
 export interface AgentSeen {
   at: Date;
   stats?: Record<string, number>;
   hello?: HelloPayload;
 }
 
-/** An envelope that must be stored in arrival order, and only once when it has an id. */
-export type OrderedItem = { agentId: string; msgId?: string; at: Date } & (
-  | { kind: 'metrics'; samples: MetricSample[] }
+/** Heartbeats, hellos and metric samples: written in one statement per batch. */
+export interface BulkBatch {
+  seen: Map<string, AgentSeen>;
+  metrics: { agentId: string; msgId: string | undefined; samples: MetricSample[] }[];
+  /** Ids of the bulk frames that had one. */
+  ids: { agentId: string; msgId: string }[];
+}
+
+/** An envelope stored in arrival order, once when it has an id. */
+export type EventItem = { agentId: string; msgId?: string; at: Date } & (
   | { kind: 'alert'; payload: AlertPayload }
   | { kind: 'resolve'; payload: ResolvePayload }
   | { kind: 'exec_result'; payload: ExecResultPayload }
 );
 
-export interface IngestBatch {
-  seen: Map<string, AgentSeen>;
-  /** Every envelope id in the batch, in order, including ids of coalesced heartbeats. */
+export interface EventBatch {
+  items: EventItem[];
   ids: { agentId: string; msgId: string }[];
-  items: OrderedItem[];
 }
 
-export interface BatchOutcome {
-  /** `agentId\0msgId` of ids stored for the first time; the other ids were duplicates. */
-  freshIds: Set<string>;
+export interface EventOutcome {
   /** exec request ids whose result this batch stored. */
   completedExecs: string[];
-  /** incident ids created or updated by alerts. */
+  /** incident ids created, updated or resolved. */
   incidents: string[];
 }
 
-export const idKey = (agentId: string, msgId: string): string => `${agentId}\0${msgId}`;
+const idKey = (agentId: string, msgId: string): string => `${agentId}\0${msgId}`;
 
 /**
- * Store a batch in one transaction: one statement for the envelope ids, one for every agent's
- * last-seen time and heartbeat, one for all metric samples, then alerts, resolves and exec
- * results in the order they arrived. Bulk rows travel as one JSON document per statement
- * (jsonb_to_recordset), which costs a fraction of per-row parameters or escaped array literals.
- * Rows for an agent deleted meanwhile are skipped.
+ * Store a bulk batch in one statement, so one round trip and atomic: the envelope ids, every
+ * agent's last-seen time, heartbeat and hello, and the metric samples of frames whose id is new.
+ * Rows travel as one JSON document per table (json_to_recordset), a fraction of the cost of
+ * per-row parameters. Rows for an agent deleted meanwhile are skipped.
  */
-export async function storeBatch(db: Db, batch: IngestBatch): Promise<BatchOutcome> {
+export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
+  const ids = batch.ids.map((r) => ({ agent_id: r.agentId, msg_id: r.msgId }));
+  const seen = [...batch.seen].map(([id, s]) => ({
+    id,
+    at: s.at.toISOString(),
+    stats: s.stats ?? null,
+    facts: s.hello ? helloFacts(s.hello) : null,
+    actions: s.hello ? s.hello.actions : null,
+  }));
+  const samples: Record<string, unknown>[] = [];
+  const framesSeen = new Set<string>();
+  for (const frame of batch.metrics) {
+    if (frame.msgId !== undefined) {
+      // A frame sent twice in one batch is stored from its first copy only.
+      const key = idKey(frame.agentId, frame.msgId);
+      if (framesSeen.has(key)) continue;
+      framesSeen.add(key);
+    }
+    for (const s of frame.samples) {
+      samples.push({
+        agent_id: frame.agentId,
+        msg_id: frame.msgId ?? null,
+        ts: s.ts,
+        cpu_pct: s.cpu_pct,
+        // Byte counts are bigint columns: a fractional value from an agent is rounded, not refused.
+        mem_used: Math.round(s.mem_used),
+        mem_total: Math.round(s.mem_total),
+        swap_used: s.swap_used === undefined ? null : Math.round(s.swap_used),
+        load1: s.load1,
+        load5: s.load5,
+        load15: s.load15,
+        disks: s.disks,
+        net: s.net,
+      });
+    }
+  }
+  // Data-modifying CTEs all run, once, in the statement's single snapshot: `samples` sees which
+  // ids `fresh` inserted, so a resent metrics frame is not stored twice.
+  await sql`
+    WITH fresh AS (
+      INSERT INTO received_envelopes (agent_id, msg_id)
+      SELECT v.agent_id, v.msg_id
+      FROM json_to_recordset(${JSON.stringify(ids)}::json) AS v(agent_id text, msg_id text)
+      JOIN agents a ON a.id = v.agent_id
+      ON CONFLICT DO NOTHING
+      RETURNING agent_id, msg_id
+    ), seen AS (
+      UPDATE agents SET
+        last_seen_at = GREATEST(agents.last_seen_at, v.at),
+        stats = COALESCE(v.stats::jsonb, agents.stats),
+        facts = COALESCE(v.facts::jsonb, agents.facts),
+        actions = CASE WHEN v.facts IS NULL THEN agents.actions ELSE v.actions::jsonb END
+      FROM json_to_recordset(${JSON.stringify(seen)}::json) AS v(id text, at timestamptz, stats json, facts json, actions json)
+      WHERE agents.id = v.id
+      RETURNING agents.id
+    ), v AS (
+      SELECT * FROM json_to_recordset(${JSON.stringify(samples)}::json) AS v(agent_id text, msg_id text, ts float8, cpu_pct float8,
+        mem_used int8, mem_total int8, swap_used int8, load1 float8, load5 float8, load15 float8, disks json, net json)
+    ), samples AS (
+      INSERT INTO metric_samples (agent_id, ts, cpu_pct, mem_used, mem_total, swap_used, load1, load5, load15, disks, net)
+      SELECT v.agent_id, to_timestamp(v.ts), v.cpu_pct, v.mem_used, v.mem_total, v.swap_used, v.load1, v.load5, v.load15, v.disks::jsonb, v.net::jsonb
+      -- What a foreign key would check per row, once per agent: every frame marks its agent seen,
+      -- and the UPDATE above holds each agent row until commit, so a concurrent delete waits.
+      FROM v JOIN seen o ON o.id = v.agent_id
+      WHERE v.msg_id IS NULL OR EXISTS (SELECT 1 FROM fresh f WHERE f.agent_id = v.agent_id AND f.msg_id = v.msg_id)
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM seen) AS seen, (SELECT count(*) FROM samples) AS samples`.execute(db);
+}
+
+/**
+ * Store alerts, resolves and exec results in one transaction, in the order they arrived, each
+ * envelope id once. Events of an agent deleted meanwhile are skipped.
+ */
+export async function storeEvents(db: Db, batch: EventBatch): Promise<EventOutcome> {
   return db.transaction().execute(async (trx) => {
-    const outcome: BatchOutcome = { freshIds: new Set(), completedExecs: [], incidents: [] };
-
-    // A batch with no envelope ids acks nothing, so no agent drops anything from its outbox on the
-    // strength of it: it need not wait for the WAL flush. Anything acked still does.
-    if (batch.ids.length === 0) await sql`SET LOCAL synchronous_commit = off`.execute(trx);
-
+    const outcome: EventOutcome = { completedExecs: [], incidents: [] };
+    const fresh = new Set<string>();
     if (batch.ids.length > 0) {
-      const fresh = await sql<{ agent_id: string; msg_id: string }>`
+      const rows = await sql<{ agent_id: string; msg_id: string }>`
         INSERT INTO received_envelopes (agent_id, msg_id)
         SELECT v.agent_id, v.msg_id
-        FROM unnest(${batch.ids.map((r) => r.agentId)}::text[], ${batch.ids.map((r) => r.msgId)}::text[]) AS v(agent_id, msg_id)
+        FROM jsonb_to_recordset(${JSON.stringify(batch.ids.map((r) => ({ agent_id: r.agentId, msg_id: r.msgId })))}::jsonb) AS v(agent_id text, msg_id text)
         JOIN agents a ON a.id = v.agent_id
         ON CONFLICT DO NOTHING
         RETURNING agent_id, msg_id`.execute(trx);
-      for (const row of fresh.rows) outcome.freshIds.add(idKey(row.agent_id, row.msg_id));
+      for (const row of rows.rows) fresh.add(idKey(row.agent_id, row.msg_id));
     }
-
-    // Every frame marks its agent seen, so this also tells which agents still exist.
-    const existing = new Set<string>();
-    if (batch.seen.size > 0) {
-      const rows = [...batch.seen].map(([id, s]) => ({
-        id,
-        at: s.at.toISOString(),
-        stats: s.stats ?? null,
-        facts: s.hello ? helloFacts(s.hello) : null,
-        actions: s.hello ? s.hello.actions : null,
-      }));
-      const updated = await sql<{ id: string }>`
-        UPDATE agents SET
-          last_seen_at = GREATEST(agents.last_seen_at, v.at),
-          stats = COALESCE(v.stats, agents.stats),
-          facts = COALESCE(v.facts, agents.facts),
-          actions = CASE WHEN v.facts IS NULL THEN agents.actions ELSE v.actions END
-        FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS v(id text, at timestamptz, stats jsonb, facts jsonb, actions jsonb)
-        WHERE agents.id = v.id
-        RETURNING agents.id`.execute(trx);
-      for (const row of updated.rows) existing.add(row.id);
-    }
-
-    // The first item carrying a fresh id is stored; later copies in the same batch are duplicates.
-    const unclaimed = new Set(outcome.freshIds);
-    const isFresh = (item: OrderedItem) => item.msgId === undefined || unclaimed.delete(idKey(item.agentId, item.msgId));
-    const fresh = new Set(batch.items.filter(isFresh));
-
-    const samples: Record<string, unknown>[] = [];
+    const agentIds = [...new Set(batch.items.map((i) => i.agentId))];
+    const existing = new Set(
+      (await trx.selectFrom('agents').select('id').where('id', 'in', agentIds).execute()).map((r) => r.id),
+    );
     for (const item of batch.items) {
-      if (item.kind !== 'metrics' || !fresh.has(item)) continue;
-      for (const s of item.samples) {
-        samples.push({
-          agent_id: item.agentId,
-          ts: s.ts,
-          cpu_pct: s.cpu_pct,
-          // Byte counts are bigint columns: a fractional value from an agent is rounded, not refused.
-          mem_used: Math.round(s.mem_used),
-          mem_total: Math.round(s.mem_total),
-          swap_used: s.swap_used === undefined ? null : Math.round(s.swap_used),
-          load1: s.load1,
-          load5: s.load5,
-          load15: s.load15,
-          disks: s.disks,
-          net: s.net,
-        });
-      }
-    }
-    if (samples.length > 0) {
-      await sql`
-        INSERT INTO metric_samples (agent_id, ts, cpu_pct, mem_used, mem_total, swap_used, load1, load5, load15, disks, net)
-        SELECT v.agent_id, to_timestamp(v.ts), v.cpu_pct, v.mem_used, v.mem_total, v.swap_used, v.load1, v.load5, v.load15, v.disks, v.net
-        FROM jsonb_to_recordset(${JSON.stringify(samples)}::jsonb) AS v(agent_id text, ts float8, cpu_pct float8,
-          mem_used int8, mem_total int8, swap_used int8, load1 float8, load5 float8, load15 float8, disks jsonb, net jsonb)
-        JOIN agents a ON a.id = v.agent_id`.execute(trx);
-    }
-
-    for (const item of batch.items) {
-      if (item.kind === 'metrics' || !fresh.has(item)) continue;
+      // The first item carrying a fresh id is stored; later copies are duplicates.
+      if (item.msgId !== undefined && !fresh.delete(idKey(item.agentId, item.msgId))) continue;
       if (!existing.has(item.agentId)) continue;
       switch (item.kind) {
         case 'alert':
@@ -133,9 +152,7 @@ export async function storeBatch(db: Db, batch: IngestBatch): Promise<BatchOutco
           break;
         }
         case 'exec_result':
-          if (await completeExecRequest(trx, item.agentId, item.payload, item.at)) {
-            outcome.completedExecs.push(item.payload.request_id);
-          }
+          if (await completeExecRequest(trx, item.agentId, item.payload, item.at)) outcome.completedExecs.push(item.payload.request_id);
           break;
       }
     }

@@ -1,0 +1,161 @@
+import type { FastifyBaseLogger } from 'fastify';
+
+/** Who to ack once an id is stored. */
+export interface AckTarget {
+  ack(ids: string[]): void;
+  /** Called when a batch could not be stored: the agent should reconnect and resend. */
+  storeFailed(): void;
+}
+
+export interface QueueOptions {
+  /** Rows that seal a batch at once when nothing is being written. */
+  maxRows: number;
+  /** A batch is sealed this long after its first frame, unless one is being written. */
+  flushIntervalMs: number;
+  /** Pause readers while this many rows wait. */
+  overloadRows: number;
+}
+
+interface Pending<B> {
+  data: B;
+  acks: Map<AckTarget, string[]>;
+  rows: number;
+  frames: number;
+}
+
+const MAX_ATTEMPTS = 3;
+
+/**
+ * Group commit for one kind of write. Frames fill the current batch. With nothing being written,
+ * it is written `flushIntervalMs` after its first frame, or at once when it holds `maxRows` rows;
+ * while a write is in flight it keeps filling and is written as soon as that one commits, so the
+ * busier the hub, the more each statement carries. Writes go one at a time, in order, and ids are
+ * acked only after commit. Past `overloadRows` waiting, readers are asked to pause. A batch that
+ * fails three times is dropped unacked and its agents are asked to reconnect, which makes them
+ * resend what they keep in their outboxes.
+ */
+export class BatchQueue<B> {
+  #current: Pending<B>;
+  readonly #sealed: Pending<B>[] = [];
+  #queuedRows = 0;
+  #timer: NodeJS.Timeout | null = null;
+  #draining: Promise<void> | null = null;
+  readonly #drained = new Set<() => void>();
+  readonly stats = { batches: 0, frames: 0, failedBatches: 0 };
+  /** Increments at every committed write: lets readers count what they sent since. */
+  epoch = 0;
+
+  constructor(
+    private readonly name: string,
+    private readonly empty: () => B,
+    private readonly store: (batch: B) => Promise<void>,
+    private readonly opts: QueueOptions,
+    private readonly log: FastifyBaseLogger,
+  ) {
+    this.#current = this.#fresh();
+  }
+
+  /** The batch being filled: add to it, then call `added`. */
+  get current(): B {
+    return this.#current.data;
+  }
+
+  added(rows: number, frames: number, ack?: { target: AckTarget; id: string }): void {
+    const batch = this.#current;
+    batch.rows += rows;
+    batch.frames += frames;
+    this.#queuedRows += rows;
+    if (ack) {
+      const list = batch.acks.get(ack.target);
+      if (list) list.push(ack.id);
+      else batch.acks.set(ack.target, [ack.id]);
+    }
+    if (this.#draining) return; // written when the write in flight commits
+    if (batch.rows >= this.opts.maxRows) {
+      this.#seal();
+    } else if (!this.#timer) {
+      this.#timer = setTimeout(() => {
+        this.#timer = null;
+        if (!this.#draining) this.#seal();
+      }, this.opts.flushIntervalMs);
+    }
+  }
+
+  get overloaded(): boolean {
+    return this.#queuedRows >= this.opts.overloadRows;
+  }
+
+  /** Call `resume` once the backlog is under the overload mark again. */
+  whenDrained(resume: () => void): void {
+    this.#drained.add(resume);
+  }
+
+  /** Write everything waiting, and what arrives meanwhile. */
+  async flush(): Promise<void> {
+    for (;;) {
+      this.#seal();
+      if (!this.#draining) return;
+      await this.#draining;
+    }
+  }
+
+  #fresh(): Pending<B> {
+    return { data: this.empty(), acks: new Map(), rows: 0, frames: 0 };
+  }
+
+  #seal(): void {
+    if (this.#timer) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    if (this.#current.frames > 0) {
+      this.#sealed.push(this.#current);
+      this.#current = this.#fresh();
+    }
+    if (!this.#draining && this.#sealed.length > 0) {
+      this.#draining = this.#drain().finally(() => {
+        this.#draining = null;
+      });
+    }
+  }
+
+  async #drain(): Promise<void> {
+    for (;;) {
+      if (this.#sealed.length === 0) {
+        if (this.#current.frames === 0) return;
+        this.#sealed.push(this.#current);
+        this.#current = this.#fresh();
+      }
+      const batch = this.#sealed.shift()!;
+      await this.#write(batch);
+      this.#queuedRows -= batch.rows;
+      if (!this.overloaded && this.#drained.size > 0) {
+        const resumes = [...this.#drained];
+        this.#drained.clear();
+        for (const resume of resumes) resume();
+      }
+    }
+  }
+
+  async #write(batch: Pending<B>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.store(batch.data);
+        this.stats.batches++;
+        this.stats.frames += batch.frames;
+        this.epoch++;
+        for (const [target, ids] of batch.acks) target.ack(ids);
+        return;
+      } catch (err) {
+        if (attempt >= MAX_ATTEMPTS) {
+          this.stats.failedBatches++;
+          this.log.error({ err, queue: this.name, frames: batch.frames }, 'ingest batch not stored; asking its agents to reconnect and resend');
+          for (const target of batch.acks.keys()) target.storeFailed();
+          return;
+        }
+        this.log.warn({ err, queue: this.name, attempt }, 'ingest batch failed; retrying');
+        await new Promise((r) => setTimeout(r, 100 * 4 ** attempt));
+      }
+    }
+  }
+}

@@ -69,7 +69,8 @@ function lines(child: ChildProcess, onLine: (line: string) => void): void {
 
 /** Run the load generator; resolves with its final report, calling `onConnected` once all are in. */
 function runLoad(url: string, tokensFile: string, onConnected: (loadPid: number) => void): Promise<{ connected: number; sent: number; execs: number }> {
-  const child = node('scripts/bench/load.ts', [url, tokensFile, String(AGENTS), String(SECONDS + WARMUP_S)]);
+  // A few seconds past the measured window, so the generator is still running when it closes.
+  const child = node('scripts/bench/load.ts', [url, tokensFile, String(AGENTS), String(SECONDS + WARMUP_S + 5)]);
   return new Promise((resolve, reject) => {
     lines(child, (line) => {
       const msg = JSON.parse(line);
@@ -314,7 +315,7 @@ async function main(): Promise<void> {
     ratio: Number((hub.stored / bare.rate).toFixed(2)),
     cpu_pct_bare_phase: bare.cpu,
     cpu_pct_hub_phase: hub.cpu,
-    hub_transactions_per_s: Math.round(hub.batches),
+    hub_transactions_per_s: Number(hub.batches.toFixed(1)),
     agents_connected: hub.connected,
     exec_round_trips: `${hub.execOk}/${hub.execs} ok`,
     exec_p50_ms: Number(hub.p50.toFixed(1)),

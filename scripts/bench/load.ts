@@ -1,7 +1,8 @@
 /**
  * Load generator: N agents on real WebSockets, each sending heartbeats and metric batches (3:2,
  * as at the default 10 s / 15 s intervals) as fast as its socket drains, and answering every exec
- * at once. Frames are encoded once up front so the generator spends its CPU on sending.
+ * at once. Frames are encoded once up front, as the protocol encoder does by default (a heartbeat
+ * with stats goes uncompressed, a metrics batch gzipped), so the generator spends its CPU on sending.
  *
  * Usage: node --import tsx load.ts <ws-url> <tokens-file|-> <agents> <seconds>
  * Prints one JSON line when done: {connected, sent, execs}.

@@ -95,7 +95,15 @@ t.test('every message round-trips through encode and decode', async (t) => {
 
 t.test('an empty heartbeat is sent as data ""', async (t) => {
   const wire = JSON.parse(encodeEnvelope('heartbeat', {}, { ts: 5 }));
-  t.same(wire, { ver: '1.0', ts: 5, type: 'heartbeat', data: '', compression: 'gzip' });
+  t.same(wire, { ver: '1.0', ts: 5, type: 'heartbeat', data: '', compression: 'none' });
+});
+
+t.test('small payloads go uncompressed unless asked, large ones gzipped', async (t) => {
+  const small = JSON.parse(encodeEnvelope('heartbeat', { cpu_pct: 1 }));
+  t.equal(small.compression, 'none');
+  t.equal(JSON.parse(encodeEnvelope('heartbeat', { cpu_pct: 1 }, { compression: 'gzip' })).compression, 'gzip');
+  const big = JSON.parse(encodeEnvelope('alert', { type: 'log', source: 's', message: 'm'.repeat(300) }));
+  t.equal(big.compression, 'gzip');
 });
 
 t.test('encode refuses an invalid payload or id', async (t) => {

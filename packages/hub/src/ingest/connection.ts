@@ -104,7 +104,8 @@ export class AgentConnection implements AckTarget {
       done?.(new Error('connection is not open'));
       return;
     }
-    const frame = encodeEnvelope(type, payload, { compression: type === 'exec' ? 'gzip' : 'none' });
+    // Hub messages are small: sent uncompressed, so they can be read in a terminal (wscat).
+    const frame = encodeEnvelope(type, payload, { compression: 'none' });
     this.socket.send(frame, done);
   }
 

@@ -22,6 +22,7 @@ import { incidentRoutes } from './rest/incidents.ts';
 import { ErrorResponse } from './rest/schemas.ts';
 import { metricsRoute } from './observability/metrics.ts';
 import { applySchema, openDatabase, ping, type HubDatabase } from './storage/database.ts';
+import { pruneReceivedEnvelopes } from './storage/received-envelopes.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -151,7 +152,18 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       execRoutes(v1, hub);
     });
 
+    // Dedupe ids only need to outlast an outbox replay: forget old ones every hour.
+    const prune = () =>
+      pruneReceivedEnvelopes(database.db, new Date(Date.now() - config.dedupeRetentionDays * 86_400_000)).then(
+        (n) => n > 0 && app.log.info({ removed: n }, 'old envelope ids pruned'),
+        (err) => app.log.warn({ err }, 'could not prune old envelope ids'),
+      );
+    const pruner = setInterval(prune, 3_600_000);
+    pruner.unref();
+    app.addHook('onReady', async () => void prune());
+
     app.addHook('onClose', async () => {
+      clearInterval(pruner);
       await writer.close();
       if (ownsDatabase) await database.close();
     });

@@ -23,6 +23,8 @@ export interface HubConfig {
   maxBatchItems: number;
   execDefaultTimeoutMs: number;
   execMaxTimeoutMs: number;
+  /** How long envelope ids are remembered for dedupe. */
+  dedupeRetentionDays: number;
 }
 
 export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
@@ -42,6 +44,7 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   maxBatchItems: 10_000, // rows that start a write at once; agents that flood are paused past 4x this waiting
   execDefaultTimeoutMs: 15_000, // 15 s
   execMaxTimeoutMs: 125_000, // 125 s
+  dedupeRetentionDays: 30, // an agent replaying its outbox after a month away may store a repeat
 });
 
 type Rule = (value: unknown) => string | null;
@@ -69,6 +72,7 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   maxBatchItems: int(1, 1_000_000),
   execDefaultTimeoutMs: int(1, 3_600_000),
   execMaxTimeoutMs: int(1, 3_600_000),
+  dedupeRetentionDays: int(1, 3650),
 };
 
 export class ConfigError extends Error {
@@ -108,9 +112,10 @@ export const ENV_KEYS = {
   OPSPILOT_MAX_FRAME_BYTES: 'maxFrameBytes',
   OPSPILOT_MAX_PAYLOAD_BYTES: 'maxPayloadBytes',
   OPSPILOT_HEARTBEAT_INTERVAL_S: 'heartbeatIntervalS',
+  OPSPILOT_DEDUPE_RETENTION_DAYS: 'dedupeRetentionDays',
 } as const satisfies Record<string, keyof HubConfig>;
 
-const NUMERIC_KEYS = new Set<keyof HubConfig>(['port', 'maxFrameBytes', 'maxPayloadBytes', 'heartbeatIntervalS']);
+const NUMERIC_KEYS = new Set<keyof HubConfig>(['port', 'maxFrameBytes', 'maxPayloadBytes', 'heartbeatIntervalS', 'dedupeRetentionDays']);
 
 /** Read the hub's config from the environment; a bad value fails with the variable named. */
 export function configFromEnv(env: NodeJS.ProcessEnv): Readonly<HubConfig> {

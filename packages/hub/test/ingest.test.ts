@@ -143,6 +143,22 @@ eachBackend(t, 'duplicate ids are acked every time and stored once', async (t, b
   agent.close();
 });
 
+eachBackend(t, 'envelope ids are remembered for the retention window, then pruned', async (t, backend) => {
+  const db = await backend.open(t);
+  const hub = await startHub(t, db, { dedupeRetentionDays: 30 });
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  agent.send('alert', { type: 'log', source: 'old', message: 'm' }, { id: 'old-1' });
+  agent.send('alert', { type: 'log', source: 'new', message: 'm' }, { id: 'new-1' });
+  await agent.acked(['old-1', 'new-1']);
+  await db.db.updateTable('received_envelopes').set({ received_at: new Date(Date.now() - 31 * 86_400_000) } as never).where('msg_id', '=', 'old-1').execute();
+  const { pruneReceivedEnvelopes } = await import('../src/storage/received-envelopes.ts');
+  t.equal(await pruneReceivedEnvelopes(db.db, new Date(Date.now() - 30 * 86_400_000)), 1);
+  const left = await db.db.selectFrom('received_envelopes').select('msg_id').where('agent_id', '=', id).execute();
+  t.same(left.map((r) => r.msg_id), ['new-1']);
+  agent.close();
+});
+
 eachBackend(t, 'resolve closes the incident; the next alert opens a new one', async (t, backend) => {
   const hub = await startHub(t, await backend.open(t));
   const { id, token } = await hub.enroll();

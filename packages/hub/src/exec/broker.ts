@@ -30,7 +30,7 @@ export const RESULT_GRACE_MS = 1000;
  * agent's socket, and its result is stored by the ingest writer whenever it arrives.
  */
 export class ExecBroker {
-  readonly #waiters = new Map<string, () => void>();
+  readonly #waiters = new Map<string, (row: ExecRequest) => void>();
 
   constructor(
     private readonly db: Db,
@@ -38,10 +38,13 @@ export class ExecBroker {
   ) {}
 
   async run(ask: ExecAsk): Promise<ExecRequest> {
-    const agent = await getAgent(this.db, ask.agentId);
-    if (!agent) throw new HubError('HUB_AGENT_NOT_FOUND', `no agent ${ask.agentId}`);
+    // A connected agent exists (deleting one closes its connection); only ask the database
+    // when it is not, to tell an unknown agent from an offline one.
     const conn = this.registry.get(ask.agentId);
-    if (!conn || !conn.isOpen) throw new HubError('HUB_AGENT_OFFLINE', `agent ${ask.agentId} is not connected`);
+    if (!conn || !conn.isOpen) {
+      if (!(await getAgent(this.db, ask.agentId))) throw new HubError('HUB_AGENT_NOT_FOUND', `no agent ${ask.agentId}`);
+      throw new HubError('HUB_AGENT_OFFLINE', `agent ${ask.agentId} is not connected`);
+    }
     if (conn.actions !== null && !conn.actions.includes(ask.command)) {
       const offered = conn.actions.length > 0 ? conn.actions.join(', ') : 'nothing';
       throw new HubError('HUB_EXEC_NOT_IN_CATALOGUE', `agent ${ask.agentId} does not offer "${ask.command}"; it offers ${offered}`);
@@ -49,8 +52,8 @@ export class ExecBroker {
 
     const id = newId();
     await createExecRequest(this.db, { id, ...ask });
-    let completed!: () => void;
-    const result = new Promise<'done'>((resolve) => (completed = () => resolve('done')));
+    let completed!: (row: ExecRequest) => void;
+    const result = new Promise<ExecRequest>((resolve) => (completed = resolve));
     this.#waiters.set(id, completed);
     try {
       const sendError = await new Promise<Error | undefined>((resolve) =>
@@ -60,26 +63,31 @@ export class ExecBroker {
         await markExecUndelivered(this.db, id, new Date());
         throw new HubError('HUB_EXEC_NOT_DELIVERED', `exec ${id} could not be sent: ${sendError.message}`);
       }
-      await markExecSent(this.db, id, new Date());
+      // Recorded beside the wait, not before it: a result that lands first wins (the update
+      // only moves a pending row to sent).
+      const sent = markExecSent(this.db, id, new Date());
       let timer: NodeJS.Timeout | undefined;
       const outcome = await Promise.race([
         result,
         new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ask.timeoutMs + RESULT_GRACE_MS))),
       ]);
       clearTimeout(timer);
+      await sent;
       if (outcome === 'timeout') {
         await markExecTimedOut(this.db, id);
         throw new HubError('HUB_EXEC_TIMEOUT', `no result from agent ${ask.agentId} within ${ask.timeoutMs} ms; see GET /v1/exec/${id}`);
       }
-      return (await getExecRequest(this.db, id))!;
+      // The completing statement returned the row; sent_at may be missing from it when the
+      // result beat the sent mark.
+      return outcome.sent_at ? outcome : ((await getExecRequest(this.db, id)) ?? outcome);
     } finally {
       this.#waiters.delete(id);
     }
   }
 
-  /** Called once results are stored. */
-  completed(requestIds: string[]): void {
-    for (const id of requestIds) this.#waiters.get(id)?.();
+  /** Called with the rows once results are stored. */
+  completed(rows: ExecRequest[]): void {
+    for (const row of rows) this.#waiters.get(row.id)?.(row);
   }
 
   get waiting(): number {

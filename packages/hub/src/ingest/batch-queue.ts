@@ -24,6 +24,18 @@ interface Pending<B> {
 }
 
 const MAX_ATTEMPTS = 3;
+/** Paused readers resumed per event-loop turn. */
+const RESUME_PER_TURN = 32;
+
+/**
+ * Resume readers a few per event-loop turn. Each resumed socket delivers up to 64 KiB at once;
+ * resuming thousands together makes one turn of seconds, during which no database reply, REST
+ * request or exec result is handled.
+ */
+function resumeGradually(resumes: (() => void)[]): void {
+  for (const resume of resumes.splice(0, RESUME_PER_TURN)) resume();
+  if (resumes.length > 0) setImmediate(() => resumeGradually(resumes));
+}
 
 /**
  * Group commit for one kind of write. Frames fill the current batch. With nothing being written,
@@ -132,7 +144,7 @@ export class BatchQueue<B> {
       if (!this.overloaded && this.#drained.size > 0) {
         const resumes = [...this.#drained];
         this.#drained.clear();
-        for (const resume of resumes) resume();
+        resumeGradually(resumes);
       }
     }
   }

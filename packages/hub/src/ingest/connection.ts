@@ -18,6 +18,7 @@ import {
 } from '@opspilot/protocol';
 import { hashToken, hashesEqual } from '../auth/tokens.ts';
 import type { EventItem } from '../storage/ingest-batch.ts';
+import type { ReadBudget } from './read-budget.ts';
 import type { AckTarget, IncomingFrame, IngestWriter } from './writer.ts';
 
 export interface AuthenticatedAgent {
@@ -32,6 +33,7 @@ export interface ConnectionContext {
   badFramesPerMinute: number;
   heartbeatIntervalS: number;
   writer: IngestWriter;
+  readBudget: ReadBudget;
   log: FastifyBaseLogger;
   authenticate(token: string): Promise<AuthenticatedAgent | undefined>;
   /** The connection is authenticated: register it (closing an older one with 4409). */
@@ -43,6 +45,8 @@ type State = 'awaiting-token' | 'authenticating' | 'open' | 'closed';
 
 /** Frames between two bulk writes past which an agent counts as flooding. */
 const FLOOD_FRAMES = 20;
+/** Frames in one event-loop turn past which an agent counts as streaming. */
+const STREAMING_FRAMES = 4;
 
 /** Envelope times further from the hub's clock than this are replaced by the hub's time. */
 const MAX_REPLAY_AGE_MS = 24 * 60 * 60 * 1000;
@@ -60,12 +64,14 @@ export class AgentConnection implements AckTarget {
   connectedAt: Date | null = null;
   /** Pings sent with neither a pong nor a frame since. */
   missedPongs = 0;
-  /** Reading is paused while the writer catches up; pongs wait unread meanwhile. */
-  paused = false;
+  #pausedForWriter = false;
+  #pausedForTurn = false;
   /** The close code, once closed (by either side). */
   closeCode: number | null = null;
   #epoch = -1;
   #framesThisEpoch = 0;
+  #turn = -1;
+  #framesThisTurn = 0;
 
   #state: State = 'awaiting-token';
   #tokenHash = '';
@@ -92,6 +98,11 @@ export class AgentConnection implements AckTarget {
     } else {
       this.#authTimer = setTimeout(() => this.close(CLOSE_CODES.unauthenticated, 'no token within the time allowed'), ctx.authTimeoutMs);
     }
+  }
+
+  /** Reading is paused (the writer is catching up, or this turn's read budget is spent); pongs wait unread meanwhile. */
+  get paused(): boolean {
+    return this.#pausedForWriter || this.#pausedForTurn;
   }
 
   get isOpen(): boolean {
@@ -258,15 +269,34 @@ export class AgentConnection implements AckTarget {
     this.#framesThisEpoch++;
     // When the database falls behind, hold back the agents that flood, not the ones that send a
     // frame now and then: their alerts and exec results keep flowing.
-    if (writer.overloaded && !this.paused && this.#framesThisEpoch > FLOOD_FRAMES) {
-      this.paused = true;
+    if (writer.overloaded && !this.#pausedForWriter && this.#framesThisEpoch > FLOOD_FRAMES) {
+      this.#pausedForWriter = true;
       this.socket.pause();
       writer.whenDrained(() => {
-        this.paused = false;
-        this.missedPongs = 0;
-        if (this.#state === 'open') this.socket.resume();
+        this.#pausedForWriter = false;
+        this.#resumeIfFree();
       });
     }
+    const budget = this.ctx.readBudget;
+    if (this.#turn !== budget.turn) {
+      this.#turn = budget.turn;
+      this.#framesThisTurn = 0;
+    }
+    this.#framesThisTurn++;
+    if (!budget.take() && this.#framesThisTurn > STREAMING_FRAMES && !this.#pausedForTurn) {
+      this.#pausedForTurn = true;
+      this.socket.pause();
+      this.ctx.readBudget.defer(() => {
+        this.#pausedForTurn = false;
+        this.#resumeIfFree();
+      });
+    }
+  }
+
+  #resumeIfFree(): void {
+    if (this.paused) return;
+    this.missedPongs = 0;
+    if (this.#state === 'open') this.socket.resume();
   }
 
   #badFrame(err: unknown): void {

@@ -4,6 +4,10 @@ import type { App, Hub } from '../context.ts';
 import { HubError } from '../errors.ts';
 import { findAgentIdByTokenHash, markAgentConnected } from '../storage/agents.ts';
 import { AgentConnection, type AuthenticatedAgent, type ConnectionContext } from './connection.ts';
+import { ReadBudget } from './read-budget.ts';
+
+const FRAMES_PER_TURN = 1000; // ~30 ms of decoding, then others get the event loop
+const RESUMES_PER_TURN = 16;
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -31,6 +35,7 @@ export function streamRoute(app: App, hub: Hub): void {
     badFramesPerMinute: config.badFramesPerMinute,
     heartbeatIntervalS: config.heartbeatIntervalS,
     writer,
+    readBudget: new ReadBudget(FRAMES_PER_TURN, RESUMES_PER_TURN),
     log: app.log,
     authenticate,
     onAuthenticated(conn) {

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { ExecResultPayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 import type { ExecOrigin, ExecRequest } from './tables.ts';
@@ -39,29 +40,51 @@ export async function markExecTimedOut(db: Db, id: string): Promise<void> {
   await db.updateTable('exec_requests').set({ status: 'timeout' }).where('id', '=', id).where('status', 'in', ['pending', 'sent']).execute();
 }
 
+export interface IncomingExecResult {
+  agentId: string;
+  msgId: string | undefined;
+  at: Date;
+  result: ExecResultPayload;
+}
+
 /**
- * Store an agent's result for one of its own requests, once: a second result for the same
- * request, or a result naming another agent's request, changes nothing. Returns whether it did.
+ * Store agents' results, each for one of the agent's own requests and once: a second result for
+ * the same request, a result naming another agent's request, or a resent envelope (its id is
+ * already known) changes nothing. One statement, so one round trip: the envelope ids and the
+ * updates commit together. Returns the rows it completed.
  */
-export async function completeExecRequest(db: Db, agentId: string, result: ExecResultPayload, at: Date): Promise<boolean> {
-  const updated = await db
-    .updateTable('exec_requests')
-    .set({
-      status: result.ok ? 'succeeded' : 'failed',
-      completed_at: at,
-      ok: result.ok,
-      exit_code: result.exit_code,
-      stdout: result.stdout,
-      stderr: result.stderr,
-      duration_ms: result.duration_ms,
-      truncated: result.truncated,
-      error_code: result.error_code ?? null,
-    })
-    .where('id', '=', result.request_id)
-    .where('agent_id', '=', agentId)
-    .where('status', 'in', ['pending', 'sent', 'timeout'])
-    .executeTakeFirst();
-  return updated.numUpdatedRows > 0n;
+export async function completeExecRequests(db: Db, incoming: IncomingExecResult[]): Promise<ExecRequest[]> {
+  // Within one batch the first result for a request stands (an UPDATE ... FROM would pick any).
+  const firstPerRequest = new Map<string, IncomingExecResult>();
+  for (const r of incoming) if (!firstPerRequest.has(r.result.request_id)) firstPerRequest.set(r.result.request_id, r);
+  const rows = [...firstPerRequest.values()].map(({ agentId, msgId, at, result }) => ({
+    agent_id: agentId,
+    msg_id: msgId ?? null,
+    at: at.toISOString(),
+    ...result,
+    error_code: result.error_code ?? null,
+  }));
+  const ids = incoming.filter((r) => r.msgId !== undefined).map((r) => ({ agent_id: r.agentId, msg_id: r.msgId }));
+  const result = await sql<ExecRequest>`
+    WITH fresh AS (
+      INSERT INTO received_envelopes (agent_id, msg_id)
+      SELECT v.agent_id, v.msg_id FROM json_to_recordset(${JSON.stringify(ids)}::json) AS v(agent_id text, msg_id text)
+      JOIN agents a ON a.id = v.agent_id
+      ON CONFLICT DO NOTHING
+      RETURNING agent_id, msg_id
+    ), v AS (
+      SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS v(agent_id text, msg_id text, at timestamptz,
+        request_id text, ok boolean, exit_code integer, stdout text, stderr text, duration_ms float8, truncated boolean, error_code text)
+    )
+    UPDATE exec_requests e SET
+      status = CASE WHEN v.ok THEN 'succeeded' ELSE 'failed' END,
+      completed_at = v.at, ok = v.ok, exit_code = v.exit_code, stdout = v.stdout, stderr = v.stderr,
+      duration_ms = v.duration_ms, truncated = v.truncated, error_code = v.error_code
+    FROM v
+    WHERE e.id = v.request_id AND e.agent_id = v.agent_id AND e.status IN ('pending', 'sent', 'timeout')
+      AND (v.msg_id IS NULL OR EXISTS (SELECT 1 FROM fresh f WHERE f.agent_id = v.agent_id AND f.msg_id = v.msg_id))
+    RETURNING e.*`.execute(db);
+  return result.rows;
 }
 
 export async function getExecRequest(db: Db, id: string): Promise<ExecRequest | undefined> {

@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
 import { newId, type AlertPayload, type ExecResultPayload, type HelloPayload, type MetricSample, type ResolvePayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
-import { completeExecRequest } from './exec-requests.ts';
+import { completeExecRequests } from './exec-requests.ts';
+import type { ExecRequest } from './tables.ts';
 import { resolveIncidentByFingerprint, upsertIncidentFromAlert } from './incidents.ts';
 
 /** What one agent's frames since the last batch say about it, coalesced to the latest. */
@@ -32,8 +33,8 @@ export interface EventBatch {
 }
 
 export interface EventOutcome {
-  /** exec request ids whose result this batch stored. */
-  completedExecs: string[];
+  /** exec requests whose result this batch stored. */
+  completedExecs: ExecRequest[];
   /** incident ids created, updated or resolved. */
   incidents: string[];
 }
@@ -117,47 +118,49 @@ export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
 }
 
 /**
- * Store alerts, resolves and exec results in one transaction, in the order they arrived, each
- * envelope id once. Events of an agent deleted meanwhile are skipped.
+ * Store alerts, resolves and exec results, each envelope id once. Exec results go in one
+ * statement of their own (someone is waiting for them: one round trip); alerts and resolves in
+ * one transaction, in the order they arrived. Events of an agent deleted meanwhile are skipped.
  */
 export async function storeEvents(db: Db, batch: EventBatch): Promise<EventOutcome> {
-  return db.transaction().execute(async (trx) => {
-    const outcome: EventOutcome = { completedExecs: [], incidents: [] };
+  const results = batch.items.filter((i): i is Extract<EventItem, { kind: 'exec_result' }> => i.kind === 'exec_result');
+  const incidents = batch.items.filter((i) => i.kind !== 'exec_result');
+  const outcome: EventOutcome = { completedExecs: [], incidents: [] };
+  if (results.length > 0) {
+    outcome.completedExecs = await completeExecRequests(
+      db,
+      results.map((r) => ({ agentId: r.agentId, msgId: r.msgId, at: r.at, result: r.payload })),
+    );
+  }
+  if (incidents.length === 0) return outcome;
+  const idsOfIncidents = incidents.filter((i) => i.msgId !== undefined).map((i) => ({ agent_id: i.agentId, msg_id: i.msgId! }));
+  await db.transaction().execute(async (trx) => {
     const fresh = new Set<string>();
-    if (batch.ids.length > 0) {
+    if (idsOfIncidents.length > 0) {
       const rows = await sql<{ agent_id: string; msg_id: string }>`
         INSERT INTO received_envelopes (agent_id, msg_id)
         SELECT v.agent_id, v.msg_id
-        FROM jsonb_to_recordset(${JSON.stringify(batch.ids.map((r) => ({ agent_id: r.agentId, msg_id: r.msgId })))}::jsonb) AS v(agent_id text, msg_id text)
+        FROM json_to_recordset(${JSON.stringify(idsOfIncidents)}::json) AS v(agent_id text, msg_id text)
         JOIN agents a ON a.id = v.agent_id
         ON CONFLICT DO NOTHING
         RETURNING agent_id, msg_id`.execute(trx);
       for (const row of rows.rows) fresh.add(idKey(row.agent_id, row.msg_id));
     }
-    const agentIds = [...new Set(batch.items.map((i) => i.agentId))];
-    const existing = new Set(
-      (await trx.selectFrom('agents').select('id').where('id', 'in', agentIds).execute()).map((r) => r.id),
-    );
-    for (const item of batch.items) {
+    const agentIds = [...new Set(incidents.map((i) => i.agentId))];
+    const existing = new Set((await trx.selectFrom('agents').select('id').where('id', 'in', agentIds).execute()).map((r) => r.id));
+    for (const item of incidents) {
       // The first item carrying a fresh id is stored; later copies are duplicates.
       if (item.msgId !== undefined && !fresh.delete(idKey(item.agentId, item.msgId))) continue;
       if (!existing.has(item.agentId)) continue;
-      switch (item.kind) {
-        case 'alert':
-          outcome.incidents.push(await upsertIncidentFromAlert(trx, newId(), item.agentId, item.payload, item.at));
-          break;
-        case 'resolve': {
-          const id = await resolveIncidentByFingerprint(trx, { agentId: item.agentId, ...item.payload }, item.at, 'agent');
-          if (id) outcome.incidents.push(id);
-          break;
-        }
-        case 'exec_result':
-          if (await completeExecRequest(trx, item.agentId, item.payload, item.at)) outcome.completedExecs.push(item.payload.request_id);
-          break;
+      if (item.kind === 'alert') {
+        outcome.incidents.push(await upsertIncidentFromAlert(trx, newId(), item.agentId, item.payload, item.at));
+      } else if (item.kind === 'resolve') {
+        const id = await resolveIncidentByFingerprint(trx, { agentId: item.agentId, ...item.payload }, item.at, 'agent');
+        if (id) outcome.incidents.push(id);
       }
     }
-    return outcome;
   });
+  return outcome;
 }
 
 function helloFacts(hello: HelloPayload): Record<string, unknown> {

@@ -1,4 +1,4 @@
-import { EXEC_ERROR_CODES, PROTOCOL_ERROR_CODES } from './errors.ts';
+import { PROTOCOL_ERROR_CODES } from './errors.ts';
 import { ID_PATTERN } from './limits.ts';
 import { arr, bool, int, jsonObject, nullable, num, obj, oneOf, SchemaViolation, str, type Check, type Infer } from './schema.ts';
 
@@ -96,7 +96,9 @@ export const execResultPayload = obj(
     duration_ms: num({ min: 0 }),
     truncated: bool,
   },
-  { error_code: oneOf(EXEC_ERROR_CODES) },
+  // Any well-formed code: an agent may know codes this hub does not (EXEC_ERROR_CODES lists the
+  // documented ones), and refusing its result would lose it.
+  { error_code: str({ min: 1, max: 64, pattern: /^[A-Z][A-Z0-9_]*$/ }) },
 );
 
 export const welcomePayload = obj({ agent_id: str({ min: 1, max: 64 }), heartbeat_interval_s: num({ min: 1 }) });

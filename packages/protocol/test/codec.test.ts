@@ -146,7 +146,7 @@ t.test('envelope errors carry stable codes', async (t) => {
     ['metrics with no samples', frame({ type: 'metrics', data: b64('{"samples":[]}') }), 'PROTO_SCHEMA'],
     ['metrics sample NaN-ish', frame({ type: 'metrics', data: b64('{"samples":[{"ts":"now"}]}') }), 'PROTO_SCHEMA'],
     ['exec_result bad request_id', frame({ type: 'exec_result', data: b64('{"request_id":"../x","ok":true,"exit_code":0,"stdout":"","stderr":"","duration_ms":1,"truncated":false}') }), 'PROTO_SCHEMA'],
-    ['exec_result unknown error_code', frame({ type: 'exec_result', data: b64('{"request_id":"r","ok":false,"exit_code":1,"stdout":"","stderr":"","duration_ms":1,"truncated":false,"error_code":"NOPE"}') }), 'PROTO_SCHEMA'],
+    ['exec_result malformed error_code', frame({ type: 'exec_result', data: b64('{"request_id":"r","ok":false,"exit_code":1,"stdout":"","stderr":"","duration_ms":1,"truncated":false,"error_code":"not a code"}') }), 'PROTO_SCHEMA'],
     ['hello with object actions', frame({ type: 'hello', data: b64('{"protocol":1,"agent_version":"1","hostname":"h","os":"linux","arch":"x64","actions":[{"a":1}]}') }), 'PROTO_SCHEMA'],
   ];
   for (const [name, input, code] of cases) {
@@ -171,6 +171,12 @@ t.test('hostile JSON is refused or kept inert', async (t) => {
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype untouched');
   t.notOk(Object.hasOwn(message.payload, '__proto__'), 'unknown keys dropped');
   t.equal(Object.getPrototypeOf(message.payload), Object.prototype);
+});
+
+t.test('an exec error code this side does not know is kept, not refused', async (t) => {
+  const data = b64('{"request_id":"r","ok":false,"exit_code":1,"stdout":"","stderr":"","duration_ms":1,"truncated":false,"error_code":"EXEC_QUOTA"}');
+  const { message } = decodeFrame(frame({ type: 'exec_result', data }), fromAgent);
+  t.match(message.payload, { error_code: 'EXEC_QUOTA' });
 });
 
 t.test('unknown payload keys are dropped, so newer agents still talk', async (t) => {

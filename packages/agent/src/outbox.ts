@@ -1,0 +1,106 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { DURABLE_MESSAGE_TYPES, ID_PATTERN } from '@opspilot/protocol';
+
+export type DurableType = (typeof DURABLE_MESSAGE_TYPES)[number];
+
+export interface OutboxEntry {
+  id: string;
+  type: DurableType;
+  /** The encoded envelope, sent as is on every attempt (same id, same bytes). */
+  frame: string;
+}
+
+export interface OutboxOptions {
+  dir: string;
+  /** At most this many entries; past it the oldest non-alert goes first, then the oldest alert. */
+  maxEntries: number;
+  /** Told about every entry dropped to stay within the bound. */
+  onDrop?: (entry: { id: string; type: DurableType }) => void;
+}
+
+/**
+ * Alerts, resolves and exec results waiting for the hub's ack. Each is a file written to a temp
+ * name, fsynced, renamed into place and the directory fsynced before `put` returns, so an entry
+ * survives a crash or power loss the moment it is accepted; an ack deletes it. File names are
+ * `<id>.<type>.json` and ids are ULIDs, so a directory listing is the sending order.
+ */
+export class Outbox {
+  readonly #entries = new Map<string, OutboxEntry>();
+
+  constructor(private readonly opts: OutboxOptions) {
+    mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+    for (const name of readdirSync(opts.dir).sort()) {
+      const match = /^([A-Za-z0-9_-]{1,64})\.(alert|resolve|exec_result)\.json$/.exec(name);
+      if (!match) {
+        // A temp file from a write that never completed: the entry was never accepted.
+        if (name.endsWith('.tmp')) unlinkSync(path.join(opts.dir, name));
+        continue;
+      }
+      const [, id, type] = match;
+      this.#entries.set(id!, { id: id!, type: type as DurableType, frame: readFileSync(path.join(opts.dir, name), 'utf8') });
+    }
+  }
+
+  /** Store an entry durably; returns once it is on disk. */
+  put(entry: OutboxEntry): void {
+    if (!ID_PATTERN.test(entry.id)) throw new Error(`invalid outbox id ${JSON.stringify(entry.id)}`);
+    if (this.#entries.has(entry.id)) return;
+    while (this.#entries.size >= this.opts.maxEntries) this.#dropOne();
+    const final = this.#file(entry);
+    const temp = `${final}.tmp`;
+    const fd = openSync(temp, 'w', 0o600);
+    try {
+      writeSync(fd, entry.frame);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, final);
+    this.#syncDir();
+    this.#entries.set(entry.id, entry);
+  }
+
+  /** The hub stored these: forget them. Unknown ids are ignored. */
+  ack(ids: readonly string[]): void {
+    for (const id of ids) {
+      const entry = this.#entries.get(id);
+      if (!entry) continue;
+      this.#entries.delete(id);
+      try {
+        unlinkSync(this.#file(entry));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+  }
+
+  /** Everything waiting, oldest first: what to resend after a reconnect. */
+  pending(): OutboxEntry[] {
+    return [...this.#entries.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  #dropOne(): void {
+    const all = this.pending();
+    const victim = all.find((e) => e.type !== 'alert') ?? all[0]!;
+    this.ack([victim.id]);
+    this.opts.onDrop?.({ id: victim.id, type: victim.type });
+  }
+
+  #file(entry: { id: string; type: DurableType }): string {
+    return path.join(this.opts.dir, `${entry.id}.${entry.type}.json`);
+  }
+
+  #syncDir(): void {
+    const fd = openSync(this.opts.dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}

@@ -1,0 +1,209 @@
+import WebSocket from 'ws';
+import {
+  CLOSE_CODES,
+  HUB_MESSAGE_TYPES,
+  ProtocolError,
+  decodeFrame,
+  encodeEnvelope,
+  newId,
+  type ExecPayload,
+  type ExecResultPayload,
+  type HelloPayload,
+  type PayloadOf,
+} from '@opspilot/protocol';
+import { Backoff } from './backoff.ts';
+import type { DurableType, Outbox } from './outbox.ts';
+
+export interface Logger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface ClientOptions {
+  url: string;
+  token: string;
+  hello: () => HelloPayload;
+  heartbeat: () => PayloadOf<'heartbeat'>;
+  heartbeatIntervalS: number;
+  outbox: Outbox;
+  exec: (exec: ExecPayload) => Promise<ExecResultPayload>;
+  log: Logger;
+  backoff?: Backoff;
+  /** After 4401 (bad token) or 4409 (another process took over), wait this long before trying again. */
+  slowRetryMs?: number;
+}
+
+/**
+ * The agent's one connection to the hub. Authenticates with the bearer header, says hello with
+ * its catalogue, sends heartbeats, replays its outbox after every connect (same ids, the hub
+ * stores each once), drops entries the hub acks, and answers exec requests. Reconnects with
+ * exponential backoff and full jitter; a rejected token or a takeover by another process
+ * (4401, 4409) is logged as an error and retried only slowly.
+ */
+export class HubClient {
+  #ws: WebSocket | null = null;
+  #stopped = false;
+  #retryTimer: NodeJS.Timeout | null = null;
+  #heartbeatTimer: NodeJS.Timeout | null = null;
+  #heartbeatS: number;
+  readonly #backoff: Backoff;
+  /** Resolves each time a connection is welcomed (tests and the quick start wait on it). */
+  #welcomed: ((agentId: string) => void)[] = [];
+  agentId: string | null = null;
+
+  constructor(private readonly opts: ClientOptions) {
+    this.#heartbeatS = opts.heartbeatIntervalS;
+    this.#backoff = opts.backoff ?? new Backoff({ baseMs: 1000, capMs: 60_000, resetAfterMs: 60_000 });
+  }
+
+  get connected(): boolean {
+    return this.#ws?.readyState === WebSocket.OPEN && this.agentId !== null;
+  }
+
+  start(): void {
+    this.#stopped = false;
+    this.#connect();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#stopHeartbeats();
+    const ws = this.#ws;
+    if (ws && ws.readyState !== WebSocket.CLOSED) {
+      await new Promise<void>((resolve) => {
+        ws.once('close', () => resolve());
+        ws.close(CLOSE_CODES.normal, 'agent stopping');
+        setTimeout(() => ws.terminate(), 2000).unref();
+      });
+    }
+  }
+
+  /** Resolves with the agent id at the next welcome. */
+  welcomed(): Promise<string> {
+    return new Promise((resolve) => this.#welcomed.push(resolve));
+  }
+
+  /** Alerts, resolves and exec results: stored durably first, then sent, resent until acked. */
+  sendDurable<T extends DurableType>(type: T, payload: PayloadOf<T>): string {
+    const id = newId();
+    const frame = encodeEnvelope(type, payload, { id });
+    this.opts.outbox.put({ id, type, frame });
+    if (this.connected) this.#ws!.send(frame);
+    return id;
+  }
+
+  /** Heartbeats and metrics: sent when connected, dropped otherwise (the next one supersedes). */
+  sendVolatile<T extends 'heartbeat' | 'metrics'>(type: T, payload: PayloadOf<T>): boolean {
+    if (!this.connected) return false;
+    this.#ws!.send(encodeEnvelope(type, payload));
+    return true;
+  }
+
+  #connect(): void {
+    if (this.#stopped) return;
+    const ws = new WebSocket(this.opts.url, {
+      headers: { authorization: `Bearer ${this.opts.token}` },
+      perMessageDeflate: false,
+      handshakeTimeout: 15_000,
+    });
+    this.#ws = ws;
+    let refusedStatus: number | null = null;
+    ws.on('unexpected-response', (_req, res) => {
+      refusedStatus = res.statusCode ?? 0;
+      res.resume();
+      ws.terminate();
+    });
+    ws.on('error', (err) => {
+      if (refusedStatus === null) this.opts.log.warn('hub connection error', { error: err.message });
+    });
+    ws.on('open', () => {
+      this.#backoff.connected();
+      ws.send(encodeEnvelope('hello', this.opts.hello()));
+    });
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      this.#onMessage(ws, data.toString());
+    });
+    ws.on('close', (code, reason) => {
+      this.#stopHeartbeats();
+      this.agentId = null;
+      if (this.#ws === ws) this.#ws = null;
+      if (this.#stopped) return;
+      const rejected = refusedStatus === 401 || code === CLOSE_CODES.unauthenticated;
+      if (rejected || code === CLOSE_CODES.replaced) {
+        const why = rejected ? 'the hub rejected this agent token (HTTP 401 / close 4401): check OPSPILOT_AGENT_TOKEN' : 'another process connected with this agent token (close 4409)';
+        this.opts.log.error(why, { retry_in_s: Math.round(this.#slowRetryMs / 1000) });
+        this.#retry(this.#slowRetryMs);
+        return;
+      }
+      const delay = this.#backoff.next();
+      this.opts.log.warn('hub connection closed; reconnecting', { code, reason: reason.toString(), status: refusedStatus, retry_in_ms: delay });
+      this.#retry(delay);
+    });
+  }
+
+  get #slowRetryMs(): number {
+    return this.opts.slowRetryMs ?? 5 * 60_000;
+  }
+
+  #retry(ms: number): void {
+    if (this.#stopped) return;
+    this.#retryTimer = setTimeout(() => this.#connect(), ms);
+  }
+
+  #onMessage(ws: WebSocket, text: string): void {
+    let message;
+    try {
+      message = decodeFrame(text, HUB_MESSAGE_TYPES).message;
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.opts.log.warn('unreadable message from the hub', { code: err.code, error: err.message });
+        return;
+      }
+      throw err;
+    }
+    switch (message.type) {
+      case 'welcome': {
+        const welcome = message.payload as PayloadOf<'welcome'>;
+        this.agentId = welcome.agent_id;
+        this.#heartbeatS = welcome.heartbeat_interval_s;
+        this.opts.log.info('connected to the hub', { agent_id: welcome.agent_id });
+        // Everything not yet acked goes again, oldest first, with its original id.
+        for (const entry of this.opts.outbox.pending()) ws.send(entry.frame);
+        this.#startHeartbeats();
+        const waiting = this.#welcomed;
+        this.#welcomed = [];
+        for (const w of waiting) w(welcome.agent_id);
+        break;
+      }
+      case 'ack':
+        this.opts.outbox.ack((message.payload as PayloadOf<'ack'>).ids);
+        break;
+      case 'exec': {
+        const exec = message.payload as PayloadOf<'exec'>;
+        void this.opts.exec(exec).then(
+          (result) => this.sendDurable('exec_result', result),
+          (err) => this.opts.log.error('exec failed unexpectedly', { request_id: exec.request_id, error: (err as Error).message }),
+        );
+        break;
+      }
+      case 'error': {
+        const error = message.payload as PayloadOf<'error'>;
+        this.opts.log.warn('the hub refused a frame', { code: error.code, message: error.message, ref_id: error.ref_id });
+        break;
+      }
+    }
+  }
+
+  #startHeartbeats(): void {
+    this.#stopHeartbeats();
+    this.#heartbeatTimer = setInterval(() => this.sendVolatile('heartbeat', this.opts.heartbeat()), this.#heartbeatS * 1000);
+  }
+
+  #stopHeartbeats(): void {
+    if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
+    this.#heartbeatTimer = null;
+  }
+}

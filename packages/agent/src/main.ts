@@ -1,0 +1,98 @@
+#!/usr/bin/env -S node --import tsx
+import { arch, hostname, platform, release, uptime } from 'node:os';
+import path from 'node:path';
+import { HubClient, type Logger } from './client.ts';
+import { sampleMetrics } from './collectors/metrics.ts';
+import { ThresholdWatcher } from './collectors/thresholds.ts';
+import { AgentConfigError, loadAgentConfig } from './config.ts';
+import { BUILTIN_ACTIONS } from './exec/catalogue.ts';
+import { ExecRunner } from './exec/runner.ts';
+import { Outbox } from './outbox.ts';
+
+export const AGENT_VERSION = '0.1.0';
+
+/** JSON lines on standard output; the token is never a field. */
+function jsonLogger(): Logger {
+  const line = (level: string) => (msg: string, fields: Record<string, unknown> = {}) =>
+    process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }) + '\n');
+  return { info: line('info'), warn: line('warn'), error: line('error') };
+}
+
+async function main(): Promise<void> {
+  const log = jsonLogger();
+  let config;
+  try {
+    config = loadAgentConfig(process.argv.slice(2), process.env, process.getuid?.() === 0);
+  } catch (err) {
+    if (err instanceof AgentConfigError) {
+      process.stderr.write(`opspilot-agent: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+
+  const outbox = new Outbox({
+    dir: path.join(config.state_dir, 'outbox'),
+    maxEntries: config.outbox_max_entries,
+    onDrop: (e) => log.warn('outbox full: dropped an entry', e),
+  });
+  const runner = new ExecRunner({
+    actions: { ...BUILTIN_ACTIONS, ...config.actions },
+    stateDir: config.state_dir,
+    maxConcurrent: config.max_concurrent_execs,
+    log: (entry) => log.info('exec', entry),
+  });
+  let last: Awaited<ReturnType<typeof sampleMetrics>> | null = null;
+  const bootTime = Math.floor(Date.now() / 1000 - uptime());
+  const client = new HubClient({
+    url: config.hub_url,
+    token: config.token,
+    hello: () => ({ protocol: 1, agent_version: AGENT_VERSION, hostname: hostname(), os: platform(), arch: arch(), kernel: release(), boot_time: bootTime, actions: runner.actionNames }),
+    heartbeat: () => {
+      const beat: Record<string, number> = { uptime_s: Math.floor(uptime()) };
+      if (last) {
+        beat.cpu_pct = last.cpu_pct;
+        beat.mem_pct = last.mem_total > 0 ? Math.round((1000 * last.mem_used) / last.mem_total) / 10 : 0;
+        beat.load1 = last.load1;
+      }
+      return beat;
+    },
+    heartbeatIntervalS: config.heartbeat_interval_s,
+    outbox,
+    exec: (e) => runner.run(e),
+    log,
+  });
+
+  const thresholds = new ThresholdWatcher(config.thresholds);
+  const collect = async () => {
+    try {
+      last = await sampleMetrics();
+      client.sendVolatile('metrics', { samples: [last] });
+      for (const event of thresholds.update(last, Date.now())) {
+        if (event.kind === 'alert') client.sendDurable('alert', { type: 'host', source: event.source, message: event.message, context: event.context });
+        else client.sendDurable('resolve', { type: 'host', source: event.source, message: event.message });
+      }
+    } catch (err) {
+      log.warn('metrics collection failed', { error: (err as Error).message });
+    }
+  };
+  await sampleMetrics().catch(() => undefined); // prime the CPU and network counters
+  const metricsTimer = setInterval(() => void collect(), config.metrics_interval_s * 1000);
+
+  log.info('opspilot-agent starting', { hub: config.hub_url, state_dir: config.state_dir, actions: runner.actionNames, outbox: outbox.size });
+  client.start();
+
+  const stop = async (signal: string) => {
+    log.info('stopping', { signal });
+    clearInterval(metricsTimer);
+    await client.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`opspilot-agent: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,98 @@
+/**
+ * End to end: `pnpm start`'s script runs the real hub and the real agent as processes; the
+ * test talks to the hub's REST API as an operator would.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const START = path.resolve(import.meta.dirname, '../../../scripts/start.ts');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function eventually<T>(fn: () => Promise<T | undefined | null | false>, ms: number, what: string): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function startStack(dataDir: string, port: number) {
+  const child = spawn(process.execPath, ['--import', 'tsx', START], {
+    env: { PATH: process.env.PATH ?? '', OPSPILOT_DATA_DIR: dataDir, OPSPILOT_PORT: String(port), OPSPILOT_HOST: '127.0.0.1', OPSPILOT_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, output: () => output, exited };
+}
+
+t.test('pnpm start: hub and local agent, metrics, exec round trips, clean stop', async (t) => {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'opspilot-e2e-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const port = await freePort();
+  const hub = `http://127.0.0.1:${port}`;
+  const stack = startStack(dataDir, port);
+  t.teardown(() => {
+    if (stack.child.exitCode === null) stack.child.kill('SIGKILL');
+  });
+
+  const agentId = await eventually(async () => /local agent\s+([0-9A-Z]{26})/.exec(stack.output())?.[1], 60_000, 'the local agent');
+  const admin = /\b(opk_[A-Za-z0-9_-]{43})\b/.exec(stack.output())![1]!;
+  const api = async (method: string, p: string, body?: unknown) => {
+    const res = await fetch(hub + p, { method, headers: { authorization: `Bearer ${admin}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  t.equal(statSync(path.join(dataDir, 'agent', 'agent.json')).mode & 0o777, 0o600, 'the saved agent token is private');
+
+  const agent = (await api('GET', `/v1/agents/${agentId}`)).body;
+  t.match(agent, { status: 'online', facts: { os: 'linux' } });
+  t.ok(agent.actions.includes('disk_usage') && agent.actions.includes('service_status'), 'the catalogue came with hello');
+
+  const df = await api('POST', '/v1/admin/exec', { agent_id: agentId, command: 'disk_usage' });
+  t.match(df.body, { status: 'succeeded', exit_code: 0, stdout: /^Filesystem/ });
+  const status = await api('POST', '/v1/admin/exec', { agent_id: agentId, command: 'service_status', params: { service: 'opspilot-e2e-does-not-exist.service' } });
+  // No systemd runs on every test machine: the round trip is what is checked, with a stored result.
+  t.equal(status.status, 200);
+  t.match(status.body, { command: 'service_status', status: /^(succeeded|failed)$/, completed_at: String });
+  t.not(status.body.exit_code, 0, 'a unit that does not exist is not reported as fine');
+  const refused = await api('POST', '/v1/admin/exec', { agent_id: agentId, command: 'restart_service', params: { service: 'nginx; reboot' } });
+  t.match(refused.body, { status: 'failed', error_code: 'EXEC_BAD_PARAMS' }, 'the agent refuses what the hub let through');
+
+  const samples = await eventually(async () => {
+    const s = (await api('GET', `/v1/agents/${agentId}/metrics`)).body.samples;
+    return s.length > 0 && s;
+  }, 30_000, 'the first metrics sample (15 s interval)');
+  t.ok(samples[0].mem_total > 0 && samples[0].disks.length > 0, 'real host metrics');
+
+  stack.child.kill('SIGTERM');
+  t.equal(await stack.exited, 0, 'Ctrl-C / SIGTERM stops both cleanly');
+  const agentToken = JSON.parse(readFileSync(path.join(dataDir, 'agent', 'agent.json'), 'utf8')).token as string;
+  t.notOk(stack.output().includes(agentToken), 'the agent token is never printed');
+
+  // A second start reuses the enrolment: no new admin token, the same agent comes back.
+  const again = startStack(dataDir, port);
+  t.teardown(() => {
+    if (again.child.exitCode === null) again.child.kill('SIGKILL');
+  });
+  const sameId = await eventually(async () => /local agent\s+([0-9A-Z]{26})/.exec(again.output())?.[1], 60_000, 'the agent after a restart');
+  t.equal(sameId, agentId);
+  t.notOk(/opk_/.test(again.output()));
+  again.child.kill('SIGTERM');
+  t.equal(await again.exited, 0);
+});

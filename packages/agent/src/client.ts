@@ -85,9 +85,12 @@ export class HubClient {
     return new Promise((resolve) => this.#welcomed.push(resolve));
   }
 
-  /** Alerts, resolves and exec results: stored durably first, then sent, resent until acked. */
-  sendDurable<T extends DurableType>(type: T, payload: PayloadOf<T>): string {
-    const id = newId();
+  /**
+   * Alerts, resolves and exec results: stored durably first, then sent, resent until acked. A
+   * caller that can name the same event twice (the log watcher, after a crash) passes its own
+   * stable id; the outbox and the hub keep one.
+   */
+  sendDurable<T extends DurableType>(type: T, payload: PayloadOf<T>, id: string = newId()): string {
     const frame = encodeEnvelope(type, payload, { id });
     this.opts.outbox.put({ id, type, frame });
     if (this.connected) this.#ws!.send(frame);

@@ -2,6 +2,7 @@
 import { arch, hostname, platform, release, uptime } from 'node:os';
 import path from 'node:path';
 import { HubClient, type Logger } from './client.ts';
+import { LogTail } from './collectors/log-tail.ts';
 import { sampleMetrics } from './collectors/metrics.ts';
 import { ThresholdWatcher } from './collectors/thresholds.ts';
 import { AgentConfigError, loadAgentConfig } from './config.ts';
@@ -79,12 +80,37 @@ async function main(): Promise<void> {
   await sampleMetrics().catch(() => undefined); // prime the CPU and network counters
   const metricsTimer = setInterval(() => void collect(), config.metrics_interval_s * 1000);
 
+  const tails = config.logs.map(
+    (l) =>
+      new LogTail({
+        path: l.path,
+        pattern: l.pattern,
+        stateDir: path.join(config.state_dir, 'logs'),
+        windowMs: 60_000,
+        contextLines: 10,
+        send: (id, alert) => client.sendDurable('alert', alert, id),
+      }),
+  );
+  const pollLogs = () => {
+    for (const tail of tails) {
+      try {
+        tail.poll();
+      } catch (err) {
+        log.warn('log watcher failed', { error: (err as Error).message });
+      }
+    }
+  };
+  const logsTimer = tails.length > 0 ? setInterval(pollLogs, 1000) : null;
+
   log.info('opspilot-agent starting', { hub: config.hub_url, state_dir: config.state_dir, actions: runner.actionNames, outbox: outbox.size });
   client.start();
 
   const stop = async (signal: string) => {
     log.info('stopping', { signal });
     clearInterval(metricsTimer);
+    if (logsTimer) clearInterval(logsTimer);
+    pollLogs();
+    for (const tail of tails) tail.close();
     await client.stop();
     process.exit(0);
   };

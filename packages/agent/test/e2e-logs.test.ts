@@ -1,0 +1,117 @@
+/**
+ * End to end with the real hub and the real agent as processes: a log line becomes an incident,
+ * and alerts made while the hub is down (some while the agent itself was down) each arrive
+ * exactly once when it returns.
+ */
+import t from 'tap';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const HUB_MAIN = path.resolve(import.meta.dirname, '../../hub/src/main.ts');
+const AGENT_MAIN = path.resolve(import.meta.dirname, '../src/main.ts');
+const ADMIN = 'e2e-admin-token-0123456789abcdef';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function eventually<T>(fn: () => Promise<T | undefined | null | false>, ms: number, what: string): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function proc(script: string, args: string[], env: Record<string, string>): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  return { child, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))), output: () => out };
+}
+
+t.test('log lines → incidents, exactly once across hub and agent restarts', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-e2e-logs-'));
+  const running: ChildProcess[] = [];
+  t.teardown(() => {
+    for (const c of running) if (c.exitCode === null) c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const api = async (method: string, p: string, body?: unknown) => {
+    const res = await fetch(base + p, { method, headers: { authorization: `Bearer ${ADMIN}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
+    return (await res.json()) as any;
+  };
+  const startHub = async () => {
+    const hub = proc(HUB_MAIN, [], { OPSPILOT_PORT: String(port), OPSPILOT_HOST: '127.0.0.1', OPSPILOT_DATA_DIR: path.join(dir, 'hub'), OPSPILOT_ADMIN_TOKEN: ADMIN, OPSPILOT_LOG_LEVEL: 'warn' });
+    running.push(hub.child);
+    await eventually(async () => (await fetch(`${base}/readyz`)).ok, 60_000, 'the hub');
+    return hub;
+  };
+  const logFile = path.join(dir, 'app.log');
+  writeFileSync(logFile, 'started\n');
+  const startAgent = () => {
+    const agent = proc(AGENT_MAIN, ['--config', path.join(dir, 'agent.json')], {});
+    running.push(agent.child);
+    return agent;
+  };
+  const stop = async (p: { child: ChildProcess; exited: Promise<number | null> }) => {
+    p.child.kill('SIGTERM');
+    return p.exited;
+  };
+
+  let hub = await startHub();
+  const { id, token } = await api('POST', '/v1/agents', { hostname: 'e2e-logs' });
+  writeFileSync(
+    path.join(dir, 'agent.json'),
+    JSON.stringify({ hub_url: `ws://127.0.0.1:${port}`, token, state_dir: path.join(dir, 'agent-state'), metrics_interval_s: 3600, logs: [{ path: logFile }] }),
+    { mode: 0o600 },
+  );
+  let agent = startAgent();
+  await eventually(async () => (await api('GET', `/v1/agents/${id}`)).status === 'online', 30_000, 'the agent online');
+
+  const incident = async () => (await api('GET', `/v1/agents/${id}/incidents`)).incidents.find((i: { source: string }) => i.source === logFile);
+  appendFileSync(logFile, 'ERROR: payment worker crashed (code 137)\n');
+  const first = await eventually(incident, 15_000, 'the incident');
+  t.match(first, { type: 'log', source: logFile, message: 'ERROR: payment worker crashed (code 137)', count: 1, status: 'open' });
+
+  // The hub goes away. A line while the agent runs (merged, the 60 s window is still open), the
+  // agent stops (the merged alert goes to its outbox), a line while both are down, the agent
+  // starts again with no hub to talk to.
+  t.equal(await stop(hub), 0);
+  appendFileSync(logFile, 'ERROR: second failure\n');
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(await stop(agent), 0);
+  appendFileSync(logFile, 'FATAL: third, written while the agent was down\n');
+  agent = startAgent();
+  await new Promise((r) => setTimeout(r, 2000));
+
+  hub = await startHub();
+  const latest = await eventually(async () => {
+    const i = await incident();
+    return i?.count === 3 && i;
+  }, 90_000, 'both alerts after the hub came back');
+  t.equal(latest.message, 'FATAL: third, written while the agent was down');
+
+  // Another agent restart sends nothing again.
+  t.equal(await stop(agent), 0);
+  agent = startAgent();
+  await eventually(async () => (await api('GET', `/v1/agents/${id}`)).status === 'online', 60_000, 'the agent back');
+  await new Promise((r) => setTimeout(r, 2500));
+  t.equal((await incident()).count, 3, 'each alert exactly once');
+  t.notOk(agent.output().includes(token) || hub.output().includes(token), 'the agent token is in no output');
+  await stop(agent);
+  await stop(hub);
+});

@@ -3,7 +3,9 @@
  * beside a bare `ws` receive loop measured in the same run with the same load generator.
  *
  * Prints envelopes/s stored by the hub, envelopes/s received by the bare loop, exec round-trip
- * p50/p99 under load, and the hub's RSS. Environment:
+ * p50/p99 under load, and the hub's RSS; then the agent's footprint (scripts/bench/agent.ts).
+ * `pnpm bench hub` or `pnpm bench agent` runs one part. Environment:
+ *   BENCH_AGENT_SECONDS  agent measurement window (120)
  *   BENCH_AGENTS   simulated agents (2000)
  *   BENCH_SECONDS  measured seconds per phase (20)
  *   BENCH_EXECS    exec round trips to time during the hub phase (200)
@@ -18,6 +20,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import WebSocket from 'ws';
+import { agentBench } from './bench/agent.ts';
 import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 2000);
@@ -295,6 +298,26 @@ async function hubPhase(databaseUrl: string) {
 }
 
 async function main(): Promise<void> {
+  const part = process.argv[2] ?? 'all';
+  if (part !== 'agent') await hubBench();
+  if (part !== 'hub') {
+    const seconds = Number(process.env.BENCH_AGENT_SECONDS ?? 120);
+    log(`agent footprint: ${seconds} s at default intervals, beside prometheus-node-exporter scraped every 15 s`);
+    const { agent, nodeExporter } = await agentBench(seconds);
+    const row = (f: { rss_mib: number; peak_rss_mib: number; cpu_pct: number; bytes_per_s: number }) =>
+      `RSS ${f.rss_mib} MiB (peak ${f.peak_rss_mib}), CPU ${f.cpu_pct}% of a core, ${f.bytes_per_s} bytes/s`;
+    console.log(
+      [
+        `Agent footprint — ${seconds} s, heartbeat 10 s, metrics 15 s`,
+        `  opspilot-agent (bundle)    ${row(agent)}`,
+        `  prometheus-node-exporter   ${typeof nodeExporter === 'string' ? nodeExporter : row(nodeExporter)}`,
+      ].join('\n'),
+    );
+    console.log(JSON.stringify({ seconds, agent, node_exporter: nodeExporter }));
+  }
+}
+
+async function hubBench(): Promise<void> {
   const dbName = `opspilot_bench_${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client({ connectionString: SERVER_URL });
   await admin.connect();

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { HubClient, type Logger } from './client.ts';
 import { LogTail } from './collectors/log-tail.ts';
 import { sampleMetrics } from './collectors/metrics.ts';
+import { SystemdWatcher } from './collectors/systemd.ts';
 import { ThresholdWatcher } from './collectors/thresholds.ts';
 import { AgentConfigError, loadAgentConfig } from './config.ts';
 import { BUILTIN_ACTIONS } from './exec/catalogue.ts';
@@ -102,6 +103,16 @@ async function main(): Promise<void> {
   };
   const logsTimer = tails.length > 0 ? setInterval(pollLogs, 1000) : null;
 
+  const systemd = config.systemd.enabled
+    ? new SystemdWatcher({
+        ...(config.systemd.units ? { units: config.systemd.units } : {}),
+        alert: (a) => client.sendDurable('alert', a),
+        resolve: (r) => client.sendDurable('resolve', r),
+        log,
+      })
+    : null;
+  systemd?.start();
+
   log.info('opspilot-agent starting', { hub: config.hub_url, state_dir: config.state_dir, actions: runner.actionNames, outbox: outbox.size });
   client.start();
 
@@ -109,6 +120,7 @@ async function main(): Promise<void> {
     log.info('stopping', { signal });
     clearInterval(metricsTimer);
     if (logsTimer) clearInterval(logsTimer);
+    systemd?.stop();
     pollLogs();
     for (const tail of tails) tail.close();
     await client.stop();

@@ -1,0 +1,86 @@
+/**
+ * Secrets are removed from anything that leaves the hub (the LLM, Slack). Each pattern replaces
+ * the secret with a marker naming its kind and keeps what is needed to read the line
+ * ("password=[REDACTED:password]"). Order matters: whole structures (private keys, URLs with
+ * credentials, connection strings) before the key=value forms that would cut them in pieces.
+ */
+export interface RedactionPattern {
+  name: string;
+  pattern: RegExp;
+  /** Replacement; `$<keep>` is the named group kept (the key and separator), if the pattern has one. */
+  replace: string;
+}
+
+const SECRET_KEYS =
+  '(?:password|passwd|pwd|pass|secret|client[_-]?secret|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key|token|access[_-]?token|refresh[_-]?token|auth[_-]?token|session[_-]?id|credentials?|signing[_-]?secret)';
+
+export const BUILTIN_REDACTIONS: readonly RedactionPattern[] = [
+  {
+    name: 'private_key',
+    pattern: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g,
+    replace: '[REDACTED:private_key]',
+  },
+  {
+    // scheme://user:password@host → keep scheme, user and host
+    name: 'url_credentials',
+    pattern: /(?<keep>\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:)[^\s@/]+(?=@)/gi,
+    replace: '$<keep>[REDACTED:password]',
+  },
+  { name: 'jwt', pattern: /\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}/g, replace: '[REDACTED:jwt]' },
+  { name: 'bearer', pattern: /(?<keep>\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}/gi, replace: '$<keep>[REDACTED:token]' },
+  { name: 'aws_access_key', pattern: /\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA)[A-Z0-9]{16}\b/g, replace: '[REDACTED:aws_key]' },
+  {
+    name: 'aws_secret_key',
+    pattern: /(?<keep>aws_?secret_?(?:access_?)?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}/gi,
+    replace: '$<keep>[REDACTED:aws_secret]',
+  },
+  { name: 'opspilot_token', pattern: /\bop[ak]_[A-Za-z0-9_-]{20,}/g, replace: '[REDACTED:token]' },
+  {
+    // Environment variables: PGPASSWORD=x, AWS_SESSION_TOKEN=x, MYAPP_API_KEY=x (upper case only,
+    // so ordinary words ending in "pass" are left alone).
+    name: 'env_secret',
+    pattern: /(?<keep>\b[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_KEY|CREDENTIALS?)=)(?!\[REDACTED)[^\s"',;&]+/g,
+    replace: '$<keep>[REDACTED]',
+  },
+  {
+    // "password": "x"  /  'token': 'x'
+    name: 'json_secret',
+    pattern: new RegExp(`(?<keep>["']${SECRET_KEYS}["']\\s*:\\s*)("(?:[^"\\\\]|\\\\.)*"|'(?:[^'\\\\]|\\\\.)*')`, 'gi'),
+    replace: '$<keep>"[REDACTED]"',
+  },
+  {
+    // password=x, token: x, --password x, PGPASSWORD=x (value up to whitespace, quote, comma, ; or &)
+    name: 'key_value_secret',
+    pattern: new RegExp(`(?<keep>(?:\\b|_|--)${SECRET_KEYS}\\s*[:=]\\s*|--${SECRET_KEYS}\\s+)(?!\\[REDACTED)[^\\s"',;&]+`, 'gi'),
+    replace: '$<keep>[REDACTED]',
+  },
+];
+
+export interface Redactor {
+  /** The text with secrets replaced, and how many were. */
+  redact(text: string): { text: string; count: number };
+}
+
+/** A redactor with the built-in patterns, then `extra` ones (from config). */
+export function createRedactor(extra: readonly RedactionPattern[] = []): Redactor {
+  const patterns = [...BUILTIN_REDACTIONS, ...extra];
+  return {
+    redact(text: string) {
+      let count = 0;
+      let out = text;
+      for (const p of patterns) {
+        out = out.replace(p.pattern, (...args) => {
+          count++;
+          const groups = args[args.length - 1] as Record<string, string> | undefined;
+          return p.replace.replace('$<keep>', groups?.keep ?? '');
+        });
+      }
+      return { text: out, count };
+    },
+  };
+}
+
+/** Operator patterns from config: `{name, pattern}` (a regular expression, matched globally). */
+export function redactionFromConfig(name: string, pattern: string): RedactionPattern {
+  return { name, pattern: new RegExp(pattern, 'g'), replace: `[REDACTED:${name}]` };
+}

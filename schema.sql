@@ -96,3 +96,9 @@ CREATE TABLE IF NOT EXISTS exec_requests (
   error_code    text
 );
 CREATE INDEX IF NOT EXISTS exec_requests_agent_created ON exec_requests (agent_id, created_at DESC);
+
+-- Classification (incidents/classify.ts): the first matching rule's severity, category and name.
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS severity text;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS category text;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS rule text;
+CREATE INDEX IF NOT EXISTS incidents_severity ON incidents (severity) WHERE status <> 'resolved';

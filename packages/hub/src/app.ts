@@ -13,6 +13,7 @@ import { resolveConfig, type HubConfig } from './config.ts';
 import type { App, Hub } from './context.ts';
 import { HubError } from './errors.ts';
 import { ExecBroker } from './exec/broker.ts';
+import { loadRules } from './incidents/classify.ts';
 import { AgentRegistry } from './ingest/registry.ts';
 import { streamRoute } from './ingest/stream-route.ts';
 import { IngestWriter } from './ingest/writer.ts';
@@ -49,6 +50,7 @@ const REDACT = ['req.headers.authorization', 'headers.authorization', 'token', '
 /** Build the hub without listening: the caller listens (main.ts) or injects (tests). */
 export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
   const config = resolveConfig(options.config);
+  const rules = loadRules(config.rulesFile);
   const ownsDatabase = options.database === undefined;
   const database =
     options.database ??
@@ -70,7 +72,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     const broker = new ExecBroker(database.db, registry);
     const writer = new IngestWriter(
       database.db,
-      { flushIntervalMs: config.flushIntervalMs, maxBatchItems: config.maxBatchItems },
+      { flushIntervalMs: config.flushIntervalMs, maxBatchItems: config.maxBatchItems, rules },
       app.log,
       { onEventsStored: (outcome) => broker.completed(outcome.completedExecs) },
     );

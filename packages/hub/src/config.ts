@@ -25,6 +25,8 @@ export interface HubConfig {
   execMaxTimeoutMs: number;
   /** How long envelope ids are remembered for dedupe. */
   dedupeRetentionDays: number;
+  /** Operator classification rules (JSON), tried before the built-in ones; null for none. */
+  rulesFile: string | null;
 }
 
 export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
@@ -45,6 +47,7 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   execDefaultTimeoutMs: 15_000, // 15 s
   execMaxTimeoutMs: 125_000, // 125 s
   dedupeRetentionDays: 30, // an agent replaying its outbox after a month away may store a repeat
+  rulesFile: null,
 });
 
 type Rule = (value: unknown) => string | null;
@@ -73,6 +76,7 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   execDefaultTimeoutMs: int(1, 3_600_000),
   execMaxTimeoutMs: int(1, 3_600_000),
   dedupeRetentionDays: int(1, 3650),
+  rulesFile: nullableString(nonEmpty),
 };
 
 export class ConfigError extends Error {
@@ -113,6 +117,7 @@ export const ENV_KEYS = {
   OPSPILOT_MAX_PAYLOAD_BYTES: 'maxPayloadBytes',
   OPSPILOT_HEARTBEAT_INTERVAL_S: 'heartbeatIntervalS',
   OPSPILOT_DEDUPE_RETENTION_DAYS: 'dedupeRetentionDays',
+  OPSPILOT_RULES_FILE: 'rulesFile',
 } as const satisfies Record<string, keyof HubConfig>;
 
 const NUMERIC_KEYS = new Set<keyof HubConfig>(['port', 'maxFrameBytes', 'maxPayloadBytes', 'heartbeatIntervalS', 'dedupeRetentionDays']);

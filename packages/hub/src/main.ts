@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { buildApp } from './app.ts';
 import { ConfigError, configFromEnv } from './config.ts';
+import { RulesFileError } from './incidents/classify.ts';
 
 /** The hub process: config from the environment, listen, and shut down cleanly on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -15,7 +16,16 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const app = await buildApp({ config });
+  let app;
+  try {
+    app = await buildApp({ config });
+  } catch (err) {
+    if (err instanceof RulesFileError) {
+      process.stderr.write(`opspilot-hub: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

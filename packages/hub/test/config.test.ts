@@ -19,6 +19,7 @@ t.test('environment variables', async (t) => {
     DATABASE_URL: 'postgres://u:p@db:5432/opspilot',
     OPSPILOT_LOG_LEVEL: 'debug',
     OPSPILOT_MAX_FRAME_BYTES: '2097152',
+    OPSPILOT_RULES_FILE: '/etc/opspilot/rules.json',
     UNRELATED: 'ignored',
   });
   t.match(config, {
@@ -29,6 +30,7 @@ t.test('environment variables', async (t) => {
     databaseUrl: 'postgres://u:p@db:5432/opspilot',
     logLevel: 'debug',
     maxFrameBytes: 2097152,
+    rulesFile: '/etc/opspilot/rules.json',
   });
   t.equal(configFromEnv({ OPSPILOT_PORT: '' }).port, 8080, 'empty means unset');
 });

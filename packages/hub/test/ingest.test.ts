@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -177,6 +177,31 @@ eachBackend(t, 'resolve closes the incident; the next alert opens a new one', as
   const all = (await hub.api('GET', `/v1/agents/${id}/incidents`)).body.incidents;
   t.equal(all.length, 3);
   t.match(all[0], { source: 'db.service', status: 'open', count: 1, message: 'down again' });
+  agent.close();
+});
+
+eachBackend(t, 'incidents are classified as they are stored, and again on repeats', async (t, backend) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-rules-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const rulesFile = path.join(dir, 'rules.json');
+  writeFileSync(rulesFile, JSON.stringify([{ name: 'payments', severity: 'critical', category: 'payments', pattern: 'stripe' }]));
+  const hub = await startHub(t, await backend.open(t), { rulesFile });
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  agent.send('alert', { type: 'systemd', source: 'nginx.service', message: "nginx.service: Failed with result 'exit-code'.", logs: 'nginx: [emerg] bind() to 0.0.0.0:80 failed (98: Address already in use)', status: 'exit-code' }, { id: 'c1' });
+  agent.send('alert', { type: 'log', source: '/var/log/app.log', message: 'stripe webhook rejected' }, { id: 'c2' });
+  for (let i = 0; i < 2; i++) agent.send('alert', { type: 'systemd', source: 'api.service', message: "api.service: Failed with result 'exit-code'." }, { id: `c3-${i}` });
+  await agent.acked(['c1', 'c2', 'c3-0', 'c3-1']);
+  const bySource = async () => Object.fromEntries(((await hub.api('GET', `/v1/agents/${id}/incidents`)).body.incidents as { source: string }[]).map((i) => [i.source, i]));
+  let incidents = await bySource();
+  t.match(incidents['nginx.service'], { severity: 'high', category: 'network', rule: 'address_in_use' });
+  t.match(incidents['/var/log/app.log'], { severity: 'critical', category: 'payments', rule: 'payments' }, 'operator rules come first');
+  t.match(incidents['api.service'], { count: 2, severity: 'high', rule: 'service_failed' });
+  agent.send('alert', { type: 'systemd', source: 'api.service', message: "api.service: Failed with result 'exit-code'." }, { id: 'c3-2' });
+  await agent.acked(['c3-2']);
+  incidents = await bySource();
+  t.match(incidents['api.service'], { count: 3, severity: 'critical', rule: 'unit_failing_repeatedly' }, 'the third failure in 10 minutes escalates');
+  t.match((await hub.api('GET', `/v1/incidents/${incidents['api.service'].id}`)).body, { severity: 'critical', category: 'availability' });
   agent.close();
 });
 

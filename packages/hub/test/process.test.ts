@@ -138,6 +138,23 @@ t.test('a bad environment fails at start, naming the variable', async (t) => {
   t.match(stderr, /OPSPILOT_PORT: expected an integer/);
 });
 
+t.test('a bad rules file stops the hub at start, naming the file and the place', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-proc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const rules = path.join(dir, 'rules.json');
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(rules, JSON.stringify([{ name: 'x', severity: 'urgent', category: 'c', pattern: 'a' }]));
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+    env: { PATH: process.env.PATH ?? '', OPSPILOT_DATA_DIR: dir, OPSPILOT_RULES_FILE: rules, OPSPILOT_PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  t.equal(code, 2);
+  t.match(stderr, new RegExp(`rules file ${rules.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: \\[0\\]\\.severity`));
+});
+
 t.test('OPSPILOT_ADMIN_TOKEN is used as given and never printed', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-proc-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -3,6 +3,7 @@ import type { HelloPayload, MetricSample } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
 import { storeBulk, storeEvents, type BulkBatch, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
 import { BatchQueue, type AckTarget } from './batch-queue.ts';
+import type { ClassificationRule } from '../incidents/classify.ts';
 
 export type { AckTarget } from './batch-queue.ts';
 
@@ -20,6 +21,8 @@ export interface IncomingFrame {
 export interface WriterOptions {
   flushIntervalMs: number;
   maxBatchItems: number;
+  /** Classification rules applied to every alert as it is stored. */
+  rules: readonly ClassificationRule[];
 }
 
 export interface WriterHooks {
@@ -49,7 +52,7 @@ export class IngestWriter {
     this.#events = new BatchQueue<EventBatch>(
       'events',
       () => ({ items: [], ids: [] }),
-      async (b) => hooks.onEventsStored?.(await storeEvents(db, b)),
+      async (b) => hooks.onEventsStored?.(await storeEvents(db, b, opts.rules)),
       queue,
       log,
     );

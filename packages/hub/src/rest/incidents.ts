@@ -23,6 +23,9 @@ function summary(i: IncidentSummary): IncidentSummaryViewT {
     acknowledged_by: i.acknowledged_by,
     resolved_at: iso(i.resolved_at),
     resolved_by: i.resolved_by,
+    severity: i.severity as IncidentSummaryViewT['severity'],
+    category: i.category,
+    rule: i.rule,
   };
 }
 

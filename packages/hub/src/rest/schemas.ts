@@ -61,6 +61,9 @@ const incidentFields = {
   acknowledged_by: Type.Union([Type.String(), Type.Null()]),
   resolved_at: Timestamp,
   resolved_by: Type.Union([Type.String(), Type.Null()]),
+  severity: Type.Union([Type.Literal('critical'), Type.Literal('high'), Type.Literal('medium'), Type.Literal('low'), Type.Null()]),
+  category: Type.Union([Type.String(), Type.Null()]),
+  rule: Type.Union([Type.String(), Type.Null()], { description: 'The classification rule that matched' }),
 };
 export const IncidentSummaryView = Type.Object(incidentFields);
 export const IncidentView = Type.Object({

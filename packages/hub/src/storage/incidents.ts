@@ -6,7 +6,7 @@ import type { Incident, IncidentStatus } from './tables.ts';
  * Record an alert: a new incident for its fingerprint (agent, type, source), or, while one is
  * unresolved, a repeat that bumps its count and last-seen time and keeps the latest details.
  */
-export async function upsertIncidentFromAlert(db: Db, id: string, agentId: string, alert: AlertPayload, at: Date): Promise<string> {
+export async function upsertIncidentFromAlert(db: Db, id: string, agentId: string, alert: AlertPayload, at: Date): Promise<UpsertedIncident> {
   const row = await db
     .insertInto('incidents')
     .values({
@@ -36,9 +36,19 @@ export async function upsertIncidentFromAlert(db: Db, id: string, agentId: strin
           context: eb.ref('excluded.context'),
         })),
     )
-    .returning('id')
+    .returning(['id', 'type', 'message', 'logs', 'unit_status', 'count', 'first_seen_at', 'last_seen_at', 'severity', 'category', 'rule'])
     .executeTakeFirstOrThrow();
-  return row.id;
+  return row;
+}
+
+export type UpsertedIncident = Pick<
+  Incident,
+  'id' | 'type' | 'message' | 'logs' | 'unit_status' | 'count' | 'first_seen_at' | 'last_seen_at' | 'severity' | 'category' | 'rule'
+>;
+
+/** Store an incident's classification. */
+export async function setClassification(db: Db, id: string, c: { severity: string; category: string; rule: string }): Promise<void> {
+  await db.updateTable('incidents').set({ severity: c.severity, category: c.category, rule: c.rule }).where('id', '=', id).execute();
 }
 
 /** Resolve the unresolved incident of a fingerprint, if there is one. */
@@ -77,6 +87,9 @@ const LIST_COLUMNS = [
   'acknowledged_by',
   'resolved_at',
   'resolved_by',
+  'severity',
+  'category',
+  'rule',
 ] as const;
 export type IncidentSummary = Pick<Incident, (typeof LIST_COLUMNS)[number]>;
 

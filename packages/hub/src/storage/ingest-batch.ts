@@ -3,7 +3,8 @@ import { newId, type AlertPayload, type ExecResultPayload, type HelloPayload, ty
 import type { Db } from './database.ts';
 import { completeExecRequests } from './exec-requests.ts';
 import type { ExecRequest } from './tables.ts';
-import { resolveIncidentByFingerprint, upsertIncidentFromAlert } from './incidents.ts';
+import { resolveIncidentByFingerprint, setClassification, upsertIncidentFromAlert } from './incidents.ts';
+import { classify, type ClassificationRule } from '../incidents/classify.ts';
 
 /** What one agent's frames since the last batch say about it, coalesced to the latest. */
 export interface AgentSeen {
@@ -122,7 +123,7 @@ export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
  * statement of their own (someone is waiting for them: one round trip); alerts and resolves in
  * one transaction, in the order they arrived. Events of an agent deleted meanwhile are skipped.
  */
-export async function storeEvents(db: Db, batch: EventBatch): Promise<EventOutcome> {
+export async function storeEvents(db: Db, batch: EventBatch, rules: readonly ClassificationRule[]): Promise<EventOutcome> {
   const results = batch.items.filter((i): i is Extract<EventItem, { kind: 'exec_result' }> => i.kind === 'exec_result');
   const incidents = batch.items.filter((i) => i.kind !== 'exec_result');
   const outcome: EventOutcome = { completedExecs: [], incidents: [] };
@@ -153,7 +154,19 @@ export async function storeEvents(db: Db, batch: EventBatch): Promise<EventOutco
       if (item.msgId !== undefined && !fresh.delete(idKey(item.agentId, item.msgId))) continue;
       if (!existing.has(item.agentId)) continue;
       if (item.kind === 'alert') {
-        outcome.incidents.push(await upsertIncidentFromAlert(trx, newId(), item.agentId, item.payload, item.at));
+        const incident = await upsertIncidentFromAlert(trx, newId(), item.agentId, item.payload, item.at);
+        // Classified on every alert: a repeat can change the answer (a unit failing 3 times in 10 minutes).
+        const c = classify(rules, {
+          type: incident.type,
+          message: incident.message,
+          logs: incident.logs,
+          status: incident.unit_status,
+          count: incident.count,
+          firstSeenAt: incident.first_seen_at,
+          lastSeenAt: incident.last_seen_at,
+        });
+        if (c.severity !== incident.severity || c.category !== incident.category || c.rule !== incident.rule) await setClassification(trx, incident.id, c);
+        outcome.incidents.push(incident.id);
       } else if (item.kind === 'resolve') {
         const id = await resolveIncidentByFingerprint(trx, { agentId: item.agentId, ...item.payload }, item.at, 'agent');
         if (id) outcome.incidents.push(id);

@@ -80,6 +80,9 @@ export interface IncidentsTable {
   acknowledged_by: string | null;
   resolved_at: TimestampNullable;
   resolved_by: string | null;
+  severity: string | null;
+  category: string | null;
+  rule: string | null;
 }
 
 export const EXEC_STATUSES = ['pending', 'sent', 'succeeded', 'failed', 'timeout', 'undelivered'] as const;

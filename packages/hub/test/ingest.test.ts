@@ -192,7 +192,7 @@ eachBackend(t, 'incidents are classified as they are stored, and again on repeat
   agent.send('alert', { type: 'log', source: '/var/log/app.log', message: 'stripe webhook rejected' }, { id: 'c2' });
   for (let i = 0; i < 2; i++) agent.send('alert', { type: 'systemd', source: 'api.service', message: "api.service: Failed with result 'exit-code'." }, { id: `c3-${i}` });
   await agent.acked(['c1', 'c2', 'c3-0', 'c3-1']);
-  const bySource = async () => Object.fromEntries(((await hub.api('GET', `/v1/agents/${id}/incidents`)).body.incidents as { source: string }[]).map((i) => [i.source, i]));
+  const bySource = async (): Promise<Record<string, any>> => Object.fromEntries(((await hub.api('GET', `/v1/agents/${id}/incidents`)).body.incidents as { source: string }[]).map((i) => [i.source, i]));
   let incidents = await bySource();
   t.match(incidents['nginx.service'], { severity: 'high', category: 'network', rule: 'address_in_use' });
   t.match(incidents['/var/log/app.log'], { severity: 'critical', category: 'payments', rule: 'payments' }, 'operator rules come first');

@@ -102,3 +102,10 @@ ALTER TABLE incidents ADD COLUMN IF NOT EXISTS severity text;
 ALTER TABLE incidents ADD COLUMN IF NOT EXISTS category text;
 ALTER TABLE incidents ADD COLUMN IF NOT EXISTS rule text;
 CREATE INDEX IF NOT EXISTS incidents_severity ON incidents (severity) WHERE status <> 'resolved';
+
+-- Analysis (incidents/analyzer.ts). The queue is the incidents whose analysis_status is pending;
+-- a restart puts back what was running, so nothing queued is lost.
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS analysis jsonb;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS analysis_status text;            -- pending, running, done
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS analysis_requested_at timestamptz;
+CREATE INDEX IF NOT EXISTS incidents_analysis_queue ON incidents (analysis_requested_at) WHERE analysis_status IN ('pending', 'running');

@@ -14,6 +14,9 @@ import type { App, Hub } from './context.ts';
 import { HubError } from './errors.ts';
 import { ExecBroker } from './exec/broker.ts';
 import { loadRules } from './incidents/classify.ts';
+import { Analyzer } from './incidents/analyzer.ts';
+import { createLlmClient } from './incidents/llm.ts';
+import { createRedactor } from './incidents/redact.ts';
 import { AgentRegistry } from './ingest/registry.ts';
 import { streamRoute } from './ingest/stream-route.ts';
 import { IngestWriter } from './ingest/writer.ts';
@@ -45,7 +48,7 @@ export interface BuildAppOptions {
   showAdminToken?: (token: string) => void;
 }
 
-const REDACT = ['req.headers.authorization', 'headers.authorization', 'token', '*.token', 'adminToken', 'databaseUrl'];
+const REDACT = ['req.headers.authorization', 'headers.authorization', 'token', '*.token', 'adminToken', 'databaseUrl', 'llmApiKey', '*.llmApiKey'];
 
 /** Build the hub without listening: the caller listens (main.ts) or injects (tests). */
 export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
@@ -70,13 +73,34 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
 
     const registry = new AgentRegistry();
     const broker = new ExecBroker(database.db, registry);
+    const analyzer = new Analyzer(
+      database.db,
+      registry,
+      {
+        llm: config.llmApiKey
+          ? {
+              client: createLlmClient({ baseURL: config.llmBaseUrl, apiKey: config.llmApiKey, model: config.llmModel, timeoutMs: config.llmTimeoutMs, maxRetries: config.llmMaxRetries }),
+              model: config.llmModel,
+            }
+          : null,
+        concurrency: config.analysisConcurrency,
+        redactor: createRedactor(),
+        pollMs: 2000,
+      },
+      app.log,
+    );
     const writer = new IngestWriter(
       database.db,
       { flushIntervalMs: config.flushIntervalMs, maxBatchItems: config.maxBatchItems, rules },
       app.log,
-      { onEventsStored: (outcome) => broker.completed(outcome.completedExecs) },
+      {
+        onEventsStored: (outcome) => {
+          broker.completed(outcome.completedExecs);
+          if (outcome.incidents.length > 0) analyzer.kick();
+        },
+      },
     );
-    const hub: Hub = { config, database, registry, writer, broker, adminAuth };
+    const hub: Hub = { config, database, registry, writer, broker, adminAuth, analyzer };
     app.decorate('hub', hub);
 
     // Query strings and path parameters arrive as text and are coerced to their schema's types;
@@ -164,9 +188,12 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     pruner.unref();
     app.addHook('onReady', async () => void prune());
 
+    app.addHook('onReady', async () => analyzer.start());
+
     app.addHook('onClose', async () => {
       clearInterval(pruner);
       await writer.close();
+      await analyzer.stop();
       if (ownsDatabase) await database.close();
     });
     return app as unknown as App;

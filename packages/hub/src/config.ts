@@ -27,6 +27,13 @@ export interface HubConfig {
   dedupeRetentionDays: number;
   /** Operator classification rules (JSON), tried before the built-in ones; null for none. */
   rulesFile: string | null;
+  /** Any OpenAI-compatible API. Without a key, analyses come from the heuristics. */
+  llmBaseUrl: string;
+  llmApiKey: string | null;
+  llmModel: string;
+  llmTimeoutMs: number;
+  llmMaxRetries: number;
+  analysisConcurrency: number;
 }
 
 export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
@@ -48,6 +55,12 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   execMaxTimeoutMs: 125_000, // 125 s
   dedupeRetentionDays: 30, // an agent replaying its outbox after a month away may store a repeat
   rulesFile: null,
+  llmBaseUrl: 'https://openrouter.ai/api/v1',
+  llmApiKey: null,
+  llmModel: 'qwen/qwen-2.5-coder-32b-instruct',
+  llmTimeoutMs: 30_000, // 30 s per attempt
+  llmMaxRetries: 3, // on 429 and 5xx, with backoff
+  analysisConcurrency: 2,
 });
 
 type Rule = (value: unknown) => string | null;
@@ -77,6 +90,12 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   execMaxTimeoutMs: int(1, 3_600_000),
   dedupeRetentionDays: int(1, 3650),
   rulesFile: nullableString(nonEmpty),
+  llmBaseUrl: (v) => (typeof v === 'string' && /^https?:\/\/\S+$/.test(v) ? null : 'must be an http:// or https:// URL'),
+  llmApiKey: nullableString(nonEmpty),
+  llmModel: nonEmpty,
+  llmTimeoutMs: int(100, 600_000),
+  llmMaxRetries: int(0, 10),
+  analysisConcurrency: int(0, 64),
 };
 
 export class ConfigError extends Error {
@@ -118,6 +137,9 @@ export const ENV_KEYS = {
   OPSPILOT_HEARTBEAT_INTERVAL_S: 'heartbeatIntervalS',
   OPSPILOT_DEDUPE_RETENTION_DAYS: 'dedupeRetentionDays',
   OPSPILOT_RULES_FILE: 'rulesFile',
+  OPSPILOT_LLM_BASE_URL: 'llmBaseUrl',
+  OPSPILOT_LLM_API_KEY: 'llmApiKey',
+  OPSPILOT_LLM_MODEL: 'llmModel',
 } as const satisfies Record<string, keyof HubConfig>;
 
 const NUMERIC_KEYS = new Set<keyof HubConfig>(['port', 'maxFrameBytes', 'maxPayloadBytes', 'heartbeatIntervalS', 'dedupeRetentionDays']);
@@ -125,6 +147,8 @@ const NUMERIC_KEYS = new Set<keyof HubConfig>(['port', 'maxFrameBytes', 'maxPayl
 /** Read the hub's config from the environment; a bad value fails with the variable named. */
 export function configFromEnv(env: NodeJS.ProcessEnv): Readonly<HubConfig> {
   const overrides: Record<string, unknown> = {};
+  // The original OpsPilot's name for the key is accepted too.
+  if (!env.OPSPILOT_LLM_API_KEY && env.OPENROUTER_KEY) overrides.llmApiKey = env.OPENROUTER_KEY;
   for (const [name, key] of Object.entries(ENV_KEYS)) {
     const raw = env[name];
     if (raw === undefined || raw === '') continue;
@@ -141,7 +165,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Readonly<HubConfig> {
   } catch (err) {
     if (err instanceof ConfigError) {
       const name = Object.entries(ENV_KEYS).find(([, k]) => k === err.key)?.[0] ?? err.key;
-      // Never echo the admin token or the database URL (it may hold a password) back.
+      // Never echo a token, a key or the database URL (it may hold a password) back.
       throw new ConfigError(name, err.message.replace(/^invalid config \S+: /, ''));
     }
     throw err;

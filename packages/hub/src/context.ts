@@ -2,6 +2,7 @@ import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, Raw
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { AdminAuth } from './auth/admin.ts';
 import type { HubConfig } from './config.ts';
+import type { Analyzer } from './incidents/analyzer.ts';
 import type { ExecBroker } from './exec/broker.ts';
 import type { AgentRegistry } from './ingest/registry.ts';
 import type { IngestWriter } from './ingest/writer.ts';
@@ -15,6 +16,7 @@ export interface Hub {
   writer: IngestWriter;
   broker: ExecBroker;
   adminAuth: AdminAuth;
+  analyzer: Analyzer;
 }
 
 export type App = FastifyInstance<

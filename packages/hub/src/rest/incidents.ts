@@ -4,6 +4,7 @@ import { HubError } from '../errors.ts';
 import { getAgent } from '../storage/agents.ts';
 import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, type IncidentSummary } from '../storage/incidents.ts';
 import type { Incident } from '../storage/tables.ts';
+import { requestAnalysis } from '../storage/analysis.ts';
 import { Id, IdParams, IncidentStatus, IncidentSummaryView, IncidentView, errorResponses, iso, type IncidentSummaryViewT, type IncidentViewT } from './schemas.ts';
 
 function summary(i: IncidentSummary): IncidentSummaryViewT {
@@ -30,7 +31,13 @@ function summary(i: IncidentSummary): IncidentSummaryViewT {
 }
 
 function full(i: Incident): IncidentViewT {
-  return { ...summary(i), logs: i.logs, context: i.context };
+  return {
+    ...summary(i),
+    logs: i.logs,
+    context: i.context,
+    analysis: i.analysis as IncidentViewT['analysis'],
+    analysis_status: i.analysis_status as IncidentViewT['analysis_status'],
+  };
 }
 
 const ListQuery = Type.Object({
@@ -84,6 +91,23 @@ export function incidentRoutes(app: App, hub: Hub): void {
       const incident = await getIncident(db, req.params.id);
       if (!incident) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       return full(incident);
+    },
+  );
+
+  app.post(
+    '/v1/incidents/:id/analyze',
+    {
+      schema: {
+        tags,
+        summary: 'Analyse the incident again (the model when configured, else the heuristics)',
+        params: IdParams,
+        response: { 202: IncidentView, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      if (!(await requestAnalysis(db, req.params.id, new Date()))) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
+      hub.analyzer.kick();
+      return reply.code(202).send(full((await getIncident(db, req.params.id))!));
     },
   );
 

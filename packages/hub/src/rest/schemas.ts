@@ -66,10 +66,27 @@ const incidentFields = {
   rule: Type.Union([Type.String(), Type.Null()], { description: 'The classification rule that matched' }),
 };
 export const IncidentSummaryView = Type.Object(incidentFields);
+export const AnalysisView = Type.Object({
+  summary: Type.String(),
+  root_cause: Type.String(),
+  confidence: Type.Number({ minimum: 0, maximum: 1 }),
+  suggested_action: Type.Union([
+    Type.Object({ command: Type.String(), params: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()])), label: Type.String() }),
+    Type.Null(),
+  ]),
+  rationale: Type.String(),
+  risk: Type.Union([Type.Literal('low'), Type.Literal('medium'), Type.Literal('high')]),
+  source: Type.Union([Type.Literal('llm'), Type.Literal('heuristic')]),
+  redactions: Type.Integer(),
+  analyzed_at: Type.String({ format: 'date-time' }),
+});
+
 export const IncidentView = Type.Object({
   ...incidentFields,
   logs: Type.Union([Type.String(), Type.Null()]),
   context: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
+  analysis: Type.Union([AnalysisView, Type.Null()]),
+  analysis_status: Type.Union([Type.Literal('pending'), Type.Literal('running'), Type.Literal('done'), Type.Null()]),
 });
 export type IncidentSummaryViewT = Static<typeof IncidentSummaryView>;
 export type IncidentViewT = Static<typeof IncidentView>;

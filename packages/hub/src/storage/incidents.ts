@@ -21,6 +21,9 @@ export async function upsertIncidentFromAlert(db: Db, id: string, agentId: strin
       context: alert.context ? JSON.stringify(alert.context) : null,
       first_seen_at: at,
       last_seen_at: at,
+      // A new incident joins the analysis queue; a repeat of an open one does not.
+      analysis_status: 'pending',
+      analysis_requested_at: at,
     })
     .onConflict((oc) =>
       oc

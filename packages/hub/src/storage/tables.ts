@@ -83,6 +83,9 @@ export interface IncidentsTable {
   severity: string | null;
   category: string | null;
   rule: string | null;
+  analysis: JsonNullable<Record<string, unknown>>;
+  analysis_status: string | null;
+  analysis_requested_at: TimestampNullable;
 }
 
 export const EXEC_STATUSES = ['pending', 'sent', 'succeeded', 'failed', 'timeout', 'undelivered'] as const;

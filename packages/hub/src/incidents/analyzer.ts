@@ -1,0 +1,95 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type OpenAI from 'openai';
+import type { AgentRegistry } from '../ingest/registry.ts';
+import type { Db } from '../storage/database.ts';
+import { claimAnalyses, hostContext, requeueRunningAnalyses, storeAnalysis, type QueuedIncident } from '../storage/analysis.ts';
+import { analyze } from './llm.ts';
+import type { Redactor } from './redact.ts';
+
+export interface AnalyzerOptions {
+  llm: { client: OpenAI; model: string } | null;
+  concurrency: number;
+  redactor: Redactor;
+  /** A safety net: look for queued work this often even when nobody kicks. */
+  pollMs: number;
+}
+
+/**
+ * Works the analysis queue (incidents with analysis_status = pending) at most `concurrency` at a
+ * time: the model when one is configured, the heuristics otherwise or when it fails.
+ */
+export class Analyzer {
+  #running = 0;
+  #stopped = false;
+  #timer: NodeJS.Timeout | null = null;
+  readonly #inFlight = new Set<Promise<void>>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly registry: AgentRegistry,
+    private readonly opts: AnalyzerOptions,
+    private readonly log: FastifyBaseLogger,
+  ) {}
+
+  async start(): Promise<void> {
+    const requeued = await requeueRunningAnalyses(this.db);
+    if (requeued > 0) this.log.info({ requeued }, 'resuming analyses interrupted by a restart');
+    this.#timer = setInterval(() => this.kick(), this.opts.pollMs);
+    this.#timer.unref();
+    this.kick();
+  }
+
+  /** There may be new work. */
+  kick(): void {
+    if (this.#stopped || this.#running >= this.opts.concurrency) return;
+    const room = this.opts.concurrency - this.#running;
+    this.#running += room; // reserve while claiming
+    void claimAnalyses(this.db, room).then(
+      (claimed) => {
+        this.#running -= room - claimed.length;
+        for (const incident of claimed) this.#track(this.#analyze(incident));
+      },
+      (err) => {
+        this.#running -= room;
+        if (!this.#stopped) this.log.warn({ err }, 'could not read the analysis queue');
+      },
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearInterval(this.#timer);
+    await Promise.allSettled([...this.#inFlight]);
+  }
+
+  #track(p: Promise<void>): void {
+    this.#inFlight.add(p);
+    void p.finally(() => {
+      this.#inFlight.delete(p);
+      this.#running--;
+      this.kick();
+    });
+  }
+
+  async #analyze(incident: QueuedIncident): Promise<void> {
+    try {
+      const { agent, metrics } = await hostContext(this.db, incident.agent_id);
+      const catalogue = this.registry.get(incident.agent_id)?.actions ?? agent?.actions ?? null;
+      const analysis = await analyze(
+        this.opts.llm,
+        {
+          incident,
+          host: agent ? { hostname: agent.hostname, ...(agent.facts ?? {}) } : null,
+          metrics: metrics ? { ...metrics, ts: metrics.ts.toISOString() } : null,
+          catalogue,
+        },
+        this.opts.redactor,
+        (err) => this.log.warn({ incidentId: incident.id, error: err.message }, 'model analysis failed; using heuristics'),
+      );
+      await storeAnalysis(this.db, incident.id, { ...analysis, analyzed_at: new Date().toISOString() });
+    } catch (err) {
+      // Left 'running': the next start puts it back in the queue.
+      this.log.error({ err, incidentId: incident.id }, 'analysis failed');
+    }
+  }
+}

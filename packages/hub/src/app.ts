@@ -14,6 +14,8 @@ import type { App, Hub } from './context.ts';
 import { HubError } from './errors.ts';
 import { ExecBroker } from './exec/broker.ts';
 import { loadRules } from './incidents/classify.ts';
+import { sweepOfflineAgents } from './incidents/offline.ts';
+import cron from 'node-cron';
 import { Analyzer } from './incidents/analyzer.ts';
 import { createLlmClient } from './incidents/llm.ts';
 import { createRedactor } from './incidents/redact.ts';
@@ -100,7 +102,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         },
       },
     );
-    const hub: Hub = { config, database, registry, writer, broker, adminAuth, analyzer };
+    const hub: Hub = { config, database, registry, writer, broker, adminAuth, analyzer, sweepOffline: async () => [] };
     app.decorate('hub', hub);
 
     // Query strings and path parameters arrive as text and are coerced to their schema's types;
@@ -190,8 +192,23 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
 
     app.addHook('onReady', async () => analyzer.start());
 
+    // Every 30 s: agents silent for 3 heartbeat intervals get an "agent offline" incident.
+    hub.sweepOffline = async (now = new Date()) => {
+      const flagged = await sweepOfflineAgents(database.db, rules, config.heartbeatIntervalS, now);
+      if (flagged.length > 0) {
+        app.log.warn({ agents: flagged }, 'agents offline');
+        analyzer.kick();
+      }
+      return flagged;
+    };
+    const sweeper = cron.schedule('*/30 * * * * *', () => hub.sweepOffline().then(() => undefined, (err) => app.log.warn({ err }, 'offline sweep failed')), {
+      name: 'opspilot-offline-sweep',
+      noOverlap: true,
+    });
+
     app.addHook('onClose', async () => {
       clearInterval(pruner);
+      await sweeper.destroy();
       await writer.close();
       await analyzer.stop();
       if (ownsDatabase) await database.close();

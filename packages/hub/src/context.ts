@@ -17,6 +17,8 @@ export interface Hub {
   broker: ExecBroker;
   adminAuth: AdminAuth;
   analyzer: Analyzer;
+  /** Open "agent offline" incidents for silent agents now (also run every 30 s); returns their ids. */
+  sweepOffline(now?: Date): Promise<string[]>;
 }
 
 export type App = FastifyInstance<

@@ -3,6 +3,7 @@ import { bearerToken, hashToken, hashesEqual } from '../auth/tokens.ts';
 import type { App, Hub } from '../context.ts';
 import { HubError } from '../errors.ts';
 import { findAgentIdByTokenHash, markAgentConnected } from '../storage/agents.ts';
+import { agentReturned } from '../incidents/offline.ts';
 import { AgentConnection, type AuthenticatedAgent, type ConnectionContext } from './connection.ts';
 import { ReadBudget } from './read-budget.ts';
 
@@ -43,6 +44,7 @@ export function streamRoute(app: App, hub: Hub): void {
       registry.register(agentId, conn)?.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
       app.log.info({ agentId }, 'agent connected');
       markAgentConnected(db, agentId, conn.connectedAt!).catch((err) => app.log.warn({ err, agentId }, 'could not record connection'));
+      agentReturned(db, agentId, conn.connectedAt!).catch((err) => app.log.warn({ err, agentId }, 'could not resolve the offline incident'));
     },
     onClosed(conn) {
       if (conn.agentId === null) return;

@@ -54,6 +54,28 @@ export async function setClassification(db: Db, id: string, c: { severity: strin
   await db.updateTable('incidents').set({ severity: c.severity, category: c.category, rule: c.rule }).where('id', '=', id).execute();
 }
 
+/** Agents last heard from before `cutoff` with no unresolved incident of this type and source. */
+export async function silentAgents(db: Db, cutoff: Date, fp: { type: string; source: string }): Promise<{ id: string; hostname: string | null; last_seen_at: Date }[]> {
+  const rows = await db
+    .selectFrom('agents as a')
+    .select(['a.id', 'a.hostname', 'a.last_seen_at'])
+    .where('a.last_seen_at', '<', cutoff)
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('incidents as i')
+            .select('i.id')
+            .whereRef('i.agent_id', '=', 'a.id')
+            .where('i.type', '=', fp.type)
+            .where('i.source', '=', fp.source)
+            .where('i.status', '<>', 'resolved'),
+        ),
+      ),
+    )
+    .execute();
+  return rows.map((r) => ({ id: r.id, hostname: r.hostname, last_seen_at: r.last_seen_at! }));
+}
+
 /** Resolve the unresolved incident of a fingerprint, if there is one. */
 export async function resolveIncidentByFingerprint(
   db: Db,

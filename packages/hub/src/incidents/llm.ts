@@ -3,6 +3,7 @@ import OpenAI from 'openai';
 import { UNIT_NAME_PATTERN } from '@opspilot/protocol';
 import { NO_RESTART_RULES, RISKS, heuristicAnalysis, type Analysis, type Risk, type SuggestedAction } from './heuristics.ts';
 import type { Redactor } from './redact.ts';
+import type { Incident } from '../storage/tables.ts';
 
 export interface LlmSettings {
   baseURL: string;
@@ -14,18 +15,7 @@ export interface LlmSettings {
 }
 
 export interface AnalysisContext {
-  incident: {
-    type: string;
-    source: string;
-    message: string;
-    logs: string | null;
-    exit_code: number | null;
-    unit_status: string | null;
-    severity: string | null;
-    category: string | null;
-    rule: string | null;
-    count: number;
-  };
+  incident: Pick<Incident, 'type' | 'source' | 'message' | 'logs' | 'exit_code' | 'unit_status' | 'severity' | 'category' | 'rule' | 'count'>;
   host: Record<string, unknown> | null;
   metrics: Record<string, unknown> | null;
   /** The agent's catalogue from `hello`; null when it sent none. */

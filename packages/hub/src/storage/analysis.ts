@@ -1,21 +1,12 @@
 import { sql } from 'kysely';
 import type { Analysis } from '../incidents/heuristics.ts';
 import type { Db } from './database.ts';
+import type { Incident } from './tables.ts';
 
-export interface QueuedIncident {
-  id: string;
-  agent_id: string;
-  type: string;
-  source: string;
-  message: string;
-  logs: string | null;
-  exit_code: number | null;
-  unit_status: string | null;
-  severity: string | null;
-  category: string | null;
-  rule: string | null;
-  count: number;
-}
+export type QueuedIncident = Pick<
+  Incident,
+  'id' | 'agent_id' | 'type' | 'source' | 'message' | 'logs' | 'exit_code' | 'unit_status' | 'severity' | 'category' | 'rule' | 'count'
+>;
 
 export async function requestAnalysis(db: Db, id: string, at: Date): Promise<boolean> {
   const r = await db.updateTable('incidents').set({ analysis_status: 'pending', analysis_requested_at: at }).where('id', '=', id).executeTakeFirst();

@@ -109,3 +109,15 @@ ALTER TABLE incidents ADD COLUMN IF NOT EXISTS analysis jsonb;
 ALTER TABLE incidents ADD COLUMN IF NOT EXISTS analysis_status text;            -- pending, running, done
 ALTER TABLE incidents ADD COLUMN IF NOT EXISTS analysis_requested_at timestamptz;
 CREATE INDEX IF NOT EXISTS incidents_analysis_queue ON incidents (analysis_requested_at) WHERE analysis_status IN ('pending', 'running');
+
+-- What happened to each incident, and who did it (GET /v1/incidents/:id/timeline).
+CREATE TABLE IF NOT EXISTS incident_events (
+  id           text PRIMARY KEY,                  -- ULID: time order
+  incident_id  text NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+  at           timestamptz NOT NULL,
+  actor        text NOT NULL,                     -- agent, rule, user, llm, heuristic, hub
+  by           text,                              -- who, when the actor is a user (token:<name>)
+  kind         text NOT NULL,                     -- opened, repeated, classified, acknowledged, resolved, analysis_requested, analyzed
+  detail       jsonb
+);
+CREATE INDEX IF NOT EXISTS incident_events_incident ON incident_events (incident_id, id);

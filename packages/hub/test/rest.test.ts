@@ -16,6 +16,8 @@ const V1_ROUTES: [string, string][] = [
   ['GET', '/v1/incidents/x'],
   ['POST', '/v1/incidents/x/acknowledge'],
   ['POST', '/v1/incidents/x/resolve'],
+  ['POST', '/v1/incidents/x/analyze'],
+  ['GET', '/v1/incidents/x/timeline'],
   ['POST', '/v1/admin/exec'],
   ['GET', '/v1/exec/x'],
 ];

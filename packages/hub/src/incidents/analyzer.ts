@@ -4,6 +4,7 @@ import type { AgentRegistry } from '../ingest/registry.ts';
 import type { Db } from '../storage/database.ts';
 import { claimAnalyses, hostContext, requeueRunningAnalyses, storeAnalysis, type QueuedIncident } from '../storage/analysis.ts';
 import { analyze } from './llm.ts';
+import { recordEvent } from '../storage/timeline.ts';
 import type { Redactor } from './redact.ts';
 
 export interface AnalyzerOptions {
@@ -86,7 +87,15 @@ export class Analyzer {
         this.opts.redactor,
         (err) => this.log.warn({ incidentId: incident.id, error: err.message }, 'model analysis failed; using heuristics'),
       );
-      await storeAnalysis(this.db, incident.id, { ...analysis, analyzed_at: new Date().toISOString() });
+      const at = new Date();
+      await storeAnalysis(this.db, incident.id, { ...analysis, analyzed_at: at.toISOString() });
+      await recordEvent(this.db, {
+        incidentId: incident.id,
+        at,
+        actor: analysis.source,
+        kind: 'analyzed',
+        detail: { confidence: analysis.confidence, suggested_action: analysis.suggested_action?.command ?? null, redactions: analysis.redactions },
+      });
     } catch (err) {
       // Left 'running': the next start puts it back in the queue.
       this.log.error({ err, incidentId: incident.id }, 'analysis failed');

@@ -2,6 +2,7 @@ import { newId } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
 import { resolveIncidentByFingerprint, setClassification, silentAgents, upsertIncidentFromAlert } from '../storage/incidents.ts';
 import { classify, type ClassificationRule } from './classify.ts';
+import { recordEvent } from '../storage/timeline.ts';
 
 /** Missed heartbeat intervals after which an agent counts as offline. */
 export const MISSED_HEARTBEATS = 3;
@@ -26,11 +27,15 @@ export async function sweepOfflineAgents(db: Db, rules: readonly ClassificationR
     );
     const c = classify(rules, { type: incident.type, message: incident.message, logs: null, status: null, count: incident.count, firstSeenAt: incident.first_seen_at, lastSeenAt: incident.last_seen_at });
     await setClassification(db, incident.id, c);
+    await recordEvent(db, { incidentId: incident.id, at: now, actor: 'hub', kind: 'opened', detail: { message: incident.message } });
+    await recordEvent(db, { incidentId: incident.id, at: now, actor: 'rule', kind: 'classified', detail: { ...c } });
   }
   return silent.map((a) => a.id);
 }
 
 /** The agent is back: its offline incident, if any, is resolved. */
 export async function agentReturned(db: Db, agentId: string, at: Date): Promise<string | undefined> {
-  return resolveIncidentByFingerprint(db, { agentId, ...OFFLINE_FINGERPRINT }, at, 'agent');
+  const id = await resolveIncidentByFingerprint(db, { agentId, ...OFFLINE_FINGERPRINT }, at, 'agent');
+  if (id) await recordEvent(db, { incidentId: id, at, actor: 'agent', kind: 'resolved', detail: { message: 'the agent connected again' } });
+  return id;
 }

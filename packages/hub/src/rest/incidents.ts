@@ -5,6 +5,7 @@ import { getAgent } from '../storage/agents.ts';
 import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, type IncidentSummary } from '../storage/incidents.ts';
 import type { Incident } from '../storage/tables.ts';
 import { requestAnalysis } from '../storage/analysis.ts';
+import { incidentTimeline, recordEvent } from '../storage/timeline.ts';
 import { Id, IdParams, IncidentStatus, IncidentSummaryView, IncidentView, errorResponses, iso, type IncidentSummaryViewT, type IncidentViewT } from './schemas.ts';
 
 function summary(i: IncidentSummary): IncidentSummaryViewT {
@@ -94,6 +95,36 @@ export function incidentRoutes(app: App, hub: Hub): void {
     },
   );
 
+  app.get(
+    '/v1/incidents/:id/timeline',
+    {
+      schema: {
+        tags,
+        summary: 'What happened to the incident, in order, and who did it',
+        params: IdParams,
+        response: {
+          200: Type.Object({
+            events: Type.Array(
+              Type.Object({
+                at: Type.String({ format: 'date-time' }),
+                actor: Type.String({ description: 'agent, rule, user, llm, heuristic or hub' }),
+                by: Type.Union([Type.String(), Type.Null()]),
+                kind: Type.String(),
+                detail: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
+              }),
+            ),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => {
+      if (!(await getIncident(db, req.params.id))) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
+      const events = await incidentTimeline(db, req.params.id);
+      return { events: events.map((e) => ({ ...e, at: e.at.toISOString() })) };
+    },
+  );
+
   app.post(
     '/v1/incidents/:id/analyze',
     {
@@ -105,7 +136,9 @@ export function incidentRoutes(app: App, hub: Hub): void {
       },
     },
     async (req, reply) => {
-      if (!(await requestAnalysis(db, req.params.id, new Date()))) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
+      const at = new Date();
+      if (!(await requestAnalysis(db, req.params.id, at))) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
+      await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'analysis_requested' });
       hub.analyzer.kick();
       return reply.code(202).send(full((await getIncident(db, req.params.id))!));
     },
@@ -115,10 +148,12 @@ export function incidentRoutes(app: App, hub: Hub): void {
     '/v1/incidents/:id/acknowledge',
     { schema: { tags, summary: 'Acknowledge an incident', params: IdParams, response: { 200: IncidentView, ...errorResponses } } },
     async (req) => {
-      const result = await acknowledgeIncident(db, req.params.id, req.operator.actor, new Date());
+      const at = new Date();
+      const result = await acknowledgeIncident(db, req.params.id, req.operator.actor, at);
       if (!result) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       if (result === 'resolved') throw new HubError('HUB_INCIDENT_RESOLVED', `incident ${req.params.id} is already resolved`);
-      return full(result);
+      if (result.changed) await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'acknowledged' });
+      return full(result.incident);
     },
   );
 
@@ -126,9 +161,11 @@ export function incidentRoutes(app: App, hub: Hub): void {
     '/v1/incidents/:id/resolve',
     { schema: { tags, summary: 'Resolve an incident', params: IdParams, response: { 200: IncidentView, ...errorResponses } } },
     async (req) => {
-      const result = await resolveIncident(db, req.params.id, req.operator.actor, new Date());
+      const at = new Date();
+      const result = await resolveIncident(db, req.params.id, req.operator.actor, at);
       if (!result) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
-      return full(result);
+      if (result.changed) await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'resolved' });
+      return full(result.incident);
     },
   );
 }

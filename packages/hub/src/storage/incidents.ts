@@ -133,8 +133,11 @@ export async function getIncident(db: Db, id: string): Promise<Incident | undefi
   return db.selectFrom('incidents').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-/** Acknowledge an unresolved incident; acknowledging twice keeps the first acknowledgement. */
-export async function acknowledgeIncident(db: Db, id: string, by: string, at: Date): Promise<Incident | 'resolved' | undefined> {
+/**
+ * Acknowledge an unresolved incident; acknowledging twice keeps the first acknowledgement.
+ * `changed` says whether this call did it.
+ */
+export async function acknowledgeIncident(db: Db, id: string, by: string, at: Date): Promise<{ incident: Incident; changed: boolean } | 'resolved' | undefined> {
   const updated = await db
     .updateTable('incidents')
     .set({ status: 'acknowledged', acknowledged_at: at, acknowledged_by: by })
@@ -142,14 +145,14 @@ export async function acknowledgeIncident(db: Db, id: string, by: string, at: Da
     .where('status', '=', 'open')
     .returningAll()
     .executeTakeFirst();
-  if (updated) return updated;
+  if (updated) return { incident: updated, changed: true };
   const current = await getIncident(db, id);
   if (!current) return undefined;
-  return current.status === 'resolved' ? 'resolved' : current;
+  return current.status === 'resolved' ? 'resolved' : { incident: current, changed: false };
 }
 
 /** Resolve an incident by hand; resolving a resolved incident changes nothing. */
-export async function resolveIncident(db: Db, id: string, by: string, at: Date): Promise<Incident | undefined> {
+export async function resolveIncident(db: Db, id: string, by: string, at: Date): Promise<{ incident: Incident; changed: boolean } | undefined> {
   const updated = await db
     .updateTable('incidents')
     .set({ status: 'resolved', resolved_at: at, resolved_by: by })
@@ -157,5 +160,7 @@ export async function resolveIncident(db: Db, id: string, by: string, at: Date):
     .where('status', '<>', 'resolved')
     .returningAll()
     .executeTakeFirst();
-  return updated ?? getIncident(db, id);
+  if (updated) return { incident: updated, changed: true };
+  const current = await getIncident(db, id);
+  return current ? { incident: current, changed: false } : undefined;
 }

@@ -3,6 +3,7 @@ import { newId, type AlertPayload, type ExecResultPayload, type HelloPayload, ty
 import type { Db } from './database.ts';
 import { completeExecRequests } from './exec-requests.ts';
 import type { ExecRequest } from './tables.ts';
+import { recordEvent } from './timeline.ts';
 import { resolveIncidentByFingerprint, setClassification, upsertIncidentFromAlert } from './incidents.ts';
 import { classify, type ClassificationRule } from '../incidents/classify.ts';
 
@@ -165,11 +166,24 @@ export async function storeEvents(db: Db, batch: EventBatch, rules: readonly Cla
           firstSeenAt: incident.first_seen_at,
           lastSeenAt: incident.last_seen_at,
         });
-        if (c.severity !== incident.severity || c.category !== incident.category || c.rule !== incident.rule) await setClassification(trx, incident.id, c);
+        await recordEvent(trx, {
+          incidentId: incident.id,
+          at: item.at,
+          actor: 'agent',
+          kind: incident.count === 1 ? 'opened' : 'repeated',
+          detail: incident.count === 1 ? { message: incident.message.slice(0, 500) } : { count: incident.count },
+        });
+        if (c.severity !== incident.severity || c.category !== incident.category || c.rule !== incident.rule) {
+          await setClassification(trx, incident.id, c);
+          await recordEvent(trx, { incidentId: incident.id, at: item.at, actor: 'rule', kind: 'classified', detail: { ...c } });
+        }
         outcome.incidents.push(incident.id);
       } else if (item.kind === 'resolve') {
         const id = await resolveIncidentByFingerprint(trx, { agentId: item.agentId, ...item.payload }, item.at, 'agent');
-        if (id) outcome.incidents.push(id);
+        if (id) {
+          await recordEvent(trx, { incidentId: id, at: item.at, actor: 'agent', kind: 'resolved', ...(item.payload.message ? { detail: { message: item.payload.message.slice(0, 500) } } : {}) });
+          outcome.incidents.push(id);
+        }
       }
     }
   });

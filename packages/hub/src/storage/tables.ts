@@ -114,6 +114,16 @@ export interface ExecRequestsTable {
   error_code: string | null;
 }
 
+export interface IncidentEventsTable {
+  id: string;
+  incident_id: string;
+  at: Timestamp;
+  actor: string;
+  by: string | null;
+  kind: string;
+  detail: JsonNullable<Record<string, unknown>>;
+}
+
 export interface Database {
   agents: AgentsTable;
   admin_tokens: AdminTokensTable;
@@ -121,6 +131,7 @@ export interface Database {
   metric_samples: MetricSamplesTable;
   incidents: IncidentsTable;
   exec_requests: ExecRequestsTable;
+  incident_events: IncidentEventsTable;
 }
 
 export type Agent = Selectable<AgentsTable>;

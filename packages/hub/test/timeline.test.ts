@@ -1,0 +1,35 @@
+import t from 'tap';
+import { HELLO, ScriptedAgent, eachBackend, eventually, startHub } from './helpers.ts';
+
+eachBackend(t, 'the timeline records every change with its actor, in order', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  agent.send('hello', HELLO, { id: 'h' });
+  const alert = { type: 'systemd', source: 'nginx.service', message: "nginx.service: Failed with result 'exit-code'.", logs: 'bind() failed: Address already in use' };
+  agent.send('alert', alert, { id: 'a1' });
+  await agent.acked(['h', 'a1']);
+  const id = (await hub.api('GET', '/v1/incidents')).body.incidents[0].id;
+  await eventually(async () => (await hub.api('GET', `/v1/incidents/${id}`)).body.analysis_status === 'done', 10_000, 'the analysis');
+  agent.send('alert', alert, { id: 'a2' });
+  await agent.acked(['a2']);
+  t.equal((await hub.api('POST', `/v1/incidents/${id}/acknowledge`)).status, 200);
+  t.equal((await hub.api('POST', `/v1/incidents/${id}/acknowledge`)).status, 200, 'a second acknowledgement changes nothing');
+  agent.send('resolve', { type: 'systemd', source: 'nginx.service', message: 'active again' }, { id: 'r1' });
+  await agent.acked(['r1']);
+
+  const { events } = (await hub.api('GET', `/v1/incidents/${id}/timeline`)).body;
+  t.same(
+    events.map((e: { actor: string; kind: string }) => `${e.actor}:${e.kind}`),
+    ['agent:opened', 'rule:classified', 'heuristic:analyzed', 'agent:repeated', 'user:acknowledged', 'agent:resolved'],
+  );
+  t.match(events[1].detail, { rule: 'address_in_use', severity: 'high' });
+  t.match(events[2].detail, { suggested_action: 'service_status' });
+  t.match(events[3].detail, { count: 2 });
+  t.equal(events[4].by, 'token:admin', 'who acknowledged');
+  t.match(events[5].detail, { message: 'active again' });
+  const times = events.map((e: { at: string }) => Date.parse(e.at));
+  t.same([...times].sort((a, b) => a - b), times, 'in time order');
+  t.equal((await hub.api('GET', '/v1/incidents/01HZZZZZZZZZZZZZZZZZZZZZZZ/timeline')).status, 404);
+  agent.close();
+});

@@ -2,8 +2,8 @@
  * Incidents get an analysis by themselves: from the model when one is configured (a local server
  * speaking OpenAI's chat completions API here), from the heuristics otherwise.
  */
-import t, { type Test } from 'tap';
-import { createServer } from 'node:http';
+import t from 'tap';
+import { completion, fakeModel } from './fake-model.ts';
 import { HELLO, ScriptedAgent, eachBackend, eventually, startHub, type TestHub } from './helpers.ts';
 
 const ANSWER = {
@@ -14,22 +14,6 @@ const ANSWER = {
   rationale: 'See what holds the port first.',
   risk: 'low',
 };
-
-async function fakeModel(t: Test) {
-  const bodies: string[] = [];
-  const server = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (c: Buffer) => (raw += c.toString()));
-    req.on('end', () => {
-      bodies.push(raw);
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ id: 'x', object: 'chat.completion', created: 1, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: JSON.stringify(ANSWER) }, finish_reason: 'stop' }] }));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return { bodies, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/v1` };
-}
 
 async function nginxIncident(hub: TestHub, token: string, logs: string): Promise<string> {
   const agent = await ScriptedAgent.connect(hub.wsUrl, token);
@@ -56,20 +40,20 @@ eachBackend(t, 'without a model key, the heuristics analyse every new incident',
 });
 
 eachBackend(t, 'with a model, its validated answer is stored, and no secret reaches it', async (t, backend) => {
-  const model = await fakeModel(t);
-  const hub = await startHub(t, await backend.open(t), { llmBaseUrl: model.url, llmApiKey: 'sk-test', llmModel: 'test-model' });
+  const model = await fakeModel(t, [completion(JSON.stringify(ANSWER))]);
+  const hub = await startHub(t, await backend.open(t), { llmBaseUrl: model.baseURL, llmApiKey: 'sk-test', llmModel: 'test-model' });
   const { token } = await hub.enroll();
   const id = await nginxIncident(hub, token, 'bind() failed: Address already in use\nconnecting to postgres://app:hunter2@db/prod');
   const incident = await analysed(hub, id);
   t.match(incident.analysis, { ...ANSWER, source: 'llm' });
   t.ok(incident.analysis.redactions >= 1);
-  t.equal(model.bodies.length, 1);
-  t.notOk(model.bodies[0]!.includes('hunter2'), 'the password stayed on the hub');
-  t.match(JSON.parse(model.bodies[0]!).model, 'test-model');
+  t.equal(model.requests.length, 1);
+  t.notOk(model.requests[0]!.raw.includes('hunter2'), 'the password stayed on the hub');
+  t.equal(model.requests[0]!.body.model, 'test-model');
 
   const again = await hub.api('POST', `/v1/incidents/${id}/analyze`);
   t.equal(again.status, 202);
-  await eventually(async () => model.bodies.length === 2, 10_000, 'a second analysis');
+  await eventually(async () => model.requests.length === 2, 10_000, 'a second analysis');
   t.equal((await hub.api('POST', '/v1/incidents/01HZZZZZZZZZZZZZZZZZZZZZZZ/analyze')).status, 404);
 });
 

@@ -2,39 +2,10 @@
  * The analysis call against a local HTTP server speaking OpenAI's chat completions API (the only
  * part faked: the model's server cannot run here).
  */
-import t, { type Test } from 'tap';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import t from 'tap';
+import { completion, fakeModel, status } from './fake-model.ts';
 import { createLlmClient, analyze, analyzeWithLlm, LlmError, type AnalysisContext } from '../src/incidents/llm.ts';
 import { createRedactor } from '../src/incidents/redact.ts';
-
-type Reply = (body: any, req: IncomingMessage, res: ServerResponse) => void;
-
-async function fakeModel(t: Test, replies: Reply[]) {
-  const requests: { body: any; raw: string; headers: IncomingMessage['headers'] }[] = [];
-  const server = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (c: Buffer) => (raw += c.toString()));
-    req.on('end', () => {
-      const body = JSON.parse(raw);
-      requests.push({ body, raw, headers: req.headers });
-      const reply = replies[Math.min(requests.length - 1, replies.length - 1)]!;
-      reply(body, req, res);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const { port } = server.address() as { port: number };
-  return { requests, baseURL: `http://127.0.0.1:${port}/v1` };
-}
-
-const completion = (content: string): Reply => (body, _req, res) => {
-  res.writeHead(200, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
-};
-const status = (code: number): Reply => (_b, _r, res) => {
-  res.writeHead(code, { 'content-type': 'application/json', 'retry-after-ms': '10' });
-  res.end(JSON.stringify({ error: { message: 'slow down', type: 'rate_limit' } }));
-};
 
 const ANSWER = {
   summary: 'nginx cannot bind port 80',

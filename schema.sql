@@ -117,7 +117,19 @@ CREATE TABLE IF NOT EXISTS incident_events (
   at           timestamptz NOT NULL,
   actor        text NOT NULL,                     -- agent, rule, user, llm, heuristic, hub
   by           text,                              -- who, when the actor is a user (token:<name>)
-  kind         text NOT NULL,                     -- opened, repeated, classified, acknowledged, resolved, analysis_requested, analyzed
+  kind         text NOT NULL,                     -- storage/timeline.ts TIMELINE_KINDS
   detail       jsonb
 );
 CREATE INDEX IF NOT EXISTS incident_events_incident ON incident_events (incident_id, id);
+
+-- Lifecycle (storage/incidents.ts): new → analyzing → open → acknowledged → resolved. An alert of a
+-- fingerprint resolved less than 30 minutes ago reopens that incident instead of opening another;
+-- four or more opens, reopens and resolves within 15 minutes mark it flapping.
+ALTER TABLE incidents ALTER COLUMN status SET DEFAULT 'new';
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS reopen_count integer NOT NULL DEFAULT 0;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS reopened_at timestamptz;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS flapping boolean NOT NULL DEFAULT false;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS flapping_since timestamptz;
+-- false when an operator asked for a fresh analysis: a recent one of the same fingerprint is not reused.
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS analysis_reuse boolean NOT NULL DEFAULT true;
+CREATE INDEX IF NOT EXISTS incidents_fingerprint_resolved ON incidents (agent_id, type, source, resolved_at DESC) WHERE status = 'resolved';

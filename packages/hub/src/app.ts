@@ -18,7 +18,7 @@ import { sweepOfflineAgents } from './incidents/offline.ts';
 import cron from 'node-cron';
 import { Analyzer } from './incidents/analyzer.ts';
 import { createLlmClient } from './incidents/llm.ts';
-import { createRedactor } from './incidents/redact.ts';
+import { createRedactor, loadRedactions } from './incidents/redact.ts';
 import { AgentRegistry } from './ingest/registry.ts';
 import { streamRoute } from './ingest/stream-route.ts';
 import { IngestWriter } from './ingest/writer.ts';
@@ -56,6 +56,7 @@ const REDACT = ['req.headers.authorization', 'headers.authorization', 'token', '
 export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
   const config = resolveConfig(options.config);
   const rules = loadRules(config.rulesFile);
+  const redactor = createRedactor(loadRedactions(config.redactionsFile));
   const ownsDatabase = options.database === undefined;
   const database =
     options.database ??
@@ -86,7 +87,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
             }
           : null,
         concurrency: config.analysisConcurrency,
-        redactor: createRedactor(),
+        redactor,
+        reuseMs: config.analysisReuseS * 1000,
         pollMs: 2000,
       },
       app.log,

@@ -34,6 +34,10 @@ export interface HubConfig {
   llmTimeoutMs: number;
   llmMaxRetries: number;
   analysisConcurrency: number;
+  /** A model's analysis of the same fingerprint younger than this is reused; 0 never reuses. */
+  analysisReuseS: number;
+  /** Extra redaction patterns (JSON array of {name, pattern}); null for the built-in ones only. */
+  redactionsFile: string | null;
 }
 
 export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
@@ -61,6 +65,8 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   llmTimeoutMs: 30_000, // 30 s per attempt
   llmMaxRetries: 3, // on 429 and 5xx, with backoff
   analysisConcurrency: 2,
+  analysisReuseS: 3600, // an hour
+  redactionsFile: null,
 });
 
 type Rule = (value: unknown) => string | null;
@@ -96,6 +102,8 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   llmTimeoutMs: int(100, 600_000),
   llmMaxRetries: int(0, 10),
   analysisConcurrency: int(0, 64),
+  analysisReuseS: int(0, 30 * 86_400),
+  redactionsFile: nullableString(nonEmpty),
 };
 
 export class ConfigError extends Error {
@@ -140,9 +148,11 @@ export const ENV_KEYS = {
   OPSPILOT_LLM_BASE_URL: 'llmBaseUrl',
   OPSPILOT_LLM_API_KEY: 'llmApiKey',
   OPSPILOT_LLM_MODEL: 'llmModel',
+  OPSPILOT_ANALYSIS_REUSE_S: 'analysisReuseS',
+  OPSPILOT_REDACTIONS_FILE: 'redactionsFile',
 } as const satisfies Record<string, keyof HubConfig>;
 
-const NUMERIC_KEYS = new Set<keyof HubConfig>(['port', 'maxFrameBytes', 'maxPayloadBytes', 'heartbeatIntervalS', 'dedupeRetentionDays']);
+const NUMERIC_KEYS = new Set<keyof HubConfig>(['port', 'maxFrameBytes', 'maxPayloadBytes', 'heartbeatIntervalS', 'dedupeRetentionDays', 'analysisReuseS']);
 
 /** Read the hub's config from the environment; a bad value fails with the variable named. */
 export function configFromEnv(env: NodeJS.ProcessEnv): Readonly<HubConfig> {

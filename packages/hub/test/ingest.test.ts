@@ -15,7 +15,7 @@ eachBackend(t, 'the original Go envelopes give an online agent and an incident',
   agent.sendRaw(GO_ALERT.replace('my-secret-token', token));
   await agent.next('welcome');
   const incident = await eventually(async () => (await hub.api('GET', `/v1/incidents?agent_id=${id}`)).body.incidents[0], 5000, 'incident');
-  t.match(incident, { agent_id: id, type: 'systemd', source: 'nginx', message: 'nginx crashed', exit_code: 1, status: 'open', count: 1 });
+  t.match(incident, { agent_id: id, type: 'systemd', source: 'nginx', message: 'nginx crashed', exit_code: 1, status: /^(new|analyzing|open)$/, count: 1 });
   const full = await hub.api('GET', `/v1/incidents/${incident.id}`);
   t.equal(full.body.logs, 'error logs');
   // The vector's ts is from 2024: too old to be an event time, so the hub's clock is used.
@@ -159,7 +159,7 @@ eachBackend(t, 'envelope ids are remembered for the retention window, then prune
   agent.close();
 });
 
-eachBackend(t, 'resolve closes the incident; the next alert opens a new one', async (t, backend) => {
+eachBackend(t, 'resolve closes the incident; an alert of a resolve it never saw changes nothing', async (t, backend) => {
   const hub = await startHub(t, await backend.open(t));
   const { id, token } = await hub.enroll();
   const agent = await ScriptedAgent.connect(hub.wsUrl, token);
@@ -168,15 +168,12 @@ eachBackend(t, 'resolve closes the incident; the next alert opens a new one', as
   agent.send('resolve', { type: 'systemd', source: 'db.service', message: 'active' }, { id: 'r1' });
   agent.send('resolve', { type: 'systemd', source: 'never-failed.service' }, { id: 'r2' });
   await agent.acked(['a1', 'a2', 'r1', 'r2']);
+  const all = (await hub.api('GET', `/v1/agents/${id}/incidents`)).body.incidents;
+  t.equal(all.length, 2, 'no incident for a resolve of nothing');
   const resolved = (await hub.api('GET', `/v1/incidents?agent_id=${id}&status=resolved`)).body.incidents;
   t.equal(resolved.length, 1);
   t.match(resolved[0], { source: 'db.service', status: 'resolved', resolved_by: 'agent' });
-  t.equal((await hub.api('GET', `/v1/incidents?agent_id=${id}&status=open`)).body.incidents.length, 1);
-  agent.send('alert', { type: 'systemd', source: 'db.service', message: 'down again' }, { id: 'a3' });
-  await agent.acked(['a3']);
-  const all = (await hub.api('GET', `/v1/agents/${id}/incidents`)).body.incidents;
-  t.equal(all.length, 3);
-  t.match(all[0], { source: 'db.service', status: 'open', count: 1, message: 'down again' });
+  t.match(all.find((i: { source: string }) => i.source === 'web.service'), { status: /^(new|analyzing|open)$/ });
   agent.close();
 });
 

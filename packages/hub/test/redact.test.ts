@@ -1,5 +1,8 @@
 import t from 'tap';
-import { createRedactor, redactionFromConfig } from '../src/incidents/redact.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createRedactor, loadRedactions, redactionFromConfig } from '../src/incidents/redact.ts';
 
 const { redact } = createRedactor();
 
@@ -55,4 +58,30 @@ t.test('hostile input is handled (a catastrophic backtrack would hang past the t
   t.equal(redact('x://' + 'a:'.repeat(50000)).count, 0);
   t.equal(redact('Bearer '.repeat(30000)).count, 0);
   t.ok(redact('"password":"' + '\\'.repeat(100000)).text.length > 0);
+});
+
+t.test('the redactions file: read, and refused with the bad entry named', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-redactions-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (content: string) => {
+    const f = path.join(dir, `r${Math.random()}.json`);
+    writeFileSync(f, content);
+    return f;
+  };
+  t.same(loadRedactions(null), []);
+  const [p] = loadRedactions(file(JSON.stringify([{ name: 'ticket', pattern: 'TCK-\\d+' }])));
+  t.equal(createRedactor([p!]).redact('see TCK-42 and TCK-7').text, 'see [REDACTED:ticket] and [REDACTED:ticket]');
+  const cases: [string, RegExp][] = [
+    ['{not json', /redactions file .*: file: /],
+    ['{"name":"x","pattern":"y"}', /file: must be a JSON array/],
+    ['[1]', /\[0\]: must be an object/],
+    ['[{"name":"x","pattern":"y","replace":"z"}]', /\[0\]\.replace: unknown key/],
+    ['[{"name":"bad name","pattern":"y"}]', /\[0\]\.name: /],
+    ['[{"name":"x","pattern":""}]', /\[0\]\.pattern: must be a regular expression/],
+    ['[{"name":"x","pattern":"(unclosed"}]', /\[0\]\.pattern: Invalid regular expression/],
+    ['[{"name":"x","pattern":"a*"}]', /\[0\]\.pattern: matches the empty string/],
+    ['[{"name":"__proto__","pattern":"a"},{"name":"x","pattern":"("}]', /\[1\]\.pattern/],
+  ];
+  for (const [content, message] of cases) t.throws(() => loadRedactions(file(content)), { name: 'RedactionsFileError', message }, content);
+  t.throws(() => loadRedactions(path.join(dir, 'missing.json')), { name: 'RedactionsFileError', message: /ENOENT/ });
 });

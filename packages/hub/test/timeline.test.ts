@@ -21,13 +21,13 @@ eachBackend(t, 'the timeline records every change with its actor, in order', asy
   const { events } = (await hub.api('GET', `/v1/incidents/${id}/timeline`)).body;
   t.same(
     events.map((e: { actor: string; kind: string }) => `${e.actor}:${e.kind}`),
-    ['agent:opened', 'rule:classified', 'heuristic:analyzed', 'agent:repeated', 'user:acknowledged', 'agent:resolved'],
+    ['agent:opened', 'rule:classified', 'hub:analyzing', 'heuristic:analyzed', 'agent:repeated', 'user:acknowledged', 'agent:resolved'],
   );
   t.match(events[1].detail, { rule: 'address_in_use', severity: 'high' });
-  t.match(events[2].detail, { suggested_action: 'service_status' });
-  t.match(events[3].detail, { count: 2 });
-  t.equal(events[4].by, 'token:admin', 'who acknowledged');
-  t.match(events[5].detail, { message: 'active again' });
+  t.match(events[3].detail, { suggested_action: 'service_status' });
+  t.match(events[4].detail, { count: 2 });
+  t.equal(events[5].by, 'token:admin', 'who acknowledged');
+  t.match(events[6].detail, { message: 'active again' });
   const times = events.map((e: { at: string }) => Date.parse(e.at));
   t.same([...times].sort((a, b) => a - b), times, 'in time order');
   t.equal((await hub.api('GET', '/v1/incidents/01HZZZZZZZZZZZZZZZZZZZZZZZ/timeline')).status, 404);

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type OpenAI from 'openai';
 import type { AgentRegistry } from '../ingest/registry.ts';
 import type { Db } from '../storage/database.ts';
-import { claimAnalyses, hostContext, requeueRunningAnalyses, storeAnalysis, type QueuedIncident } from '../storage/analysis.ts';
+import { claimAnalyses, hostContext, recentAnalysis, requeueRunningAnalyses, storeAnalysis, type QueuedIncident, type StoredAnalysis } from '../storage/analysis.ts';
 import { analyze } from './llm.ts';
 import { recordEvent } from '../storage/timeline.ts';
 import type { Redactor } from './redact.ts';
@@ -11,6 +11,8 @@ export interface AnalyzerOptions {
   llm: { client: OpenAI; model: string } | null;
   concurrency: number;
   redactor: Redactor;
+  /** Reuse a model's analysis of the same fingerprint younger than this (0: never). */
+  reuseMs: number;
   /** A safety net: look for queued work this often even when nobody kicks. */
   pollMs: number;
 }
@@ -74,31 +76,46 @@ export class Analyzer {
 
   async #analyze(incident: QueuedIncident): Promise<void> {
     try {
-      const { agent, metrics } = await hostContext(this.db, incident.agent_id);
-      const catalogue = this.registry.get(incident.agent_id)?.actions ?? agent?.actions ?? null;
-      const analysis = await analyze(
-        this.opts.llm,
-        {
-          incident,
-          host: agent ? { hostname: agent.hostname, ...(agent.facts ?? {}) } : null,
-          metrics: metrics ? { ...metrics, ts: metrics.ts.toISOString() } : null,
-          catalogue,
-        },
-        this.opts.redactor,
-        (err) => this.log.warn({ incidentId: incident.id, error: err.message }, 'model analysis failed; using heuristics'),
-      );
       const at = new Date();
-      await storeAnalysis(this.db, incident.id, { ...analysis, analyzed_at: at.toISOString() });
+      await recordEvent(this.db, { incidentId: incident.id, at, actor: 'hub', kind: 'analyzing' });
+      const reused =
+        incident.analysis_reuse && this.opts.reuseMs > 0 && this.opts.llm ? await recentAnalysis(this.db, incident, new Date(at.getTime() - this.opts.reuseMs)) : undefined;
+      const analysis: StoredAnalysis = reused
+        ? { ...reused.analysis, reused_from: reused.id }
+        : { ...(await this.#ask(incident)), analyzed_at: new Date().toISOString() };
+      const done = new Date();
+      if (!(await storeAnalysis(this.db, incident.id, analysis))) return; // asked again meanwhile: the newer request wins
       await recordEvent(this.db, {
         incidentId: incident.id,
-        at,
+        at: done,
         actor: analysis.source,
         kind: 'analyzed',
-        detail: { confidence: analysis.confidence, suggested_action: analysis.suggested_action?.command ?? null, redactions: analysis.redactions },
+        detail: {
+          confidence: analysis.confidence,
+          suggested_action: analysis.suggested_action?.command ?? null,
+          redactions: analysis.redactions,
+          ...(reused ? { reused_from: reused.id } : {}),
+        },
       });
     } catch (err) {
       // Left 'running': the next start puts it back in the queue.
       this.log.error({ err, incidentId: incident.id }, 'analysis failed');
     }
+  }
+
+  async #ask(incident: QueuedIncident) {
+    const { agent, metrics } = await hostContext(this.db, incident.agent_id);
+    const catalogue = this.registry.get(incident.agent_id)?.actions ?? agent?.actions ?? null;
+    return analyze(
+      this.opts.llm,
+      {
+        incident,
+        host: agent ? { hostname: agent.hostname, ...(agent.facts ?? {}) } : null,
+        metrics: metrics ? { ...metrics, ts: metrics.ts.toISOString() } : null,
+        catalogue,
+      },
+      this.opts.redactor,
+      (err) => this.log.warn({ incidentId: incident.id, error: err.message }, 'model analysis failed; using heuristics'),
+    );
   }
 }

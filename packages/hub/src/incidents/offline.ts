@@ -1,8 +1,7 @@
-import { newId } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
-import { resolveIncidentByFingerprint, setClassification, silentAgents, upsertIncidentFromAlert } from '../storage/incidents.ts';
-import { classify, type ClassificationRule } from './classify.ts';
-import { recordEvent } from '../storage/timeline.ts';
+import { silentAgents } from '../storage/incidents.ts';
+import type { ClassificationRule } from './classify.ts';
+import { applyAlert, applyResolve } from './lifecycle.ts';
 
 /** Missed heartbeat intervals after which an agent counts as offline. */
 export const MISSED_HEARTBEATS = 3;
@@ -18,24 +17,13 @@ export async function sweepOfflineAgents(db: Db, rules: readonly ClassificationR
   const silent = await silentAgents(db, cutoff, OFFLINE_FINGERPRINT);
   for (const agent of silent) {
     const seconds = Math.round((now.getTime() - agent.last_seen_at.getTime()) / 1000);
-    const incident = await upsertIncidentFromAlert(
-      db,
-      newId(),
-      agent.id,
-      { ...OFFLINE_FINGERPRINT, message: `agent ${agent.hostname ?? agent.id} has not been heard from for ${seconds} s (${MISSED_HEARTBEATS} heartbeat intervals)` },
-      now,
-    );
-    const c = classify(rules, { type: incident.type, message: incident.message, logs: null, status: null, count: incident.count, firstSeenAt: incident.first_seen_at, lastSeenAt: incident.last_seen_at });
-    await setClassification(db, incident.id, c);
-    await recordEvent(db, { incidentId: incident.id, at: now, actor: 'hub', kind: 'opened', detail: { message: incident.message } });
-    await recordEvent(db, { incidentId: incident.id, at: now, actor: 'rule', kind: 'classified', detail: { ...c } });
+    const message = `agent ${agent.hostname ?? agent.id} has not been heard from for ${seconds} s (${MISSED_HEARTBEATS} heartbeat intervals)`;
+    await applyAlert(db, rules, agent.id, { ...OFFLINE_FINGERPRINT, message }, now, 'hub');
   }
   return silent.map((a) => a.id);
 }
 
 /** The agent is back: its offline incident, if any, is resolved. */
 export async function agentReturned(db: Db, agentId: string, at: Date): Promise<string | undefined> {
-  const id = await resolveIncidentByFingerprint(db, { agentId, ...OFFLINE_FINGERPRINT }, at, 'agent');
-  if (id) await recordEvent(db, { incidentId: id, at, actor: 'agent', kind: 'resolved', detail: { message: 'the agent connected again' } });
-  return id;
+  return applyResolve(db, { agentId, ...OFFLINE_FINGERPRINT }, at, 'agent', 'the agent connected again');
 }

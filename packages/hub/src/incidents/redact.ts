@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /**
  * Secrets are removed from anything that leaves the hub (the LLM, Slack). Each pattern replaces
  * the secret with a marker naming its kind and keeps what is needed to read the line
@@ -83,4 +85,43 @@ export function createRedactor(extra: readonly RedactionPattern[] = []): Redacto
 /** Operator patterns from config: `{name, pattern}` (a regular expression, matched globally). */
 export function redactionFromConfig(name: string, pattern: string): RedactionPattern {
   return { name, pattern: new RegExp(pattern, 'g'), replace: `[REDACTED:${name}]` };
+}
+
+export class RedactionsFileError extends Error {
+  constructor(file: string, at: string, problem: string) {
+    super(`redactions file ${file}: ${at}: ${problem}`);
+    this.name = 'RedactionsFileError';
+  }
+}
+
+/**
+ * Read `OPSPILOT_REDACTIONS_FILE`: a JSON array of `{name, pattern}`. A pattern that does not
+ * compile, or matches the empty string (it would redact between every character), is refused at
+ * start with the entry named.
+ */
+export function loadRedactions(file: string | null): RedactionPattern[] {
+  if (!file) return [];
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new RedactionsFileError(file, 'file', (err as Error).message);
+  }
+  if (!Array.isArray(raw)) throw new RedactionsFileError(file, 'file', 'must be a JSON array of {name, pattern}');
+  return raw.map((item: unknown, i) => {
+    const at = `[${i}]`;
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new RedactionsFileError(file, at, 'must be an object');
+    const o = item as Record<string, unknown>;
+    for (const key of Object.keys(o)) if (key !== 'name' && key !== 'pattern') throw new RedactionsFileError(file, `${at}.${key}`, 'unknown key');
+    if (typeof o.name !== 'string' || !/^[a-z0-9_]{1,32}$/i.test(o.name)) throw new RedactionsFileError(file, `${at}.name`, 'must be 1-32 characters of [A-Za-z0-9_]');
+    if (typeof o.pattern !== 'string' || o.pattern.length === 0) throw new RedactionsFileError(file, `${at}.pattern`, 'must be a regular expression string');
+    let p: RedactionPattern;
+    try {
+      p = redactionFromConfig(o.name, o.pattern);
+    } catch (err) {
+      throw new RedactionsFileError(file, `${at}.pattern`, (err as Error).message);
+    }
+    if (new RegExp(p.pattern.source).test('')) throw new RedactionsFileError(file, `${at}.pattern`, 'matches the empty string');
+    return p;
+  });
 }

@@ -3,8 +3,9 @@ import type { App, Hub } from '../context.ts';
 import { HubError } from '../errors.ts';
 import { getAgent } from '../storage/agents.ts';
 import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, type IncidentSummary } from '../storage/incidents.ts';
-import type { Incident } from '../storage/tables.ts';
+import type { Incident, IncidentStatus as IncidentStatusT } from '../storage/tables.ts';
 import { requestAnalysis } from '../storage/analysis.ts';
+import { flapCheck } from '../incidents/lifecycle.ts';
 import { incidentTimeline, recordEvent } from '../storage/timeline.ts';
 import { Id, IdParams, IncidentStatus, IncidentSummaryView, IncidentView, errorResponses, iso, type IncidentSummaryViewT, type IncidentViewT } from './schemas.ts';
 
@@ -28,6 +29,10 @@ function summary(i: IncidentSummary): IncidentSummaryViewT {
     severity: i.severity as IncidentSummaryViewT['severity'],
     category: i.category,
     rule: i.rule,
+    reopen_count: i.reopen_count,
+    reopened_at: iso(i.reopened_at),
+    flapping: i.flapping,
+    flapping_since: iso(i.flapping_since),
   };
 }
 
@@ -56,7 +61,7 @@ export function incidentRoutes(app: App, hub: Hub): void {
   const { db } = hub.database;
   const tags = ['incidents'];
 
-  const list = async (filter: { status?: 'open' | 'acknowledged' | 'resolved'; agentId?: string; limit: number; before?: string }) => {
+  const list = async (filter: { status?: IncidentStatusT; agentId?: string; limit: number; before?: string }) => {
     const rows = await listIncidents(db, filter);
     return { incidents: rows.map(summary), next_before: rows.length === filter.limit ? rows[rows.length - 1]!.id : null };
   };
@@ -164,8 +169,10 @@ export function incidentRoutes(app: App, hub: Hub): void {
       const at = new Date();
       const result = await resolveIncident(db, req.params.id, req.operator.actor, at);
       if (!result) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
-      if (result.changed) await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'resolved' });
-      return full(result.incident);
+      if (!result.changed) return full(result.incident);
+      await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'resolved' });
+      await flapCheck(db, req.params.id, at);
+      return full((await getIncident(db, req.params.id)) ?? result.incident);
     },
   );
 }

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { INCIDENT_STATUSES } from '../storage/tables.ts';
 
 /** Shared TypeBox schemas: they validate requests, shape responses and generate /docs. */
 
@@ -43,7 +44,9 @@ export const AgentView = Type.Object({
 });
 export type AgentViewT = Static<typeof AgentView>;
 
-export const IncidentStatus = Type.Union([Type.Literal('open'), Type.Literal('acknowledged'), Type.Literal('resolved')]);
+export const IncidentStatus = Type.Union(INCIDENT_STATUSES.map((s) => Type.Literal(s)), {
+  description: 'new → analyzing → open → acknowledged → resolved; an alert within 30 minutes of resolving reopens it as new',
+});
 
 const incidentFields = {
   id: Type.String(),
@@ -64,6 +67,10 @@ const incidentFields = {
   severity: Type.Union([Type.Literal('critical'), Type.Literal('high'), Type.Literal('medium'), Type.Literal('low'), Type.Null()]),
   category: Type.Union([Type.String(), Type.Null()]),
   rule: Type.Union([Type.String(), Type.Null()], { description: 'The classification rule that matched' }),
+  reopen_count: Type.Integer({ description: 'Times the fingerprint fired again within 30 minutes of resolving' }),
+  reopened_at: Timestamp,
+  flapping: Type.Boolean({ description: '4 or more opens, reopens and resolves within 15 minutes' }),
+  flapping_since: Timestamp,
 };
 export const IncidentSummaryView = Type.Object(incidentFields);
 export const AnalysisView = Type.Object({
@@ -77,8 +84,9 @@ export const AnalysisView = Type.Object({
   rationale: Type.String(),
   risk: Type.Union([Type.Literal('low'), Type.Literal('medium'), Type.Literal('high')]),
   source: Type.Union([Type.Literal('llm'), Type.Literal('heuristic')]),
-  redactions: Type.Integer(),
+  redactions: Type.Integer({ description: 'Secrets replaced in what was sent to the model' }),
   analyzed_at: Type.String({ format: 'date-time' }),
+  reused_from: Type.Optional(Type.String({ description: 'The incident whose recent analysis of the same fingerprint was reused' })),
 });
 
 export const IncidentView = Type.Object({

@@ -5,23 +5,32 @@ import type { Incident } from './tables.ts';
 
 export type QueuedIncident = Pick<
   Incident,
-  'id' | 'agent_id' | 'type' | 'source' | 'message' | 'logs' | 'exit_code' | 'unit_status' | 'severity' | 'category' | 'rule' | 'count'
+  'id' | 'agent_id' | 'type' | 'source' | 'message' | 'logs' | 'exit_code' | 'unit_status' | 'severity' | 'category' | 'rule' | 'count' | 'analysis_reuse'
 >;
 
+/** Queue an incident for a fresh analysis (an operator asked: a recent one is not reused). */
 export async function requestAnalysis(db: Db, id: string, at: Date): Promise<boolean> {
-  const r = await db.updateTable('incidents').set({ analysis_status: 'pending', analysis_requested_at: at }).where('id', '=', id).executeTakeFirst();
+  const r = await db
+    .updateTable('incidents')
+    .set({ analysis_status: 'pending', analysis_requested_at: at, analysis_reuse: false })
+    .where('id', '=', id)
+    .executeTakeFirst();
   return r.numUpdatedRows > 0n;
 }
 
-/** Take up to `n` queued incidents, oldest request first; other hubs skip what this one took. */
+/**
+ * Take up to `n` queued incidents, oldest request first; other hubs skip what this one took. A
+ * `new` (or reopened) incident moves to `analyzing`; an acknowledged one keeps its status.
+ */
 export async function claimAnalyses(db: Db, n: number): Promise<QueuedIncident[]> {
   const result = await sql<QueuedIncident>`
-    UPDATE incidents SET analysis_status = 'running'
+    UPDATE incidents SET analysis_status = 'running',
+      status = CASE WHEN status IN ('new', 'open') THEN 'analyzing' ELSE status END
     WHERE id IN (
       SELECT id FROM incidents WHERE analysis_status = 'pending'
       ORDER BY analysis_requested_at LIMIT ${n} FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, agent_id, type, source, message, logs, exit_code, unit_status, severity, category, rule, count`.execute(db);
+    RETURNING id, agent_id, type, source, message, logs, exit_code, unit_status, severity, category, rule, count, analysis_reuse`.execute(db);
   return result.rows;
 }
 
@@ -31,8 +40,47 @@ export async function requeueRunningAnalyses(db: Db): Promise<number> {
   return Number(r.numUpdatedRows);
 }
 
-export async function storeAnalysis(db: Db, id: string, analysis: Analysis & { analyzed_at: string }): Promise<void> {
-  await db.updateTable('incidents').set({ analysis: JSON.stringify(analysis), analysis_status: 'done' }).where('id', '=', id).where('analysis_status', '=', 'running').execute();
+export type StoredAnalysis = Analysis & { analyzed_at: string; reused_from?: string };
+
+/** Store the analysis; an incident still `analyzing` becomes `open`. */
+export async function storeAnalysis(db: Db, id: string, analysis: StoredAnalysis): Promise<boolean> {
+  const r = await db
+    .updateTable('incidents')
+    .set((eb) => ({
+      analysis: JSON.stringify(analysis),
+      analysis_status: 'done',
+      analysis_reuse: true,
+      status: eb.case().when('status', '=', 'analyzing').then('open' as const).else(eb.ref('status')).end(),
+    }))
+    .where('id', '=', id)
+    .where('analysis_status', '=', 'running')
+    .executeTakeFirst();
+  return r.numUpdatedRows > 0n;
+}
+
+/**
+ * A model's analysis of the same fingerprint made since `since`, to reuse instead of asking the
+ * model again (a reopened incident, a service failing the same way every few minutes). Only the
+ * model's answers are reused: the heuristics cost nothing, and a fallback should not stop the
+ * model from being tried again.
+ */
+export async function recentAnalysis(db: Db, fp: { id: string; agent_id: string; type: string; source: string }, since: Date): Promise<{ id: string; analysis: StoredAnalysis } | undefined> {
+  const row = await db
+    .selectFrom('incidents')
+    .select(['id', 'analysis'])
+    .where('agent_id', '=', fp.agent_id)
+    .where('type', '=', fp.type)
+    .where('source', '=', fp.source)
+    // Its own earlier analysis counts too: a reopened incident keeps it while queued again.
+    .where('analysis', 'is not', null)
+    .where(sql<boolean>`analysis->>'source' = 'llm'`)
+    .where(sql<boolean>`(analysis->>'analyzed_at')::timestamptz >= ${since.toISOString()}::timestamptz`)
+    .orderBy(sql`(analysis->>'analyzed_at')::timestamptz`, 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  if (!row?.analysis) return undefined;
+  const { reused_from: _ignored, ...analysis } = row.analysis as unknown as StoredAnalysis;
+  return { id: row.id, analysis: analysis as StoredAnalysis };
 }
 
 /** What the analysis needs to know about the host: its facts, catalogue and last metrics. */

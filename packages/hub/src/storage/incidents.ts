@@ -2,11 +2,75 @@ import type { AlertPayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 import type { Incident, IncidentStatus } from './tables.ts';
 
+/** An alert of a fingerprint resolved less than this long ago reopens that incident. */
+export const REOPEN_WINDOW_MS = 30 * 60_000;
+
+const RETURNED = ['id', 'type', 'message', 'logs', 'unit_status', 'count', 'first_seen_at', 'last_seen_at', 'severity', 'category', 'rule'] as const;
+export type UpsertedIncident = Pick<Incident, (typeof RETURNED)[number]>;
+export type AlertChange = 'opened' | 'repeated' | 'reopened';
+
 /**
- * Record an alert: a new incident for its fingerprint (agent, type, source), or, while one is
- * unresolved, a repeat that bumps its count and last-seen time and keeps the latest details.
+ * Record an alert against its fingerprint (agent, type, source):
+ * - while an incident of it is unresolved, a repeat bumps its count and last-seen time and keeps
+ *   the latest details;
+ * - when one was resolved less than 30 minutes ago, that incident is reopened (status `new`,
+ *   acknowledgement cleared, queued for analysis again);
+ * - otherwise a new incident, queued for analysis.
+ * Callers run it in the events lane, one at a time per hub; the partial unique index keeps two
+ * hubs from opening the same fingerprint twice.
  */
-export async function upsertIncidentFromAlert(db: Db, id: string, agentId: string, alert: AlertPayload, at: Date): Promise<UpsertedIncident> {
+export async function recordAlert(db: Db, id: string, agentId: string, alert: AlertPayload, at: Date): Promise<{ incident: UpsertedIncident; change: AlertChange }> {
+  const details = {
+    message: alert.message,
+    exit_code: alert.exit_code ?? null,
+    unit_status: alert.status ?? null,
+    context: alert.context ? JSON.stringify(alert.context) : null,
+  };
+  const repeated = await db
+    .updateTable('incidents')
+    .set((eb) => ({ ...details, count: eb('count', '+', 1), last_seen_at: at, logs: eb.fn.coalesce(eb.val(alert.logs ?? null), 'logs') }))
+    .where('agent_id', '=', agentId)
+    .where('type', '=', alert.type)
+    .where('source', '=', alert.source)
+    .where('status', '<>', 'resolved')
+    .returning(RETURNED)
+    .executeTakeFirst();
+  if (repeated) return { incident: repeated, change: 'repeated' };
+
+  const reopened = await db
+    .updateTable('incidents')
+    .set((eb) => ({
+      ...details,
+      logs: eb.fn.coalesce(eb.val(alert.logs ?? null), 'logs'),
+      status: 'new',
+      count: eb('count', '+', 1),
+      last_seen_at: at,
+      reopened_at: at,
+      reopen_count: eb('reopen_count', '+', 1),
+      resolved_at: null,
+      resolved_by: null,
+      acknowledged_at: null,
+      acknowledged_by: null,
+      analysis_status: 'pending',
+      analysis_requested_at: at,
+      analysis_reuse: true,
+    }))
+    .where('id', '=', (eb) =>
+      eb
+        .selectFrom('incidents')
+        .select('id')
+        .where('agent_id', '=', agentId)
+        .where('type', '=', alert.type)
+        .where('source', '=', alert.source)
+        .where('status', '=', 'resolved')
+        .where('resolved_at', '>=', new Date(at.getTime() - REOPEN_WINDOW_MS))
+        .orderBy('resolved_at', 'desc')
+        .limit(1),
+    )
+    .returning(RETURNED)
+    .executeTakeFirst();
+  if (reopened) return { incident: reopened, change: 'reopened' };
+
   const row = await db
     .insertInto('incidents')
     .values({
@@ -14,40 +78,53 @@ export async function upsertIncidentFromAlert(db: Db, id: string, agentId: strin
       agent_id: agentId,
       type: alert.type,
       source: alert.source,
-      message: alert.message,
+      ...details,
       logs: alert.logs ?? null,
-      exit_code: alert.exit_code ?? null,
-      unit_status: alert.status ?? null,
-      context: alert.context ? JSON.stringify(alert.context) : null,
+      status: 'new',
       first_seen_at: at,
       last_seen_at: at,
-      // A new incident joins the analysis queue; a repeat of an open one does not.
       analysis_status: 'pending',
       analysis_requested_at: at,
     })
+    // Another hub opened it a moment ago: count this alert as its repeat.
     .onConflict((oc) =>
       oc
         .columns(['agent_id', 'type', 'source'])
         .where('status', '<>', 'resolved')
-        .doUpdateSet((eb) => ({
-          count: eb('incidents.count', '+', 1),
-          last_seen_at: eb.ref('excluded.last_seen_at'),
-          message: eb.ref('excluded.message'),
-          logs: eb.fn.coalesce('excluded.logs', 'incidents.logs'),
-          exit_code: eb.ref('excluded.exit_code'),
-          unit_status: eb.ref('excluded.unit_status'),
-          context: eb.ref('excluded.context'),
-        })),
+        .doUpdateSet((eb) => ({ count: eb('incidents.count', '+', 1), last_seen_at: eb.ref('excluded.last_seen_at') })),
     )
-    .returning(['id', 'type', 'message', 'logs', 'unit_status', 'count', 'first_seen_at', 'last_seen_at', 'severity', 'category', 'rule'])
+    .returning(RETURNED)
     .executeTakeFirstOrThrow();
-  return row;
+  return { incident: row, change: row.count === 1 ? 'opened' : 'repeated' };
 }
 
-export type UpsertedIncident = Pick<
-  Incident,
-  'id' | 'type' | 'message' | 'logs' | 'unit_status' | 'count' | 'first_seen_at' | 'last_seen_at' | 'severity' | 'category' | 'rule'
->;
+/** Changes that count towards flapping: the fingerprint firing and clearing. */
+export const FLAP_KINDS = ['opened', 'reopened', 'resolved'] as const;
+export const FLAP_WINDOW_MS = 15 * 60_000;
+export const FLAP_THRESHOLD = 4;
+
+/**
+ * Recompute an incident's flapping mark after a change: flapping when 4 or more opens, reopens
+ * and resolves fall within the last 15 minutes, stable again when fewer do. Returns the new
+ * value when it changed.
+ */
+export async function updateFlapping(db: Db, incidentId: string, at: Date): Promise<boolean | undefined> {
+  const { n } = await db
+    .selectFrom('incident_events')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('incident_id', '=', incidentId)
+    .where('kind', 'in', FLAP_KINDS)
+    .where('at', '>', new Date(at.getTime() - FLAP_WINDOW_MS))
+    .executeTakeFirstOrThrow();
+  const flapping = Number(n) >= FLAP_THRESHOLD;
+  const changed = await db
+    .updateTable('incidents')
+    .set({ flapping, flapping_since: flapping ? at : null })
+    .where('id', '=', incidentId)
+    .where('flapping', '=', !flapping)
+    .executeTakeFirst();
+  return changed.numUpdatedRows > 0n ? flapping : undefined;
+}
 
 /** Store an incident's classification. */
 export async function setClassification(db: Db, id: string, c: { severity: string; category: string; rule: string }): Promise<void> {
@@ -115,6 +192,10 @@ const LIST_COLUMNS = [
   'severity',
   'category',
   'rule',
+  'reopen_count',
+  'reopened_at',
+  'flapping',
+  'flapping_since',
 ] as const;
 export type IncidentSummary = Pick<Incident, (typeof LIST_COLUMNS)[number]>;
 
@@ -142,7 +223,7 @@ export async function acknowledgeIncident(db: Db, id: string, by: string, at: Da
     .updateTable('incidents')
     .set({ status: 'acknowledged', acknowledged_at: at, acknowledged_by: by })
     .where('id', '=', id)
-    .where('status', '=', 'open')
+    .where('status', 'in', ['new', 'analyzing', 'open'])
     .returningAll()
     .executeTakeFirst();
   if (updated) return { incident: updated, changed: true };

@@ -1,11 +1,10 @@
 import { sql } from 'kysely';
-import { newId, type AlertPayload, type ExecResultPayload, type HelloPayload, type MetricSample, type ResolvePayload } from '@opspilot/protocol';
+import { type AlertPayload, type ExecResultPayload, type HelloPayload, type MetricSample, type ResolvePayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 import { completeExecRequests } from './exec-requests.ts';
 import type { ExecRequest } from './tables.ts';
-import { recordEvent } from './timeline.ts';
-import { resolveIncidentByFingerprint, setClassification, upsertIncidentFromAlert } from './incidents.ts';
-import { classify, type ClassificationRule } from '../incidents/classify.ts';
+import { applyAlert, applyResolve } from '../incidents/lifecycle.ts';
+import type { ClassificationRule } from '../incidents/classify.ts';
 
 /** What one agent's frames since the last batch say about it, coalesced to the latest. */
 export interface AgentSeen {
@@ -155,35 +154,10 @@ export async function storeEvents(db: Db, batch: EventBatch, rules: readonly Cla
       if (item.msgId !== undefined && !fresh.delete(idKey(item.agentId, item.msgId))) continue;
       if (!existing.has(item.agentId)) continue;
       if (item.kind === 'alert') {
-        const incident = await upsertIncidentFromAlert(trx, newId(), item.agentId, item.payload, item.at);
-        // Classified on every alert: a repeat can change the answer (a unit failing 3 times in 10 minutes).
-        const c = classify(rules, {
-          type: incident.type,
-          message: incident.message,
-          logs: incident.logs,
-          status: incident.unit_status,
-          count: incident.count,
-          firstSeenAt: incident.first_seen_at,
-          lastSeenAt: incident.last_seen_at,
-        });
-        await recordEvent(trx, {
-          incidentId: incident.id,
-          at: item.at,
-          actor: 'agent',
-          kind: incident.count === 1 ? 'opened' : 'repeated',
-          detail: incident.count === 1 ? { message: incident.message.slice(0, 500) } : { count: incident.count },
-        });
-        if (c.severity !== incident.severity || c.category !== incident.category || c.rule !== incident.rule) {
-          await setClassification(trx, incident.id, c);
-          await recordEvent(trx, { incidentId: incident.id, at: item.at, actor: 'rule', kind: 'classified', detail: { ...c } });
-        }
-        outcome.incidents.push(incident.id);
+        outcome.incidents.push((await applyAlert(trx, rules, item.agentId, item.payload, item.at, 'agent')).incidentId);
       } else if (item.kind === 'resolve') {
-        const id = await resolveIncidentByFingerprint(trx, { agentId: item.agentId, ...item.payload }, item.at, 'agent');
-        if (id) {
-          await recordEvent(trx, { incidentId: id, at: item.at, actor: 'agent', kind: 'resolved', ...(item.payload.message ? { detail: { message: item.payload.message.slice(0, 500) } } : {}) });
-          outcome.incidents.push(id);
-        }
+        const id = await applyResolve(trx, { agentId: item.agentId, ...item.payload }, item.at, 'agent', item.payload.message);
+        if (id) outcome.incidents.push(id);
       }
     }
   });

@@ -59,7 +59,8 @@ export interface MetricSamplesTable {
   net: Json<{ iface: string; rx_bps: number; tx_bps: number }[]>;
 }
 
-export const INCIDENT_STATUSES = ['open', 'acknowledged', 'resolved'] as const;
+/** The lifecycle, in order: see schema.sql. */
+export const INCIDENT_STATUSES = ['new', 'analyzing', 'open', 'acknowledged', 'resolved'] as const;
 export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];
 
 export interface IncidentsTable {
@@ -86,6 +87,11 @@ export interface IncidentsTable {
   analysis: JsonNullable<Record<string, unknown>>;
   analysis_status: string | null;
   analysis_requested_at: TimestampNullable;
+  analysis_reuse: ColumnType<boolean, boolean | undefined, boolean>;
+  reopen_count: ColumnType<number, number | undefined, number>;
+  reopened_at: TimestampNullable;
+  flapping: ColumnType<boolean, boolean | undefined, boolean>;
+  flapping_since: TimestampNullable;
 }
 
 export const EXEC_STATUSES = ['pending', 'sent', 'succeeded', 'failed', 'timeout', 'undelivered'] as const;

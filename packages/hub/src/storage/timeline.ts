@@ -3,7 +3,19 @@ import type { Db } from './database.ts';
 
 export const TIMELINE_ACTORS = ['agent', 'rule', 'user', 'llm', 'heuristic', 'hub'] as const;
 export type TimelineActor = (typeof TIMELINE_ACTORS)[number];
-export const TIMELINE_KINDS = ['opened', 'repeated', 'classified', 'acknowledged', 'resolved', 'analysis_requested', 'analyzed'] as const;
+export const TIMELINE_KINDS = [
+  'opened',
+  'repeated',
+  'reopened',
+  'classified',
+  'analysis_requested',
+  'analyzing',
+  'analyzed',
+  'acknowledged',
+  'resolved',
+  'flapping',
+  'stable',
+] as const;
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];
 
 export interface TimelineEvent {

@@ -133,3 +133,44 @@ ALTER TABLE incidents ADD COLUMN IF NOT EXISTS flapping_since timestamptz;
 -- false when an operator asked for a fresh analysis: a recent one of the same fingerprint is not reused.
 ALTER TABLE incidents ADD COLUMN IF NOT EXISTS analysis_reuse boolean NOT NULL DEFAULT true;
 CREATE INDEX IF NOT EXISTS incidents_fingerprint_resolved ON incidents (agent_id, type, source, resolved_at DESC) WHERE status = 'resolved';
+
+-- Exec requests name the incident they act on, when there is one (Slack buttons, rules).
+ALTER TABLE exec_requests ADD COLUMN IF NOT EXISTS incident_id text;
+CREATE INDEX IF NOT EXISTS exec_requests_incident ON exec_requests (incident_id) WHERE incident_id IS NOT NULL;
+
+-- Slack (slack/): one message per incident, posted once and then edited.
+CREATE TABLE IF NOT EXISTS slack_messages (
+  incident_id  text PRIMARY KEY REFERENCES incidents(id) ON DELETE CASCADE,
+  channel      text NOT NULL,
+  ts           text,                              -- null in post-only (webhook) mode: it cannot be edited
+  posted_at    timestamptz NOT NULL
+);
+
+-- What is still to be said in Slack, so a restart or an outage of Slack loses nothing. `message`
+-- posts or edits the incident's message (one pending per incident: later changes bump `version`
+-- and the worker renders the incident as it is then); `thread` is a reply under it.
+CREATE TABLE IF NOT EXISTS notifications (
+  id               text PRIMARY KEY,              -- ULID: order
+  incident_id      text NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+  kind             text NOT NULL,                 -- message, thread
+  body             text,                          -- thread: the reply (mrkdwn, already escaped)
+  version          integer NOT NULL DEFAULT 1,
+  attempts         integer NOT NULL DEFAULT 0,
+  next_attempt_at  timestamptz NOT NULL,
+  locked_until     timestamptz,
+  done_at          timestamptz,
+  error            text
+);
+CREATE UNIQUE INDEX IF NOT EXISTS notifications_pending_message ON notifications (incident_id) WHERE kind = 'message' AND done_at IS NULL;
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at) WHERE done_at IS NULL;
+
+-- Fingerprints muted from Slack (the Ignore button): incidents are still recorded, not posted.
+CREATE TABLE IF NOT EXISTS fingerprint_mutes (
+  agent_id    text NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+  type        text NOT NULL,
+  source      text NOT NULL,
+  until       timestamptz NOT NULL,
+  muted_by    text NOT NULL,
+  muted_at    timestamptz NOT NULL,
+  PRIMARY KEY (agent_id, type, source)
+);

@@ -20,6 +20,7 @@ import { Analyzer } from './incidents/analyzer.ts';
 import { createLlmClient } from './incidents/llm.ts';
 import { createRedactor, loadRedactions } from './incidents/redact.ts';
 import { AgentRegistry } from './ingest/registry.ts';
+import { setupSlack } from './slack/index.ts';
 import { streamRoute } from './ingest/stream-route.ts';
 import { IngestWriter } from './ingest/writer.ts';
 import { agentRoutes } from './rest/agents.ts';
@@ -50,7 +51,22 @@ export interface BuildAppOptions {
   showAdminToken?: (token: string) => void;
 }
 
-const REDACT = ['req.headers.authorization', 'headers.authorization', 'token', '*.token', 'adminToken', 'databaseUrl', 'llmApiKey', '*.llmApiKey'];
+const REDACT = [
+  'req.headers.authorization',
+  'headers.authorization',
+  'token',
+  '*.token',
+  'adminToken',
+  'databaseUrl',
+  'llmApiKey',
+  '*.llmApiKey',
+  'slackBotToken',
+  'slackSigningSecret',
+  'slackWebhookUrl',
+  '*.slackBotToken',
+  '*.slackSigningSecret',
+  '*.slackWebhookUrl',
+];
 
 /** Build the hub without listening: the caller listens (main.ts) or injects (tests). */
 export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
@@ -74,6 +90,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       forceCloseConnections: true,
     }).withTypeProvider<TypeBoxTypeProvider>();
 
+    const notifying = Boolean((config.slackBotToken && config.slackChannel) || config.slackWebhookUrl);
+    const lifecycle = { rules, notify: notifying };
     const registry = new AgentRegistry();
     const broker = new ExecBroker(database.db, registry);
     const analyzer = new Analyzer(
@@ -90,21 +108,26 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         redactor,
         reuseMs: config.analysisReuseS * 1000,
         pollMs: 2000,
+        notify: notifying,
+        onAnalyzed: () => hub.slack?.kick(),
       },
       app.log,
     );
     const writer = new IngestWriter(
       database.db,
-      { flushIntervalMs: config.flushIntervalMs, maxBatchItems: config.maxBatchItems, rules },
+      { flushIntervalMs: config.flushIntervalMs, maxBatchItems: config.maxBatchItems, lifecycle },
       app.log,
       {
         onEventsStored: (outcome) => {
           broker.completed(outcome.completedExecs);
-          if (outcome.incidents.length > 0) analyzer.kick();
+          if (outcome.incidents.length > 0) {
+            analyzer.kick();
+            hub.slack?.kick();
+          }
         },
       },
     );
-    const hub: Hub = { config, database, registry, writer, broker, adminAuth, analyzer, sweepOffline: async () => [] };
+    const hub: Hub = { config, database, registry, writer, broker, adminAuth, analyzer, lifecycle, slack: null, sweepOffline: async () => [] };
     app.decorate('hub', hub);
 
     // Query strings and path parameters arrive as text and are coerced to their schema's types;
@@ -167,6 +190,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       },
     );
 
+    hub.slack = setupSlack(app, { config, db: database.db, broker, redactor, log: app.log });
     streamRoute(app, hub);
     metricsRoute(app, hub, (header) => adminAuth.verify(bearerToken(header)) !== undefined);
 
@@ -193,13 +217,15 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     app.addHook('onReady', async () => void prune());
 
     app.addHook('onReady', async () => analyzer.start());
+    app.addHook('onReady', async () => hub.slack?.start());
 
     // Every 30 s: agents silent for 3 heartbeat intervals get an "agent offline" incident.
     hub.sweepOffline = async (now = new Date()) => {
-      const flagged = await sweepOfflineAgents(database.db, rules, config.heartbeatIntervalS, now);
+      const flagged = await sweepOfflineAgents(database.db, lifecycle, config.heartbeatIntervalS, now);
       if (flagged.length > 0) {
         app.log.warn({ agents: flagged }, 'agents offline');
         analyzer.kick();
+        hub.slack?.kick();
       }
       return flagged;
     };
@@ -213,6 +239,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       await sweeper.destroy();
       await writer.close();
       await analyzer.stop();
+      await hub.slack?.stop();
       if (ownsDatabase) await database.close();
     });
     return app as unknown as App;

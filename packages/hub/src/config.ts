@@ -38,6 +38,20 @@ export interface HubConfig {
   analysisReuseS: number;
   /** Extra redaction patterns (JSON array of {name, pattern}); null for the built-in ones only. */
   redactionsFile: string | null;
+  /** Slack app mode (buttons): bot token, signing secret and channel together. */
+  slackBotToken: string | null;
+  slackSigningSecret: string | null;
+  slackChannel: string | null;
+  /** Post-only mode (an incoming webhook: no buttons, no edits). */
+  slackWebhookUrl: string | null;
+  /** The Web API base (tests and proxies). */
+  slackApiUrl: string;
+  /** Slack user ids allowed to run actions that change a host (and to ignore incidents). */
+  slackAllowedUsers: readonly string[];
+  /** Least time between two posts to one channel. */
+  slackPaceMs: number;
+  /** How long the Ignore button mutes a fingerprint. */
+  slackIgnoreS: number;
 }
 
 export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
@@ -67,6 +81,14 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   analysisConcurrency: 2,
   analysisReuseS: 3600, // an hour
   redactionsFile: null,
+  slackBotToken: null,
+  slackSigningSecret: null,
+  slackChannel: null,
+  slackWebhookUrl: null,
+  slackApiUrl: 'https://slack.com/api/',
+  slackAllowedUsers: [],
+  slackPaceMs: 1000, // Slack's posting limit: about one message per second per channel
+  slackIgnoreS: 86_400, // 24 h
 });
 
 type Rule = (value: unknown) => string | null;
@@ -104,6 +126,14 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   analysisConcurrency: int(0, 64),
   analysisReuseS: int(0, 30 * 86_400),
   redactionsFile: nullableString(nonEmpty),
+  slackBotToken: nullableString((v) => (typeof v === 'string' && /^xox[a-z]-\S+$/.test(v) ? null : 'must be a Slack bot token (xoxb-…)')),
+  slackSigningSecret: nullableString((v) => (typeof v === 'string' && v.length >= 16 ? null : 'must be at least 16 characters')),
+  slackChannel: nullableString((v) => (typeof v === 'string' && /^[#A-Za-z0-9_-]{1,80}$/.test(v) ? null : 'must be a channel id (C0123…) or #name')),
+  slackWebhookUrl: nullableString((v) => (typeof v === 'string' && /^https?:\/\/\S+$/.test(v) ? null : 'must be an http(s) URL')),
+  slackApiUrl: (v) => (typeof v === 'string' && /^https?:\/\/\S+\/$/.test(v) ? null : 'must be an http(s) URL ending in /'),
+  slackAllowedUsers: (v) => (Array.isArray(v) && v.every((u) => typeof u === 'string' && /^[UW][A-Z0-9]{2,}$/.test(u)) ? null : 'must be Slack user ids (U…/W…), comma-separated'),
+  slackPaceMs: int(0, 60_000),
+  slackIgnoreS: int(60, 30 * 86_400),
 };
 
 export class ConfigError extends Error {
@@ -125,6 +155,10 @@ export function resolveConfig(overrides: Partial<HubConfig> = {}): Readonly<HubC
   for (const [key, rule] of Object.entries(RULES)) {
     const problem = rule(config[key as keyof HubConfig]);
     if (problem) throw new ConfigError(key, problem);
+  }
+  const app = [config.slackBotToken, config.slackSigningSecret, config.slackChannel];
+  if (app.some((v) => v !== null) && app.some((v) => v === null)) {
+    throw new ConfigError('slackBotToken', 'SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and SLACK_CHANNEL go together');
   }
   if (config.execDefaultTimeoutMs > config.execMaxTimeoutMs) {
     throw new ConfigError('execDefaultTimeoutMs', 'must not exceed execMaxTimeoutMs');
@@ -150,6 +184,12 @@ export const ENV_KEYS = {
   OPSPILOT_LLM_MODEL: 'llmModel',
   OPSPILOT_ANALYSIS_REUSE_S: 'analysisReuseS',
   OPSPILOT_REDACTIONS_FILE: 'redactionsFile',
+  SLACK_BOT_TOKEN: 'slackBotToken',
+  SLACK_SIGNING_SECRET: 'slackSigningSecret',
+  SLACK_CHANNEL: 'slackChannel',
+  SLACK_WEBHOOK_URL: 'slackWebhookUrl',
+  OPSPILOT_SLACK_API_URL: 'slackApiUrl',
+  OPSPILOT_SLACK_ALLOWED_USERS: 'slackAllowedUsers',
 } as const satisfies Record<string, keyof HubConfig>;
 
 const NUMERIC_KEYS = new Set<keyof HubConfig>(['port', 'maxFrameBytes', 'maxPayloadBytes', 'heartbeatIntervalS', 'dedupeRetentionDays', 'analysisReuseS']);
@@ -166,6 +206,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Readonly<HubConfig> {
       const n = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
       if (!Number.isSafeInteger(n)) throw new ConfigError(name, `expected an integer, got ${JSON.stringify(raw)}`);
       overrides[key] = n;
+    } else if (key === 'slackAllowedUsers') {
+      overrides[key] = raw.split(',').map((u) => u.trim()).filter((u) => u.length > 0);
+    } else if (key === 'slackApiUrl') {
+      overrides[key] = raw.endsWith('/') ? raw : `${raw}/`;
     } else {
       overrides[key] = raw;
     }

@@ -7,6 +7,8 @@ import type { ExecBroker } from './exec/broker.ts';
 import type { AgentRegistry } from './ingest/registry.ts';
 import type { IngestWriter } from './ingest/writer.ts';
 import type { HubDatabase } from './storage/database.ts';
+import type { LifecycleOptions } from './incidents/lifecycle.ts';
+import type { Slack } from './slack/index.ts';
 
 /** The hub's parts, built once by buildApp and handed to the routes. */
 export interface Hub {
@@ -17,6 +19,10 @@ export interface Hub {
   broker: ExecBroker;
   adminAuth: AdminAuth;
   analyzer: Analyzer;
+  /** Classification rules, and whether changes are notified. */
+  lifecycle: LifecycleOptions;
+  /** Slack, when configured. */
+  slack: Slack | null;
   /** Open "agent offline" incidents for silent agents now (also run every 30 s); returns their ids. */
   sweepOffline(now?: Date): Promise<string[]>;
 }

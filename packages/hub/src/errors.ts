@@ -1,6 +1,8 @@
 /** REST error codes (docs/ERRORS.md), each with its HTTP status. */
 export const HUB_ERRORS = {
   HUB_UNAUTHORIZED: 401,
+  HUB_SLACK_BAD_SIGNATURE: 401,
+  HUB_SLACK_STALE_REQUEST: 401,
   HUB_BAD_REQUEST: 400,
   HUB_NOT_FOUND: 404,
   HUB_AGENT_NOT_FOUND: 404,

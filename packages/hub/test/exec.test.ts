@@ -1,30 +1,6 @@
 import t from 'tap';
 import type { PayloadOf } from '@opspilot/protocol';
-import { HELLO, ScriptedAgent, eachBackend, eventually, startHub, type TestHub } from './helpers.ts';
-
-/** An agent that answers each exec the way `answer` says (or not at all when it returns null). */
-async function runningAgent(
-  hub: TestHub,
-  token: string,
-  answer: (exec: PayloadOf<'exec'>) => Omit<PayloadOf<'exec_result'>, 'request_id'> | null,
-  hello: PayloadOf<'hello'> | null = HELLO,
-): Promise<ScriptedAgent & { execs: PayloadOf<'exec'>[] }> {
-  const agent = Object.assign(await ScriptedAgent.connect(hub.wsUrl, token), { execs: [] as PayloadOf<'exec'>[] });
-  if (hello) agent.send('hello', hello, { id: 'hello-1' });
-  await agent.next('welcome');
-  if (hello) await agent.acked(['hello-1']);
-  agent.ws.on('message', () => {
-    for (;;) {
-      const idx = agent.received.findIndex((m) => m.type === 'exec');
-      if (idx < 0) return;
-      const exec = agent.received.splice(idx, 1)[0]!.payload as PayloadOf<'exec'>;
-      agent.execs.push(exec);
-      const result = answer(exec);
-      if (result) agent.send('exec_result', { request_id: exec.request_id, ...result }, { id: `res-${exec.request_id}` });
-    }
-  });
-  return agent;
-}
+import { HELLO, ScriptedAgent, eachBackend, eventually, runningAgent, startHub, type TestHub } from './helpers.ts';
 
 const ok = (stdout: string) => ({ ok: true, exit_code: 0, stdout, stderr: '', duration_ms: 12, truncated: false });
 

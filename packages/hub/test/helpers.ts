@@ -261,3 +261,27 @@ export const HELLO: PayloadOf<'hello'> = {
   boot_time: 1706000000,
   actions: ['restart_service', 'service_status', 'disk_usage'],
 };
+
+/** An agent that answers each exec the way `answer` says (or not at all when it returns null). */
+export async function runningAgent(
+  hub: TestHub,
+  token: string,
+  answer: (exec: PayloadOf<'exec'>) => Omit<PayloadOf<'exec_result'>, 'request_id'> | null,
+  hello: PayloadOf<'hello'> | null = HELLO,
+): Promise<ScriptedAgent & { execs: PayloadOf<'exec'>[] }> {
+  const agent = Object.assign(await ScriptedAgent.connect(hub.wsUrl, token), { execs: [] as PayloadOf<'exec'>[] });
+  if (hello) agent.send('hello', hello, { id: 'hello-1' });
+  await agent.next('welcome');
+  if (hello) await agent.acked(['hello-1']);
+  agent.ws.on('message', () => {
+    for (;;) {
+      const idx = agent.received.findIndex((m) => m.type === 'exec');
+      if (idx < 0) return;
+      const exec = agent.received.splice(idx, 1)[0]!.payload as PayloadOf<'exec'>;
+      agent.execs.push(exec);
+      const result = answer(exec);
+      if (result) agent.send('exec_result', { request_id: exec.request_id, ...result }, { id: `res-${exec.request_id}` });
+    }
+  });
+  return agent;
+}

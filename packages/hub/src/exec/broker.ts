@@ -19,6 +19,8 @@ export interface ExecAsk {
   timeoutMs: number;
   requestedBy: string;
   origin: ExecOrigin;
+  /** The incident this acts on, when there is one. */
+  incidentId?: string;
 }
 
 /** Time allowed, past the command's own timeout, for the agent's result to come back. */

@@ -5,6 +5,7 @@ import type { Db } from '../storage/database.ts';
 import { claimAnalyses, hostContext, recentAnalysis, requeueRunningAnalyses, storeAnalysis, type QueuedIncident, type StoredAnalysis } from '../storage/analysis.ts';
 import { analyze } from './llm.ts';
 import { recordEvent } from '../storage/timeline.ts';
+import { enqueueMessage } from '../storage/notifications.ts';
 import type { Redactor } from './redact.ts';
 
 export interface AnalyzerOptions {
@@ -15,6 +16,10 @@ export interface AnalyzerOptions {
   reuseMs: number;
   /** A safety net: look for queued work this often even when nobody kicks. */
   pollMs: number;
+  /** Queue a Slack edit with each stored analysis. */
+  notify: boolean;
+  /** Called after each stored analysis. */
+  onAnalyzed?: (incidentId: string) => void;
 }
 
 /**
@@ -85,6 +90,7 @@ export class Analyzer {
         : { ...(await this.#ask(incident)), analyzed_at: new Date().toISOString() };
       const done = new Date();
       if (!(await storeAnalysis(this.db, incident.id, analysis))) return; // asked again meanwhile: the newer request wins
+      if (this.opts.notify) await enqueueMessage(this.db, incident.id, done);
       await recordEvent(this.db, {
         incidentId: incident.id,
         at: done,
@@ -97,6 +103,7 @@ export class Analyzer {
           ...(reused ? { reused_from: reused.id } : {}),
         },
       });
+      this.opts.onAnalyzed?.(incident.id);
     } catch (err) {
       // Left 'running': the next start puts it back in the queue.
       this.log.error({ err, incidentId: incident.id }, 'analysis failed');

@@ -1,8 +1,15 @@
 import { newId, type AlertPayload } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
 import { recordAlert, resolveIncidentByFingerprint, setClassification, updateFlapping, type AlertChange } from '../storage/incidents.ts';
+import { enqueueMessage } from '../storage/notifications.ts';
 import { recordEvent, type TimelineActor } from '../storage/timeline.ts';
 import { classify, type ClassificationRule } from './classify.ts';
+
+export interface LifecycleOptions {
+  rules: readonly ClassificationRule[];
+  /** Queue a Slack message (post or edit) for every change, in the same transaction. */
+  notify: boolean;
+}
 
 /**
  * The incident lifecycle in one place: an alert opens, repeats or reopens an incident, classifies
@@ -11,7 +18,7 @@ import { classify, type ClassificationRule } from './classify.ts';
  */
 export async function applyAlert(
   db: Db,
-  rules: readonly ClassificationRule[],
+  opts: LifecycleOptions,
   agentId: string,
   alert: AlertPayload,
   at: Date,
@@ -19,7 +26,7 @@ export async function applyAlert(
 ): Promise<{ incidentId: string; change: AlertChange }> {
   const { incident, change } = await recordAlert(db, newId(), agentId, alert, at);
   // Classified on every alert: a repeat can change the answer (a unit failing 3 times in 10 minutes).
-  const c = classify(rules, {
+  const c = classify(opts.rules, {
     type: incident.type,
     message: incident.message,
     logs: incident.logs,
@@ -40,12 +47,14 @@ export async function applyAlert(
     await recordEvent(db, { incidentId: incident.id, at, actor: 'rule', kind: 'classified', detail: { ...c } });
   }
   if (change !== 'repeated') await flapCheck(db, incident.id, at);
+  if (opts.notify) await enqueueMessage(db, incident.id, at);
   return { incidentId: incident.id, change };
 }
 
 /** The unresolved incident of a fingerprint, if any, is resolved. */
 export async function applyResolve(
   db: Db,
+  opts: LifecycleOptions,
   fp: { agentId: string; type: string; source: string },
   at: Date,
   actor: TimelineActor,
@@ -55,6 +64,7 @@ export async function applyResolve(
   if (!id) return undefined;
   await recordEvent(db, { incidentId: id, at, actor, kind: 'resolved', ...(message ? { detail: { message: message.slice(0, 500) } } : {}) });
   await flapCheck(db, id, at);
+  if (opts.notify) await enqueueMessage(db, id, at);
   return id;
 }
 

@@ -44,7 +44,7 @@ export function streamRoute(app: App, hub: Hub): void {
       registry.register(agentId, conn)?.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
       app.log.info({ agentId }, 'agent connected');
       markAgentConnected(db, agentId, conn.connectedAt!).catch((err) => app.log.warn({ err, agentId }, 'could not record connection'));
-      agentReturned(db, agentId, conn.connectedAt!).catch((err) => app.log.warn({ err, agentId }, 'could not resolve the offline incident'));
+      agentReturned(db, hub.lifecycle, agentId, conn.connectedAt!).then(() => hub.slack?.kick()).catch((err) => app.log.warn({ err, agentId }, 'could not resolve the offline incident'));
     },
     onClosed(conn) {
       if (conn.agentId === null) return;

@@ -3,7 +3,7 @@ import type { HelloPayload, MetricSample } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
 import { storeBulk, storeEvents, type BulkBatch, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
 import { BatchQueue, type AckTarget } from './batch-queue.ts';
-import type { ClassificationRule } from '../incidents/classify.ts';
+import type { LifecycleOptions } from '../incidents/lifecycle.ts';
 
 export type { AckTarget } from './batch-queue.ts';
 
@@ -21,8 +21,8 @@ export interface IncomingFrame {
 export interface WriterOptions {
   flushIntervalMs: number;
   maxBatchItems: number;
-  /** Classification rules applied to every alert as it is stored. */
-  rules: readonly ClassificationRule[];
+  /** Classification rules and notifications applied to every alert and resolve as it is stored. */
+  lifecycle: LifecycleOptions;
 }
 
 export interface WriterHooks {
@@ -52,7 +52,7 @@ export class IngestWriter {
     this.#events = new BatchQueue<EventBatch>(
       'events',
       () => ({ items: [], ids: [] }),
-      async (b) => hooks.onEventsStored?.(await storeEvents(db, b, opts.rules)),
+      async (b) => hooks.onEventsStored?.(await storeEvents(db, b, opts.lifecycle)),
       queue,
       log,
     );

@@ -6,6 +6,7 @@ import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, type 
 import type { Incident, IncidentStatus as IncidentStatusT } from '../storage/tables.ts';
 import { requestAnalysis } from '../storage/analysis.ts';
 import { flapCheck } from '../incidents/lifecycle.ts';
+import { enqueueMessage } from '../storage/notifications.ts';
 import { incidentTimeline, recordEvent } from '../storage/timeline.ts';
 import { Id, IdParams, IncidentStatus, IncidentSummaryView, IncidentView, errorResponses, iso, type IncidentSummaryViewT, type IncidentViewT } from './schemas.ts';
 
@@ -60,6 +61,12 @@ const ListResponse = Type.Object({
 export function incidentRoutes(app: App, hub: Hub): void {
   const { db } = hub.database;
   const tags = ['incidents'];
+  /** Slack's message follows the incident. */
+  const changed = async (id: string, at: Date) => {
+    if (!hub.lifecycle.notify) return;
+    await enqueueMessage(db, id, at);
+    hub.slack?.kick();
+  };
 
   const list = async (filter: { status?: IncidentStatusT; agentId?: string; limit: number; before?: string }) => {
     const rows = await listIncidents(db, filter);
@@ -157,7 +164,10 @@ export function incidentRoutes(app: App, hub: Hub): void {
       const result = await acknowledgeIncident(db, req.params.id, req.operator.actor, at);
       if (!result) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       if (result === 'resolved') throw new HubError('HUB_INCIDENT_RESOLVED', `incident ${req.params.id} is already resolved`);
-      if (result.changed) await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'acknowledged' });
+      if (result.changed) {
+        await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'acknowledged' });
+        await changed(req.params.id, at);
+      }
       return full(result.incident);
     },
   );
@@ -172,6 +182,7 @@ export function incidentRoutes(app: App, hub: Hub): void {
       if (!result.changed) return full(result.incident);
       await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'resolved' });
       await flapCheck(db, req.params.id, at);
+      await changed(req.params.id, at);
       return full((await getIncident(db, req.params.id)) ?? result.incident);
     },
   );

@@ -5,7 +5,7 @@ import type { ExecOrigin, ExecRequest } from './tables.ts';
 
 export async function createExecRequest(
   db: Db,
-  req: { id: string; agentId: string; command: string; params: Record<string, string | number | boolean>; timeoutMs: number; requestedBy: string; origin: ExecOrigin },
+  req: { id: string; agentId: string; command: string; params: Record<string, string | number | boolean>; timeoutMs: number; requestedBy: string; origin: ExecOrigin; incidentId?: string },
 ): Promise<void> {
   await db
     .insertInto('exec_requests')
@@ -17,6 +17,7 @@ export async function createExecRequest(
       timeout_ms: req.timeoutMs,
       requested_by: req.requestedBy,
       origin: req.origin,
+      incident_id: req.incidentId ?? null,
     })
     .execute();
 }

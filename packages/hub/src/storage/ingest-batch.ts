@@ -3,8 +3,7 @@ import { type AlertPayload, type ExecResultPayload, type HelloPayload, type Metr
 import type { Db } from './database.ts';
 import { completeExecRequests } from './exec-requests.ts';
 import type { ExecRequest } from './tables.ts';
-import { applyAlert, applyResolve } from '../incidents/lifecycle.ts';
-import type { ClassificationRule } from '../incidents/classify.ts';
+import { applyAlert, applyResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
 
 /** What one agent's frames since the last batch say about it, coalesced to the latest. */
 export interface AgentSeen {
@@ -123,7 +122,7 @@ export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
  * statement of their own (someone is waiting for them: one round trip); alerts and resolves in
  * one transaction, in the order they arrived. Events of an agent deleted meanwhile are skipped.
  */
-export async function storeEvents(db: Db, batch: EventBatch, rules: readonly ClassificationRule[]): Promise<EventOutcome> {
+export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
   const results = batch.items.filter((i): i is Extract<EventItem, { kind: 'exec_result' }> => i.kind === 'exec_result');
   const incidents = batch.items.filter((i) => i.kind !== 'exec_result');
   const outcome: EventOutcome = { completedExecs: [], incidents: [] };
@@ -154,9 +153,9 @@ export async function storeEvents(db: Db, batch: EventBatch, rules: readonly Cla
       if (item.msgId !== undefined && !fresh.delete(idKey(item.agentId, item.msgId))) continue;
       if (!existing.has(item.agentId)) continue;
       if (item.kind === 'alert') {
-        outcome.incidents.push((await applyAlert(trx, rules, item.agentId, item.payload, item.at, 'agent')).incidentId);
+        outcome.incidents.push((await applyAlert(trx, lifecycle, item.agentId, item.payload, item.at, 'agent')).incidentId);
       } else if (item.kind === 'resolve') {
-        const id = await applyResolve(trx, { agentId: item.agentId, ...item.payload }, item.at, 'agent', item.payload.message);
+        const id = await applyResolve(trx, lifecycle, { agentId: item.agentId, ...item.payload }, item.at, 'agent', item.payload.message);
         if (id) outcome.incidents.push(id);
       }
     }

@@ -60,7 +60,7 @@ export interface MetricSamplesTable {
 }
 
 /** The lifecycle, in order: see schema.sql. */
-export const INCIDENT_STATUSES = ['new', 'analyzing', 'open', 'acknowledged', 'resolved'] as const;
+export const INCIDENT_STATUSES = ['new', 'analyzing', 'open', 'acknowledged', 'ignored', 'resolved'] as const;
 export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];
 
 export interface IncidentsTable {
@@ -118,6 +118,7 @@ export interface ExecRequestsTable {
   duration_ms: number | null;
   truncated: boolean | null;
   error_code: string | null;
+  incident_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface IncidentEventsTable {
@@ -130,6 +131,35 @@ export interface IncidentEventsTable {
   detail: JsonNullable<Record<string, unknown>>;
 }
 
+export interface SlackMessagesTable {
+  incident_id: string;
+  channel: string;
+  ts: string | null;
+  posted_at: Timestamp;
+}
+
+export interface NotificationsTable {
+  id: string;
+  incident_id: string;
+  kind: 'message' | 'thread';
+  body: string | null;
+  version: ColumnType<number, number | undefined, number>;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: Timestamp;
+  locked_until: TimestampNullable;
+  done_at: TimestampNullable;
+  error: string | null;
+}
+
+export interface FingerprintMutesTable {
+  agent_id: string;
+  type: string;
+  source: string;
+  until: Timestamp;
+  muted_by: string;
+  muted_at: Timestamp;
+}
+
 export interface Database {
   agents: AgentsTable;
   admin_tokens: AdminTokensTable;
@@ -138,6 +168,9 @@ export interface Database {
   incidents: IncidentsTable;
   exec_requests: ExecRequestsTable;
   incident_events: IncidentEventsTable;
+  slack_messages: SlackMessagesTable;
+  notifications: NotificationsTable;
+  fingerprint_mutes: FingerprintMutesTable;
 }
 
 export type Agent = Selectable<AgentsTable>;

@@ -15,6 +15,10 @@ export const TIMELINE_KINDS = [
   'resolved',
   'flapping',
   'stable',
+  'ignored',
+  'action_requested',
+  'action_completed',
+  'action_refused',
 ] as const;
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];
 

@@ -1,0 +1,153 @@
+import type { App as BoltApp, BlockButtonAction } from '@slack/bolt';
+import type { FastifyBaseLogger } from 'fastify';
+import type { ExecParams } from '@opspilot/protocol';
+import type { ExecBroker } from '../exec/broker.ts';
+import { HubError } from '../errors.ts';
+import type { Redactor } from '../incidents/redact.ts';
+import type { Db } from '../storage/database.ts';
+import { getIncident } from '../storage/incidents.ts';
+import { enqueueMessage, enqueueThread, muteFingerprint } from '../storage/notifications.ts';
+import type { ExecRequest, Incident } from '../storage/tables.ts';
+import { recordEvent } from '../storage/timeline.ts';
+import { ACTION_IDS, clip, escapeCode, escapeMrkdwn, type ActionName } from './blocks.ts';
+
+/** Built-in actions that only read: anyone in the channel may run them. */
+export const READ_ONLY_ACTIONS = new Set(['service_status', 'service_logs', 'disk_usage', 'top_processes']);
+
+export interface ActionDeps {
+  db: Db;
+  broker: ExecBroker;
+  redactor: Redactor;
+  log: FastifyBaseLogger;
+  allowedUsers: ReadonlySet<string>;
+  ignoreS: number;
+  execTimeoutMs: number;
+  /** After a change to the outbox. */
+  kick(): void;
+}
+
+const NAMES = Object.fromEntries(Object.entries(ACTION_IDS).map(([name, id]) => [id, name as ActionName])) as Record<string, ActionName>;
+const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * The message's buttons. Each click is acknowledged first (Slack wants an answer within 3 s),
+ * then worked on: the hub looks the incident up from the button's value and decides what runs.
+ * Actions that change a host, and Ignore, need a user on the allowlist; others get an ephemeral
+ * refusal and nothing runs. Every click is on the incident's timeline with the Slack user id.
+ */
+export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
+  bolt.action<BlockButtonAction>({ type: 'block_actions', action_id: /^opspilot_(restart|logs|ignore|run_suggested)$/ }, async ({ ack, body, action, client }) => {
+    await ack();
+    const name = NAMES[action.action_id];
+    const user = body.user?.id;
+    const channel = body.channel?.id;
+    if (!name || typeof user !== 'string' || !/^[UW][A-Z0-9]+$/.test(user)) return;
+    const tell = async (text: string) => {
+      if (!channel) return;
+      await client.chat.postEphemeral({ channel, user, text }).catch((err: unknown) => deps.log.warn({ err }, 'could not send an ephemeral message'));
+    };
+    const incident = typeof action.value === 'string' && ID_PATTERN.test(action.value) ? await getIncident(deps.db, action.value) : undefined;
+    if (!incident) return tell('OpsPilot: that incident no longer exists.');
+    await handle(deps, name, incident, user, tell);
+  });
+}
+
+async function handle(deps: ActionDeps, name: ActionName, incident: Incident, user: string, tell: (text: string) => Promise<void>): Promise<void> {
+  const by = `slack:${user}`;
+  const at = new Date();
+  const plan = planFor(name, incident);
+  if ('refusal' in plan) return tell(`OpsPilot: ${plan.refusal}`);
+
+  const changesHost = plan.kind === 'ignore' || !READ_ONLY_ACTIONS.has(plan.command);
+  if (changesHost && !deps.allowedUsers.has(user)) {
+    await recordEvent(deps.db, { incidentId: incident.id, at, actor: 'user', by, kind: 'action_refused', detail: { action: name, reason: 'not on OPSPILOT_SLACK_ALLOWED_USERS' } });
+    deps.log.warn({ incidentId: incident.id, user, action: name }, 'slack action refused: user not allowed');
+    return tell(`OpsPilot: you are not allowed to ${name === 'ignore' ? 'ignore incidents' : 'run actions that change a host'}. Nothing was run.`);
+  }
+
+  if (plan.kind === 'ignore') {
+    const until = new Date(at.getTime() + deps.ignoreS * 1000);
+    await deps.db.transaction().execute(async (trx) => {
+      await muteFingerprint(trx, { agentId: incident.agent_id, type: incident.type, source: incident.source }, until, by, at);
+      await trx.updateTable('incidents').set({ status: 'ignored' }).where('id', '=', incident.id).where('status', '<>', 'resolved').execute();
+      await recordEvent(trx, { incidentId: incident.id, at, actor: 'user', by, kind: 'ignored', detail: { until: until.toISOString(), for: duration(deps.ignoreS) } });
+      await enqueueMessage(trx, incident.id, at);
+    });
+    deps.log.info({ incidentId: incident.id, user, until }, 'incident ignored from slack');
+    return deps.kick();
+  }
+
+  await recordEvent(deps.db, { incidentId: incident.id, at, actor: 'user', by, kind: 'action_requested', detail: { action: name, command: plan.command, params: plan.params } });
+  await enqueueMessage(deps.db, incident.id, at);
+  deps.kick();
+  deps.log.info({ incidentId: incident.id, user, command: plan.command }, 'slack action');
+
+  let result: ExecRequest | undefined;
+  let failure: HubError | undefined;
+  try {
+    result = await deps.broker.run({
+      agentId: incident.agent_id,
+      command: plan.command,
+      params: plan.params,
+      timeoutMs: deps.execTimeoutMs,
+      requestedBy: by,
+      origin: 'slack',
+      incidentId: incident.id,
+    });
+  } catch (err) {
+    if (!(err instanceof HubError)) throw err;
+    failure = err;
+  }
+  const done = new Date();
+  const status = result?.status ?? 'failed';
+  const outcome = result ? describeResult(result) : failure!.message;
+  await deps.db.transaction().execute(async (trx) => {
+    await recordEvent(trx, {
+      incidentId: incident.id,
+      at: done,
+      actor: 'user',
+      by,
+      kind: 'action_completed',
+      detail: { action: name, command: plan.command, exec_id: result?.id ?? null, status, outcome, ...(failure ? { error_code: failure.code } : {}) },
+    });
+    await enqueueThread(trx, incident.id, threadReply(user, plan.command, status, outcome, result, deps.redactor), done);
+    await enqueueMessage(trx, incident.id, done);
+  });
+  deps.kick();
+}
+
+type Plan = { kind: 'ignore' } | { kind: 'exec'; command: string; params: ExecParams } | { refusal: string };
+
+/** What a button does for this incident; decided here, never taken from the click. */
+function planFor(name: ActionName, incident: Incident): Plan {
+  if (name === 'ignore') return { kind: 'ignore' };
+  if (name === 'runSuggested') {
+    const suggested = (incident.analysis as { suggested_action?: { command: string; params: ExecParams } | null } | null)?.suggested_action;
+    if (!suggested) return { refusal: 'this incident has no suggested action.' };
+    return { kind: 'exec', command: suggested.command, params: suggested.params };
+  }
+  if (incident.type !== 'systemd') return { refusal: 'this incident is not about a systemd unit.' };
+  if (incident.status === 'resolved' && name === 'restart') return { refusal: 'this incident is resolved; nothing was restarted.' };
+  return name === 'restart'
+    ? { kind: 'exec', command: 'restart_service', params: { service: incident.source } }
+    : { kind: 'exec', command: 'service_logs', params: { service: incident.source, lines: 50 } };
+}
+
+function describeResult(r: ExecRequest): string {
+  if (r.status === 'succeeded') return `succeeded (exit ${r.exit_code ?? 0}, ${r.duration_ms ?? 0} ms)`;
+  if (r.error_code) return `failed: ${r.error_code}`;
+  return `${r.status}${r.exit_code !== null ? ` (exit ${r.exit_code})` : ''}`;
+}
+
+/** The thread reply: who ran what, the outcome, and the output, redacted and escaped. */
+export function threadReply(user: string, command: string, status: string, outcome: string, r: ExecRequest | undefined, redactor: Redactor): string {
+  const icon = status === 'succeeded' ? '✅' : '❌';
+  const lines = [`${icon} \`${escapeCode(command)}\` for <@${user}>: ${escapeMrkdwn(outcome)}`];
+  const output = [r?.stdout ?? '', r?.stderr ? `stderr:\n${r.stderr}` : ''].filter((s) => s.trim().length > 0).join('\n');
+  if (output) lines.push(`\`\`\`${escapeCode(clip(redactor.redact(output).text, 3500))}\`\`\``);
+  return lines.join('\n');
+}
+
+function duration(s: number): string {
+  return s % 3600 === 0 ? `${s / 3600} h` : `${Math.round(s / 60)} min`;
+}

@@ -1,0 +1,154 @@
+import type { MessageData } from '../storage/notifications.ts';
+
+/** Stable action ids of the message's buttons. A button's value is only the incident id. */
+export const ACTION_IDS = {
+  restart: 'opspilot_restart',
+  logs: 'opspilot_logs',
+  ignore: 'opspilot_ignore',
+  runSuggested: 'opspilot_run_suggested',
+} as const;
+export type ActionName = keyof typeof ACTION_IDS;
+
+/**
+ * Text from hosts and the model, made inert for mrkdwn: `&`, `<` and `>` are the only characters
+ * Slack asks to escape, and escaping `<` is what stops `<!channel>`, `<@U…>` and `<url|label>`.
+ */
+export function escapeMrkdwn(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** Escaped text for inside a code span or block: backticks cannot close it early. */
+export function escapeCode(text: string): string {
+  return escapeMrkdwn(text).replace(/`/g, 'ˋ');
+}
+
+/** Cut to `max` characters (Slack's limits: 150 in a header, 3000 in a section). */
+export function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+const SEVERITY_ICON: Record<string, string> = { critical: '🔴', high: '🟠', medium: '🟡', low: '🔵' };
+const HEADLINE: Record<string, string> = { systemd: 'Service down', log: 'Log alert', host: 'Host alert', agent: 'Agent offline' };
+
+/** `🚨 Service down: <source> (<hostname>)`, as the original OpsPilot wrote it. */
+export function headline(d: MessageData): string {
+  const i = d.incident;
+  const host = d.hostname ?? i.agent_id;
+  const icon = i.status === 'resolved' ? '✅' : i.status === 'ignored' ? '🔕' : '🚨';
+  const what = i.status === 'resolved' ? 'Resolved' : (HEADLINE[i.type] ?? 'Alert');
+  return clip(`${icon} ${what}: ${i.source} (${host})`, 150);
+}
+
+const when = (d: Date) => `<!date^${Math.floor(d.getTime() / 1000)}^{date_short_pretty} {time_secs}|${d.toISOString()}>`;
+
+interface Analysis {
+  summary?: string;
+  root_cause?: string;
+  confidence?: number;
+  suggested_action?: { command: string; params: Record<string, unknown>; label: string } | null;
+  risk?: string;
+  source?: string;
+}
+
+/** The buttons an incident offers: restart and logs need a unit; none once it is resolved. */
+export function offeredActions(d: MessageData): ActionName[] {
+  const i = d.incident;
+  if (i.status === 'resolved') return [];
+  const offers = (command: string) => d.catalogue === null || d.catalogue.includes(command);
+  const actions: ActionName[] = [];
+  if (i.type === 'systemd' && offers('restart_service')) actions.push('restart');
+  if (i.type === 'systemd' && offers('service_logs')) actions.push('logs');
+  if (i.status !== 'ignored') actions.push('ignore');
+  if ((i.analysis as Analysis | null)?.suggested_action) actions.push('runSuggested');
+  return actions;
+}
+
+/** The incident's message: text for notifications, blocks for the channel. */
+export function renderMessage(d: MessageData, opts: { buttons: boolean }): { text: string; blocks: object[] } {
+  const i = d.incident;
+  const title = headline(d);
+  const blocks: object[] = [{ type: 'header', text: { type: 'plain_text', text: title, emoji: true } }];
+  const field = (label: string, value: string) => ({ type: 'mrkdwn', text: `*${label}*\n${value}` });
+  blocks.push({
+    type: 'section',
+    fields: [
+      field('Severity', `${SEVERITY_ICON[i.severity ?? ''] ?? '⚪'} ${escapeMrkdwn(i.severity ?? 'unclassified')}${i.category ? ` · ${escapeMrkdwn(i.category)}` : ''}`),
+      field('Host', escapeMrkdwn(d.hostname ?? i.agent_id)),
+      field('Status', `${escapeMrkdwn(i.status)}${i.flapping ? ' · flapping' : ''}${i.acknowledged_by ? ` (ack: ${escapeMrkdwn(i.acknowledged_by)})` : ''}`),
+      field('Count', String(i.count)),
+      field('First seen', when(i.first_seen_at)),
+      field('Last seen', when(i.last_seen_at)),
+    ],
+  });
+  blocks.push({ type: 'section', text: { type: 'mrkdwn', text: clip(`\`\`\`${escapeCode(clip(i.message, 1000))}\`\`\``, 3000) } });
+
+  const a = i.analysis as Analysis | null;
+  if (a?.summary) {
+    const lines = [`*${a.source === 'llm' ? 'Analysis' : 'Likely cause'}:* ${escapeMrkdwn(a.summary)}`];
+    if (a.root_cause) lines.push(`*Root cause:* ${escapeMrkdwn(a.root_cause)}`);
+    if (a.suggested_action) {
+      const params = Object.entries(a.suggested_action.params)
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(' ');
+      lines.push(`*Suggested fix:* ${escapeMrkdwn(a.suggested_action.label)} (\`${escapeCode(`${a.suggested_action.command}${params ? ` ${params}` : ''}`)}\`, risk ${escapeMrkdwn(a.risk ?? 'unknown')})`);
+    }
+    if (typeof a.confidence === 'number') lines.push(`_confidence ${Math.round(a.confidence * 100)}% · ${a.source === 'llm' ? 'model' : 'heuristics'}_`);
+    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: clip(lines.join('\n'), 3000) } });
+  } else if (i.status === 'new' || i.status === 'analyzing') {
+    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: '_Analysing…_' }] });
+  }
+
+  if (opts.buttons) {
+    const elements = offeredActions(d).map((name) => button(name, i.id, i.source, a?.suggested_action?.label));
+    if (elements.length > 0) blocks.push({ type: 'actions', block_id: 'opspilot_actions', elements });
+  }
+
+  const context = [`incident \`${i.id}\``, i.rule ? `rule \`${escapeCode(i.rule)}\`` : null].filter(Boolean).join(' · ');
+  const history = d.actions.map(describeAction);
+  blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: clip([...history, context].join('\n'), 3000) }] });
+  return { text: title, blocks };
+}
+
+function button(name: ActionName, incidentId: string, source: string, suggestedLabel?: string): object {
+  const base = { type: 'button', action_id: ACTION_IDS[name], value: incidentId };
+  switch (name) {
+    case 'restart':
+      return {
+        ...base,
+        style: 'danger',
+        text: { type: 'plain_text', text: 'Restart' },
+        confirm: {
+          title: { type: 'plain_text', text: 'Restart the service?' },
+          text: { type: 'mrkdwn', text: clip(`Restart \`${escapeCode(source)}\` on this host now?`, 300) },
+          confirm: { type: 'plain_text', text: 'Restart' },
+          deny: { type: 'plain_text', text: 'Cancel' },
+          style: 'danger',
+        },
+      };
+    case 'logs':
+      return { ...base, text: { type: 'plain_text', text: 'Logs' } };
+    case 'ignore':
+      return { ...base, text: { type: 'plain_text', text: 'Ignore 24 h' } };
+    case 'runSuggested':
+      return { ...base, style: 'primary', text: { type: 'plain_text', text: clip(`Run: ${suggestedLabel ?? 'suggested fix'}`, 75) } };
+  }
+}
+
+/** One line of the message's history: who did what, and how it ended. */
+export function describeAction(e: MessageData['actions'][number]): string {
+  const who = e.by?.startsWith('slack:') ? `<@${e.by.slice(6).replace(/[^A-Z0-9]/gi, '')}>` : escapeMrkdwn(e.by ?? 'someone');
+  const d = e.detail ?? {};
+  const what = escapeCode(String(d.command ?? d.action ?? ''));
+  switch (e.kind) {
+    case 'action_requested':
+      return `⏳ ${who} ran \`${what}\``;
+    case 'action_completed':
+      return `${d.status === 'succeeded' ? '✅' : '❌'} \`${what}\` for ${who}: ${escapeMrkdwn(String(d.outcome ?? d.status ?? ''))}`;
+    case 'action_refused':
+      return `⛔ ${who} may not run \`${what}\``;
+    case 'ignored':
+      return `🔕 ${who} ignored this for ${escapeMrkdwn(String(d.for ?? '24 h'))}`;
+    default:
+      return '';
+  }
+}

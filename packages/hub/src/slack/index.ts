@@ -1,0 +1,67 @@
+import bolt from '@slack/bolt';
+import type { FastifyBaseLogger } from 'fastify';
+import type { HubConfig } from '../config.ts';
+import type { App } from '../context.ts';
+import type { ExecBroker } from '../exec/broker.ts';
+import type { Redactor } from '../incidents/redact.ts';
+import type { Db } from '../storage/database.ts';
+import { registerActions } from './actions.ts';
+import { SlackNotifier } from './notifier.ts';
+import { FastifyReceiver } from './receiver.ts';
+import { outboxClient, webApiTransport, webhookTransport } from './transport.ts';
+
+export interface Slack {
+  /** app: Bolt with buttons; webhook: post only. */
+  mode: 'app' | 'webhook';
+  notifier: SlackNotifier;
+  /** There may be notifications to send. */
+  kick(): void;
+  start(): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * Slack, when configured: the outbox worker, and in app mode Bolt on `POST /slack/events` with
+ * the buttons' listeners. Without Slack settings, null: the hub runs as before.
+ */
+export function setupSlack(app: App, deps: { config: Readonly<HubConfig>; db: Db; broker: ExecBroker; redactor: Redactor; log: FastifyBaseLogger }): Slack | null {
+  const { config, db, log } = deps;
+  const notifierOptions = { paceMs: config.slackPaceMs, pollMs: 5000, maxAttempts: 10 };
+  if (config.slackBotToken && config.slackSigningSecret && config.slackChannel) {
+    const receiver = new FastifyReceiver(config.slackSigningSecret);
+    const boltApp = new bolt.App({
+      token: config.slackBotToken,
+      receiver,
+      tokenVerificationEnabled: false,
+      clientOptions: { slackApiUrl: config.slackApiUrl, retryConfig: { retries: 2 }, timeout: 10_000 },
+      logLevel: bolt.LogLevel.WARN,
+    });
+    receiver.register(app);
+    const notifier = new SlackNotifier(db, webApiTransport(outboxClient(config.slackBotToken, config.slackApiUrl)), { channel: config.slackChannel, ...notifierOptions }, log);
+    registerActions(boltApp, {
+      db,
+      broker: deps.broker,
+      redactor: deps.redactor,
+      log,
+      allowedUsers: new Set(config.slackAllowedUsers),
+      ignoreS: config.slackIgnoreS,
+      execTimeoutMs: Math.min(config.execMaxTimeoutMs, Math.max(config.execDefaultTimeoutMs, 30_000)),
+      kick: () => notifier.kick(),
+    });
+    return {
+      mode: 'app',
+      notifier,
+      kick: () => notifier.kick(),
+      start: () => notifier.start(),
+      stop: async () => {
+        await receiver.stop();
+        await notifier.stop();
+      },
+    };
+  }
+  if (config.slackWebhookUrl) {
+    const notifier = new SlackNotifier(db, webhookTransport(config.slackWebhookUrl), { channel: 'webhook', ...notifierOptions }, log);
+    return { mode: 'webhook', notifier, kick: () => notifier.kick(), start: () => notifier.start(), stop: () => notifier.stop() };
+  }
+  return null;
+}

@@ -1,0 +1,182 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Db } from '../storage/database.ts';
+import {
+  claimDue,
+  completeNotification,
+  failNotification,
+  getSlackMessage,
+  isMuted,
+  messageData,
+  retryNotification,
+  saveSlackMessage,
+  type DueNotification,
+} from '../storage/notifications.ts';
+import { renderMessage } from './blocks.ts';
+
+/** How the hub talks to Slack: the Web API (app mode) or an incoming webhook (post only). */
+export interface SlackTransport {
+  readonly buttons: boolean;
+  post(channel: string, msg: { text: string; blocks: object[] }): Promise<{ ts: string | null }>;
+  /** Edit a posted message; absent in webhook mode. */
+  update?(channel: string, ts: string, msg: { text: string; blocks: object[] }): Promise<void>;
+  /** A reply in a message's thread; absent in webhook mode. */
+  reply?(channel: string, ts: string, text: string): Promise<void>;
+}
+
+/** Slack asked us to wait (HTTP 429); `retryAfterMs` from its Retry-After header. */
+export class SlackRateLimited extends Error {
+  constructor(readonly retryAfterMs: number) {
+    super(`rate limited by Slack for ${retryAfterMs} ms`);
+  }
+}
+
+/** Slack refused the call for a reason retrying will not change (channel_not_found, invalid_auth…). */
+export class SlackRefused extends Error {}
+
+export interface NotifierOptions {
+  channel: string;
+  /** Least time between two posts (messages and thread replies) to one channel. */
+  paceMs: number;
+  /** Look for due work at least this often (retries that came due, other hubs' leftovers). */
+  pollMs: number;
+  maxAttempts: number;
+}
+
+const LEASE_MS = 60_000;
+const backoff = (attempts: number) => Math.min(300_000, 1000 * 2 ** attempts);
+
+/**
+ * Works the notifications outbox in order: posts an incident's message once, edits it after
+ * each change, and posts thread replies under it. Posts to a channel are paced; a 429 pauses the
+ * channel for Retry-After without counting as a failure; other errors back off and are retried
+ * up to `maxAttempts` times. Everything pending is in the database, so a restart resumes it.
+ */
+export class SlackNotifier {
+  #running: Promise<void> | null = null;
+  #again = false;
+  #stopped = false;
+  #timer: NodeJS.Timeout | null = null;
+  #lastPostAt = 0;
+  #pausedUntil = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly transport: SlackTransport,
+    private readonly opts: NotifierOptions,
+    private readonly log: FastifyBaseLogger,
+  ) {}
+
+  start(): void {
+    this.#timer = setInterval(() => this.kick(), this.opts.pollMs);
+    this.#timer.unref();
+    this.kick();
+  }
+
+  /** There may be something to send. */
+  kick(): void {
+    if (this.#stopped) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#running = this.#drain()
+      .catch((err) => this.log.warn({ err }, 'slack notifications: could not read the outbox'))
+      .finally(() => {
+        this.#running = null;
+        if (this.#again) {
+          this.#again = false;
+          this.kick();
+        }
+      });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearInterval(this.#timer);
+    await this.#running;
+  }
+
+  /** Resolves once nothing is being sent (tests). */
+  async idle(): Promise<void> {
+    while (this.#running) await this.#running;
+  }
+
+  async #drain(): Promise<void> {
+    for (;;) {
+      if (this.#stopped) return;
+      const wait = this.#pausedUntil - Date.now();
+      if (wait > 0) {
+        // Rate limited: come back when Slack said to.
+        setTimeout(() => this.kick(), wait).unref();
+        return;
+      }
+      const due = await claimDue(this.db, 10, new Date(), LEASE_MS);
+      if (due.length === 0) return;
+      for (const n of due) {
+        if (this.#stopped) return;
+        if (this.#pausedUntil > Date.now()) {
+          // Rate limited midway: the rest of the batch waits too, in order.
+          await retryNotification(this.db, n.id, new Date(this.#pausedUntil), 'waiting out a rate limit', false);
+          continue;
+        }
+        await this.#deliver(n);
+      }
+    }
+  }
+
+  async #deliver(n: DueNotification): Promise<void> {
+    try {
+      if (n.kind === 'message') await this.#syncMessage(n.incident_id);
+      else await this.#reply(n.incident_id, n.body ?? '');
+      await completeNotification(this.db, n, new Date());
+    } catch (err) {
+      const now = Date.now();
+      if (err instanceof SlackRateLimited) {
+        this.#pausedUntil = now + err.retryAfterMs;
+        this.log.warn({ retryAfterMs: err.retryAfterMs }, 'slack rate limit: pausing');
+        await retryNotification(this.db, n.id, new Date(this.#pausedUntil), err.message, false);
+        return;
+      }
+      const message = (err as Error).message ?? String(err);
+      if (err instanceof SlackRefused || n.attempts + 1 >= this.opts.maxAttempts) {
+        this.log.error({ incidentId: n.incident_id, kind: n.kind, error: message }, 'slack notification failed for good');
+        await failNotification(this.db, n.id, new Date(), message);
+        return;
+      }
+      this.log.warn({ incidentId: n.incident_id, kind: n.kind, error: message, attempts: n.attempts + 1 }, 'slack notification failed; retrying');
+      await retryNotification(this.db, n.id, new Date(now + backoff(n.attempts)), message, true);
+    }
+  }
+
+  /** Post the incident's message, or edit it to show the incident as it is now. */
+  async #syncMessage(incidentId: string): Promise<{ channel: string; ts: string | null } | undefined> {
+    const data = await messageData(this.db, incidentId);
+    if (!data) return undefined; // deleted with its agent
+    const msg = renderMessage(data, { buttons: this.transport.buttons });
+    const posted = await getSlackMessage(this.db, incidentId);
+    if (posted) {
+      if (posted.ts && this.transport.update) await this.transport.update(posted.channel, posted.ts, msg);
+      return posted;
+    }
+    // Never posted: a muted or ignored incident stays out of the channel.
+    if (data.incident.status === 'ignored' || (await isMuted(this.db, data.incident, new Date()))) return undefined;
+    await this.#pace();
+    const { ts } = await this.transport.post(this.opts.channel, msg);
+    await saveSlackMessage(this.db, incidentId, this.opts.channel, ts, new Date());
+    return { channel: this.opts.channel, ts };
+  }
+
+  async #reply(incidentId: string, text: string): Promise<void> {
+    if (!this.transport.reply) return;
+    const posted = (await getSlackMessage(this.db, incidentId)) ?? (await this.#syncMessage(incidentId));
+    if (!posted?.ts) return;
+    await this.#pace();
+    await this.transport.reply(posted.channel, posted.ts, text);
+  }
+
+  async #pace(): Promise<void> {
+    const wait = this.#lastPostAt + this.opts.paceMs - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    this.#lastPostAt = Date.now();
+  }
+}

@@ -1,0 +1,139 @@
+import { sql } from 'kysely';
+import { newId } from '@opspilot/protocol';
+import type { Db } from './database.ts';
+import type { Incident } from './tables.ts';
+
+/**
+ * The Slack outbox. A `message` notification asks for the incident's message to be posted, or
+ * edited to show the incident as it is now; while one is pending, later changes only bump its
+ * version, so a burst of repeats costs one edit. A `thread` notification is a reply under it.
+ */
+export async function enqueueMessage(db: Db, incidentId: string, at: Date): Promise<void> {
+  await db
+    .insertInto('notifications')
+    .values({ id: newId(), incident_id: incidentId, kind: 'message', next_attempt_at: at })
+    .onConflict((oc) =>
+      oc
+        .column('incident_id')
+        .where('kind', '=', 'message')
+        .where('done_at', 'is', null)
+        .doUpdateSet((eb) => ({ version: eb('notifications.version', '+', 1) })),
+    )
+    .execute();
+}
+
+export async function enqueueThread(db: Db, incidentId: string, body: string, at: Date): Promise<void> {
+  await db.insertInto('notifications').values({ id: newId(), incident_id: incidentId, kind: 'thread', body, next_attempt_at: at }).execute();
+}
+
+export interface DueNotification {
+  id: string;
+  incident_id: string;
+  kind: 'message' | 'thread';
+  body: string | null;
+  version: number;
+  attempts: number;
+}
+
+/**
+ * Lease up to `n` due notifications, oldest first, for `leaseMs` (another hub, or this one after
+ * a crash, takes them again once the lease runs out).
+ */
+export async function claimDue(db: Db, n: number, now: Date, leaseMs: number): Promise<DueNotification[]> {
+  const result = await sql<DueNotification>`
+    UPDATE notifications SET locked_until = ${new Date(now.getTime() + leaseMs).toISOString()}::timestamptz
+    WHERE id IN (
+      SELECT id FROM notifications
+      WHERE done_at IS NULL AND next_attempt_at <= ${now.toISOString()}::timestamptz
+        AND (locked_until IS NULL OR locked_until < ${now.toISOString()}::timestamptz)
+      ORDER BY id LIMIT ${n} FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, incident_id, kind, body, version, attempts`.execute(db);
+  return result.rows.sort((a, b) => (a.id < b.id ? -1 : 1));
+}
+
+/** Done, unless the incident changed again while it was being sent (then it goes round again). */
+export async function completeNotification(db: Db, n: DueNotification, at: Date): Promise<void> {
+  const r = await db
+    .updateTable('notifications')
+    .set({ done_at: at, locked_until: null, error: null })
+    .where('id', '=', n.id)
+    .where('version', '=', n.version)
+    .executeTakeFirst();
+  if (r.numUpdatedRows === 0n) await db.updateTable('notifications').set({ locked_until: null, next_attempt_at: at }).where('id', '=', n.id).execute();
+}
+
+/** Try again at `next` (a rate limit, Slack unreachable). `counts` is false for a rate limit. */
+export async function retryNotification(db: Db, id: string, next: Date, error: string, counts: boolean): Promise<void> {
+  await db
+    .updateTable('notifications')
+    .set((eb) => ({ next_attempt_at: next, locked_until: null, error: error.slice(0, 500), attempts: counts ? eb('attempts', '+', 1) : eb.ref('attempts') }))
+    .where('id', '=', id)
+    .execute();
+}
+
+/** Given up on (Slack refused it for good); kept with its error. */
+export async function failNotification(db: Db, id: string, at: Date, error: string): Promise<void> {
+  await db.updateTable('notifications').set({ done_at: at, locked_until: null, error: `failed: ${error.slice(0, 490)}` }).where('id', '=', id).execute();
+}
+
+export async function pendingNotifications(db: Db): Promise<number> {
+  const { n } = await db
+    .selectFrom('notifications')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('done_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  return Number(n);
+}
+
+export async function getSlackMessage(db: Db, incidentId: string) {
+  return db.selectFrom('slack_messages').selectAll().where('incident_id', '=', incidentId).executeTakeFirst();
+}
+
+export async function saveSlackMessage(db: Db, incidentId: string, channel: string, ts: string | null, at: Date): Promise<void> {
+  await db.insertInto('slack_messages').values({ incident_id: incidentId, channel, ts, posted_at: at }).onConflict((oc) => oc.column('incident_id').doNothing()).execute();
+}
+
+/** Mute a fingerprint until `until` (a later mute replaces an earlier one). */
+export async function muteFingerprint(db: Db, fp: { agentId: string; type: string; source: string }, until: Date, by: string, at: Date): Promise<void> {
+  await db
+    .insertInto('fingerprint_mutes')
+    .values({ agent_id: fp.agentId, type: fp.type, source: fp.source, until, muted_by: by, muted_at: at })
+    .onConflict((oc) => oc.columns(['agent_id', 'type', 'source']).doUpdateSet({ until, muted_by: by, muted_at: at }))
+    .execute();
+}
+
+export async function isMuted(db: Db, fp: { agent_id: string; type: string; source: string }, at: Date): Promise<boolean> {
+  const row = await db
+    .selectFrom('fingerprint_mutes')
+    .select('until')
+    .where('agent_id', '=', fp.agent_id)
+    .where('type', '=', fp.type)
+    .where('source', '=', fp.source)
+    .where('until', '>', at)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/** Everything the message shows: the incident, its host, and the latest actions on it. */
+export async function messageData(db: Db, incidentId: string): Promise<MessageData | undefined> {
+  const incident = await db.selectFrom('incidents').selectAll().where('id', '=', incidentId).executeTakeFirst();
+  if (!incident) return undefined;
+  const agent = await db.selectFrom('agents').select(['hostname', 'actions']).where('id', '=', incident.agent_id).executeTakeFirst();
+  const actions = await db
+    .selectFrom('incident_events')
+    .select(['at', 'by', 'kind', 'detail'])
+    .where('incident_id', '=', incidentId)
+    .where('kind', 'in', ['action_requested', 'action_completed', 'ignored'])
+    .orderBy('id', 'desc')
+    .limit(3)
+    .execute();
+  return { incident, hostname: agent?.hostname ?? null, catalogue: agent?.actions ?? null, actions: actions.reverse() };
+}
+
+export interface MessageData {
+  incident: Incident;
+  hostname: string | null;
+  catalogue: string[] | null;
+  actions: { at: Date; by: string | null; kind: string; detail: Record<string, unknown> | null }[];
+}

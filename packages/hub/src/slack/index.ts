@@ -16,7 +16,7 @@ export interface Slack {
   notifier: SlackNotifier;
   /** There may be notifications to send. */
   kick(): void;
-  start(): void;
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 

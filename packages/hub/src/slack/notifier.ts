@@ -8,6 +8,7 @@ import {
   isMuted,
   messageData,
   retryNotification,
+  retryPendingNow,
   saveSlackMessage,
   type DueNotification,
 } from '../storage/notifications.ts';
@@ -66,7 +67,10 @@ export class SlackNotifier {
     private readonly log: FastifyBaseLogger,
   ) {}
 
-  start(): void {
+  /** Pending notifications (from before a restart, or backing off) are tried at once. */
+  async start(): Promise<void> {
+    const pending = await retryPendingNow(this.db, new Date());
+    if (pending > 0) this.log.info({ pending }, 'slack notifications pending from before: sending');
     this.#timer = setInterval(() => this.kick(), this.opts.pollMs);
     this.#timer.unref();
     this.kick();

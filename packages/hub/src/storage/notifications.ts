@@ -77,6 +77,21 @@ export async function failNotification(db: Db, id: string, at: Date, error: stri
   await db.updateTable('notifications').set({ done_at: at, locked_until: null, error: `failed: ${error.slice(0, 490)}` }).where('id', '=', id).execute();
 }
 
+/**
+ * At start: whatever was backing off is tried now (a restart is often the fix: a new token, Slack
+ * reachable again). Rows another hub holds a live lease on are left to it.
+ */
+export async function retryPendingNow(db: Db, now: Date): Promise<number> {
+  const r = await db
+    .updateTable('notifications')
+    .set({ next_attempt_at: now })
+    .where('done_at', 'is', null)
+    .where('next_attempt_at', '>', now)
+    .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)]))
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows);
+}
+
 export async function pendingNotifications(db: Db): Promise<number> {
   const { n } = await db
     .selectFrom('notifications')

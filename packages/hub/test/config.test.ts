@@ -65,3 +65,41 @@ t.test('resolveConfig rejects unknown keys and bad combinations', async (t) => {
   t.throws(() => resolveConfig({ flushIntervalMs: 0 }), /flushIntervalMs/);
   t.equal(resolveConfig({ flushIntervalMs: 7 }).flushIntervalMs, 7);
 });
+
+t.test('Slack and analysis settings from the environment', async (t) => {
+  const config = configFromEnv({
+    SLACK_BOT_TOKEN: 'xoxb-1-2-abc',
+    SLACK_SIGNING_SECRET: 'a-signing-secret-of-32-chars-xx',
+    SLACK_CHANNEL: 'C0123ABC',
+    OPSPILOT_SLACK_ALLOWED_USERS: ' U01ABC, W02DEF ,',
+    OPSPILOT_SLACK_API_URL: 'http://127.0.0.1:9999/api',
+    OPSPILOT_ANALYSIS_REUSE_S: '0',
+    OPSPILOT_REDACTIONS_FILE: '/etc/opspilot/redactions.json',
+  });
+  t.match(config, {
+    slackBotToken: 'xoxb-1-2-abc',
+    slackChannel: 'C0123ABC',
+    slackAllowedUsers: ['U01ABC', 'W02DEF'],
+    slackApiUrl: 'http://127.0.0.1:9999/api/',
+    analysisReuseS: 0,
+    redactionsFile: '/etc/opspilot/redactions.json',
+  });
+  t.match(configFromEnv({ SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T/B/x' }), { slackWebhookUrl: 'https://hooks.slack.com/services/T/B/x', slackBotToken: null });
+
+  const refused = (env: Record<string, string>, name: RegExp) => {
+    let error: unknown;
+    try {
+      configFromEnv(env);
+    } catch (err) {
+      error = err;
+    }
+    t.type(error, ConfigError, JSON.stringify(env));
+    t.match((error as Error).message, name);
+    for (const v of Object.values(env)) if (v.length > 12) t.notOk((error as Error).message.includes(v), 'the value is not echoed');
+  };
+  refused({ SLACK_BOT_TOKEN: 'xoxb-1-2-abc' }, /SLACK_BOT_TOKEN.*go together/);
+  refused({ SLACK_BOT_TOKEN: 'not-a-slack-token-value', SLACK_SIGNING_SECRET: 'a-signing-secret-of-32-chars-xx', SLACK_CHANNEL: 'C1' }, /SLACK_BOT_TOKEN/);
+  refused({ OPSPILOT_SLACK_ALLOWED_USERS: 'alice,bob' }, /OPSPILOT_SLACK_ALLOWED_USERS/);
+  refused({ SLACK_WEBHOOK_URL: 'ftp://example.com/hook/secret' }, /SLACK_WEBHOOK_URL/);
+  refused({ OPSPILOT_ANALYSIS_REUSE_S: '-5' }, /OPSPILOT_ANALYSIS_REUSE_S/);
+});

@@ -174,3 +174,115 @@ CREATE TABLE IF NOT EXISTS fingerprint_mutes (
   muted_at    timestamptz NOT NULL,
   PRIMARY KEY (agent_id, type, source)
 );
+
+-- Scoped API tokens (auth/operators.ts): read ⊂ exec ⊂ admin. Only the hash is kept.
+CREATE TABLE IF NOT EXISTS api_tokens (
+  id            text PRIMARY KEY,
+  name          text NOT NULL UNIQUE,
+  scopes        jsonb NOT NULL,
+  token_hash    text NOT NULL UNIQUE,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  created_by    text NOT NULL,
+  last_used_at  timestamptz
+);
+
+-- Settings that must survive restarts and be the same on every hub (the autonomy kill switch).
+CREATE TABLE IF NOT EXISTS system_settings (
+  key         text PRIMARY KEY,
+  value       jsonb NOT NULL,
+  updated_at  timestamptz NOT NULL,
+  updated_by  text NOT NULL
+);
+ALTER TABLE agents ADD COLUMN IF NOT EXISTS autonomy boolean NOT NULL DEFAULT true;
+
+-- The audit trail is incident_events: every change to an incident, and system-wide events
+-- (kill switch, rules, tokens, silences, execs without an incident) with incident_id null. It
+-- is append-only: it outlives deleted agents and incidents, and a trigger refuses edits.
+ALTER TABLE incident_events DROP CONSTRAINT IF EXISTS incident_events_incident_id_fkey;
+ALTER TABLE incident_events ALTER COLUMN incident_id DROP NOT NULL;
+ALTER TABLE incident_events ADD COLUMN IF NOT EXISTS agent_id text;
+CREATE INDEX IF NOT EXISTS incident_events_agent ON incident_events (agent_id, id) WHERE agent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS incident_events_actor ON incident_events (actor, id);
+CREATE OR REPLACE FUNCTION opspilot_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  -- Tests move time by ageing rows; they say so for their own transaction.
+  IF current_setting('opspilot.audit_edits', true) = 'allow' THEN
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+  END IF;
+  RAISE EXCEPTION 'the audit trail is append-only' USING ERRCODE = 'insufficient_privilege';
+END $$;
+DROP TRIGGER IF EXISTS incident_events_append_only ON incident_events;
+CREATE TRIGGER incident_events_append_only BEFORE UPDATE OR DELETE ON incident_events
+  FOR EACH ROW EXECUTE FUNCTION opspilot_append_only();
+
+-- Remediation (remediation/): rules that act on incidents by themselves, within limits.
+CREATE TABLE IF NOT EXISTS remediation_rules (
+  id                text PRIMARY KEY,
+  name              text NOT NULL UNIQUE,
+  match             jsonb NOT NULL,                -- {type?, source? (glob), severity?, category?, agent_id?, labels?}
+  action            jsonb NOT NULL,                -- {command, params} ("{{source}}" whole-value templates)
+  mode              text NOT NULL,                 -- auto, approve
+  cooldown_s        integer NOT NULL,
+  max_per_hour      integer NOT NULL,
+  verify_s          integer NOT NULL,
+  enabled           boolean NOT NULL DEFAULT true,
+  suspended_at      timestamptz,                   -- the circuit breaker opened: 3 failures in an hour
+  suspended_reason  text,
+  created_at        timestamptz NOT NULL,
+  updated_at        timestamptz NOT NULL,
+  created_by        text NOT NULL
+);
+
+-- Each time a rule acted (or asked to): what, on which incident, and how it ended.
+CREATE TABLE IF NOT EXISTS remediation_attempts (
+  id           text PRIMARY KEY,
+  rule_id      text NOT NULL,
+  rule_name    text NOT NULL,
+  incident_id  text NOT NULL,
+  agent_id     text NOT NULL,
+  type         text NOT NULL,
+  source       text NOT NULL,
+  command      text NOT NULL,
+  params       jsonb NOT NULL,
+  status       text NOT NULL,                      -- awaiting_approval, running, verifying, verified, failed, rejected
+  exec_id      text,
+  decided_by   text,                               -- approve mode: who approved or rejected
+  created_at   timestamptz NOT NULL,
+  started_at   timestamptz,
+  verify_by    timestamptz,
+  finished_at  timestamptz,
+  outcome      text
+);
+CREATE INDEX IF NOT EXISTS remediation_attempts_rule ON remediation_attempts (rule_id, created_at DESC);
+CREATE INDEX IF NOT EXISTS remediation_attempts_fingerprint ON remediation_attempts (agent_id, type, source, created_at DESC);
+CREATE INDEX IF NOT EXISTS remediation_attempts_verifying ON remediation_attempts (verify_by) WHERE status = 'verifying';
+
+-- A fingerprint whose automatic fix failed: no further automatic attempts until a person acts
+-- (acknowledges or resolves one of its incidents).
+CREATE TABLE IF NOT EXISTS autonomy_holds (
+  agent_id     text NOT NULL,
+  type         text NOT NULL,
+  source       text NOT NULL,
+  incident_id  text NOT NULL,
+  since        timestamptz NOT NULL,
+  reason       text NOT NULL,
+  PRIMARY KEY (agent_id, type, source)
+);
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS escalated boolean NOT NULL DEFAULT false;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS escalated_at timestamptz;
+
+-- Silences and maintenance windows: one-off (starts_at..ends_at) or recurring (a cron expression
+-- and a duration, between starts_at and ends_at). No notification, no automatic action; the
+-- incidents are still recorded, and those still open are notified when the silence ends.
+CREATE TABLE IF NOT EXISTS silences (
+  id           text PRIMARY KEY,
+  match        jsonb NOT NULL,
+  starts_at    timestamptz NOT NULL,
+  ends_at      timestamptz NOT NULL,
+  cron         text,
+  duration_s   integer,
+  reason       text NOT NULL,
+  created_by   text NOT NULL,
+  created_at   timestamptz NOT NULL,
+  deleted_at   timestamptz
+);

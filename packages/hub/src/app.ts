@@ -7,7 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import path from 'node:path';
 import { CLOSE_CODES } from '@opspilot/protocol';
-import { AdminAuth, type Operator } from './auth/admin.ts';
+import { AdminAuth, allows, type Operator, type Scope } from './auth/admin.ts';
 import { bearerToken } from './auth/tokens.ts';
 import { resolveConfig, type HubConfig } from './config.ts';
 import type { App, Hub } from './context.ts';
@@ -25,6 +25,7 @@ import { streamRoute } from './ingest/stream-route.ts';
 import { IngestWriter } from './ingest/writer.ts';
 import { agentRoutes } from './rest/agents.ts';
 import { execRoutes } from './rest/exec.ts';
+import { systemRoutes } from './rest/system.ts';
 import { incidentRoutes } from './rest/incidents.ts';
 import { ErrorResponse } from './rest/schemas.ts';
 import { metricsRoute } from './observability/metrics.ts';
@@ -32,6 +33,10 @@ import { applySchema, openDatabase, ping, type HubDatabase } from './storage/dat
 import { pruneReceivedEnvelopes } from './storage/received-envelopes.ts';
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The token scope a /v1 route needs (default: read for GET, exec otherwise). */
+    scope?: Scope;
+  }
   interface FastifyRequest {
     operator: Operator;
   }
@@ -192,18 +197,22 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
 
     hub.slack = setupSlack(app, { config, db: database.db, broker, redactor, log: app.log });
     streamRoute(app, hub);
-    metricsRoute(app, hub, (header) => adminAuth.verify(bearerToken(header)) !== undefined);
+    metricsRoute(app, hub, (header) => adminAuth.verifyAdmin(bearerToken(header)) !== undefined);
 
     await app.register(async (v1: App) => {
       v1.decorateRequest('operator', null as unknown as Operator);
       v1.addHook('onRequest', async (req) => {
-        const operator = adminAuth.verify(bearerToken(req.headers.authorization));
-        if (!operator) throw new HubError('HUB_UNAUTHORIZED', 'missing or invalid admin token (Authorization: Bearer <token>)');
+        const operator = await adminAuth.verify(bearerToken(req.headers.authorization));
+        if (!operator) throw new HubError('HUB_UNAUTHORIZED', 'missing or invalid token (Authorization: Bearer <token>)');
+        // Reading needs `read`; anything else `exec`, unless the route asks for `admin`.
+        const needed: Scope = req.routeOptions.config.scope ?? (req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'exec');
+        if (!allows(operator.scope, needed)) throw new HubError('HUB_FORBIDDEN', `this needs the ${needed} scope; ${operator.actor} has ${operator.scope}`);
         req.operator = operator;
       });
       agentRoutes(v1, hub);
       incidentRoutes(v1, hub);
       execRoutes(v1, hub);
+      systemRoutes(v1, hub);
     });
 
     // Dedupe ids only need to outlast an outbox replay: forget old ones every hour.

@@ -4,6 +4,7 @@
  * is moved by ageing rows in the database, never by waiting.
  */
 import t from 'tap';
+import { sql } from 'kysely';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -42,7 +43,10 @@ async function age(hub: TestHub, id: string, resolvedMinutesAgo: number, eventsM
   const { db } = hub.app.hub.database;
   await db.updateTable('incidents').set({ resolved_at: new Date(Date.now() - resolvedMinutesAgo * 60_000) }).where('id', '=', id).execute();
   if (eventsMinutesAgo !== undefined) {
-    await db.updateTable('incident_events').set({ at: new Date(Date.now() - eventsMinutesAgo * 60_000) }).where('incident_id', '=', id).execute();
+    await db.transaction().execute(async (trx) => {
+      await sql`SELECT set_config('opspilot.audit_edits', 'allow', true)`.execute(trx);
+      await trx.updateTable('incident_events').set({ at: new Date(Date.now() - eventsMinutesAgo * 60_000) }).where('incident_id', '=', id).execute();
+    });
   }
 }
 

@@ -5,7 +5,7 @@ import { ACTION_IDS, escapeMrkdwn, renderMessage } from '../src/slack/blocks.ts'
 import { verifySlackRequest } from '../src/slack/verify.ts';
 import type { MessageData } from '../src/storage/notifications.ts';
 
-const example = JSON.parse(readFileSync(new URL('../../../../shared/vectors/slack-signing-example.json', import.meta.url), 'utf8'));
+const example = JSON.parse(readFileSync(new URL('./fixtures/slack-signing-example.json', import.meta.url), 'utf8'));
 
 t.test("Slack's documented signing example verifies, and any change to it does not", async (t) => {
   const base = { signingSecret: example.signing_secret, rawBody: example.body, timestamp: example.timestamp, signature: example.signature, nowMs: Number(example.timestamp) * 1000 };
@@ -62,6 +62,8 @@ function data(over: Partial<MessageData['incident']> = {}, rest: Partial<Message
       reopened_at: null,
       flapping: false,
       flapping_since: null,
+      escalated: false,
+      escalated_at: null,
       ...over,
     },
     hostname: 'web-1',

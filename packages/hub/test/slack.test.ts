@@ -201,8 +201,9 @@ eachBackend(t, 'delivery: a burst loses nothing and is paced, 429 waits for Retr
   t.ok(gaps.every((g) => g >= 70), `paced (100 ms apart when sent; gaps ${gaps.join(', ')} ms)`);
   t.equal(slack.limited.length, 1, 'the 429 was met');
   t.ok(posts[0]!.at - slack.limited[0]!.at >= 1000, `and its Retry-After of 1 s honoured (${posts[0]!.at - slack.limited[0]!.at} ms)`);
+  await eventually(async () => (await db.db.selectFrom('notifications').select('id').where('done_at', 'is', null).execute()).length === 0, 5000, 'the outbox to empty');
   const rows = await db.db.selectFrom('notifications').select(['done_at', 'error']).execute();
-  t.ok(rows.every((r) => r.done_at !== null && !r.error?.startsWith('failed')), 'the outbox is empty');
+  t.ok(rows.every((r) => r.done_at !== null && !r.error?.startsWith('failed')), 'every notification delivered');
   agent = await ScriptedAgent.connect(second.wsUrl, token);
   agent.close();
 });

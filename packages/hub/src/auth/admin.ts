@@ -1,23 +1,51 @@
 import { newId } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
 import { insertAdminToken, listAdminTokenHashes } from '../storage/admin-tokens.ts';
+import { findApiToken, touchApiToken } from '../storage/api-tokens.ts';
 import { ADMIN_TOKEN_PREFIX, generateToken, hashToken, hashesEqual } from './tokens.ts';
+
+/** What a token may do; each scope includes the ones before it. */
+export const SCOPES = ['read', 'exec', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
 
 export interface Operator {
   /** Who is acting, as recorded in audit columns: `token:<name>`. */
   actor: string;
+  /** The highest scope the token holds. */
+  scope: Scope;
 }
 
-/** Checks REST bearer tokens against the configured or stored admin tokens (hashes only). */
+/** Whether `held` covers `needed` (admin ⊃ exec ⊃ read). */
+export function allows(held: Scope, needed: Scope): boolean {
+  return SCOPES.indexOf(held) >= SCOPES.indexOf(needed);
+}
+
+/** The highest of a token's scopes. */
+export function highest(scopes: readonly Scope[]): Scope {
+  return scopes.reduce<Scope>((a, b) => (SCOPES.indexOf(b) > SCOPES.indexOf(a) ? b : a), 'read');
+}
+
+const CACHE_MS = 30_000;
+
+/**
+ * Checks REST bearer tokens: the admin tokens (configured or stored, held in memory) and the
+ * scoped API tokens of `POST /v1/tokens` (looked up by hash, remembered for 30 s, forgotten at
+ * once when deleted on this hub). Only hashes are ever compared or stored.
+ */
 export class AdminAuth {
-  private constructor(private readonly tokens: { name: string; hash: string }[]) {}
+  readonly #cache = new Map<string, { operator: Operator | null; until: number }>();
+
+  private constructor(
+    private readonly tokens: { name: string; hash: string }[],
+    private readonly db: Db | null = null,
+  ) {}
 
   /**
    * With `configured` (OPSPILOT_ADMIN_TOKEN) only that token is accepted. Without it the stored
    * tokens are; when there are none, one is generated, stored hashed and shown once.
    */
   static async load(db: Db, configured: string | null, showOnce: (token: string) => void): Promise<AdminAuth> {
-    if (configured !== null) return new AdminAuth([{ name: 'admin', hash: hashToken(configured) }]);
+    if (configured !== null) return new AdminAuth([{ name: 'admin', hash: hashToken(configured) }], db);
     let rows = await listAdminTokenHashes(db);
     if (rows.length === 0) {
       const token = generateToken(ADMIN_TOKEN_PREFIX);
@@ -25,15 +53,40 @@ export class AdminAuth {
       showOnce(token);
       rows = await listAdminTokenHashes(db);
     }
-    return new AdminAuth(rows.map((r) => ({ name: r.name, hash: r.token_hash })));
+    return new AdminAuth(
+      rows.map((r) => ({ name: r.name, hash: r.token_hash })),
+      db,
+    );
   }
 
-  verify(token: string | undefined): Operator | undefined {
+  /** The admin tokens only (no database): `GET /metrics`. */
+  verifyAdmin(token: string | undefined): Operator | undefined {
     if (token === undefined) return undefined;
     const hash = hashToken(token);
     let found: string | undefined;
     // Compare against every token so the time taken does not say which one matched.
     for (const t of this.tokens) if (hashesEqual(hash, t.hash)) found = t.name;
-    return found === undefined ? undefined : { actor: `token:${found}` };
+    return found === undefined ? undefined : { actor: `token:${found}`, scope: 'admin' };
+  }
+
+  async verify(token: string | undefined): Promise<Operator | undefined> {
+    const admin = this.verifyAdmin(token);
+    if (admin || token === undefined || this.db === null) return admin;
+    const hash = hashToken(token);
+    const now = Date.now();
+    const cached = this.#cache.get(hash);
+    if (cached && cached.until > now) return cached.operator ?? undefined;
+    // The lookup is by hash, so the time taken says nothing about the token's value.
+    const row = await findApiToken(this.db, hash);
+    const operator: Operator | null = row ? { actor: `token:${row.name}`, scope: highest(row.scopes) } : null;
+    if (this.#cache.size > 10_000) this.#cache.clear();
+    this.#cache.set(hash, { operator, until: now + CACHE_MS });
+    if (row) void touchApiToken(this.db, row.id, new Date()).catch(() => {});
+    return operator ?? undefined;
+  }
+
+  /** A token was deleted here: stop accepting it now rather than when the cache runs out. */
+  forget(tokenHash: string): void {
+    this.#cache.delete(tokenHash);
   }
 }

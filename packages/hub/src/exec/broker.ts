@@ -11,6 +11,7 @@ import {
   markExecUndelivered,
 } from '../storage/exec-requests.ts';
 import type { ExecOrigin, ExecRequest } from '../storage/tables.ts';
+import { recordEvent } from '../storage/timeline.ts';
 
 export interface ExecAsk {
   agentId: string;
@@ -39,7 +40,44 @@ export class ExecBroker {
     private readonly registry: AgentRegistry,
   ) {}
 
+  /**
+   * Run one exec and wait for its result. Every attempt, delivered or not, ends on the audit
+   * trail with who asked, what, and how it ended (the output, cut to 2 KiB each way).
+   */
   async run(ask: ExecAsk): Promise<ExecRequest> {
+    let row: ExecRequest | undefined;
+    let failure: unknown;
+    try {
+      row = await this.#run(ask);
+      return row;
+    } catch (err) {
+      failure = err;
+      throw err;
+    } finally {
+      await this.#audit(ask, row, failure).catch(() => {});
+    }
+  }
+
+  async #audit(ask: ExecAsk, row: ExecRequest | undefined, failure: unknown): Promise<void> {
+    const cut = (s: string | null | undefined) => (s && s.length > 2048 ? `${s.slice(0, 2048)}…` : (s ?? null));
+    await recordEvent(this.db, {
+      incidentId: ask.incidentId ?? null,
+      agentId: ask.agentId,
+      at: new Date(),
+      actor: ask.origin === 'rule' ? 'rule' : 'user',
+      by: ask.requestedBy,
+      kind: 'exec_completed',
+      detail: row
+        ? { exec_id: row.id, command: row.command, params: row.params, origin: ask.origin, status: row.status, exit_code: row.exit_code, error_code: row.error_code, stdout: cut(row.stdout), stderr: cut(row.stderr) }
+        : {
+            command: ask.command,
+            params: ask.params,
+            origin: ask.origin,
+            status: failure instanceof HubError && failure.code === 'HUB_EXEC_TIMEOUT' ? 'timeout' : failure instanceof HubError && failure.code === 'HUB_EXEC_NOT_DELIVERED' ? 'undelivered' : 'not_run', error_code: failure instanceof HubError ? failure.code : 'HUB_INTERNAL', error: (failure as Error)?.message },
+    });
+  }
+
+  async #run(ask: ExecAsk): Promise<ExecRequest> {
     // A connected agent exists (deleting one closes its connection); only ask the database
     // when it is not, to tell an unknown agent from an offline one.
     const conn = this.registry.get(ask.agentId);

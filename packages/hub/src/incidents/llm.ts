@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
-import { UNIT_NAME_PATTERN } from '@opspilot/protocol';
+import { paramsProblem } from '../exec/actions.ts';
 import { NO_RESTART_RULES, RISKS, heuristicAnalysis, type Analysis, type Risk, type SuggestedAction } from './heuristics.ts';
 import type { Redactor } from './redact.ts';
 import type { Incident } from '../storage/tables.ts';
@@ -37,21 +37,6 @@ export function createLlmClient(s: LlmSettings): OpenAI {
 }
 
 const MAX_LOG_CHARS = 24_000; // the last part of the logs, where failures usually are
-
-/** Parameters the hub can check for the built-in actions; other actions get scalars only. */
-const PARAM_RULES: Record<string, Record<string, (v: unknown) => boolean>> = {
-  restart_service: { service: isUnit },
-  start_service: { service: isUnit },
-  stop_service: { service: isUnit },
-  service_status: { service: isUnit },
-  service_logs: { service: isUnit, lines: (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 1000 },
-  disk_usage: {},
-  top_processes: { limit: (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 100 },
-};
-
-function isUnit(v: unknown): boolean {
-  return typeof v === 'string' && UNIT_NAME_PATTERN.test(v) && !v.startsWith('-');
-}
 
 /**
  * Ask the model. Everything sent is redacted first; the logs go as quoted data between random
@@ -152,15 +137,7 @@ export function vetAction(action: SuggestedAction | null, ctx: AnalysisContext):
   if (!action) return null;
   if (ctx.catalogue !== null && !ctx.catalogue.includes(action.command)) return null;
   if (action.command === 'restart_service' && (NO_RESTART_RULES.has(ctx.incident.rule ?? '') || ctx.incident.category === 'configuration')) return null;
-  const entries = Object.entries(action.params);
-  if (entries.length > 32) return null;
-  if (!entries.every(([, v]) => ['string', 'number', 'boolean'].includes(typeof v) && (typeof v !== 'string' || v.length <= 4096))) return null;
-  const rules = PARAM_RULES[action.command];
-  if (rules) {
-    for (const [k, v] of entries) if (!rules[k] || !rules[k]!(v)) return null;
-    if ('service' in rules && !('service' in action.params)) return null;
-  }
-  return action;
+  return paramsProblem(action.command, action.params) === null ? action : null;
 }
 
 /** The model's analysis, or the heuristics' when there is no model or it fails. */

@@ -60,15 +60,18 @@ export function agentRoutes(app: App, hub: Hub): void {
       facts: a.facts,
       actions: conn?.actions ?? a.actions,
       stats: a.stats,
+      autonomy: a.autonomy,
     };
   };
 
   app.post(
     '/v1/agents',
     {
+      config: { scope: 'admin' },
       schema: {
         tags,
         summary: 'Enrol an agent and get its token (shown once)',
+        description: 'Needs the admin scope.',
         body: Type.Object(
           { hostname: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })), labels: Type.Optional(Labels) },
           { additionalProperties: false },
@@ -118,7 +121,7 @@ export function agentRoutes(app: App, hub: Hub): void {
 
   app.delete(
     '/v1/agents/:id',
-    { schema: { tags, summary: 'Delete an agent, its incidents and metrics; its token stops working', params: IdParams, response: { 204: Type.Null(), ...errorResponses } } },
+    { config: { scope: 'admin' }, schema: { tags, summary: 'Delete an agent, its incidents and metrics; its token stops working', params: IdParams, response: { 204: Type.Null(), ...errorResponses } } },
     async (req, reply) => {
       if (!(await deleteAgent(db, req.params.id))) throw new HubError('HUB_AGENT_NOT_FOUND', `no agent ${req.params.id}`);
       hub.registry.get(req.params.id)?.close(CLOSE_CODES.unauthenticated, 'agent deleted');
@@ -129,7 +132,7 @@ export function agentRoutes(app: App, hub: Hub): void {
 
   app.post(
     '/v1/agents/:id/token',
-    { schema: { tags, summary: 'Rotate an agent token: the old one stops working at once', params: IdParams, response: { 200: TokenResponse, ...errorResponses } } },
+    { config: { scope: 'admin' }, schema: { tags, summary: 'Rotate an agent token: the old one stops working at once', params: IdParams, response: { 200: TokenResponse, ...errorResponses } } },
     async (req) => {
       const token = generateToken(AGENT_TOKEN_PREFIX);
       if (!(await setAgentTokenHash(db, req.params.id, hashToken(token), new Date()))) {

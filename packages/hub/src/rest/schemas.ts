@@ -41,6 +41,7 @@ export const AgentView = Type.Object({
   ]),
   actions: Type.Union([Type.Array(Type.String()), Type.Null()]),
   stats: Type.Union([Type.Record(Type.String(), Type.Number()), Type.Null()]),
+  autonomy: Type.Boolean({ description: 'false: no automatic action runs on this agent' }),
 });
 export type AgentViewT = Static<typeof AgentView>;
 

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ExecParams } from '@opspilot/protocol';
 import type { ExecBroker } from '../exec/broker.ts';
 import { HubError } from '../errors.ts';
+import { READ_ONLY_ACTIONS } from '../exec/actions.ts';
 import type { Redactor } from '../incidents/redact.ts';
 import type { Db } from '../storage/database.ts';
 import { getIncident } from '../storage/incidents.ts';
@@ -11,8 +12,6 @@ import type { ExecRequest, Incident } from '../storage/tables.ts';
 import { recordEvent } from '../storage/timeline.ts';
 import { ACTION_IDS, clip, escapeCode, escapeMrkdwn, type ActionName } from './blocks.ts';
 
-/** Built-in actions that only read: anyone in the channel may run them. */
-export const READ_ONLY_ACTIONS = new Set(['service_status', 'service_logs', 'disk_usage', 'top_processes']);
 
 export interface ActionDeps {
   db: Db;

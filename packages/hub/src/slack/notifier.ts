@@ -8,6 +8,7 @@ import {
   isMuted,
   messageData,
   retryNotification,
+  releaseLeases,
   retryPendingNow,
   saveSlackMessage,
   type DueNotification,
@@ -116,8 +117,12 @@ export class SlackNotifier {
       }
       const due = await claimDue(this.db, 10, new Date(), LEASE_MS);
       if (due.length === 0) return;
-      for (const n of due) {
-        if (this.#stopped) return;
+      for (const [i, n] of due.entries()) {
+        if (this.#stopped) {
+          // Stopping: give back what this hub leased and did not send, for the next start.
+          await releaseLeases(this.db, due.slice(i).map((d) => d.id));
+          return;
+        }
         if (this.#pausedUntil > Date.now()) {
           // Rate limited midway: the rest of the batch waits too, in order.
           await retryNotification(this.db, n.id, new Date(this.#pausedUntil), 'waiting out a rate limit', false);

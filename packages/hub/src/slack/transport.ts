@@ -38,6 +38,8 @@ async function call<T>(fn: () => Promise<T>): Promise<T> {
  */
 export function outboxClient(token: string, apiUrl: string, logger?: webApi.WebClientOptions['logger']): WebClient {
   return new bolt.webApi.WebClient(token, {
+    // Failures are the outbox's to log, with the incident named.
+    logLevel: bolt.LogLevel.ERROR,
     slackApiUrl: apiUrl,
     rejectRateLimitedCalls: true,
     retryConfig: { retries: 0 },

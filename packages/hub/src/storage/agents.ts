@@ -13,6 +13,7 @@ const PUBLIC_COLUMNS = [
   'facts',
   'actions',
   'stats',
+  'autonomy',
 ] as const;
 export type AgentRecord = Omit<Agent, 'token_hash'>;
 
@@ -65,4 +66,10 @@ export async function setAgentTokenHash(db: Db, id: string, tokenHash: string, a
 
 export async function markAgentConnected(db: Db, id: string, at: Date): Promise<void> {
   await db.updateTable('agents').set({ connected_at: at, last_seen_at: at }).where('id', '=', id).execute();
+}
+
+/** Per-agent autonomy: false stops every automatic action on this agent. */
+export async function setAgentAutonomy(db: Db, id: string, enabled: boolean): Promise<boolean> {
+  const r = await db.updateTable('agents').set({ autonomy: enabled }).where('id', '=', id).executeTakeFirst();
+  return r.numUpdatedRows > 0n;
 }

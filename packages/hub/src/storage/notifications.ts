@@ -72,6 +72,10 @@ export async function retryNotification(db: Db, id: string, next: Date, error: s
     .execute();
 }
 
+export async function releaseLeases(db: Db, ids: string[]): Promise<void> {
+  if (ids.length > 0) await db.updateTable('notifications').set({ locked_until: null }).where('id', 'in', ids).execute();
+}
+
 /** Given up on (Slack refused it for good); kept with its error. */
 export async function failNotification(db: Db, id: string, at: Date, error: string): Promise<void> {
   await db.updateTable('notifications').set({ done_at: at, locked_until: null, error: `failed: ${error.slice(0, 490)}` }).where('id', '=', id).execute();

@@ -30,6 +30,7 @@ export interface AgentsTable {
   facts: JsonNullable<AgentFacts>;
   actions: JsonNullable<string[]>;
   stats: JsonNullable<Record<string, number>>;
+  autonomy: ColumnType<boolean, boolean | undefined, boolean>;
 }
 
 export interface AdminTokensTable {
@@ -92,6 +93,8 @@ export interface IncidentsTable {
   reopened_at: TimestampNullable;
   flapping: ColumnType<boolean, boolean | undefined, boolean>;
   flapping_since: TimestampNullable;
+  escalated: ColumnType<boolean, boolean | undefined, boolean>;
+  escalated_at: TimestampNullable;
 }
 
 export const EXEC_STATUSES = ['pending', 'sent', 'succeeded', 'failed', 'timeout', 'undelivered'] as const;
@@ -123,7 +126,8 @@ export interface ExecRequestsTable {
 
 export interface IncidentEventsTable {
   id: string;
-  incident_id: string;
+  incident_id: string | null;
+  agent_id: ColumnType<string | null, string | null | undefined, never>;
   at: Timestamp;
   actor: string;
   by: string | null;
@@ -160,6 +164,93 @@ export interface FingerprintMutesTable {
   muted_at: Timestamp;
 }
 
+export interface ApiTokensTable {
+  id: string;
+  name: string;
+  scopes: Json<('read' | 'exec' | 'admin')[]>;
+  token_hash: string;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  created_by: string;
+  last_used_at: TimestampNullable;
+}
+
+export interface SystemSettingsTable {
+  key: string;
+  value: Json<unknown>;
+  updated_at: Timestamp;
+  updated_by: string;
+}
+
+export interface MatchSpec {
+  type?: string;
+  source?: string;
+  severity?: string;
+  category?: string;
+  agent_id?: string;
+  labels?: Record<string, string>;
+}
+
+export interface RemediationRulesTable {
+  id: string;
+  name: string;
+  match: Json<MatchSpec>;
+  action: Json<{ command: string; params: Record<string, string | number | boolean> }>;
+  mode: 'auto' | 'approve';
+  cooldown_s: number;
+  max_per_hour: number;
+  verify_s: number;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  suspended_at: TimestampNullable;
+  suspended_reason: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  created_by: string;
+}
+
+export type AttemptStatus = 'awaiting_approval' | 'running' | 'verifying' | 'verified' | 'failed' | 'rejected';
+
+export interface RemediationAttemptsTable {
+  id: string;
+  rule_id: string;
+  rule_name: string;
+  incident_id: string;
+  agent_id: string;
+  type: string;
+  source: string;
+  command: string;
+  params: Json<Record<string, string | number | boolean>>;
+  status: AttemptStatus;
+  exec_id: string | null;
+  decided_by: string | null;
+  created_at: Timestamp;
+  started_at: TimestampNullable;
+  verify_by: TimestampNullable;
+  finished_at: TimestampNullable;
+  outcome: string | null;
+}
+
+export interface AutonomyHoldsTable {
+  agent_id: string;
+  type: string;
+  source: string;
+  incident_id: string;
+  since: Timestamp;
+  reason: string;
+}
+
+export interface SilencesTable {
+  id: string;
+  match: Json<MatchSpec>;
+  starts_at: Timestamp;
+  ends_at: Timestamp;
+  cron: string | null;
+  duration_s: number | null;
+  reason: string;
+  created_by: string;
+  created_at: Timestamp;
+  deleted_at: TimestampNullable;
+}
+
 export interface Database {
   agents: AgentsTable;
   admin_tokens: AdminTokensTable;
@@ -171,7 +262,17 @@ export interface Database {
   slack_messages: SlackMessagesTable;
   notifications: NotificationsTable;
   fingerprint_mutes: FingerprintMutesTable;
+  api_tokens: ApiTokensTable;
+  system_settings: SystemSettingsTable;
+  remediation_rules: RemediationRulesTable;
+  remediation_attempts: RemediationAttemptsTable;
+  autonomy_holds: AutonomyHoldsTable;
+  silences: SilencesTable;
 }
+
+export type RemediationRule = Selectable<RemediationRulesTable>;
+export type RemediationAttempt = Selectable<RemediationAttemptsTable>;
+export type Silence = Selectable<SilencesTable>;
 
 export type Agent = Selectable<AgentsTable>;
 export type NewAgent = Insertable<AgentsTable>;

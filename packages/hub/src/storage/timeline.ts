@@ -1,6 +1,11 @@
+import { sql } from 'kysely';
 import { newId } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 
+/**
+ * The audit trail (table incident_events, append-only): every change to an incident, with its
+ * actor, and the system-wide events that are not about one incident (incident_id null).
+ */
 export const TIMELINE_ACTORS = ['agent', 'rule', 'user', 'llm', 'heuristic', 'hub'] as const;
 export type TimelineActor = (typeof TIMELINE_ACTORS)[number];
 export const TIMELINE_KINDS = [
@@ -19,11 +24,35 @@ export const TIMELINE_KINDS = [
   'action_requested',
   'action_completed',
   'action_refused',
+  // remediation (issue 6)
+  'rule_fired',
+  'rule_skipped',
+  'approval_requested',
+  'approved',
+  'rejected',
+  'verified',
+  'verification_failed',
+  'escalated',
+  'rule_suspended',
+  // system-wide
+  'exec_completed',
+  'autonomy_changed',
+  'rule_created',
+  'rule_updated',
+  'rule_deleted',
+  'token_created',
+  'token_deleted',
+  'silence_created',
+  'silence_deleted',
+  'silence_ended',
 ] as const;
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];
 
 export interface TimelineEvent {
-  incidentId: string;
+  /** The incident, or null for an event about the system, an agent or a rule. */
+  incidentId: string | null;
+  /** The agent; taken from the incident when not given. */
+  agentId?: string | null;
   at: Date;
   actor: TimelineActor;
   kind: TimelineKind;
@@ -32,12 +61,25 @@ export interface TimelineEvent {
 }
 
 export async function recordEvent(db: Db, e: TimelineEvent): Promise<void> {
-  await db
-    .insertInto('incident_events')
-    .values({ id: newId(), incident_id: e.incidentId, at: e.at, actor: e.actor, kind: e.kind, by: e.by ?? null, detail: e.detail ? JSON.stringify(e.detail) : null })
-    .execute();
+  const agentId =
+    e.agentId !== undefined || e.incidentId === null ? sql`${e.agentId ?? null}::text` : sql`(SELECT agent_id FROM incidents WHERE id = ${e.incidentId})`;
+  await sql`
+    INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind, by, detail)
+    VALUES (${newId()}, ${e.incidentId}, ${agentId}, ${e.at.toISOString()}::timestamptz, ${e.actor}, ${e.kind}, ${e.by ?? null},
+            ${e.detail ? JSON.stringify(e.detail) : null}::jsonb)`.execute(db);
 }
 
 export async function incidentTimeline(db: Db, incidentId: string) {
   return db.selectFrom('incident_events').select(['at', 'actor', 'by', 'kind', 'detail']).where('incident_id', '=', incidentId).orderBy('id').execute();
+}
+
+/** The audit trail, oldest first, filtered; `after` pages on. */
+export async function auditEvents(db: Db, f: { incidentId?: string; agentId?: string; actor?: string; after?: string; limit: number }) {
+  let q = db.selectFrom('incident_events').select(['id', 'at', 'incident_id', 'agent_id', 'actor', 'by', 'kind', 'detail']);
+  if (f.incidentId) q = q.where('incident_id', '=', f.incidentId);
+  if (f.agentId) q = q.where('agent_id', '=', f.agentId);
+  // `actor` matches the kind of actor (rule, user…) or who exactly (token:ops, slack:U1, rule:restart-api).
+  if (f.actor) q = q.where((eb) => eb.or([eb('actor', '=', f.actor!), eb('by', '=', f.actor!)]));
+  if (f.after) q = q.where('id', '>', f.after);
+  return q.orderBy('id').limit(f.limit).execute();
 }

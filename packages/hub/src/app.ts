@@ -1,5 +1,6 @@
 import Fastify, { type FastifyError } from 'fastify';
 import { Ajv } from 'ajv';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import websocket from '@fastify/websocket';
@@ -21,11 +22,14 @@ import { createLlmClient } from './incidents/llm.ts';
 import { createRedactor, loadRedactions } from './incidents/redact.ts';
 import { AgentRegistry } from './ingest/registry.ts';
 import { setupSlack } from './slack/index.ts';
+import { RemediationEngine } from './remediation/engine.ts';
+import { enqueueApproval } from './storage/notifications.ts';
 import { streamRoute } from './ingest/stream-route.ts';
 import { IngestWriter } from './ingest/writer.ts';
 import { agentRoutes } from './rest/agents.ts';
 import { execRoutes } from './rest/exec.ts';
 import { systemRoutes } from './rest/system.ts';
+import { remediationRoutes } from './rest/remediation.ts';
 import { incidentRoutes } from './rest/incidents.ts';
 import { ErrorResponse } from './rest/schemas.ts';
 import { metricsRoute } from './observability/metrics.ts';
@@ -129,10 +133,12 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
             analyzer.kick();
             hub.slack?.kick();
           }
+          hub.remediation?.opened(outcome.opened);
+          hub.remediation?.resolved(outcome.resolved);
         },
       },
     );
-    const hub: Hub = { config, database, registry, writer, broker, adminAuth, analyzer, lifecycle, slack: null, sweepOffline: async () => [] };
+    const hub: Hub = { config, database, registry, writer, broker, adminAuth, analyzer, lifecycle, slack: null, remediation: null, sweepOffline: async () => [] };
     app.decorate('hub', hub);
 
     // Query strings and path parameters arrive as text and are coerced to their schema's types;
@@ -195,7 +201,24 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       },
     );
 
-    hub.slack = setupSlack(app, { config, db: database.db, broker, redactor, log: app.log });
+    hub.slack = setupSlack(app, { config, db: database.db, broker, redactor, log: app.log, remediation: () => hub.remediation });
+    hub.remediation = new RemediationEngine(
+      database.db,
+      broker,
+      registry,
+      {
+        lifecycle,
+        execTimeoutMs: Math.min(config.execMaxTimeoutMs, Math.max(config.execDefaultTimeoutMs, 30_000)),
+        sweepMs: 2000,
+        kickSlack: () => hub.slack?.kick(),
+        askApproval: async (db, attempt) => {
+          if (hub.slack?.mode !== 'app') return false;
+          await enqueueApproval(db, attempt.incident_id, attempt.id, new Date());
+          return true;
+        },
+      },
+      app.log,
+    );
     streamRoute(app, hub);
     metricsRoute(app, hub, (header) => adminAuth.verifyAdmin(bearerToken(header)) !== undefined);
 
@@ -209,10 +232,19 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         if (!allows(operator.scope, needed)) throw new HubError('HUB_FORBIDDEN', `this needs the ${needed} scope; ${operator.actor} has ${operator.scope}`);
         req.operator = operator;
       });
+      // Per token (after authentication: one busy script cannot starve the others).
+      await v1.register(rateLimit, {
+        max: config.apiRateLimit,
+        timeWindow: 60_000,
+        hook: 'preParsing',
+        keyGenerator: (req) => req.operator?.actor ?? req.ip,
+        errorResponseBuilder: (_req, ctx) => new HubError('HUB_RATE_LIMITED', `more than ${ctx.max} requests a minute; retry in ${ctx.after}`),
+      });
       agentRoutes(v1, hub);
       incidentRoutes(v1, hub);
       execRoutes(v1, hub);
       systemRoutes(v1, hub);
+      remediationRoutes(v1, hub);
     });
 
     // Dedupe ids only need to outlast an outbox replay: forget old ones every hour.
@@ -227,6 +259,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
 
     app.addHook('onReady', async () => analyzer.start());
     app.addHook('onReady', async () => hub.slack?.start());
+    app.addHook('onReady', async () => hub.remediation?.start());
 
     // Every 30 s: agents silent for 3 heartbeat intervals get an "agent offline" incident.
     hub.sweepOffline = async (now = new Date()) => {
@@ -248,6 +281,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       await sweeper.destroy();
       await writer.close();
       await analyzer.stop();
+      broker.shutdown();
+      await hub.remediation?.stop();
       await hub.slack?.stop();
       if (ownsDatabase) await database.close();
     });

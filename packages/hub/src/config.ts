@@ -52,6 +52,10 @@ export interface HubConfig {
   slackPaceMs: number;
   /** How long the Ignore button mutes a fingerprint. */
   slackIgnoreS: number;
+  /** Alerts one agent may send per minute before the hub stops reading from it for a while. */
+  alertsPerMinute: number;
+  /** REST requests one token may make per minute. */
+  apiRateLimit: number;
 }
 
 export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
@@ -89,6 +93,8 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   slackAllowedUsers: [],
   slackPaceMs: 1000, // Slack's posting limit: about one message per second per channel
   slackIgnoreS: 86_400, // 24 h
+  alertsPerMinute: 120,
+  apiRateLimit: 600,
 });
 
 type Rule = (value: unknown) => string | null;
@@ -134,6 +140,8 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   slackAllowedUsers: (v) => (Array.isArray(v) && v.every((u) => typeof u === 'string' && /^[UW][A-Z0-9]{2,}$/.test(u)) ? null : 'must be Slack user ids (U…/W…), comma-separated'),
   slackPaceMs: int(0, 60_000),
   slackIgnoreS: int(60, 30 * 86_400),
+  alertsPerMinute: int(1, 1_000_000),
+  apiRateLimit: int(1, 10_000_000),
 };
 
 export class ConfigError extends Error {
@@ -190,9 +198,11 @@ export const ENV_KEYS = {
   SLACK_WEBHOOK_URL: 'slackWebhookUrl',
   OPSPILOT_SLACK_API_URL: 'slackApiUrl',
   OPSPILOT_SLACK_ALLOWED_USERS: 'slackAllowedUsers',
+  OPSPILOT_ALERTS_PER_MINUTE: 'alertsPerMinute',
+  OPSPILOT_API_RATE_LIMIT: 'apiRateLimit',
 } as const satisfies Record<string, keyof HubConfig>;
 
-const NUMERIC_KEYS = new Set<keyof HubConfig>(['port', 'maxFrameBytes', 'maxPayloadBytes', 'heartbeatIntervalS', 'dedupeRetentionDays', 'analysisReuseS']);
+const NUMERIC_KEYS = new Set<keyof HubConfig>(['port', 'maxFrameBytes', 'maxPayloadBytes', 'heartbeatIntervalS', 'dedupeRetentionDays', 'analysisReuseS', 'alertsPerMinute', 'apiRateLimit']);
 
 /** Read the hub's config from the environment; a bad value fails with the variable named. */
 export function configFromEnv(env: NodeJS.ProcessEnv): Readonly<HubConfig> {

@@ -9,6 +9,7 @@ import type { IngestWriter } from './ingest/writer.ts';
 import type { HubDatabase } from './storage/database.ts';
 import type { LifecycleOptions } from './incidents/lifecycle.ts';
 import type { Slack } from './slack/index.ts';
+import type { RemediationEngine } from './remediation/engine.ts';
 
 /** The hub's parts, built once by buildApp and handed to the routes. */
 export interface Hub {
@@ -23,6 +24,8 @@ export interface Hub {
   lifecycle: LifecycleOptions;
   /** Slack, when configured. */
   slack: Slack | null;
+  /** Remediation rules (set once buildApp has built it). */
+  remediation: RemediationEngine | null;
   /** Open "agent offline" incidents for silent agents now (also run every 30 s); returns their ids. */
   sweepOffline(now?: Date): Promise<string[]>;
 }

@@ -33,7 +33,8 @@ export const RESULT_GRACE_MS = 1000;
  * agent's socket, and its result is stored by the ingest writer whenever it arrives.
  */
 export class ExecBroker {
-  readonly #waiters = new Map<string, (row: ExecRequest) => void>();
+  readonly #waiters = new Map<string, (row: ExecRequest | 'shutdown') => void>();
+  #closing = false;
 
   constructor(
     private readonly db: Db,
@@ -78,6 +79,7 @@ export class ExecBroker {
   }
 
   async #run(ask: ExecAsk): Promise<ExecRequest> {
+    if (this.#closing) throw new HubError('HUB_UNAVAILABLE', 'the hub is shutting down');
     // A connected agent exists (deleting one closes its connection); only ask the database
     // when it is not, to tell an unknown agent from an offline one.
     const conn = this.registry.get(ask.agentId);
@@ -92,8 +94,8 @@ export class ExecBroker {
 
     const id = newId();
     await createExecRequest(this.db, { id, ...ask });
-    let completed!: (row: ExecRequest) => void;
-    const result = new Promise<ExecRequest>((resolve) => (completed = resolve));
+    let completed!: (row: ExecRequest | 'shutdown') => void;
+    const result = new Promise<ExecRequest | 'shutdown'>((resolve) => (completed = resolve));
     this.#waiters.set(id, completed);
     try {
       const sendError = await new Promise<Error | undefined>((resolve) =>
@@ -113,6 +115,7 @@ export class ExecBroker {
       ]);
       clearTimeout(timer);
       await sent;
+      if (outcome === 'shutdown') throw new HubError('HUB_UNAVAILABLE', `the hub is shutting down; the result of exec ${id} will be stored when it arrives (GET /v1/exec/${id})`);
       if (outcome === 'timeout') {
         await markExecTimedOut(this.db, id);
         throw new HubError('HUB_EXEC_TIMEOUT', `no result from agent ${ask.agentId} within ${ask.timeoutMs} ms; see GET /v1/exec/${id}`);
@@ -123,6 +126,15 @@ export class ExecBroker {
     } finally {
       this.#waiters.delete(id);
     }
+  }
+
+  /**
+   * The hub is stopping: stop waiting (503 to whoever asked). A result that comes later, after
+   * the agent reconnects and replays its outbox, is still stored on its row.
+   */
+  shutdown(): void {
+    this.#closing = true;
+    for (const resolve of this.#waiters.values()) resolve('shutdown');
   }
 
   /** Called with the rows once results are stored. */

@@ -31,6 +31,8 @@ export interface ConnectionContext {
   limits: Limits;
   authTimeoutMs: number;
   badFramesPerMinute: number;
+  /** Alerts one agent may send per minute (after a burst of as many) before its reading pauses. */
+  alertsPerMinute: number;
   heartbeatIntervalS: number;
   writer: IngestWriter;
   readBudget: ReadBudget;
@@ -66,6 +68,10 @@ export class AgentConnection implements AckTarget {
   missedPongs = 0;
   #pausedForWriter = false;
   #pausedForTurn = false;
+  #pausedForAlerts: NodeJS.Timeout | null = null;
+  /** Alert tokens left, refilled at alertsPerMinute; a noisy host waits, nothing is dropped. */
+  #alertTokens: number;
+  #alertRefilledAt = Date.now();
   /** The close code, once closed (by either side). */
   closeCode: number | null = null;
   #epoch = -1;
@@ -85,6 +91,7 @@ export class AgentConnection implements AckTarget {
     private readonly ctx: ConnectionContext,
     preAuthenticated?: AuthenticatedAgent,
   ) {
+    this.#alertTokens = ctx.alertsPerMinute;
     socket.on('message', (data, isBinary) => this.#onMessage(toBuffer(data), isBinary));
     socket.on('pong', () => {
       this.missedPongs = 0;
@@ -102,7 +109,7 @@ export class AgentConnection implements AckTarget {
 
   /** Reading is paused (the writer is catching up, or this turn's read budget is spent); pongs wait unread meanwhile. */
   get paused(): boolean {
-    return this.#pausedForWriter || this.#pausedForTurn;
+    return this.#pausedForWriter || this.#pausedForTurn || this.#pausedForAlerts !== null;
   }
 
   get isOpen(): boolean {
@@ -262,6 +269,7 @@ export class AgentConnection implements AckTarget {
         break;
     }
     writer.add(frame);
+    if (message.type === 'alert') this.#spendAlert();
     if (this.#epoch !== writer.epoch) {
       this.#epoch = writer.epoch;
       this.#framesThisEpoch = 0;
@@ -293,6 +301,25 @@ export class AgentConnection implements AckTarget {
     }
   }
 
+  /**
+   * One alert spent. With none left, reading from this agent pauses until one refills: its
+   * alerts wait in the socket (and its outbox), unacked and not lost, while other agents' flow.
+   */
+  #spendAlert(): void {
+    const perMinute = this.ctx.alertsPerMinute;
+    const now = Date.now();
+    this.#alertTokens = Math.min(perMinute, this.#alertTokens + ((now - this.#alertRefilledAt) * perMinute) / 60_000);
+    this.#alertRefilledAt = now;
+    this.#alertTokens -= 1;
+    if (this.#alertTokens >= 0 || this.#pausedForAlerts) return;
+    if (this.#alertTokens < -1) this.ctx.log.warn({ agentId: this.agentId }, 'alert rate limit: pausing this agent');
+    this.socket.pause();
+    this.#pausedForAlerts = setTimeout(() => {
+      this.#pausedForAlerts = null;
+      this.#resumeIfFree();
+    }, Math.ceil((-this.#alertTokens * 60_000) / perMinute));
+  }
+
   #resumeIfFree(): void {
     if (this.paused) return;
     this.missedPongs = 0;
@@ -315,6 +342,7 @@ export class AgentConnection implements AckTarget {
 
   #onClose(): void {
     this.#state = 'closed';
+    if (this.#pausedForAlerts) clearTimeout(this.#pausedForAlerts);
     this.#clearAuthTimer();
     this.#queue = [];
     this.ctx.onClosed(this);

@@ -34,6 +34,7 @@ export function streamRoute(app: App, hub: Hub): void {
     limits: { maxFrameBytes: config.maxFrameBytes, maxPayloadBytes: config.maxPayloadBytes },
     authTimeoutMs: config.authTimeoutMs,
     badFramesPerMinute: config.badFramesPerMinute,
+    alertsPerMinute: config.alertsPerMinute,
     heartbeatIntervalS: config.heartbeatIntervalS,
     writer,
     readBudget: new ReadBudget(FRAMES_PER_TURN, RESUMES_PER_TURN),

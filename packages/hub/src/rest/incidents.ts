@@ -63,6 +63,8 @@ export function incidentRoutes(app: App, hub: Hub): void {
   const tags = ['incidents'];
   /** Slack's message follows the incident. */
   const changed = async (id: string, at: Date) => {
+    // A person acted: automatic attempts held after a failed fix may resume.
+    await hub.remediation?.personActed(id);
     if (!hub.lifecycle.notify) return;
     await enqueueMessage(db, id, at);
     hub.slack?.kick();

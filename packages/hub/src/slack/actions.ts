@@ -10,7 +10,7 @@ import { getIncident } from '../storage/incidents.ts';
 import { enqueueMessage, enqueueThread, muteFingerprint } from '../storage/notifications.ts';
 import type { ExecRequest, Incident } from '../storage/tables.ts';
 import { recordEvent } from '../storage/timeline.ts';
-import { ACTION_IDS, clip, escapeCode, escapeMrkdwn, type ActionName } from './blocks.ts';
+import { ACTION_IDS, APPROVAL_IDS, clip, escapeCode, escapeMrkdwn, type ActionName } from './blocks.ts';
 
 
 export interface ActionDeps {
@@ -23,6 +23,12 @@ export interface ActionDeps {
   execTimeoutMs: number;
   /** After a change to the outbox. */
   kick(): void;
+  /** Remediation: approve mode's answers, and a person acting on an incident. */
+  remediation(): {
+    approve(attemptId: string, by: string): Promise<unknown>;
+    reject(attemptId: string, by: string): Promise<unknown>;
+    personActed(incidentId: string): Promise<void>;
+  } | null;
 }
 
 const NAMES = Object.fromEntries(Object.entries(ACTION_IDS).map(([name, id]) => [id, name as ActionName])) as Record<string, ActionName>;
@@ -49,6 +55,30 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
     if (!incident) return tell('OpsPilot: that incident no longer exists.');
     await handle(deps, name, incident, user, tell);
   });
+
+  bolt.action<BlockButtonAction>({ type: 'block_actions', action_id: /^opspilot_(approve|reject)$/ }, async ({ ack, body, action, client }) => {
+    await ack();
+    const user = body.user?.id;
+    const channel = body.channel?.id;
+    if (typeof user !== 'string' || !/^[UW][A-Z0-9]+$/.test(user)) return;
+    const tell = async (text: string) => {
+      if (channel) await client.chat.postEphemeral({ channel, user, text }).catch((err: unknown) => deps.log.warn({ err }, 'could not send an ephemeral message'));
+    };
+    const engine = deps.remediation();
+    const attemptId = typeof action.value === 'string' && ID_PATTERN.test(action.value) ? action.value : null;
+    if (!engine || !attemptId) return tell('OpsPilot: that request no longer exists.');
+    if (!deps.allowedUsers.has(user)) {
+      deps.log.warn({ user, attemptId }, 'slack approval refused: user not allowed');
+      return tell('OpsPilot: you are not allowed to approve or reject automatic actions. Nothing was run.');
+    }
+    const approve = action.action_id === APPROVAL_IDS.approve;
+    const result = approve ? await engine.approve(attemptId, `slack:${user}`) : await engine.reject(attemptId, `slack:${user}`);
+    if (result === 'not_waiting') return tell('OpsPilot: that request was already answered.');
+    if (result === 'blocked') return tell('OpsPilot: that action may no longer run (resolved, rule suspended, or autonomy off). Nothing was run.');
+    const attempt = result as { incident_id: string; command: string; rule_name: string };
+    await enqueueThread(deps.db, attempt.incident_id, `${approve ? '👍' : '👎'} <@${user}> ${approve ? 'approved' : 'rejected'} \`${escapeCode(attempt.command)}\` of rule \`${escapeCode(attempt.rule_name)}\`.`, new Date());
+    deps.kick();
+  });
 }
 
 async function handle(deps: ActionDeps, name: ActionName, incident: Incident, user: string, tell: (text: string) => Promise<void>): Promise<void> {
@@ -64,6 +94,7 @@ async function handle(deps: ActionDeps, name: ActionName, incident: Incident, us
     return tell(`OpsPilot: you are not allowed to ${name === 'ignore' ? 'ignore incidents' : 'run actions that change a host'}. Nothing was run.`);
   }
 
+  await deps.remediation()?.personActed(incident.id);
   if (plan.kind === 'ignore') {
     const until = new Date(at.getTime() + deps.ignoreS * 1000);
     await deps.db.transaction().execute(async (trx) => {

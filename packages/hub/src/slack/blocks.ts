@@ -7,6 +7,8 @@ export const ACTION_IDS = {
   ignore: 'opspilot_ignore',
   runSuggested: 'opspilot_run_suggested',
 } as const;
+/** Approve mode's buttons; their value is the remediation attempt's id. */
+export const APPROVAL_IDS = { approve: 'opspilot_approve', reject: 'opspilot_reject' } as const;
 export type ActionName = keyof typeof ACTION_IDS;
 
 /**
@@ -151,4 +153,39 @@ export function describeAction(e: MessageData['actions'][number]): string {
     default:
       return '';
   }
+}
+
+/** The question of an `approve` rule, posted in the incident's thread. */
+export function approvalBlocks(a: { id: string; rule_name: string; command: string; params: Record<string, unknown> }, hostname: string): { text: string; blocks: object[] } {
+  const params = Object.entries(a.params)
+    .map(([k, v]) => `${k}=${String(v)}`)
+    .join(' ');
+  const what = `\`${escapeCode(`${a.command}${params ? ` ${params}` : ''}`)}\``;
+  const text = `🤖 Rule \`${escapeCode(a.rule_name)}\` wants to run ${what} on ${escapeMrkdwn(hostname)}. Approve?`;
+  return {
+    text: clip(text, 3000),
+    blocks: [
+      { type: 'section', text: { type: 'mrkdwn', text: clip(text, 3000) } },
+      {
+        type: 'actions',
+        block_id: 'opspilot_approval',
+        elements: [
+          {
+            type: 'button',
+            action_id: APPROVAL_IDS.approve,
+            value: a.id,
+            style: 'primary',
+            text: { type: 'plain_text', text: 'Approve' },
+            confirm: {
+              title: { type: 'plain_text', text: 'Run it now?' },
+              text: { type: 'mrkdwn', text: clip(`Run ${what} on ${escapeMrkdwn(hostname)}?`, 300) },
+              confirm: { type: 'plain_text', text: 'Run' },
+              deny: { type: 'plain_text', text: 'Cancel' },
+            },
+          },
+          { type: 'button', action_id: APPROVAL_IDS.reject, value: a.id, style: 'danger', text: { type: 'plain_text', text: 'Reject' } },
+        ],
+      },
+    ],
+  };
 }

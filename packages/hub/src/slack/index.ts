@@ -5,7 +5,7 @@ import type { App } from '../context.ts';
 import type { ExecBroker } from '../exec/broker.ts';
 import type { Redactor } from '../incidents/redact.ts';
 import type { Db } from '../storage/database.ts';
-import { registerActions } from './actions.ts';
+import { registerActions, type ActionDeps } from './actions.ts';
 import { SlackNotifier } from './notifier.ts';
 import { FastifyReceiver } from './receiver.ts';
 import { outboxClient, webApiTransport, webhookTransport } from './transport.ts';
@@ -24,7 +24,10 @@ export interface Slack {
  * Slack, when configured: the outbox worker, and in app mode Bolt on `POST /slack/events` with
  * the buttons' listeners. Without Slack settings, null: the hub runs as before.
  */
-export function setupSlack(app: App, deps: { config: Readonly<HubConfig>; db: Db; broker: ExecBroker; redactor: Redactor; log: FastifyBaseLogger }): Slack | null {
+export function setupSlack(
+  app: App,
+  deps: { config: Readonly<HubConfig>; db: Db; broker: ExecBroker; redactor: Redactor; log: FastifyBaseLogger; remediation: ActionDeps['remediation'] },
+): Slack | null {
   const { config, db, log } = deps;
   const notifierOptions = { paceMs: config.slackPaceMs, pollMs: 5000, maxAttempts: 10 };
   if (config.slackBotToken && config.slackSigningSecret && config.slackChannel) {
@@ -47,6 +50,7 @@ export function setupSlack(app: App, deps: { config: Readonly<HubConfig>; db: Db
       ignoreS: config.slackIgnoreS,
       execTimeoutMs: Math.min(config.execMaxTimeoutMs, Math.max(config.execDefaultTimeoutMs, 30_000)),
       kick: () => notifier.kick(),
+      remediation: deps.remediation,
     });
     return {
       mode: 'app',

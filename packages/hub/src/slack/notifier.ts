@@ -3,6 +3,7 @@ import type { Db } from '../storage/database.ts';
 import {
   claimDue,
   completeNotification,
+  deferNotification,
   failNotification,
   getSlackMessage,
   isMuted,
@@ -13,7 +14,9 @@ import {
   saveSlackMessage,
   type DueNotification,
 } from '../storage/notifications.ts';
-import { renderMessage } from './blocks.ts';
+import { getAttempt } from '../storage/rules.ts';
+import { silencing, subjectOf } from '../storage/silences.ts';
+import { approvalBlocks, renderMessage } from './blocks.ts';
 
 /** How the hub talks to Slack: the Web API (app mode) or an incoming webhook (post only). */
 export interface SlackTransport {
@@ -21,8 +24,8 @@ export interface SlackTransport {
   post(channel: string, msg: { text: string; blocks: object[] }): Promise<{ ts: string | null }>;
   /** Edit a posted message; absent in webhook mode. */
   update?(channel: string, ts: string, msg: { text: string; blocks: object[] }): Promise<void>;
-  /** A reply in a message's thread; absent in webhook mode. */
-  reply?(channel: string, ts: string, text: string): Promise<void>;
+  /** A reply in a message's thread (blocks for questions); absent in webhook mode. */
+  reply?(channel: string, ts: string, text: string, blocks?: object[]): Promise<void>;
 }
 
 /** Slack asked us to wait (HTTP 429); `retryAfterMs` from its Retry-After header. */
@@ -31,6 +34,14 @@ export class SlackRateLimited extends Error {
     super(`rate limited by Slack for ${retryAfterMs} ms`);
   }
 }
+
+/** A silence holds the incident's first post until `until`. */
+class Silenced extends Error {
+  constructor(readonly until: Date) {
+    super('silenced');
+  }
+}
+const SILENCED = 'silenced';
 
 /** Slack refused the call for a reason retrying will not change (channel_not_found, invalid_auth…). */
 export class SlackRefused extends Error {}
@@ -135,11 +146,21 @@ export class SlackNotifier {
 
   async #deliver(n: DueNotification): Promise<void> {
     try {
-      if (n.kind === 'message') await this.#syncMessage(n.incident_id);
-      else await this.#reply(n.incident_id, n.body ?? '');
+      if (n.kind === 'message') await this.#syncMessage(n.incident_id, n);
+      else if (n.kind === 'approval') {
+        const attempt = await getAttempt(this.db, n.body ?? '');
+        if (attempt?.status === 'awaiting_approval') {
+          const q = approvalBlocks(attempt, await this.#hostname(attempt.agent_id));
+          await this.#reply(n.incident_id, q.text, q.blocks);
+        }
+      } else await this.#reply(n.incident_id, n.body ?? '');
       await completeNotification(this.db, n, new Date());
     } catch (err) {
       const now = Date.now();
+      if (err instanceof Silenced) {
+        await deferNotification(this.db, n.id, err.until, SILENCED);
+        return;
+      }
       if (err instanceof SlackRateLimited) {
         this.#pausedUntil = now + err.retryAfterMs;
         this.log.warn({ retryAfterMs: err.retryAfterMs }, 'slack rate limit: pausing');
@@ -158,7 +179,7 @@ export class SlackNotifier {
   }
 
   /** Post the incident's message, or edit it to show the incident as it is now. */
-  async #syncMessage(incidentId: string): Promise<{ channel: string; ts: string | null } | undefined> {
+  async #syncMessage(incidentId: string, n?: DueNotification): Promise<{ channel: string; ts: string | null } | undefined> {
     const data = await messageData(this.db, incidentId);
     if (!data) return undefined; // deleted with its agent
     const msg = renderMessage(data, { buttons: this.transport.buttons });
@@ -169,18 +190,28 @@ export class SlackNotifier {
     }
     // Never posted: a muted or ignored incident stays out of the channel.
     if (data.incident.status === 'ignored' || (await isMuted(this.db, data.incident, new Date()))) return undefined;
+    // Silenced: wait for the silence to end; then only what is still open is posted.
+    const subject = await subjectOf(this.db, incidentId);
+    const silence = subject ? await silencing(this.db, subject, new Date()) : undefined;
+    if (silence && n) throw new Silenced(silence.until);
+    if (n?.body === SILENCED && data.incident.status === 'resolved') return undefined;
     await this.#pace();
     const { ts } = await this.transport.post(this.opts.channel, msg);
     await saveSlackMessage(this.db, incidentId, this.opts.channel, ts, new Date());
     return { channel: this.opts.channel, ts };
   }
 
-  async #reply(incidentId: string, text: string): Promise<void> {
+  async #reply(incidentId: string, text: string, blocks?: object[]): Promise<void> {
     if (!this.transport.reply) return;
     const posted = (await getSlackMessage(this.db, incidentId)) ?? (await this.#syncMessage(incidentId));
     if (!posted?.ts) return;
     await this.#pace();
-    await this.transport.reply(posted.channel, posted.ts, text);
+    await this.transport.reply(posted.channel, posted.ts, text, blocks);
+  }
+
+  async #hostname(agentId: string): Promise<string> {
+    const row = await this.db.selectFrom('agents').select('hostname').where('id', '=', agentId).executeTakeFirst();
+    return row?.hostname ?? agentId;
   }
 
   async #pace(): Promise<void> {

@@ -60,8 +60,8 @@ export function webApiTransport(client: WebClient): SlackTransport {
     async update(channel, ts, msg) {
       await call(() => client.chat.update({ channel, ts, text: msg.text, blocks: msg.blocks as never }));
     },
-    async reply(channel, ts, text) {
-      await call(() => client.chat.postMessage({ channel, thread_ts: ts, text, unfurl_links: false, unfurl_media: false }));
+    async reply(channel, ts, text, blocks) {
+      await call(() => client.chat.postMessage({ channel, thread_ts: ts, text, ...(blocks ? { blocks: blocks as never } : {}), unfurl_links: false, unfurl_media: false }));
     },
   };
 }

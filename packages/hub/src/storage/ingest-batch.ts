@@ -37,6 +37,10 @@ export interface EventOutcome {
   completedExecs: ExecRequest[];
   /** incident ids created, updated or resolved. */
   incidents: string[];
+  /** incident ids opened or reopened (remediation rules look at these). */
+  opened: string[];
+  /** incident ids the agent resolved. */
+  resolved: string[];
 }
 
 const idKey = (agentId: string, msgId: string): string => `${agentId}\0${msgId}`;
@@ -125,7 +129,7 @@ export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
 export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
   const results = batch.items.filter((i): i is Extract<EventItem, { kind: 'exec_result' }> => i.kind === 'exec_result');
   const incidents = batch.items.filter((i) => i.kind !== 'exec_result');
-  const outcome: EventOutcome = { completedExecs: [], incidents: [] };
+  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], resolved: [] };
   if (results.length > 0) {
     outcome.completedExecs = await completeExecRequests(
       db,
@@ -153,10 +157,15 @@ export async function storeEvents(db: Db, batch: EventBatch, lifecycle: Lifecycl
       if (item.msgId !== undefined && !fresh.delete(idKey(item.agentId, item.msgId))) continue;
       if (!existing.has(item.agentId)) continue;
       if (item.kind === 'alert') {
-        outcome.incidents.push((await applyAlert(trx, lifecycle, item.agentId, item.payload, item.at, 'agent')).incidentId);
+        const { incidentId, change } = await applyAlert(trx, lifecycle, item.agentId, item.payload, item.at, 'agent');
+        outcome.incidents.push(incidentId);
+        if (change !== 'repeated') outcome.opened.push(incidentId);
       } else if (item.kind === 'resolve') {
         const id = await applyResolve(trx, lifecycle, { agentId: item.agentId, ...item.payload }, item.at, 'agent', item.payload.message);
-        if (id) outcome.incidents.push(id);
+        if (id) {
+          outcome.incidents.push(id);
+          outcome.resolved.push(id);
+        }
       }
     }
   });

@@ -26,10 +26,15 @@ export async function enqueueThread(db: Db, incidentId: string, body: string, at
   await db.insertInto('notifications').values({ id: newId(), incident_id: incidentId, kind: 'thread', body, next_attempt_at: at }).execute();
 }
 
+/** An Approve / Reject question for a remediation attempt, in the incident's thread. */
+export async function enqueueApproval(db: Db, incidentId: string, attemptId: string, at: Date): Promise<void> {
+  await db.insertInto('notifications').values({ id: newId(), incident_id: incidentId, kind: 'approval', body: attemptId, next_attempt_at: at }).execute();
+}
+
 export interface DueNotification {
   id: string;
   incident_id: string;
-  kind: 'message' | 'thread';
+  kind: 'message' | 'thread' | 'approval';
   body: string | null;
   version: number;
   attempts: number;
@@ -70,6 +75,16 @@ export async function retryNotification(db: Db, id: string, next: Date, error: s
     .set((eb) => ({ next_attempt_at: next, locked_until: null, error: error.slice(0, 500), attempts: counts ? eb('attempts', '+', 1) : eb.ref('attempts') }))
     .where('id', '=', id)
     .execute();
+}
+
+/** Held back (by a silence) until `until`; `mark` says why, for when it comes due. */
+export async function deferNotification(db: Db, id: string, until: Date, mark: string): Promise<void> {
+  await db.updateTable('notifications').set({ next_attempt_at: until, locked_until: null, body: mark }).where('id', '=', id).where('kind', '=', 'message').execute();
+}
+
+/** A silence ended early: what it held is due now. */
+export async function releaseDeferred(db: Db, at: Date): Promise<void> {
+  await db.updateTable('notifications').set({ next_attempt_at: at }).where('done_at', 'is', null).where('body', '=', 'silenced').where('next_attempt_at', '>', at).execute();
 }
 
 export async function releaseLeases(db: Db, ids: string[]): Promise<void> {

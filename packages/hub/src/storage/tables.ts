@@ -145,7 +145,7 @@ export interface SlackMessagesTable {
 export interface NotificationsTable {
   id: string;
   incident_id: string;
-  kind: 'message' | 'thread';
+  kind: 'message' | 'thread' | 'approval';
   body: string | null;
   version: ColumnType<number, number | undefined, number>;
   attempts: ColumnType<number, number | undefined, number>;
@@ -181,14 +181,14 @@ export interface SystemSettingsTable {
   updated_by: string;
 }
 
-export interface MatchSpec {
+export type MatchSpec = {
   type?: string;
   source?: string;
   severity?: string;
   category?: string;
   agent_id?: string;
   labels?: Record<string, string>;
-}
+};
 
 export interface RemediationRulesTable {
   id: string;

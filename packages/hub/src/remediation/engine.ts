@@ -1,0 +1,399 @@
+import type { FastifyBaseLogger } from 'fastify';
+import { newId } from '@opspilot/protocol';
+import type { ExecBroker } from '../exec/broker.ts';
+import { HubError } from '../errors.ts';
+import type { AgentRegistry } from '../ingest/registry.ts';
+import { applyResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
+import type { Db } from '../storage/database.ts';
+import { getAgent } from '../storage/agents.ts';
+import { getIncident } from '../storage/incidents.ts';
+import { enqueueMessage, enqueueThread } from '../storage/notifications.ts';
+import {
+  createAttempt,
+  dueVerifications,
+  failuresSince,
+  getAttempt,
+  holdOn,
+  lastRunOnFingerprint,
+  listRules,
+  moveAttempt,
+  placeHold,
+  releaseHold,
+  runsOnAgentSince,
+  suspendRule,
+  verifyingFor,
+} from '../storage/rules.ts';
+import { getAutonomy } from '../storage/settings.ts';
+import { silencing } from '../storage/silences.ts';
+import type { Incident, RemediationAttempt, RemediationRule } from '../storage/tables.ts';
+import { recordEvent } from '../storage/timeline.ts';
+import { matches, type MatchSubject } from './match.ts';
+import { fillParams } from './params.ts';
+
+export interface EngineOptions {
+  lifecycle: LifecycleOptions;
+  execTimeoutMs: number;
+  /** How often verifications that came due are checked (restarts included). */
+  sweepMs: number;
+  /** After outbox changes. */
+  kickSlack(): void;
+  /** Approve mode: ask in Slack (queues the approval message); false when Slack is not set up. */
+  askApproval(db: Db, attempt: RemediationAttempt): Promise<boolean>;
+}
+
+/** Failures of one rule within an hour that open its circuit breaker. */
+export const CIRCUIT_FAILURES = 3;
+const SEVERITY_UP: Record<string, string> = { low: 'medium', medium: 'high', high: 'critical', critical: 'critical' };
+
+/**
+ * Remediation: when an incident opens or reopens, the first enabled rule that matches and passes
+ * every gate (kill switch, agent autonomy, a hold after a failed fix, silences, cooldown, hourly
+ * cap, circuit breaker) acts: `auto` runs its action, `approve` asks in Slack. After a run the
+ * incident must resolve within `verify_s`; otherwise, or when the action fails, the incident is
+ * escalated and its fingerprint held until a person acts. Every decision is on the audit trail.
+ */
+export class RemediationEngine {
+  #chain: Promise<void> = Promise.resolve();
+  #timer: NodeJS.Timeout | null = null;
+  readonly #inFlight = new Set<Promise<unknown>>();
+  #stopped = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly broker: ExecBroker,
+    private readonly registry: AgentRegistry,
+    private readonly opts: EngineOptions,
+    private readonly log: FastifyBaseLogger,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.#settleInterrupted();
+    this.#timer = setInterval(() => this.#track(this.sweep()), this.opts.sweepMs);
+    this.#timer.unref();
+    this.#track(this.sweep());
+  }
+
+  /**
+   * Attempts a stopped hub left running: a stored success goes on to verification (the sweep
+   * checks it); anything else is treated as failed, which escalates: an action nobody can vouch
+   * for is not assumed to have worked.
+   */
+  async #settleInterrupted(): Promise<void> {
+    const running = await this.db.selectFrom('remediation_attempts').selectAll().where('status', '=', 'running').where('started_at', 'is not', null).execute();
+    for (const attempt of running) {
+      const exec = await this.db
+        .selectFrom('exec_requests')
+        .selectAll()
+        .where('incident_id', '=', attempt.incident_id)
+        .where('requested_by', '=', `rule:${attempt.rule_name}`)
+        .where('command', '=', attempt.command)
+        .where('created_at', '>=', attempt.started_at!)
+        .orderBy('id')
+        .limit(1)
+        .executeTakeFirst();
+      if (exec?.status === 'succeeded') {
+        const rule = (await listRules(this.db)).find((r) => r.id === attempt.rule_id);
+        const verifyBy = new Date(attempt.started_at!.getTime() + (rule?.verify_s ?? 0) * 1000);
+        await moveAttempt(this.db, attempt.id, ['running'], { status: 'verifying', exec_id: exec.id, verify_by: verifyBy });
+        continue;
+      }
+      await this.#failed(attempt, 'interrupted by a hub restart', exec ? `exec ${exec.id} ${exec.status}` : 'the exec was not sent');
+    }
+  }
+
+  /** Call after `broker.shutdown()`, so no exec wait holds this up. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearInterval(this.#timer);
+    await Promise.allSettled([...this.#inFlight, this.#chain]);
+  }
+
+  /** Incidents opened or reopened: decide, one incident at a time, in order. */
+  opened(incidentIds: readonly string[]): void {
+    for (const id of incidentIds) {
+      this.#chain = this.#chain.then(() => this.#evaluate(id)).catch((err) => this.log.error({ err, incidentId: id }, 'remediation failed'));
+      this.#track(this.#chain);
+    }
+  }
+
+  /** Incidents the agent resolved: fixes waiting for that are verified now. */
+  resolved(incidentIds: readonly string[]): void {
+    if (incidentIds.length === 0) return;
+    this.#track(
+      verifyingFor(this.db, [...incidentIds])
+        .then((attempts) => Promise.all(attempts.map((a) => this.#verified(a, 'the incident resolved'))))
+        .catch((err) => this.log.error({ err }, 'verification failed')),
+    );
+  }
+
+  /** A person acknowledged or resolved an incident: automatic attempts on its fingerprint may resume. */
+  async personActed(incidentId: string): Promise<void> {
+    if (await releaseHold(this.db, incidentId)) this.log.info({ incidentId }, 'autonomy hold released by a person');
+  }
+
+  /** Verifications that came due: resolved means fixed; otherwise a restarted unit may be active again. */
+  async sweep(now = new Date()): Promise<void> {
+    if (this.#stopped) return;
+    for (const attempt of await dueVerifications(this.db, now)) await this.#verify(attempt);
+  }
+
+  async #evaluate(incidentId: string): Promise<void> {
+    if (this.#stopped) return;
+    const rules = (await listRules(this.db)).filter((r) => r.enabled);
+    if (rules.length === 0) return;
+    const incident = await getIncident(this.db, incidentId);
+    if (!incident || incident.status === 'resolved') return;
+    const agent = await getAgent(this.db, incident.agent_id);
+    if (!agent) return;
+    const subject: MatchSubject = { ...incident, labels: agent.labels ?? {} };
+    const at = new Date();
+    let fired: RemediationRule | null = null;
+    for (const rule of rules) {
+      if (!matches(rule.match, subject)) continue;
+      const reason = fired ? `rule ${fired.name} acted first` : await this.#gate(rule, incident, subject, agent.autonomy, at);
+      if (reason) {
+        await this.#audit(incident, at, 'rule_skipped', rule, { reason });
+        continue;
+      }
+      const filled = fillParams(rule.action.command, rule.action.params, {
+        source: incident.source,
+        type: incident.type,
+        agent_id: incident.agent_id,
+        hostname: agent.hostname,
+        incident_id: incident.id,
+        severity: incident.severity,
+        category: incident.category,
+      });
+      if ('problem' in filled) {
+        await this.#audit(incident, at, 'rule_skipped', rule, { reason: `params: ${filled.problem}` });
+        continue;
+      }
+      const catalogue = this.registry.get(agent.id)?.actions ?? agent.actions;
+      if (catalogue && !catalogue.includes(rule.action.command)) {
+        await this.#audit(incident, at, 'rule_skipped', rule, { reason: `the agent does not offer ${rule.action.command}` });
+        continue;
+      }
+      fired = rule;
+      const attempt: RemediationAttempt = {
+        id: newId(),
+        rule_id: rule.id,
+        rule_name: rule.name,
+        incident_id: incident.id,
+        agent_id: incident.agent_id,
+        type: incident.type,
+        source: incident.source,
+        command: rule.action.command,
+        params: filled.params,
+        status: rule.mode === 'auto' ? 'running' : 'awaiting_approval',
+        exec_id: null,
+        decided_by: null,
+        created_at: at,
+        started_at: null,
+        verify_by: null,
+        finished_at: null,
+        outcome: null,
+      };
+      await this.db.transaction().execute(async (trx) => {
+        await createAttempt(trx, attempt);
+        await this.#audit(incident, at, 'rule_fired', rule, { attempt_id: attempt.id, mode: rule.mode, command: attempt.command, params: attempt.params }, trx);
+        if (rule.mode === 'approve') {
+          const asked = await this.opts.askApproval(trx, attempt);
+          await this.#audit(incident, at, 'approval_requested', rule, { attempt_id: attempt.id, via: asked ? 'slack' : 'rest' }, trx);
+        }
+      });
+      if (rule.mode === 'approve') this.opts.kickSlack();
+      else this.#track(this.#execute(attempt, rule));
+    }
+  }
+
+  /** Why this rule may not act on this incident now, or null. */
+  async #gate(rule: RemediationRule, incident: Incident, subject: MatchSubject, agentAutonomy: boolean, at: Date): Promise<string | null> {
+    if (rule.suspended_at) return `circuit open: ${rule.suspended_reason ?? 'suspended'}`;
+    if (!(await getAutonomy(this.db)).enabled) return 'kill switch: autonomy is off';
+    if (!agentAutonomy) return "the agent's autonomy is off";
+    const hold = await holdOn(this.db, incident);
+    if (hold) return `held since an automatic fix failed (${hold.reason}); a person must act first`;
+    const silence = await silencing(this.db, subject, at);
+    if (silence) return `silenced until ${silence.until.toISOString()} (${silence.silence.reason})`;
+    const last = await lastRunOnFingerprint(this.db, rule.id, incident);
+    if (last && at.getTime() - last.getTime() < rule.cooldown_s * 1000) return `cooldown: last ran ${Math.round((at.getTime() - last.getTime()) / 1000)} s ago (cooldown_s ${rule.cooldown_s})`;
+    const runs = await runsOnAgentSince(this.db, rule.id, incident.agent_id, new Date(at.getTime() - 3_600_000));
+    if (runs >= rule.max_per_hour) return `rate limit: ${runs} runs on this agent in the last hour (max_per_hour ${rule.max_per_hour})`;
+    if (!this.registry.get(incident.agent_id)?.isOpen) return 'the agent is offline';
+    return null;
+  }
+
+  /** Approve mode: a person said yes (Slack or REST). Gates that stop everything still apply. */
+  async approve(attemptId: string, by: string): Promise<RemediationAttempt | 'not_waiting' | 'blocked'> {
+    const attempt = await getAttempt(this.db, attemptId);
+    if (!attempt || attempt.status !== 'awaiting_approval') return 'not_waiting';
+    const incident = await getIncident(this.db, attempt.incident_id);
+    const rule = (await listRules(this.db)).find((r) => r.id === attempt.rule_id);
+    const at = new Date();
+    if (!incident || !rule || incident.status === 'resolved' || !(await getAutonomy(this.db)).enabled || rule.suspended_at) {
+      await moveAttempt(this.db, attemptId, ['awaiting_approval'], { status: 'rejected', decided_by: by, finished_at: at, outcome: 'no longer allowed to run' });
+      if (incident) await this.#audit(incident, at, 'rejected', rule ?? null, { attempt_id: attemptId, reason: 'no longer allowed to run (resolved, rule gone or suspended, or autonomy off)' }, this.db, by);
+      return 'blocked';
+    }
+    const moved = await moveAttempt(this.db, attemptId, ['awaiting_approval'], { status: 'running', decided_by: by });
+    if (!moved) return 'not_waiting';
+    await this.#audit(incident, at, 'approved', rule, { attempt_id: attemptId }, this.db, by);
+    this.#track(this.#execute(moved, rule));
+    return moved;
+  }
+
+  async reject(attemptId: string, by: string): Promise<RemediationAttempt | 'not_waiting'> {
+    const at = new Date();
+    const moved = await moveAttempt(this.db, attemptId, ['awaiting_approval'], { status: 'rejected', decided_by: by, finished_at: at, outcome: 'rejected' });
+    if (!moved) return 'not_waiting';
+    const incident = await getIncident(this.db, moved.incident_id);
+    if (incident) await this.#audit(incident, at, 'rejected', { id: moved.rule_id, name: moved.rule_name }, { attempt_id: attemptId }, this.db, by);
+    return moved;
+  }
+
+  async #execute(attempt: RemediationAttempt, rule: RemediationRule): Promise<void> {
+    const started = new Date();
+    await moveAttempt(this.db, attempt.id, ['running'], { started_at: started });
+    let outcome: string;
+    try {
+      const result = await this.broker.run({
+        agentId: attempt.agent_id,
+        command: attempt.command,
+        params: attempt.params,
+        timeoutMs: this.opts.execTimeoutMs,
+        requestedBy: `rule:${rule.name}`,
+        origin: 'rule',
+        incidentId: attempt.incident_id,
+      });
+      if (result.status === 'succeeded') {
+        const verifyBy = new Date(Date.now() + rule.verify_s * 1000);
+        const moved = await moveAttempt(this.db, attempt.id, ['running'], { status: 'verifying', exec_id: result.id, verify_by: verifyBy });
+        if (!moved) return;
+        // Resolved while the action ran: verified already.
+        const incident = await getIncident(this.db, attempt.incident_id);
+        if (incident?.status === 'resolved') {
+          await this.#verified(moved, 'the incident resolved');
+          return;
+        }
+        const timer = setTimeout(() => this.#track(getAttempt(this.db, attempt.id).then((a) => a && this.#verify(a))), rule.verify_s * 1000);
+        timer.unref();
+        return;
+      }
+      outcome = `${result.command} ${result.status}${result.exit_code !== null ? ` (exit ${result.exit_code})` : ''}${result.error_code ? `: ${result.error_code}` : ''}`;
+      await moveAttempt(this.db, attempt.id, ['running'], { exec_id: result.id });
+    } catch (err) {
+      // Stopping: the attempt stays `running`; the next start settles it.
+      if (this.#stopped) return;
+      outcome = err instanceof HubError ? `${err.code}: ${err.message}` : `error: ${(err as Error).message}`;
+    }
+    await this.#failed(attempt, 'the action failed', outcome);
+  }
+
+  /** The deadline came: resolved, or a restarted unit active again, or it did not work. */
+  async #verify(attempt: RemediationAttempt): Promise<void> {
+    if (attempt.status !== 'verifying') return;
+    const incident = await getIncident(this.db, attempt.incident_id);
+    if (!incident || incident.status === 'resolved') {
+      await this.#verified(attempt, 'the incident resolved');
+      return;
+    }
+    if (['restart_service', 'start_service'].includes(attempt.command) && typeof attempt.params.service === 'string' && this.registry.get(attempt.agent_id)?.isOpen) {
+      const offers = this.registry.get(attempt.agent_id)?.actions;
+      if (!offers || offers.includes('service_status')) {
+        const status = await this.broker
+          .run({
+            agentId: attempt.agent_id,
+            command: 'service_status',
+            params: { service: attempt.params.service },
+            timeoutMs: this.opts.execTimeoutMs,
+            requestedBy: `rule:${attempt.rule_name}`,
+            origin: 'rule',
+            incidentId: attempt.incident_id,
+          })
+          .catch(() => null);
+        // `systemctl status` exits 0 only for an active unit.
+        if (status?.status === 'succeeded' && status.exit_code === 0) {
+          const verified = await this.#verified(attempt, `${attempt.params.service} is active again`);
+          if (verified) {
+            await applyResolve(this.db, this.opts.lifecycle, { agentId: incident.agent_id, type: incident.type, source: incident.source }, new Date(), 'rule', `${attempt.params.service} active again after ${attempt.command} by rule ${attempt.rule_name}`);
+            this.opts.kickSlack();
+          }
+          return;
+        }
+      }
+    }
+    await this.#failed(attempt, 'verification failed', `still not resolved ${Math.round((Date.now() - (attempt.started_at ?? attempt.created_at).getTime()) / 1000)} s after the action`);
+  }
+
+  async #verified(attempt: RemediationAttempt, how: string): Promise<boolean> {
+    const at = new Date();
+    const moved = await moveAttempt(this.db, attempt.id, ['verifying'], { status: 'verified', finished_at: at, outcome: how });
+    if (!moved) return false;
+    const incident = await getIncident(this.db, attempt.incident_id);
+    if (incident) await this.#audit(incident, at, 'verified', { id: attempt.rule_id, name: attempt.rule_name }, { attempt_id: attempt.id, how, exec_id: attempt.exec_id });
+    this.log.info({ incidentId: attempt.incident_id, rule: attempt.rule_name }, 'automatic fix verified');
+    return true;
+  }
+
+  /** The fix did not work: escalate, hold the fingerprint, and maybe open the rule's circuit. */
+  async #failed(attempt: RemediationAttempt, what: string, outcome: string): Promise<void> {
+    const at = new Date();
+    const moved = await moveAttempt(this.db, attempt.id, ['running', 'verifying'], { status: 'failed', finished_at: at, outcome: `${what}: ${outcome}` });
+    if (!moved) return;
+    const incident = await getIncident(this.db, attempt.incident_id);
+    const rule = { id: attempt.rule_id, name: attempt.rule_name };
+    let suspended = false;
+    await this.db.transaction().execute(async (trx) => {
+      if (incident) {
+        await this.#audit(incident, at, 'verification_failed', rule, { attempt_id: attempt.id, what, outcome }, trx);
+        const from = incident.severity ?? 'medium';
+        const to = SEVERITY_UP[from] ?? 'high';
+        await trx.updateTable('incidents').set({ severity: to, escalated: true, escalated_at: at }).where('id', '=', incident.id).execute();
+        await placeHold(trx, incident, incident.id, `rule ${attempt.rule_name}: ${what}`, at);
+        await this.#audit(incident, at, 'escalated', rule, { from, to, reason: `${what}: ${outcome}`, held: true }, trx);
+        if (this.opts.lifecycle.notify) {
+          await enqueueMessage(trx, incident.id, at);
+          await enqueueThread(
+            trx,
+            incident.id,
+            `⚠️ The automatic fix by rule \`${attempt.rule_name}\` (\`${attempt.command}\`) did not work (${what}). Severity raised to *${to}*; no more automatic attempts on this until someone acknowledges or resolves it.`,
+            at,
+          );
+        }
+      }
+      if ((await failuresSince(trx, attempt.rule_id, new Date(at.getTime() - 3_600_000))) >= CIRCUIT_FAILURES) {
+        suspended = await suspendRule(trx, attempt.rule_id, `${CIRCUIT_FAILURES} failures within an hour`, at);
+        if (suspended) await recordEvent(trx, { incidentId: null, agentId: null, at, actor: 'hub', kind: 'rule_suspended', detail: { rule_id: attempt.rule_id, rule: attempt.rule_name, failures: CIRCUIT_FAILURES } });
+      }
+    });
+    this.log.warn({ incidentId: attempt.incident_id, rule: attempt.rule_name, outcome }, 'automatic fix failed; escalated');
+    if (suspended) this.log.error({ rule: attempt.rule_name }, 'rule suspended: circuit breaker open');
+    this.opts.kickSlack();
+  }
+
+  async #audit(
+    incident: Pick<Incident, 'id' | 'agent_id'>,
+    at: Date,
+    kind: 'rule_fired' | 'rule_skipped' | 'approval_requested' | 'approved' | 'rejected' | 'verified' | 'verification_failed' | 'escalated',
+    rule: Pick<RemediationRule, 'id' | 'name'> | null,
+    detail: Record<string, unknown>,
+    db: Db = this.db,
+    by?: string,
+  ): Promise<void> {
+    const person = kind === 'approved' || kind === 'rejected';
+    await recordEvent(db, {
+      incidentId: incident.id,
+      agentId: incident.agent_id,
+      at,
+      actor: person ? 'user' : 'rule',
+      by: by ?? (rule ? `rule:${rule.name}` : undefined),
+      kind,
+      detail: { ...(rule ? { rule_id: rule.id, rule: rule.name } : {}), ...detail },
+    });
+  }
+
+  #track(p: Promise<unknown>): void {
+    this.#inFlight.add(p);
+    void p.finally(() => this.#inFlight.delete(p));
+  }
+}

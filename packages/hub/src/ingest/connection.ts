@@ -83,6 +83,7 @@ export class AgentConnection implements AckTarget {
   #tokenHash = '';
   #verifiedToken: string | null = null;
   #queue: { data: Buffer; isBinary: boolean }[] = [];
+  #held: { data: Buffer; isBinary: boolean }[] = [];
   #badFrames: number[] = [];
   #authTimer: NodeJS.Timeout | null = null;
 
@@ -148,7 +149,9 @@ export class AgentConnection implements AckTarget {
     this.missedPongs = 0; // any frame shows the agent is alive
     switch (this.#state) {
       case 'open':
-        this.#handleFrame(data, isBinary);
+        // Over its alert budget: frames already read wait here, in order, with the socket paused.
+        if (this.#pausedForAlerts) this.#held.push({ data, isBinary });
+        else this.#handleFrame(data, isBinary);
         return;
       case 'awaiting-token':
         this.#state = 'authenticating';
@@ -316,6 +319,10 @@ export class AgentConnection implements AckTarget {
     this.socket.pause();
     this.#pausedForAlerts = setTimeout(() => {
       this.#pausedForAlerts = null;
+      while (this.#held.length > 0 && !this.#pausedForAlerts && this.#state === 'open') {
+        const frame = this.#held.shift()!;
+        this.#handleFrame(frame.data, frame.isBinary);
+      }
       this.#resumeIfFree();
     }, Math.ceil((-this.#alertTokens * 60_000) / perMinute));
   }
@@ -343,6 +350,7 @@ export class AgentConnection implements AckTarget {
   #onClose(): void {
     this.#state = 'closed';
     if (this.#pausedForAlerts) clearTimeout(this.#pausedForAlerts);
+    this.#held = [];
     this.#clearAuthTimer();
     this.#queue = [];
     this.ctx.onClosed(this);

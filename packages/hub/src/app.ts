@@ -150,7 +150,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     app.addSchema(ErrorResponse);
     await app.register(swagger, {
       openapi: {
-        info: { title: 'OpsPilot hub', version: '0.1.0', description: 'Agents, incidents and exec. Every /v1 route needs `Authorization: Bearer <admin token>`.' },
+        info: { title: 'OpsPilot hub', version: '0.1.0', description: 'Agents, incidents and exec. Every /v1 route needs `Authorization: Bearer <token>`: the admin token, or a scoped API token (read ⊂ exec ⊂ admin).' },
         components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
         security: [{ bearer: [] }],
       },

@@ -34,6 +34,8 @@ function summary(i: IncidentSummary): IncidentSummaryViewT {
     reopened_at: iso(i.reopened_at),
     flapping: i.flapping,
     flapping_since: iso(i.flapping_since),
+    escalated: i.escalated,
+    escalated_at: iso(i.escalated_at),
   };
 }
 

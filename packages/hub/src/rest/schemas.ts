@@ -72,6 +72,8 @@ const incidentFields = {
   reopened_at: Timestamp,
   flapping: Type.Boolean({ description: '4 or more opens, reopens and resolves within 15 minutes' }),
   flapping_since: Timestamp,
+  escalated: Type.Boolean({ description: 'An automatic fix failed: severity was raised and automatic attempts wait for a person' }),
+  escalated_at: Timestamp,
 };
 export const IncidentSummaryView = Type.Object(incidentFields);
 export const AnalysisView = Type.Object({

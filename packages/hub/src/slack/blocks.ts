@@ -76,7 +76,7 @@ export function renderMessage(d: MessageData, opts: { buttons: boolean }): { tex
     fields: [
       field('Severity', `${SEVERITY_ICON[i.severity ?? ''] ?? '⚪'} ${escapeMrkdwn(i.severity ?? 'unclassified')}${i.category ? ` · ${escapeMrkdwn(i.category)}` : ''}`),
       field('Host', escapeMrkdwn(d.hostname ?? i.agent_id)),
-      field('Status', `${escapeMrkdwn(i.status)}${i.flapping ? ' · flapping' : ''}${i.acknowledged_by ? ` (ack: ${escapeMrkdwn(i.acknowledged_by)})` : ''}`),
+      field('Status', `${escapeMrkdwn(i.status)}${i.flapping ? ' · flapping' : ''}${i.escalated ? ' · ⚠️ escalated' : ''}${i.acknowledged_by ? ` (ack: ${escapeMrkdwn(i.acknowledged_by)})` : ''}`),
       field('Count', String(i.count)),
       field('First seen', when(i.first_seen_at)),
       field('Last seen', when(i.last_seen_at)),

@@ -196,6 +196,8 @@ const LIST_COLUMNS = [
   'reopened_at',
   'flapping',
   'flapping_since',
+  'escalated',
+  'escalated_at',
 ] as const;
 export type IncidentSummary = Pick<Incident, (typeof LIST_COLUMNS)[number]>;
 

@@ -152,8 +152,8 @@ CREATE TABLE IF NOT EXISTS slack_messages (
 CREATE TABLE IF NOT EXISTS notifications (
   id               text PRIMARY KEY,              -- ULID: order
   incident_id      text NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
-  kind             text NOT NULL,                 -- message, thread
-  body             text,                          -- thread: the reply (mrkdwn, already escaped)
+  kind             text NOT NULL,                 -- message, thread, approval
+  body             text,                          -- thread: the reply (mrkdwn, escaped); approval: the attempt id; message: 'silenced' once a silence held it
   version          integer NOT NULL DEFAULT 1,
   attempts         integer NOT NULL DEFAULT 0,
   next_attempt_at  timestamptz NOT NULL,

@@ -1,5 +1,6 @@
 import Fastify, { type FastifyError } from 'fastify';
 import { Ajv } from 'ajv';
+import addFormats from 'ajv-formats';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -144,8 +145,9 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     // Query strings and path parameters arrive as text and are coerced to their schema's types;
     // bodies are JSON and are taken as sent (Fastify's default would turn ["a"] into "a").
     const ajvOptions = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const;
-    const bodyAjv = new Ajv({ ...ajvOptions, coerceTypes: false });
-    const textAjv = new Ajv({ ...ajvOptions, coerceTypes: true });
+    // date-time, uri and the other formats the schemas use are checked, not ignored.
+    const bodyAjv = addFormats.default(new Ajv({ ...ajvOptions, coerceTypes: false }));
+    const textAjv = addFormats.default(new Ajv({ ...ajvOptions, coerceTypes: true }));
     app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
     app.addSchema(ErrorResponse);
     await app.register(swagger, {

@@ -76,6 +76,8 @@ eachBackend(t, 'a silence holds notifications and automatic actions, records inc
     [{ match: {}, ends_at: endsAt, reason: 'x', cron: '0 2 * * 0' }, /both cron and duration_s/],
     [{ match: {}, ends_at: endsAt, reason: 'x', cron: 'not a cron!', duration_s: 600 }, /cron/],
     [{ match: { nope: 1 }, ends_at: endsAt, reason: 'x' }, /./],
+    [{ match: {}, ends_at: 'next tuesday', reason: 'x' }, /date-time/],
+    [{ match: {}, starts_at: '2026-13-45T99:00:00Z', ends_at: endsAt, reason: 'x' }, /date-time/],
   ];
   for (const [body, message] of bad) t.match(await hub.api('POST', '/v1/silences', body), { status: 400, body: { error: { code: 'HUB_BAD_REQUEST', message } } });
   agent.close();

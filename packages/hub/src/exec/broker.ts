@@ -43,7 +43,8 @@ export class ExecBroker {
 
   /**
    * Run one exec and wait for its result. Every attempt, delivered or not, ends on the audit
-   * trail with who asked, what, and how it ended (the output, cut to 2 KiB each way).
+   * trail with who asked, what, and how it ended (results with their output, cut to 2 KiB each
+   * way, by the statement that stores them: no extra round trip on the way back).
    */
   async run(ask: ExecAsk): Promise<ExecRequest> {
     let row: ExecRequest | undefined;
@@ -55,12 +56,12 @@ export class ExecBroker {
       failure = err;
       throw err;
     } finally {
-      await this.#audit(ask, row, failure).catch(() => {});
+      // A result is put on the audit trail by the statement that stores it; what never got one is put there here.
+      if (!row) await this.#audit(ask, failure).catch(() => {});
     }
   }
 
-  async #audit(ask: ExecAsk, row: ExecRequest | undefined, failure: unknown): Promise<void> {
-    const cut = (s: string | null | undefined) => (s && s.length > 2048 ? `${s.slice(0, 2048)}…` : (s ?? null));
+  async #audit(ask: ExecAsk, failure: unknown): Promise<void> {
     await recordEvent(this.db, {
       incidentId: ask.incidentId ?? null,
       agentId: ask.agentId,
@@ -68,13 +69,14 @@ export class ExecBroker {
       actor: ask.origin === 'rule' ? 'rule' : 'user',
       by: ask.requestedBy,
       kind: 'exec_completed',
-      detail: row
-        ? { exec_id: row.id, command: row.command, params: row.params, origin: ask.origin, status: row.status, exit_code: row.exit_code, error_code: row.error_code, stdout: cut(row.stdout), stderr: cut(row.stderr) }
-        : {
-            command: ask.command,
-            params: ask.params,
-            origin: ask.origin,
-            status: failure instanceof HubError && failure.code === 'HUB_EXEC_TIMEOUT' ? 'timeout' : failure instanceof HubError && failure.code === 'HUB_EXEC_NOT_DELIVERED' ? 'undelivered' : 'not_run', error_code: failure instanceof HubError ? failure.code : 'HUB_INTERNAL', error: (failure as Error)?.message },
+      detail: {
+        command: ask.command,
+        params: ask.params,
+        origin: ask.origin,
+        status: failure instanceof HubError && failure.code === 'HUB_EXEC_TIMEOUT' ? 'timeout' : failure instanceof HubError && failure.code === 'HUB_EXEC_NOT_DELIVERED' ? 'undelivered' : 'not_run',
+        error_code: failure instanceof HubError ? failure.code : 'HUB_INTERNAL',
+        error: (failure as Error)?.message,
+      },
     });
   }
 

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { ExecResultPayload } from '@opspilot/protocol';
+import { newId, type ExecResultPayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 import type { ExecOrigin, ExecRequest } from './tables.ts';
 
@@ -59,6 +59,7 @@ export async function completeExecRequests(db: Db, incoming: IncomingExecResult[
   const firstPerRequest = new Map<string, IncomingExecResult>();
   for (const r of incoming) if (!firstPerRequest.has(r.result.request_id)) firstPerRequest.set(r.result.request_id, r);
   const rows = [...firstPerRequest.values()].map(({ agentId, msgId, at, result }) => ({
+    audit_id: newId(),
     agent_id: agentId,
     msg_id: msgId ?? null,
     at: at.toISOString(),
@@ -74,9 +75,9 @@ export async function completeExecRequests(db: Db, incoming: IncomingExecResult[
       ON CONFLICT DO NOTHING
       RETURNING agent_id, msg_id
     ), v AS (
-      SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS v(agent_id text, msg_id text, at timestamptz,
+      SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS v(audit_id text, agent_id text, msg_id text, at timestamptz,
         request_id text, ok boolean, exit_code integer, stdout text, stderr text, duration_ms float8, truncated boolean, error_code text)
-    )
+    ), done AS (
     UPDATE exec_requests e SET
       status = CASE WHEN v.ok THEN 'succeeded' ELSE 'failed' END,
       completed_at = v.at, ok = v.ok, exit_code = v.exit_code, stdout = v.stdout, stderr = v.stderr,
@@ -84,7 +85,16 @@ export async function completeExecRequests(db: Db, incoming: IncomingExecResult[
     FROM v
     WHERE e.id = v.request_id AND e.agent_id = v.agent_id AND e.status IN ('pending', 'sent', 'timeout')
       AND (v.msg_id IS NULL OR EXISTS (SELECT 1 FROM fresh f WHERE f.agent_id = v.agent_id AND f.msg_id = v.msg_id))
-    RETURNING e.*`.execute(db);
+    RETURNING e.*
+    ), audit AS (
+      -- The audit trail gets every result in the same statement: who asked, what, how it ended.
+      INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind, by, detail)
+      SELECT v.audit_id, d.incident_id, d.agent_id, d.completed_at, CASE WHEN d.origin = 'rule' THEN 'rule' ELSE 'user' END, 'exec_completed', d.requested_by,
+        jsonb_build_object('exec_id', d.id, 'command', d.command, 'params', d.params, 'origin', d.origin, 'status', d.status, 'exit_code', d.exit_code,
+          'error_code', d.error_code, 'stdout', left(d.stdout, 2048), 'stderr', left(d.stderr, 2048))
+      FROM done d JOIN v ON v.request_id = d.id
+    )
+    SELECT * FROM done`.execute(db);
   return result.rows;
 }
 

@@ -47,10 +47,7 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
     const user = body.user?.id;
     const channel = body.channel?.id;
     if (!name || typeof user !== 'string' || !/^[UW][A-Z0-9]+$/.test(user)) return;
-    const tell = async (text: string) => {
-      if (!channel) return;
-      await client.chat.postEphemeral({ channel, user, text }).catch((err: unknown) => deps.log.warn({ err }, 'could not send an ephemeral message'));
-    };
+    const tell = ephemeral(client, channel, user, deps.log);
     const incident = typeof action.value === 'string' && ID_PATTERN.test(action.value) ? await getIncident(deps.db, action.value) : undefined;
     if (!incident) return tell('OpsPilot: that incident no longer exists.');
     await handle(deps, name, incident, user, tell);
@@ -61,9 +58,7 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
     const user = body.user?.id;
     const channel = body.channel?.id;
     if (typeof user !== 'string' || !/^[UW][A-Z0-9]+$/.test(user)) return;
-    const tell = async (text: string) => {
-      if (channel) await client.chat.postEphemeral({ channel, user, text }).catch((err: unknown) => deps.log.warn({ err }, 'could not send an ephemeral message'));
-    };
+    const tell = ephemeral(client, channel, user, deps.log);
     const engine = deps.remediation();
     const attemptId = typeof action.value === 'string' && ID_PATTERN.test(action.value) ? action.value : null;
     if (!engine || !attemptId) return tell('OpsPilot: that request no longer exists.');
@@ -81,6 +76,14 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
   });
 }
 
+/** A message only the clicking user sees. */
+function ephemeral(client: { chat: { postEphemeral(args: { channel: string; user: string; text: string }): Promise<unknown> } }, channel: string | undefined, user: string, log: FastifyBaseLogger) {
+  return async (text: string): Promise<void> => {
+    if (!channel) return;
+    await client.chat.postEphemeral({ channel, user, text }).catch((err: unknown) => log.warn({ err }, 'could not send an ephemeral message'));
+  };
+}
+
 async function handle(deps: ActionDeps, name: ActionName, incident: Incident, user: string, tell: (text: string) => Promise<void>): Promise<void> {
   const by = `slack:${user}`;
   const at = new Date();
@@ -94,7 +97,9 @@ async function handle(deps: ActionDeps, name: ActionName, incident: Incident, us
     return tell(`OpsPilot: you are not allowed to ${name === 'ignore' ? 'ignore incidents' : 'run actions that change a host'}. Nothing was run.`);
   }
 
-  await deps.remediation()?.personActed(incident.id);
+  // Someone allowed to change things stepped in: automatic attempts held after a failed fix may
+  // resume. Reading logs is not stepping in.
+  if (changesHost) await deps.remediation()?.personActed(incident.id);
   if (plan.kind === 'ignore') {
     const until = new Date(at.getTime() + deps.ignoreS * 1000);
     await deps.db.transaction().execute(async (trx) => {

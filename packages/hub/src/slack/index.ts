@@ -37,7 +37,7 @@ export function setupSlack(
       receiver,
       tokenVerificationEnabled: false,
       clientOptions: { slackApiUrl: config.slackApiUrl, retryConfig: { retries: 2 }, timeout: 10_000 },
-      logLevel: bolt.LogLevel.WARN,
+      logger: boltLogger(log),
     });
     receiver.register(app);
     const notifier = new SlackNotifier(db, webApiTransport(outboxClient(config.slackBotToken, config.slackApiUrl)), { channel: config.slackChannel, ...notifierOptions }, log);
@@ -68,4 +68,22 @@ export function setupSlack(
     return { mode: 'webhook', notifier, kick: () => notifier.kick(), start: () => notifier.start(), stop: () => notifier.stop() };
   }
   return null;
+}
+
+/** Bolt's and the WebClient's log lines go to the hub's logger (and its redaction). */
+function boltLogger(log: FastifyBaseLogger): bolt.Logger {
+  const child = log.child({ component: 'slack' });
+  let level = bolt.LogLevel.WARN;
+  const join = (msgs: unknown[]) => msgs.map((m) => (m instanceof Error ? m.message : typeof m === 'string' ? m : JSON.stringify(m))).join(' ');
+  return {
+    debug: (...m: unknown[]) => child.debug(join(m)),
+    info: (...m: unknown[]) => child.info(join(m)),
+    warn: (...m: unknown[]) => child.warn(join(m)),
+    error: (...m: unknown[]) => child.error(join(m)),
+    setLevel: (l: bolt.LogLevel) => {
+      level = l;
+    },
+    getLevel: () => level,
+    setName: () => {},
+  };
 }

@@ -83,6 +83,21 @@ eachBackend(t, 'a silence holds notifications and automatic actions, records inc
   agent.close();
 });
 
+eachBackend(t, 'a silence that runs out releases what it held', async (t, backend) => {
+  const slack = await fakeSlack(t);
+  const hub = await startHub(t, await backend.open(t), slackConfig(slack.apiUrl));
+  const { token } = await hub.enroll();
+  const agent = await runningAgent(hub, token, () => ok(), HELLO_UNITS);
+  const endsAt = new Date(Date.now() + 3000);
+  t.equal((await hub.api('POST', '/v1/silences', { match: {}, ends_at: endsAt.toISOString(), reason: 'short' })).status, 201);
+  await send(agent, 'alert', failed('api.service'));
+  await hub.app.hub.slack!.notifier.idle();
+  t.equal(slack.of('chat.postMessage').length, 0, 'held during the silence');
+  await eventually(async () => slack.of('chat.postMessage').length === 1, 10_000, 'the post after the silence');
+  t.ok(slack.of('chat.postMessage')[0]!.at >= endsAt.getTime(), 'not before it ended');
+  agent.close();
+});
+
 eachBackend(t, 'approve mode: the rule asks in the thread, an allowed user approves with a signed click, the agent runs it', async (t, backend) => {
   const slack = await fakeSlack(t);
   const hub = await startHub(t, await backend.open(t), slackConfig(slack.apiUrl));

@@ -159,6 +159,8 @@ export class SlackNotifier {
       const now = Date.now();
       if (err instanceof Silenced) {
         await deferNotification(this.db, n.id, err.until, SILENCED);
+        // Come back as the silence ends, not at the next poll.
+        setTimeout(() => this.kick(), Math.max(0, err.until.getTime() - now) + 10).unref();
         return;
       }
       if (err instanceof SlackRateLimited) {

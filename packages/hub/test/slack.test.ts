@@ -198,7 +198,9 @@ eachBackend(t, 'delivery: a burst loses nothing and is paced, 429 waits for Retr
   const posts = slack.of('chat.postMessage');
   t.same(new Set(posts.map((p) => header(p))).size, 12, 'each incident once');
   const gaps = posts.slice(1).map((p, i) => p.at - posts[i]!.at);
-  t.ok(gaps.every((g) => g >= 70), `paced (100 ms apart when sent; gaps ${gaps.join(', ')} ms)`);
+  // Paced 100 ms apart when sent; arrival times here carry both sides' event-loop jitter.
+  t.ok(gaps.every((g) => g >= 50), `paced (gaps ${gaps.join(', ')} ms)`);
+  t.ok(posts.at(-1)!.at - posts[0]!.at >= 11 * 100 - 50, 'twelve posts take eleven intervals');
   t.equal(slack.limited.length, 1, 'the 429 was met');
   t.ok(posts[0]!.at - slack.limited[0]!.at >= 1000, `and its Retry-After of 1 s honoured (${posts[0]!.at - slack.limited[0]!.at} ms)`);
   await eventually(async () => (await db.db.selectFrom('notifications').select('id').where('done_at', 'is', null).execute()).length === 0, 5000, 'the outbox to empty');

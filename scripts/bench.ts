@@ -323,8 +323,8 @@ async function main(): Promise<void> {
   }
 }
 
-/** Slack interaction answers: a hub of its own on a throwaway database. */
-async function slackPart(): Promise<void> {
+/** A database of its own on the server, dropped at the end; its URL and a client on the server. */
+async function throwawayDatabase(): Promise<{ url: URL; admin: pg.Client }> {
   const dbName = `opspilot_bench_${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client({ connectionString: SERVER_URL });
   await admin.connect();
@@ -335,6 +335,12 @@ async function slackPart(): Promise<void> {
   });
   const url = new URL(SERVER_URL);
   url.pathname = `/${dbName}`;
+  return { url, admin };
+}
+
+/** Slack interaction answers: a hub of its own on a throwaway database. */
+async function slackPart(): Promise<void> {
+  const { url } = await throwawayDatabase();
   const clicks = Number(process.env.BENCH_CLICKS ?? 500);
   const concurrency = Number(process.env.BENCH_CLICK_CONCURRENCY ?? 10);
   log(`slack: ${clicks} signed Logs clicks, ${concurrency} at a time; each runs an exec`);
@@ -349,16 +355,7 @@ async function slackPart(): Promise<void> {
 }
 
 async function hubBench(): Promise<void> {
-  const dbName = `opspilot_bench_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: SERVER_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  cleanups.push(async () => {
-    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    await admin.end();
-  });
-  const url = new URL(SERVER_URL);
-  url.pathname = `/${dbName}`;
+  const { url, admin } = await throwawayDatabase();
 
   log(`bare ws loop: ${AGENTS} agents for ${SECONDS} s after ${WARMUP_S} s warm-up`);
   const bare = await bareLoop();

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readJsonArray } from '../config-file.ts';
 
 export const SEVERITIES = ['critical', 'high', 'medium', 'low'] as const;
 export type Severity = (typeof SEVERITIES)[number];
@@ -117,13 +117,7 @@ export class RulesFileError extends Error {
  */
 export function loadRules(file: string | null): ClassificationRule[] {
   if (!file) return [...BUILTIN_RULES];
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new RulesFileError(file, 'file', (err as Error).message);
-  }
-  if (!Array.isArray(raw)) throw new RulesFileError(file, 'file', 'must be a JSON array of rules');
+  const raw = readJsonArray(file, 'rules', (problem) => new RulesFileError(file, 'file', problem));
   const names = new Set<string>();
   const custom = raw.map((item, i): ClassificationRule => {
     const at = `[${i}]`;

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readJsonArray } from '../config-file.ts';
 
 /**
  * Secrets are removed from anything that leaves the hub (the LLM, Slack). Each pattern replaces
@@ -101,13 +101,7 @@ export class RedactionsFileError extends Error {
  */
 export function loadRedactions(file: string | null): RedactionPattern[] {
   if (!file) return [];
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new RedactionsFileError(file, 'file', (err as Error).message);
-  }
-  if (!Array.isArray(raw)) throw new RedactionsFileError(file, 'file', 'must be a JSON array of {name, pattern}');
+  const raw = readJsonArray(file, '{name, pattern}', (problem) => new RedactionsFileError(file, 'file', problem));
   return raw.map((item: unknown, i) => {
     const at = `[${i}]`;
     if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new RedactionsFileError(file, at, 'must be an object');

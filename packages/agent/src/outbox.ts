@@ -1,6 +1,7 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { DURABLE_MESSAGE_TYPES, ID_PATTERN } from '@opspilot/protocol';
+import { writeFileDurably } from './state-file.ts';
 
 export type DurableType = (typeof DURABLE_MESSAGE_TYPES)[number];
 
@@ -47,17 +48,7 @@ export class Outbox {
     if (!ID_PATTERN.test(entry.id)) throw new Error(`invalid outbox id ${JSON.stringify(entry.id)}`);
     if (this.#entries.has(entry.id)) return;
     while (this.#entries.size >= this.opts.maxEntries) this.#dropOne();
-    const final = this.#file(entry);
-    const temp = `${final}.tmp`;
-    const fd = openSync(temp, 'w', 0o600);
-    try {
-      writeSync(fd, entry.frame);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temp, final);
-    this.#syncDir();
+    writeFileDurably(this.#file(entry), entry.frame);
     this.#entries.set(entry.id, entry);
   }
 
@@ -93,14 +84,5 @@ export class Outbox {
 
   #file(entry: { id: string; type: DurableType }): string {
     return path.join(this.opts.dir, `${entry.id}.${entry.type}.json`);
-  }
-
-  #syncDir(): void {
-    const fd = openSync(this.opts.dir, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
   }
 }

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import type { AlertPayload } from '@opspilot/protocol';
+import { writeFileDurably } from '../state-file.ts';
 
 export interface LogTailOptions {
   path: string;
@@ -42,6 +43,7 @@ export class LogTail {
   #fd: number | null = null;
   #file: { dev: number; ino: number } | null = null;
   #offset = 0;
+  #savedKey = '';
   #context: string[] = [];
   #windowStart = -Infinity;
   #pending: { start: number; count: number; lines: string[]; last: string } | null = null;
@@ -206,8 +208,9 @@ export class LogTail {
   #save(): void {
     if (!this.#file) return;
     const offset = this.#pending ? Math.min(this.#pending.start, this.#offset) : this.#offset;
-    const temp = `${this.#stateFile}.tmp`;
-    writeFileSync(temp, JSON.stringify({ dev: this.#file.dev, ino: this.#file.ino, offset } satisfies Saved), { mode: 0o600 });
-    renameSync(temp, this.#stateFile);
+    const key = `${this.#file.dev}:${this.#file.ino}:${offset}`;
+    if (key === this.#savedKey) return; // polled every second: write only what changed
+    this.#savedKey = key;
+    writeFileDurably(this.#stateFile, JSON.stringify({ dev: this.#file.dev, ino: this.#file.ino, offset } satisfies Saved));
   }
 }

@@ -3,6 +3,7 @@
  * Node.js 20. Usage on the host: node opspilot-agent.mjs --config /etc/opspilot/agent.json
  */
 import { build } from 'esbuild';
+import { chmodSync } from 'node:fs';
 import path from 'node:path';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -20,10 +21,12 @@ export async function buildAgent(outfile: string = BUNDLE): Promise<string> {
     legalComments: 'eof',
     // ws loads these optional native speed-ups if present and works without them.
     external: ['bufferutil', 'utf-8-validate'],
-    // CommonJS dependencies (systeminformation) call require(): give the ESM bundle one.
-    banner: { js: "import { createRequire as __opspilotRequire } from 'node:module'; const require = __opspilotRequire(import.meta.url);" },
+    // Runnable as a program with nothing but Node; CommonJS dependencies (systeminformation)
+    // call require(), so the ESM bundle gets one.
+    banner: { js: "#!/usr/bin/env node\nimport { createRequire as __opspilotRequire } from 'node:module'; const require = __opspilotRequire(import.meta.url);" },
     logLevel: 'warning',
   });
+  chmodSync(outfile, 0o755);
   return outfile;
 }
 

@@ -16,6 +16,8 @@ export interface ActionSpec {
   timeout_ms: number;
   /** Keep only the first N lines of stdout (after the header line when `header` is set). */
   limitLinesParam?: string;
+  /** Exit codes that are answers, not failures (default: 0 only). */
+  okExitCodes?: readonly number[];
 }
 
 export class BadParams extends Error {
@@ -33,7 +35,9 @@ export const BUILTIN_ACTIONS: Readonly<Record<string, ActionSpec>> = Object.free
   restart_service: { argv: ['systemctl', 'restart', '{service}'], params: { service: UNIT }, timeout_ms: 60_000 },
   start_service: { argv: ['systemctl', 'start', '{service}'], params: { service: UNIT }, timeout_ms: 60_000 },
   stop_service: { argv: ['systemctl', 'stop', '{service}'], params: { service: UNIT }, timeout_ms: 60_000 },
-  service_status: { argv: ['systemctl', 'status', '--no-pager', '--lines=0', '{service}'], params: { service: UNIT }, timeout_ms: 15_000 },
+  // systemctl status exits 1-3 for a unit that is not running (LSB): an answer about the unit.
+  // 4 (no such unit) is a failure.
+  service_status: { argv: ['systemctl', 'status', '--no-pager', '--lines=0', '{service}'], params: { service: UNIT }, timeout_ms: 15_000, okExitCodes: [0, 1, 2, 3] },
   service_logs: {
     argv: ['journalctl', '--no-pager', '--output=short-iso', '--unit', '{service}', '--lines', '{lines}'],
     params: { service: UNIT, lines: { type: 'integer', min: 1, max: 1000, default: 100 } },

@@ -75,7 +75,7 @@ export class ExecRunner {
       }
       const out: ExecResultPayload = {
         request_id: exec.request_id,
-        ok: result.error_code === undefined && result.exit_code === 0,
+        ok: result.error_code === undefined && result.exit_code !== null && (spec.okExitCodes ?? [0]).includes(result.exit_code),
         exit_code: result.exit_code,
         stdout,
         stderr: result.stderr,

@@ -9,7 +9,7 @@ export interface AgentConfig {
   state_dir: string;
   heartbeat_interval_s: number;
   metrics_interval_s: number;
-  systemd: { enabled: boolean; units?: string[] };
+  systemd: { enabled: boolean; units?: string[]; settle_s: number };
   logs: { path: string; pattern: string }[];
   thresholds: { cpu_pct: number; mem_pct: number; disk_pct: number; for_s: number };
   actions: Record<string, ActionSpec>;
@@ -144,12 +144,16 @@ const TOP_KEYS = [
 /** Validate a parsed config (file contents merged with the environment). */
 export function resolveAgentConfig(input: unknown, defaults: { stateDir: string }): Readonly<AgentConfig> {
   const raw = object(input, '', TOP_KEYS);
-  const systemdRaw = raw.systemd === undefined ? {} : object(raw.systemd, 'systemd', ['enabled', 'units']);
+  const systemdRaw = raw.systemd === undefined ? {} : object(raw.systemd, 'systemd', ['enabled', 'units', 'settle_s']);
   const thresholdsRaw = raw.thresholds === undefined ? {} : object(raw.thresholds, 'thresholds', ['cpu_pct', 'mem_pct', 'disk_pct', 'for_s']);
   if (raw.logs !== undefined && !Array.isArray(raw.logs)) throw new AgentConfigError('logs', 'must be an array');
   const actionsRaw = raw.actions === undefined ? {} : object(raw.actions, 'actions', Object.keys(raw.actions as object));
 
-  const systemd: AgentConfig['systemd'] = { enabled: systemdRaw.enabled === undefined ? true : boolean(systemdRaw.enabled, 'systemd.enabled') };
+  const systemd: AgentConfig['systemd'] = {
+    enabled: systemdRaw.enabled === undefined ? true : boolean(systemdRaw.enabled, 'systemd.enabled'),
+    // A unit that failed counts as recovered once it has been active this long without a break.
+    settle_s: systemdRaw.settle_s === undefined ? 30 : integer(systemdRaw.settle_s, 'systemd.settle_s', 1, 3600),
+  };
   if (systemdRaw.units !== undefined) {
     if (!Array.isArray(systemdRaw.units)) throw new AgentConfigError('systemd.units', 'must be an array of unit names');
     systemd.units = systemdRaw.units.map((u, i) => {

@@ -1,4 +1,3 @@
-#!/usr/bin/env -S node --import tsx
 import { arch, hostname, platform, release, uptime } from 'node:os';
 import path from 'node:path';
 import { HubClient, type Logger } from './client.ts';
@@ -106,21 +105,24 @@ async function main(): Promise<void> {
   const systemd = config.systemd.enabled
     ? new SystemdWatcher({
         ...(config.systemd.units ? { units: config.systemd.units } : {}),
+        settleMs: config.systemd.settle_s * 1000,
+        stateDir: config.state_dir,
         alert: (a) => client.sendDurable('alert', a),
         resolve: (r) => client.sendDurable('resolve', r),
         log,
       })
     : null;
-  systemd?.start();
 
   log.info('opspilot-agent starting', { hub: config.hub_url, state_dir: config.state_dir, actions: runner.actionNames, outbox: outbox.size });
   client.start();
+  // Catching up on the journal may take a while after a long stop; the connection does not wait.
+  void systemd?.start().catch((err: Error) => log.error('systemd watcher did not start', { error: err.message }));
 
   const stop = async (signal: string) => {
     log.info('stopping', { signal });
     clearInterval(metricsTimer);
     if (logsTimer) clearInterval(logsTimer);
-    systemd?.stop();
+    await systemd?.stop();
     pollLogs();
     for (const tail of tails) tail.close();
     await client.stop();

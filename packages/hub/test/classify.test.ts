@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BUILTIN_RULES, classify, loadRules, type IncidentFacts } from '../src/incidents/classify.ts';
@@ -16,30 +16,44 @@ const facts = (type: string, message: string, extra: Partial<IncidentFacts> = {}
   ...extra,
 });
 
-/** One incident per built-in rule, as the agents and the original systems send them. */
+/**
+ * Alerts the agent sent from a real systemd (Debian bookworm, systemd 252, under nspawn), each
+ * with the rule it must get: real programs failing for real reasons, with their real journal
+ * lines. Recorded by scripts/record-systemd-fixtures.ts.
+ */
+const RECORDED = (JSON.parse(readFileSync(path.join(import.meta.dirname, 'fixtures/systemd-alerts.json'), 'utf8')) as { cases: { rule: string; alert: Record<string, any> }[] }).cases;
+const recorded = (rule: string): IncidentFacts => {
+  const c = RECORDED.find((x) => x.rule === rule)!;
+  return facts(c.alert.type, c.alert.message, { logs: c.alert.logs, status: c.alert.status, exitCode: c.alert.exit_code });
+};
+
+/** One incident per built-in rule: recorded from a real journal where the rule is about units. */
 const EXAMPLES: Record<string, IncidentFacts> = {
   agent_offline: facts('agent', 'agent web-1 missed 3 heartbeats'),
-  unit_failing_repeatedly: facts('systemd', "api.service: Failed with result 'exit-code'.", { count: 3, lastSeenAt: new Date(at.getTime() + 9 * 60_000) }),
-  disk_full: facts('log', 'write /var/lib/postgresql/15/main/base/16384: No space left on device'),
-  oom_kill: facts('systemd', "worker.service: Failed with result 'oom-kill'.", { status: 'oom-kill' }),
-  address_in_use: facts('systemd', "nginx.service: Failed with result 'exit-code'.", { logs: 'nginx: [emerg] bind() to 0.0.0.0:80 failed (98: Address already in use)' }),
-  permission_denied: facts('log', "open() \"/var/log/app/app.log\" failed (13: Permission denied)"),
-  config_syntax_error: facts('systemd', 'nginx.service: Control process exited, code=exited, status=1/FAILURE', { logs: 'nginx: [emerg] unknown directive "sever_name" in /etc/nginx/sites-enabled/default:3\nnginx: configuration file /etc/nginx/nginx.conf test failed' }),
-  segfault: facts('log', 'kernel: app[2231]: segfault at 0 ip 000055d0 sp 00007ffd error 4 in app'),
-  dependency_failed: facts('systemd', "Dependency failed for app.service - App.", { status: 'dependency' }),
-  database_connection: facts('log', 'Error: could not connect to database: connection refused (postgres at 10.0.0.5:5432)'),
+  journal_gap: facts('journal', 'Journal entries from 2026-11-28T01:00:00.000Z to 2026-11-28T03:00:00.000Z were rotated or vacuumed before the agent read them'),
+  unit_failing_repeatedly: { ...recorded('service_failed'), count: 3, lastSeenAt: new Date(at.getTime() + 9 * 60_000) },
+  unit_start_limit: recorded('unit_start_limit'),
+  disk_full: recorded('disk_full'),
+  oom_kill: recorded('oom_kill'),
+  address_in_use: recorded('address_in_use'),
+  permission_denied: recorded('permission_denied'),
+  config_syntax_error: recorded('config_syntax_error'),
+  executable_not_found: recorded('executable_not_found'),
+  segfault: recorded('segfault'),
+  dependency_failed: recorded('dependency_failed'),
+  database_connection: recorded('database_connection'),
   http_502_503: facts('http', 'GET /checkout returned 502 Bad Gateway'),
   data_loss: facts('log', 'ERROR: invalid page in block 4242 of relation base/16384/2619: data corruption detected'),
-  timeout: facts('log', 'upstream timed out (110: Connection timed out) while reading response header'),
+  timeout: recorded('timeout'),
   http_500: facts('http', 'POST /api/orders responded 500 Internal Server Error'),
-  javascript_error: facts('log', "TypeError: Cannot read properties of undefined (reading 'id')"),
-  network_error: facts('log', 'Error: read ECONNRESET at TLSWrap.onStreamRead'),
+  javascript_error: recorded('javascript_error'),
+  network_error: recorded('network_error'),
   slow_query: facts('log', 'LOG:  duration: 12034.551 ms  statement: SELECT * FROM orders'),
   http_429: facts('http', 'payment provider answered 429 Too Many Requests'),
   deprecation: facts('log', 'Buffer() is deprecated due to security and usability issues'),
   warning: facts('log', 'WARNING: cache hit ratio below 80%'),
-  http_404: facts('http', 'GET /favicon.ico 404'),
-  service_failed: facts('systemd', "backup.service: Failed with result 'exit-code'."),
+  http_404: facts('log', '203.0.113.9 - - [28/Nov/2026:10:00:00 +0000] "GET /favicon.ico HTTP/1.1" 404 153 "-" "curl/8.5"'),
+  service_failed: recorded('service_failed'),
   host_threshold: facts('host', 'CPU at 97% for 300 s (limit 90%)'),
   unclassified: facts('log', 'FATAL: something unusual happened'),
 };
@@ -58,6 +72,52 @@ t.test('severities follow the original systems', async (t) => {
   for (const n of ['timeout', 'http_500', 'javascript_error', 'network_error']) t.equal(sev(n), 'high', n);
   for (const n of ['slow_query', 'http_429', 'deprecation']) t.equal(sev(n), 'medium', n);
   for (const n of ['warning', 'http_404']) t.equal(sev(n), 'low', n);
+});
+
+t.test('each failure recorded from a real systemd gets its rule', async (t) => {
+  t.ok(RECORDED.length >= 15);
+  for (const c of RECORDED) t.equal(classify(BUILTIN_RULES, facts(c.alert.type, c.alert.message, { logs: c.alert.logs, status: c.alert.status, exitCode: c.alert.exit_code })).rule, c.rule, `${c.alert.source}: ${c.rule}`);
+});
+
+t.test('rules respect the source: HTTP statuses only in HTTP-shaped text, no log word downgrades a unit failure', async (t) => {
+  const worker = recorded('service_failed');
+  t.match(worker.logs, /pid 503/, 'the recorded worker says "pid 503"');
+  t.match(worker.logs, /warning:/);
+  t.match(worker.logs, /404/);
+  t.same(classify(BUILTIN_RULES, worker), { severity: 'high', category: 'service', rule: 'service_failed' });
+  t.equal(classify(BUILTIN_RULES, recorded('executable_not_found')).rule, 'executable_not_found', '"/opt/app/bin/worker: not found" is no HTTP 404');
+
+  const log = (line: string) => classify(BUILTIN_RULES, facts('log', line)).rule;
+  t.equal(log('10.0.0.1 - - [28/Nov/2026:10:00:00 +0000] "POST /api/pay HTTP/2.0" 502 0 "-" "okhttp"'), 'http_502_503', 'an access log line');
+  t.equal(log('upstream responded: HTTP/1.1 503 Service Unavailable'), 'http_502_503');
+  t.equal(log('{"level":"error","status":500,"path":"/api"}'), 'http_500', 'a JSON status field');
+  t.equal(log('worker starting, pid 503'), 'unclassified', 'a pid is not a status');
+  t.equal(log('processed 404 records in 500 ms'), 'unclassified', 'nor is a count');
+  t.equal(log('/opt/app/bin/worker: not found'), 'unclassified');
+  t.equal(classify(BUILTIN_RULES, facts('systemd', "x.service: Failed with result 'exit-code'.", { logs: 'GET /health returned 404\nWARNING: deprecated flag --foo' })).rule, 'service_failed', 'no low or medium rule applies to units');
+
+  for (const rule of BUILTIN_RULES) {
+    if (rule.name !== 'unclassified') t.ok(rule.types && rule.types.length > 0, `${rule.name} names the alert types it applies to`);
+    if (rule.types?.includes('systemd')) t.ok(['critical', 'high'].includes(rule.severity), `${rule.name} applies to units and is not below high`);
+  }
+});
+
+t.test('a rule without systemd in its types cannot make a unit failure less than high', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-rules-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'rules.json');
+  writeFileSync(file, JSON.stringify([
+    { name: 'noise', severity: 'low', category: 'noise', pattern: 'retrying' },
+    { name: 'backup_check', severity: 'low', category: 'backup', types: ['systemd'], pattern: 'backup-check' },
+    { name: 'killed', severity: 'critical', category: 'crash', exit_codes: [137] },
+  ]));
+  const rules = loadRules(file);
+  const unit = (logs: string, exitCode: number | null = 1) => classify(rules, facts('systemd', "a.service: Failed with result 'exit-code'.", { logs, exitCode }));
+  t.equal(unit('retrying in 5 s').rule, 'service_failed', 'a generic low rule skips unit failures');
+  t.equal(classify(rules, facts('log', 'retrying in 5 s')).rule, 'noise', 'and still applies to logs');
+  t.equal(unit('backup-check: 2 files differ').rule, 'backup_check', 'a rule written for units may');
+  t.equal(unit('x', 137).rule, 'killed', 'exit_codes match the exit code');
+  t.equal(unit('x', 1).rule, 'service_failed');
 });
 
 t.test('repeats count only within their window', async (t) => {
@@ -84,6 +144,8 @@ t.test('operator rules come first; a bad rules file is refused with the place na
     [[{ name: 'x', severity: 'low', category: 'c', pattern: 'a', colour: 'red' }], /\[0\]\.colour: unknown key/],
     [[{ name: 'x', severity: 'low', category: 'c', pattern: 'a' }, { name: 'x', severity: 'low', category: 'c', pattern: 'b' }], /used twice/],
     [[{ name: 'x', severity: 'low', category: 'c', repeats: { count: 1, within_s: 60 } }], /\[0\]\.repeats/],
+    [[{ name: 'x', severity: 'low', category: 'c', exit_codes: [] }], /\[0\]\.exit_codes/],
+    [[{ name: 'x', severity: 'low', category: 'c', exit_codes: [256] }], /\[0\]\.exit_codes/],
   ];
   for (const [content, message] of bad) {
     writeFileSync(file, JSON.stringify(content));

@@ -5,16 +5,18 @@ export type Severity = (typeof SEVERITIES)[number];
 
 /**
  * A classification rule: data, not code. The first rule that matches an incident decides its
- * severity and category, and its name is stored on the incident.
+ * severity and category, and its name is stored on the incident. Every condition given must hold.
  */
 export interface ClassificationRule {
   name: string;
   severity: Severity;
   category: string;
-  /** Alert types it applies to (systemd, host, log, agent, ...); absent: any. */
+  /** Alert types it applies to (systemd, host, log, http, agent, ...); absent: any. */
   types?: readonly string[];
   /** Matched case-insensitively against the message, the unit status and the logs. */
   pattern?: RegExp;
+  /** The alert's exit code is one of these. */
+  exitCodes?: readonly number[];
   /** Only when the same incident has repeated this often within this many seconds. */
   repeats?: { count: number; withinS: number };
 }
@@ -24,6 +26,7 @@ export interface IncidentFacts {
   message: string;
   logs?: string | null;
   status?: string | null;
+  exitCode?: number | null;
   count: number;
   firstSeenAt: Date;
   lastSeenAt: Date;
@@ -37,50 +40,83 @@ export interface Classification {
 
 const r = (source: string) => new RegExp(source, 'i');
 
+/** Where a host tells about itself: units, log files, containers, host checks. */
+const HOST_TYPES = ['systemd', 'log', 'docker', 'host'] as const;
+/** Where application signals (HTTP statuses, warnings, slow queries) mean something. */
+const APP_TYPES = ['log', 'http'] as const;
+
+/**
+ * An HTTP status only where the text is shaped like HTTP: after a request line
+ * (`GET /path`, an access log's `"GET /path HTTP/1.1" 502`), after `HTTP`/`HTTP/1.1`, or as a
+ * status field (`status=502`, `"status":502`), never any number in a log line ("pid 503").
+ */
+const httpStatus = (codes: string, phrases: string) =>
+  r(
+    String.raw`\b(?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) \S{1,2048}(?: HTTP/[0-9.]{1,3})?"? (?:(?:returned|responded|answered|got|with) )?(?:${codes})\b` +
+      String.raw`|\bHTTP(?:/[0-9.]{1,3})? (?:${codes})\b|\b(?:http_)?status(?:_code| code)?["']?\s{0,3}[=:]\s{0,3}["']?(?:${codes})\b` +
+      (phrases ? `|${phrases}` : ''),
+  );
+
 /**
  * Built-in rules, most specific first: what a host tells about itself (repeated unit failures,
  * disk full, OOM, port in use, permissions, configuration, crashes, dependencies), then the
  * application signals of the original OpsPilot rules (database, 5xx, data loss, timeouts, ...).
+ * Each names the alert types it applies to. No rule that applies to `systemd` is below `high`:
+ * a unit failure is never downgraded by a word in its logs.
  */
 export const BUILTIN_RULES: readonly ClassificationRule[] = [
   { name: 'agent_offline', severity: 'high', category: 'availability', types: ['agent'] },
+  { name: 'journal_gap', severity: 'medium', category: 'monitoring', types: ['journal'] },
   { name: 'unit_failing_repeatedly', severity: 'critical', category: 'availability', types: ['systemd'], repeats: { count: 3, withinS: 600 } },
-  { name: 'disk_full', severity: 'critical', category: 'disk', pattern: r(String.raw`no space left on device|\bENOSPC\b|disk (?:is )?full|disk quota exceeded`) },
-  { name: 'oom_kill', severity: 'critical', category: 'memory', pattern: r(String.raw`out of memory|\boom[-_ ]?kill|killed by the oom killer|\bENOMEM\b|cannot allocate memory`) },
-  { name: 'address_in_use', severity: 'high', category: 'network', pattern: r(String.raw`address already in use|\bEADDRINUSE\b`) },
-  { name: 'permission_denied', severity: 'high', category: 'permissions', pattern: r(String.raw`permission denied|\bEACCES\b|operation not permitted|\bEPERM\b`) },
+  // systemd gave up restarting it (StartLimitBurst= within StartLimitIntervalSec=).
+  { name: 'unit_start_limit', severity: 'critical', category: 'availability', types: ['systemd'], pattern: r(String.raw`start request repeated too quickly|\bstart-limit-hit\b`) },
+  { name: 'disk_full', severity: 'critical', category: 'disk', types: HOST_TYPES, pattern: r(String.raw`no space left on device|\bENOSPC\b|disk (?:is )?full|disk quota exceeded`) },
+  {
+    name: 'oom_kill',
+    severity: 'critical',
+    category: 'memory',
+    types: HOST_TYPES,
+    pattern: r(String.raw`out of memory|\boom[-_ ]?kill|killed by the oom killer|\bENOMEM\b|cannot allocate memory|heap limit allocation failed`),
+  },
+  { name: 'address_in_use', severity: 'high', category: 'network', types: HOST_TYPES, pattern: r(String.raw`address already in use|\bEADDRINUSE\b`) },
+  { name: 'permission_denied', severity: 'high', category: 'permissions', types: HOST_TYPES, pattern: r(String.raw`permission denied|\bEACCES\b|operation not permitted|\bEPERM\b`) },
   {
     name: 'config_syntax_error',
     severity: 'high',
     category: 'configuration',
+    types: HOST_TYPES,
     pattern: r(String.raw`syntax error|configuration (?:file )?test failed|invalid (?:configuration|config\b)|unknown directive|\[emerg\] unexpected|parse error|failed to parse (?:config|configuration)`),
   },
-  { name: 'segfault', severity: 'critical', category: 'crash', pattern: r(String.raw`segmentation fault|\bsegfault\b|core dumped|\bSIGSEGV\b|signal 11\b|result 'core-dump'`) },
-  { name: 'dependency_failed', severity: 'high', category: 'dependency', pattern: r(String.raw`dependency failed|dependency job .* failed|result 'dependency'`) },
+  // 127: the shell found no such command; 203: systemd could not execute ExecStart= (203/EXEC).
+  { name: 'executable_not_found', severity: 'high', category: 'configuration', types: ['systemd'], exitCodes: [127, 203] },
+  { name: 'segfault', severity: 'critical', category: 'crash', types: HOST_TYPES, pattern: r(String.raw`segmentation fault|\bsegfault\b|core dumped|\bSIGSEGV\b|\bSEGV\b|signal 11\b|result 'core-dump'`) },
+  { name: 'dependency_failed', severity: 'high', category: 'dependency', types: HOST_TYPES, pattern: r(String.raw`dependency failed|dependency job [^\n]{0,256} failed|result 'dependency'`) },
   {
     name: 'database_connection',
     severity: 'critical',
     category: 'database',
+    types: HOST_TYPES,
     pattern: r(
       String.raw`(?:could not connect|can't connect|cannot connect|unable to connect|connection refused|connection failed|too many connections)[^\n]{0,80}(?:database|postgres|mysql|mariadb|mongo|redis)|(?:database|postgres|mysql|mariadb|mongo|redis)[^\n]{0,80}(?:could not connect|connection refused|connection failed|too many connections)|:(?:5432|3306|27017|6379)\b[^\n]{0,40}ECONNREFUSED|ECONNREFUSED[^\n]{0,40}:(?:5432|3306|27017|6379)\b`,
     ),
   },
-  { name: 'http_502_503', severity: 'critical', category: 'http', pattern: r(String.raw`\b50[23]\b|bad gateway|service unavailable`) },
-  { name: 'data_loss', severity: 'critical', category: 'data', pattern: r(String.raw`data loss|data corruption|corrupt(?:ed)? (?:data|index|table|page|block)`) },
-  { name: 'timeout', severity: 'high', category: 'timeout', pattern: r(String.raw`timed out|\btimeout\b|\bETIMEDOUT\b|deadline exceeded`) },
-  { name: 'http_500', severity: 'high', category: 'http', pattern: r(String.raw`\b500\b|internal server error`) },
-  { name: 'javascript_error', severity: 'high', category: 'application', pattern: /\b(?:TypeError|ReferenceError)\b/ },
+  { name: 'http_502_503', severity: 'critical', category: 'http', types: APP_TYPES, pattern: httpStatus('502|503', 'bad gateway|service unavailable') },
+  { name: 'data_loss', severity: 'critical', category: 'data', types: HOST_TYPES, pattern: r(String.raw`data loss|data corruption|corrupt(?:ed)? (?:data|index|table|page|block)`) },
+  { name: 'timeout', severity: 'high', category: 'timeout', types: [...HOST_TYPES, 'http'], pattern: r(String.raw`timed out|\btimeout\b|\bETIMEDOUT\b|deadline exceeded`) },
+  { name: 'http_500', severity: 'high', category: 'http', types: APP_TYPES, pattern: httpStatus('500', 'internal server error') },
+  { name: 'javascript_error', severity: 'high', category: 'application', types: HOST_TYPES, pattern: /\b(?:TypeError|ReferenceError)\b/ },
   {
     name: 'network_error',
     severity: 'high',
     category: 'network',
+    types: [...HOST_TYPES, 'http'],
     pattern: r(String.raw`\bECONNRESET\b|\bECONNREFUSED\b|\bEHOSTUNREACH\b|\bENETUNREACH\b|network (?:is )?unreachable|connection reset|socket hang up|\bENOTFOUND\b|getaddrinfo`),
   },
-  { name: 'slow_query', severity: 'medium', category: 'performance', pattern: r(String.raw`slow query|query took \d|duration: \d{4,}(?:\.\d+)? ms`) },
-  { name: 'http_429', severity: 'medium', category: 'rate_limit', pattern: r(String.raw`\b429\b|too many requests|rate limit`) },
-  { name: 'deprecation', severity: 'medium', category: 'maintenance', pattern: r(String.raw`deprecat`) },
-  { name: 'warning', severity: 'low', category: 'warning', pattern: r(String.raw`\bwarn(?:ing)?\b`) },
-  { name: 'http_404', severity: 'low', category: 'http', pattern: r(String.raw`\b404\b|not found`) },
+  { name: 'slow_query', severity: 'medium', category: 'performance', types: APP_TYPES, pattern: r(String.raw`slow query|query took \d|duration: \d{4,}(?:\.\d+)? ms`) },
+  { name: 'http_429', severity: 'medium', category: 'rate_limit', types: APP_TYPES, pattern: httpStatus('429', 'too many requests|rate limit(?:ed| exceeded)') },
+  { name: 'deprecation', severity: 'medium', category: 'maintenance', types: APP_TYPES, pattern: r(String.raw`deprecat`) },
+  { name: 'warning', severity: 'low', category: 'warning', types: APP_TYPES, pattern: r(String.raw`\bwarn(?:ing)?\b`) },
+  { name: 'http_404', severity: 'low', category: 'http', types: APP_TYPES, pattern: httpStatus('404', '') },
   // Nothing more specific: a failed unit or a host threshold still wants a person soon.
   { name: 'service_failed', severity: 'high', category: 'service', types: ['systemd'] },
   { name: 'host_threshold', severity: 'high', category: 'resources', types: ['host'] },
@@ -88,11 +124,15 @@ export const BUILTIN_RULES: readonly ClassificationRule[] = [
 ];
 
 const MAX_TEXT = 256 * 1024; // rules read the first 256 KiB of the logs
+const RANK: Record<Severity, number> = { critical: 0, high: 1, medium: 2, low: 3 };
 
 export function classify(rules: readonly ClassificationRule[], facts: IncidentFacts): Classification {
   const text = [facts.message, facts.status ?? '', (facts.logs ?? '').slice(0, MAX_TEXT)].join('\n');
   for (const rule of rules) {
     if (rule.types && !rule.types.includes(facts.type)) continue;
+    // A unit failure wants a person soon: only a rule written for units may say otherwise.
+    if (facts.type === 'systemd' && !rule.types?.includes('systemd') && RANK[rule.severity] > RANK.high) continue;
+    if (rule.exitCodes && (facts.exitCode === undefined || facts.exitCode === null || !rule.exitCodes.includes(facts.exitCode))) continue;
     if (rule.repeats) {
       const spanS = (facts.lastSeenAt.getTime() - facts.firstSeenAt.getTime()) / 1000;
       if (facts.count < rule.repeats.count || spanS > rule.repeats.withinS) continue;
@@ -112,7 +152,7 @@ export class RulesFileError extends Error {
 
 /**
  * Operator rules (OPSPILOT_RULES_FILE): a JSON array of
- * `{name, severity, category, types?, pattern?, repeats?: {count, within_s}}`, tried before the
+ * `{name, severity, category, types?, pattern?, exit_codes?, repeats?: {count, within_s}}`, tried before the
  * built-in ones, in order.
  */
 export function loadRules(file: string | null): ClassificationRule[] {
@@ -124,7 +164,7 @@ export function loadRules(file: string | null): ClassificationRule[] {
     if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new RulesFileError(file, at, 'must be an object');
     const o = item as Record<string, unknown>;
     for (const key of Object.keys(o)) {
-      if (!['name', 'severity', 'category', 'types', 'pattern', 'repeats'].includes(key)) throw new RulesFileError(file, `${at}.${key}`, 'unknown key');
+      if (!['name', 'severity', 'category', 'types', 'pattern', 'exit_codes', 'repeats'].includes(key)) throw new RulesFileError(file, `${at}.${key}`, 'unknown key');
     }
     if (typeof o.name !== 'string' || !/^[a-z0-9_.-]{1,64}$/i.test(o.name)) throw new RulesFileError(file, `${at}.name`, 'must be 1-64 characters of [A-Za-z0-9_.-]');
     if (names.has(o.name)) throw new RulesFileError(file, `${at}.name`, `"${o.name}" is used twice`);
@@ -144,6 +184,12 @@ export function loadRules(file: string | null): ClassificationRule[] {
         throw new RulesFileError(file, `${at}.pattern`, (err as Error).message);
       }
     }
+    if (o.exit_codes !== undefined) {
+      if (!Array.isArray(o.exit_codes) || o.exit_codes.length === 0 || !o.exit_codes.every((c) => Number.isInteger(c) && c >= 0 && c <= 255)) {
+        throw new RulesFileError(file, `${at}.exit_codes`, 'must be a non-empty array of exit codes (0-255)');
+      }
+      rule.exitCodes = o.exit_codes as number[];
+    }
     if (o.repeats !== undefined) {
       const rep = o.repeats as Record<string, unknown>;
       if (typeof rep !== 'object' || rep === null || !Number.isInteger(rep.count) || !Number.isInteger(rep.within_s) || (rep.count as number) < 2 || (rep.within_s as number) < 1) {
@@ -151,7 +197,7 @@ export function loadRules(file: string | null): ClassificationRule[] {
       }
       rule.repeats = { count: rep.count as number, withinS: rep.within_s as number };
     }
-    if (!rule.pattern && !rule.types && !rule.repeats) throw new RulesFileError(file, at, 'needs a pattern, types or repeats (it would match everything)');
+    if (!rule.pattern && !rule.types && !rule.repeats && !rule.exitCodes) throw new RulesFileError(file, at, 'needs a pattern, types, exit_codes or repeats (it would match everything)');
     return rule;
   });
   return [...custom, ...BUILTIN_RULES];

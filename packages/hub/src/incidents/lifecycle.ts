@@ -31,6 +31,7 @@ export async function applyAlert(
     message: incident.message,
     logs: incident.logs,
     status: incident.unit_status,
+    exitCode: incident.exit_code,
     count: incident.count,
     firstSeenAt: incident.first_seen_at,
     lastSeenAt: incident.last_seen_at,

@@ -5,7 +5,7 @@ import type { Incident, IncidentStatus } from './tables.ts';
 /** An alert of a fingerprint resolved less than this long ago reopens that incident. */
 export const REOPEN_WINDOW_MS = 30 * 60_000;
 
-const RETURNED = ['id', 'type', 'message', 'logs', 'unit_status', 'count', 'first_seen_at', 'last_seen_at', 'severity', 'category', 'rule'] as const;
+const RETURNED = ['id', 'type', 'message', 'logs', 'unit_status', 'exit_code', 'count', 'first_seen_at', 'last_seen_at', 'severity', 'category', 'rule'] as const;
 export type UpsertedIncident = Pick<Incident, (typeof RETURNED)[number]>;
 export type AlertChange = 'opened' | 'repeated' | 'reopened';
 

@@ -135,7 +135,6 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
             hub.slack?.kick();
           }
           hub.remediation?.opened(outcome.opened);
-          hub.remediation?.resolved(outcome.resolved);
         },
       },
     );

@@ -47,7 +47,8 @@ eachBackend(t, 'a matching incident is fixed by its rule: the agent gets the exe
   t.match(agent.execs[0], { command: 'restart_service', params: { service: 'api.service' } });
   await eventually(async () => (await attempts(hub))[0]?.status === 'verifying', 5000, 'verifying');
   await send(agent, 'resolve', { type: 'systemd', source: 'api.service' });
-  await eventually(async () => (await attempts(hub))[0]?.status === 'verified', 5000, 'verified');
+  await hub.app.hub.remediation!.sweep(new Date(Date.now() + 61_000));
+  t.match((await attempts(hub))[0], { status: 'verified' }, 'verified when its deadline comes');
   const incident = await incidentOf(hub, 'api.service');
   const trail = await audit(hub, `incident_id=${incident.id}`);
   t.match(trail.find((e) => e.kind === 'rule_fired'), { actor: 'rule', by: 'rule:restart-api', detail: { mode: 'auto', command: 'restart_service', params: { service: 'api.service' } } });
@@ -124,6 +125,40 @@ eachBackend(t, 'verification: an active unit is a fix; a failed one escalates an
   await send(agent, 'resolve', { type: 'systemd', source: 'api.service' });
   await send(agent, 'alert', failed('api.service'));
   await eventually(async () => agent.execs.filter((e) => e.command === 'restart_service').length === 3, 5000, 'acting again');
+  agent.close();
+});
+
+eachBackend(t, 'verification at the deadline: a resolve that was reopened, or a failure after the fix, is not a fix', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  await hub.api('POST', '/v1/rules', { ...RULE, cooldown_s: 0 });
+  const { token } = await hub.enroll();
+  // The unit looks active whenever asked, as a crash-looping unit does between its restarts.
+  const agent = await runningAgent(hub, token, (e) => (e.command === 'service_status' ? ok('Active: active (running)') : ok()), HELLO_UNITS);
+  const engine = hub.app.hub.remediation!;
+  const later = () => new Date(Date.now() + 61_000);
+
+  await send(agent, 'alert', failed('api.service'));
+  await eventually(async () => (await attempts(hub))[0]?.status === 'verifying', 5000, 'verifying');
+  await new Promise((r) => setTimeout(r, 1100)); // agents stamp whole seconds
+  await send(agent, 'resolve', { type: 'systemd', source: 'api.service' });
+  t.equal((await attempts(hub))[0]!.status, 'verifying', 'a resolve alone does not verify before the deadline');
+  await send(agent, 'alert', failed('api.service')); // it failed again: reopened
+  await engine.sweep(later());
+  t.match((await attempts(hub))[0], { status: 'failed', outcome: /^verification failed: api\.service failed again \d+ s after the action/ });
+  const incident = await incidentOf(hub, 'api.service');
+  t.equal((await hub.api('GET', `/v1/incidents/${incident.id}`)).body.escalated, true, 'escalated although the unit looked active');
+
+  // A failure after the fix, then a resolve before the deadline: still not a fix that held.
+  await hub.api('POST', `/v1/incidents/${incident.id}/acknowledge`);
+  await send(agent, 'resolve', { type: 'systemd', source: 'api-2.service' });
+  await send(agent, 'alert', failed('api-2.service'));
+  const second = async () => (await attempts(hub)).find((a) => a.params.service === 'api-2.service');
+  await eventually(async () => (await second())?.status === 'verifying', 5000, 'verifying the second');
+  await new Promise((r) => setTimeout(r, 1100));
+  await send(agent, 'alert', failed('api-2.service'));
+  await send(agent, 'resolve', { type: 'systemd', source: 'api-2.service' });
+  await engine.sweep(later());
+  t.match(await second(), { status: 'failed', outcome: /failed again/ });
   agent.close();
 });
 

@@ -21,8 +21,8 @@ import {
   releaseHold,
   runsOnAgentSince,
   suspendRule,
-  verifyingFor,
 } from '../storage/rules.ts';
+import { getExecRequest } from '../storage/exec-requests.ts';
 import { getAutonomy } from '../storage/settings.ts';
 import { silencing } from '../storage/silences.ts';
 import type { Incident, RemediationAttempt, RemediationRule } from '../storage/tables.ts';
@@ -114,16 +114,6 @@ export class RemediationEngine {
       this.#chain = this.#chain.then(() => this.#evaluate(id)).catch((err) => this.log.error({ err, incidentId: id }, 'remediation failed'));
       this.#track(this.#chain);
     }
-  }
-
-  /** Incidents the agent resolved: fixes waiting for that are verified now. */
-  resolved(incidentIds: readonly string[]): void {
-    if (incidentIds.length === 0) return;
-    this.#track(
-      verifyingFor(this.db, [...incidentIds])
-        .then((attempts) => Promise.all(attempts.map((a) => this.#verified(a, 'the incident resolved'))))
-        .catch((err) => this.log.error({ err }, 'verification failed')),
-    );
   }
 
   /** A person acknowledged or resolved an incident: automatic attempts on its fingerprint may resume. */
@@ -269,12 +259,6 @@ export class RemediationEngine {
         const verifyBy = new Date(Date.now() + rule.verify_s * 1000);
         const moved = await moveAttempt(this.db, attempt.id, ['running'], { status: 'verifying', exec_id: result.id, verify_by: verifyBy });
         if (!moved) return;
-        // Resolved while the action ran: verified already.
-        const incident = await getIncident(this.db, attempt.incident_id);
-        if (incident?.status === 'resolved') {
-          await this.#verified(moved, 'the incident resolved');
-          return;
-        }
         const timer = setTimeout(() => this.#track(getAttempt(this.db, attempt.id).then((a) => a && this.#verify(a))), rule.verify_s * 1000);
         timer.unref();
         return;
@@ -289,11 +273,26 @@ export class RemediationEngine {
     await this.#failed(attempt, 'the action failed', outcome);
   }
 
-  /** The deadline came: resolved, or a restarted unit active again, or it did not work. */
+  /**
+   * The deadline came. The fix held when the incident did not fail again after the action, and
+   * it is resolved now, or (after a restart or start) the unit is active now. A resolve that was
+   * reopened since, or a failure recorded after the action, is not a fix.
+   */
   async #verify(attempt: RemediationAttempt): Promise<void> {
     if (attempt.status !== 'verifying') return;
     const incident = await getIncident(this.db, attempt.incident_id);
-    if (!incident || incident.status === 'resolved') {
+    if (!incident) {
+      await this.#verified(attempt, 'the incident was deleted');
+      return;
+    }
+    const exec = attempt.exec_id ? await getExecRequest(this.db, attempt.exec_id) : undefined;
+    const actedAt = exec?.completed_at ?? attempt.started_at ?? attempt.created_at;
+    if (incident.last_seen_at.getTime() > actedAt.getTime()) {
+      const after = Math.max(0, Math.round((incident.last_seen_at.getTime() - actedAt.getTime()) / 1000));
+      await this.#failed(attempt, 'verification failed', `${incident.source} failed again ${after} s after the action`);
+      return;
+    }
+    if (incident.status === 'resolved') {
       await this.#verified(attempt, 'the incident resolved');
       return;
     }
@@ -311,7 +310,7 @@ export class RemediationEngine {
             incidentId: attempt.incident_id,
           })
           .catch(() => null);
-        // `systemctl status` exits 0 only for an active unit.
+        // `systemctl status` exits 0 only for an active unit (3 for inactive or failed).
         if (status?.status === 'succeeded' && status.exit_code === 0) {
           const verified = await this.#verified(attempt, `${attempt.params.service} is active again`);
           if (verified) {

@@ -39,8 +39,6 @@ export interface EventOutcome {
   incidents: string[];
   /** incident ids opened or reopened (remediation rules look at these). */
   opened: string[];
-  /** incident ids the agent resolved. */
-  resolved: string[];
 }
 
 const idKey = (agentId: string, msgId: string): string => `${agentId}\0${msgId}`;
@@ -129,7 +127,7 @@ export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
 export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
   const results = batch.items.filter((i): i is Extract<EventItem, { kind: 'exec_result' }> => i.kind === 'exec_result');
   const incidents = batch.items.filter((i) => i.kind !== 'exec_result');
-  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], resolved: [] };
+  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [] };
   if (results.length > 0) {
     outcome.completedExecs = await completeExecRequests(
       db,
@@ -162,10 +160,7 @@ export async function storeEvents(db: Db, batch: EventBatch, lifecycle: Lifecycl
         if (change !== 'repeated') outcome.opened.push(incidentId);
       } else if (item.kind === 'resolve') {
         const id = await applyResolve(trx, lifecycle, { agentId: item.agentId, ...item.payload }, item.at, 'agent', item.payload.message);
-        if (id) {
-          outcome.incidents.push(id);
-          outcome.resolved.push(id);
-        }
+        if (id) outcome.incidents.push(id);
       }
     }
   });

@@ -116,11 +116,6 @@ export async function dueVerifications(db: Db, at: Date): Promise<RemediationAtt
   return db.selectFrom('remediation_attempts').selectAll().where('status', '=', 'verifying').where('verify_by', '<=', at).orderBy('verify_by').limit(100).execute();
 }
 
-export async function verifyingFor(db: Db, incidentIds: string[]): Promise<RemediationAttempt[]> {
-  if (incidentIds.length === 0) return [];
-  return db.selectFrom('remediation_attempts').selectAll().where('status', '=', 'verifying').where('incident_id', 'in', incidentIds).execute();
-}
-
 export async function attemptsOf(db: Db, incidentId: string): Promise<RemediationAttempt[]> {
   return db.selectFrom('remediation_attempts').selectAll().where('incident_id', '=', incidentId).orderBy('id').execute();
 }

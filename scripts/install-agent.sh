@@ -97,6 +97,9 @@ TimeoutStopSec=20
 
 # Hardening: the agent reads the system and writes only its state directory. Restarting units
 # goes through systemd's D-Bus API and polkit (see $polkit), not through privileges of its own.
+# Inside a container (systemd-nspawn, LXC) ProtectKernelTunables= and ProtectControlGroups= give
+# the agent a /proc without the container's own boot id; the agent takes the boot from the
+# journal instead, so these stay on there too.
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=read-only

@@ -1,0 +1,81 @@
+/**
+ * The hub as its own process, started the way `pnpm hub` starts it, for end-to-end tests and
+ * benchmarks: waits for /readyz, and gives a small REST client with the admin token.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import path from 'node:path';
+
+const MAIN = path.resolve(import.meta.dirname, '../packages/hub/src/main.ts');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface HubProcess {
+  child: ChildProcess;
+  port: number;
+  url: string;
+  adminToken: string;
+  output(): string;
+  exited: Promise<number | null>;
+  /** A REST call with the admin token; the body parsed as JSON. */
+  api<T = any>(method: string, p: string, body?: unknown): Promise<{ status: number; body: T }>;
+  /** SIGTERM, then SIGKILL after 15 s. */
+  stop(): Promise<number | null>;
+}
+
+export async function spawnHub(env: Record<string, string> = {}): Promise<HubProcess> {
+  const port = await freePort();
+  const adminToken = env.OPSPILOT_ADMIN_TOKEN ?? `opk_${randomBytes(24).toString('base64url')}`;
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+    env: { PATH: process.env.PATH ?? '', OPSPILOT_PORT: String(port), OPSPILOT_HOST: '127.0.0.1', OPSPILOT_ADMIN_TOKEN: adminToken, OPSPILOT_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-200_000)));
+  child.stderr!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-200_000)));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = `http://127.0.0.1:${port}`;
+  const hub: HubProcess = {
+    child,
+    port,
+    url,
+    adminToken,
+    output: () => output,
+    exited,
+    async api(method, p, body) {
+      const res = await fetch(url + p, {
+        method,
+        headers: { authorization: `Bearer ${adminToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : null };
+    },
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`hub exited early:\n${output}`);
+    if (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) return hub;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`hub did not become ready:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

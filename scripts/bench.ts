@@ -4,8 +4,10 @@
  *
  * Prints envelopes/s stored by the hub, envelopes/s received by the bare loop, exec round-trip
  * p50/p99 under load, and the hub's RSS; then the agent's footprint (scripts/bench/agent.ts).
- * Then Slack interaction answers (scripts/bench/slack.ts). `pnpm bench hub`, `pnpm bench slack`
- * or `pnpm bench agent` runs one part. Environment:
+ * Then Slack interaction answers (scripts/bench/slack.ts), and unit failure to incident on a real
+ * systemd (scripts/bench/systemd.ts; root, as the real-systemd test). `pnpm bench hub`,
+ * `pnpm bench slack`, `pnpm bench agent` or `pnpm bench systemd` runs one part. Environment:
+ *   BENCH_FAILURES  unit failures to time on the real systemd (24)
  *   BENCH_CLICKS, BENCH_CLICK_CONCURRENCY  Slack clicks to time (500), and how many at a time (10)
  *   BENCH_AGENT_SECONDS  agent measurement window (120)
  *   BENCH_AGENTS   simulated agents (2000)
@@ -24,6 +26,7 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { agentBench } from './bench/agent.ts';
 import { slackBench } from './bench/slack.ts';
+import { systemdBench } from './bench/systemd.ts';
 import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 2000);
@@ -306,6 +309,7 @@ async function main(): Promise<void> {
   const part = process.argv[2] ?? 'all';
   if (part === 'all' || part === 'hub') await hubBench();
   if (part === 'all' || part === 'slack') await slackPart();
+  if (part === 'all' || part === 'systemd') await systemdPart();
   if (part === 'all' || part === 'agent') {
     const seconds = Number(process.env.BENCH_AGENT_SECONDS ?? 120);
     log(`agent footprint: ${seconds} s at default intervals, beside prometheus-node-exporter scraped every 15 s`);
@@ -336,6 +340,23 @@ async function throwawayDatabase(): Promise<{ url: URL; admin: pg.Client }> {
   const url = new URL(SERVER_URL);
   url.pathname = `/${dbName}`;
   return { url, admin };
+}
+
+/** Unit failure to committed incident on a real systemd, beside the same alert sent directly. */
+async function systemdPart(): Promise<void> {
+  const { url } = await throwawayDatabase();
+  const failures = Number(process.env.BENCH_FAILURES ?? 24);
+  log(`systemd: ${failures} unit failures in a systemd-nspawn guest, then the same alerts sent straight over the protocol`);
+  const r = await systemdBench({ databaseUrl: url.toString(), failures });
+  const row = (s: typeof r.systemd) => `median ${s.median_ms} ms, p95 ${s.p95_ms} ms (min ${s.min_ms}, max ${s.max_ms}, n ${s.n})`;
+  console.log(
+    [
+      `Unit failure to committed incident — ${failures} failures on systemd 252 under nspawn`,
+      `  via the agent (journal → incident row)   ${row(r.systemd)}`,
+      `  baseline: alert sent over the protocol   ${row(r.direct)}`,
+    ].join('\n'),
+  );
+  console.log(JSON.stringify(r));
 }
 
 /** Slack interaction answers: a hub of its own on a throwaway database. */

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AgentConfigError, DEFAULT_LOG_PATTERN, loadAgentConfig, normalizeHubUrl, resolveAgentConfig } from '../src/config.ts';
@@ -14,7 +14,7 @@ t.test('defaults', async (t) => {
     state_dir: '/tmp/state',
     heartbeat_interval_s: 10,
     metrics_interval_s: 15,
-    systemd: { enabled: true },
+    systemd: { enabled: true, settle_s: 30 },
     logs: [],
     thresholds: { cpu_pct: 90, mem_pct: 95, disk_pct: 95, for_s: 300 },
     actions: {},
@@ -41,6 +41,8 @@ t.test('every bad value is refused with its key named', async (t) => {
     [{ systemd: { enabled: 'yes' } }, /systemd.enabled/],
     [{ systemd: { unit: ['x'] } }, /systemd.unit: unknown key/],
     [{ systemd: { units: ['nginx; reboot'] } }, /systemd.units\[0\]: is not a unit name/],
+    [{ systemd: { settle_s: 0 } }, /systemd.settle_s: must be an integer from 1 to 3600/],
+    [{ systemd: { settle_s: '30' } }, /systemd.settle_s/],
     [{ logs: [{ path: 'relative.log' }] }, /logs\[0\].path: must be an absolute path/],
     [{ logs: [{ path: '/var/log/x', pattern: '(' }] }, /logs\[0\].pattern: is not a valid regular expression/],
     [{ logs: [{ path: '/var/log/x', level: 'x' }] }, /logs\[0\].level: unknown key/],
@@ -94,4 +96,12 @@ t.test('file, flag and environment', async (t) => {
   t.throws(() => loadAgentConfig(['--config', file], {}, false), /is not JSON/);
   t.throws(() => loadAgentConfig(['--config'], {}, false), /--config: needs a file path/);
   t.throws(() => loadAgentConfig([], {}, false), AgentConfigError, 'no hub and no token anywhere');
+});
+
+t.test("the README's example config is valid as printed", async (t) => {
+  const readme = readFileSync(path.resolve(import.meta.dirname, '../../../README.md'), 'utf8');
+  const example = /### The agent[\s\S]*?```json\n([\s\S]*?)```/.exec(readme)?.[1];
+  t.ok(example, 'the example is there');
+  const c = resolveAgentConfig(JSON.parse(example!.replace('opa_…', 'opa_example_token_0123456789')), { stateDir: '/tmp/state' });
+  t.match(c, { hub_url: 'wss://hub.example.com/v1/stream', systemd: { settle_s: 30 }, actions: { flush_cache: { argv: ['/usr/local/bin/app-ctl', 'flush', '{region}'] } } });
 });

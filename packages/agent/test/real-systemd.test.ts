@@ -127,6 +127,22 @@ async function main(): Promise<void> {
     t.equal((await incident(down.id)).count, 1, 'a failure already reported is not reported again');
   });
 
+  t.test('a journal vacuumed past the saved position while the agent was down: the gap is reported, and what can still be read', async (t) => {
+    script('opspilot-late', 'echo "late: disk check failed: /srv is read-only" >&2\nexit 5');
+    unit('late.service', 'Type=oneshot\nExecStart=/usr/local/bin/opspilot-late');
+    await reload();
+    await sh('/bin/systemctl', 'stop', 'opspilot-agent.service');
+    // Everything the agent had read goes: rotated into an archive, and the archive deleted.
+    await sh('/bin/journalctl', '--rotate');
+    await sh('/bin/journalctl', '--vacuum-size=1');
+    await systemctl('start', 'late.service');
+    await sh('/bin/systemctl', 'start', 'opspilot-agent.service');
+    const gap = await eventually(() => incidentOf('journal'), 30_000, 'the journal gap incident');
+    t.match(await incident(gap.id), { type: 'journal', message: /were rotated or vacuumed before the agent read them/ });
+    const late = await eventually(() => incidentOf('late.service'), 30_000, 'the failure after the gap');
+    t.match(await incident(late.id), { exit_code: 5, logs: /\/srv is read-only/ });
+  });
+
   t.test('classification of real failures respects the source', async (t) => {
     unit('missing-binary.service', 'Type=simple\nExecStart=/bin/sh -c "echo worker: starting, pid 503; exec /opt/app/bin/worker"');
     await reload();

@@ -41,7 +41,11 @@ t.test('pnpm start: hub and local agent, metrics, exec round trips, clean stop',
   };
   t.equal(statSync(path.join(dataDir, 'agent', 'agent.json')).mode & 0o777, 0o600, 'the saved agent token is private');
 
-  const agent = (await api('GET', `/v1/agents/${agentId}`)).body;
+  // The hello is stored by the next ingest batch, a moment after the agent is welcomed.
+  const agent = await eventually(async () => {
+    const a = (await api('GET', `/v1/agents/${agentId}`)).body;
+    return a.facts && a;
+  }, 10_000, "the agent's hello");
   t.match(agent, { status: 'online', facts: { os: 'linux' } });
   t.ok(agent.actions.includes('disk_usage') && agent.actions.includes('service_status'), 'the catalogue came with hello');
 

@@ -127,6 +127,21 @@ t.test('a crash loop under Restart=on-failure: alerts with the failing run, merg
   t.same(w.failingUnits, []);
 });
 
+t.test("lines journald could not tie to a run count when they lie within the failing run's span", async (t) => {
+  const h = host(t);
+  const { w, alerts } = h.watcher();
+  await w.start();
+  // On a busy host a process that writes and exits at once leaves lines with the unit but no
+  // invocation id (seen on the real systemd under load).
+  const untied = (e: Record<string, string>) => (e._SYSTEMD_INVOCATION_ID ? (({ _SYSTEMD_INVOCATION_ID: _, ...rest }) => rest)(e) : e);
+  h.unit('flapper.service', restarting);
+  h.append([...entriesOf(0).map(untied), ...entriesOf(1).slice(0, 3).map(untied)]);
+  await until(() => alerts.length === 1, 5000, 'the alert');
+  const logs = alerts[0]!.logs!.split('\n');
+  t.same(logs, entriesOf(0).map((e) => e.MESSAGE), "the failing run's lines, its untied process output included");
+  t.equal(logs.filter((l) => l === 'flapper: starting').length, 1, 'nothing of the next run');
+});
+
 t.test('what happened while the agent was down: failures reported, recoveries resolved, nothing twice', async (t) => {
   const h = host(t);
   let { w } = h.watcher();

@@ -5,6 +5,7 @@ import {
   ProtocolError,
   decodeFrame,
   encodeEnvelope,
+  wireSafe,
   newId,
   type ExecPayload,
   type ExecResultPayload,
@@ -91,7 +92,7 @@ export class HubClient {
    * stable id; the outbox and the hub keep one.
    */
   sendDurable<T extends DurableType>(type: T, payload: PayloadOf<T>, id: string = newId()): string {
-    const frame = encodeEnvelope(type, payload, { id });
+    const frame = encodeEnvelope(type, wireSafe(payload), { id });
     this.opts.outbox.put({ id, type, frame });
     if (this.connected) this.#ws!.send(frame);
     return id;
@@ -100,7 +101,7 @@ export class HubClient {
   /** Heartbeats and metrics: sent when connected, dropped otherwise (the next one supersedes). */
   sendVolatile<T extends 'heartbeat' | 'metrics'>(type: T, payload: PayloadOf<T>): boolean {
     if (!this.connected) return false;
-    this.#ws!.send(encodeEnvelope(type, payload));
+    this.#ws!.send(encodeEnvelope(type, wireSafe(payload)));
     return true;
   }
 
@@ -123,7 +124,7 @@ export class HubClient {
     });
     ws.on('open', () => {
       this.#backoff.connected();
-      ws.send(encodeEnvelope('hello', this.opts.hello()));
+      ws.send(encodeEnvelope('hello', wireSafe(this.opts.hello())));
     });
     ws.on('message', (data, isBinary) => {
       if (isBinary) return;
@@ -195,6 +196,11 @@ export class HubClient {
       case 'error': {
         const error = message.payload as PayloadOf<'error'>;
         this.opts.log.warn('the hub refused a frame', { code: error.code, message: error.message, ref_id: error.ref_id });
+        // The hub will refuse the same bytes every time: set the entry aside so it never holds
+        // up the rest of the outbox.
+        if (error.ref_id && this.opts.outbox.setAside(error.ref_id, `${error.code}: ${error.message}`)) {
+          this.opts.log.error('an outbox entry the hub refused was set aside', { id: error.ref_id, code: error.code });
+        }
         break;
       }
     }

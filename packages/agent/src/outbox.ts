@@ -12,6 +12,8 @@ export interface OutboxEntry {
   frame: string;
 }
 
+const REJECTED_KEPT = 100;
+
 export interface OutboxOptions {
   dir: string;
   /** At most this many entries; past it the oldest non-alert goes first, then the oldest alert. */
@@ -64,6 +66,23 @@ export class Outbox {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
     }
+  }
+
+  /**
+   * The hub refused this entry for what it is (an `error` naming its id): move it to `rejected/`
+   * with the reason, for a person to look at, and stop sending it. The newest 100 are kept.
+   * Returns false when the id is not in the outbox.
+   */
+  setAside(id: string, reason: string): boolean {
+    const entry = this.#entries.get(id);
+    if (!entry) return false;
+    const dir = path.join(this.opts.dir, 'rejected');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileDurably(path.join(dir, `${entry.id}.${entry.type}.json`), JSON.stringify({ reason, frame: entry.frame }));
+    this.ack([id]);
+    const kept = readdirSync(dir).filter((n) => n.endsWith('.json')).sort();
+    for (const name of kept.slice(0, Math.max(0, kept.length - REJECTED_KEPT))) unlinkSync(path.join(dir, name));
+    return true;
   }
 
   /** Everything waiting, oldest first: what to resend after a reconnect. */

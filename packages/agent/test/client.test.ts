@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Backoff } from '../src/backoff.ts';
@@ -105,6 +105,41 @@ t.test('written while the hub is down, delivered when it returns', async (t) => 
   t.same(back.received.filter((m) => m.id).map((m) => m.type), ['alert', 'resolve'], 'in order');
   await new Promise((r) => setTimeout(r, 100));
   t.equal(outbox.size, 0);
+});
+
+t.test('a NUL or a lone surrogate never leaves the agent; an entry the hub refuses is set aside, not resent', async (t) => {
+  const hub = await startHub(t);
+  const dir = stateDir(t);
+  const log = recordingLog();
+  const first = client(t, hub, dir, { log });
+  first.c.start();
+  await first.c.welcomed();
+  // A log line with a NUL byte and broken UTF-16: replaced, so the hub's checks pass.
+  const clean = first.c.sendDurable('alert', { type: 'log', source: '/var/log/app.log', message: 'fatal\u0000 in worker', logs: 'x\ud800y', context: { ['k\u0000']: 'v' } });
+  await hub.until((r) => r.some((m) => m.id === clean));
+  t.match(hub.received.find((m) => m.id === clean)!.payload, { message: 'fatal\u2400 in worker', logs: 'x\ufffdy', context: { ['k\u2400']: 'v' } });
+
+  // Whatever else the hub refuses for what it is (an error naming its id) is set aside.
+  hub.acking = false;
+  const refused = first.c.sendDurable('alert', { type: 'log', source: '/var/log/app.log', message: 'from an older agent' });
+  await hub.until((r) => r.some((m) => m.id === refused));
+  hub.send('error', { code: 'PROTO_SCHEMA', message: 'alert message: contains a NUL character', ref_id: refused });
+  await hub.until(() => first.outbox.size === 0);
+  const aside = JSON.parse(readFileSync(path.join(dir, 'outbox', 'rejected', `${refused}.alert.json`), 'utf8'));
+  t.match(aside, { reason: 'PROTO_SCHEMA: alert message: contains a NUL character' }, 'kept for a person, with the reason');
+  t.ok(log.lines.some((l) => l.startsWith('error an outbox entry the hub refused was set aside')));
+
+  // It is not resent after a reconnect, and what comes after it flows.
+  await first.c.stop();
+  hub.acking = true;
+  const second = client(t, hub, dir);
+  second.c.start();
+  await second.c.welcomed();
+  const next = second.c.sendDurable('resolve', { type: 'log', source: '/var/log/app.log' });
+  await hub.until((r) => r.some((m) => m.id === next));
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(hub.received.filter((m) => m.id === refused).length, 1, 'sent once, never again');
+  t.equal(second.outbox.size, 0);
 });
 
 t.test('exec requests run once and their results are durable', async (t) => {

@@ -45,6 +45,34 @@ eachBackend(t, 'each bad frame gets an error envelope and the connection stays',
   agent.close();
 });
 
+eachBackend(t, "text no database can store is refused at the edge: the sender keeps its connection, nobody's batch fails", async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { badFramesPerMinute: 1000 });
+  const poisoner = await hub.enroll();
+  const bystander = await hub.enroll();
+  const bad = await ScriptedAgent.connect(hub.wsUrl, poisoner.token);
+  const good = await ScriptedAgent.connect(hub.wsUrl, bystander.token);
+  await bad.next('welcome');
+  await good.next('welcome');
+  const poisons: [string, string][] = [
+    ['nul-message', '{"type":"log","source":"/var/log/app.log","message":"a\\u0000b"}'],
+    ['surrogate-context', '{"type":"log","source":"/var/log/app.log","message":"m","context":{"line":"\\ud800"}}'],
+    ['deep-context', `{"type":"log","source":"/var/log/app.log","message":"m","context":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`],
+    ['nul-hostname', '{"protocol":1,"agent_version":"1","hostname":"web\\u0000","os":"linux","arch":"x64","actions":[]}'],
+  ];
+  for (const [id, payload] of poisons) {
+    bad.sendRaw(env({ id, type: id === 'nul-hostname' ? 'hello' : 'alert', data: b64(payload) }));
+    good.send('alert', { type: 'log', source: `/var/log/${id}.log`, message: 'fatal: real trouble' }, { id: `good-${id}` });
+    t.match(await bad.next('error'), { code: 'PROTO_SCHEMA', ref_id: id }, id);
+  }
+  await good.acked(poisons.map(([id]) => `good-${id}`));
+  t.equal((await hub.api('GET', `/v1/incidents?agent_id=${bystander.id}`)).body.incidents.length, poisons.length, "the other agent's alerts are all stored");
+  bad.send('alert', { type: 'log', source: '/var/log/app.log', message: 'fatal: a clean one' }, { id: 'clean-1' });
+  await bad.acked(['clean-1']);
+  t.equal(bad.ws.readyState, bad.ws.OPEN, 'the sender keeps its connection, and its clean alerts go in');
+  bad.close();
+  good.close();
+});
+
 eachBackend(t, 'the error names the offending envelope id', async (t, backend) => {
   const hub = await startHub(t, await backend.open(t));
   const { token } = await hub.enroll();

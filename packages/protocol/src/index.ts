@@ -6,3 +6,4 @@ export * from './inflate.ts';
 export * from './crc32.ts';
 export * from './envelope.ts';
 export * from './ids.ts';
+export * from './sanitize.ts';

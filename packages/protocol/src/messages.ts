@@ -1,6 +1,6 @@
 import { PROTOCOL_ERROR_CODES } from './errors.ts';
 import { ID_PATTERN } from './limits.ts';
-import { arr, bool, int, jsonObject, nullable, num, obj, oneOf, SchemaViolation, str, type Check, type Infer } from './schema.ts';
+import { arr, bool, int, jsonDocument, jsonObject, nullable, num, obj, oneOf, SchemaViolation, str, type Check, type Infer } from './schema.ts';
 
 /** Message types an agent sends, in PROTOCOL.md order. */
 export const AGENT_MESSAGE_TYPES = ['hello', 'heartbeat', 'metrics', 'alert', 'resolve', 'exec_result'] as const;
@@ -77,7 +77,7 @@ export const alertPayload = obj(
     logs: str({ max: 2 * MiB }),
     exit_code: int(),
     status: str({ max: 256 }),
-    context: jsonObject,
+    context: jsonDocument({ maxDepth: 8, maxNodes: 1000, maxString: 16 * KiB }),
   },
 );
 

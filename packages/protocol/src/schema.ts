@@ -22,10 +22,20 @@ function describe(value: unknown): string {
   return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }
 
+/**
+ * Text that every store and encoder takes: no NUL (PostgreSQL text refuses it) and no lone
+ * surrogate (not Unicode; JSON encoders and databases refuse or mangle it). Linear time.
+ */
+export function checkText(value: string, path: string): void {
+  if (value.includes('\0')) throw new SchemaViolation(path, 'contains a NUL character');
+  if (!(value as string & { isWellFormed(): boolean }).isWellFormed()) throw new SchemaViolation(path, 'is not well-formed Unicode (a lone surrogate)');
+}
+
 export function str(opts: { min?: number; max: number; pattern?: RegExp }): Check<string> {
   const min = opts.min ?? 0;
   return (value, path) => {
     if (typeof value !== 'string') throw new SchemaViolation(path, `expected a string, got ${describe(value)}`);
+    checkText(value, path);
     if (value.length < min) throw new SchemaViolation(path, `must be at least ${min} characters`);
     if (value.length > opts.max) throw new SchemaViolation(path, `must be at most ${opts.max} characters`);
     if (opts.pattern && !opts.pattern.test(value)) {
@@ -92,6 +102,39 @@ export const jsonObject: Check<Record<string, unknown>> = (value, path) => {
   }
   return value as Record<string, unknown>;
 };
+
+/**
+ * A JSON object of free-form data (an alert's `context`), copied and bounded: at most `maxDepth`
+ * levels of nesting, `maxNodes` values in all, keys of at most 256 characters, strings of at
+ * most `maxString`, and every string and key well-formed text (see checkText).
+ */
+export function jsonDocument(opts: { maxDepth: number; maxNodes: number; maxString: number }): Check<Record<string, unknown>> {
+  return (value, path) => {
+    let nodes = 0;
+    const copy = (v: unknown, at: string, depth: number): unknown => {
+      if (++nodes > opts.maxNodes) throw new SchemaViolation(path, `must have at most ${opts.maxNodes} values`);
+      if (v === null || typeof v === 'boolean') return v;
+      if (typeof v === 'number') return num()(v, at);
+      if (typeof v === 'string') {
+        if (v.length > opts.maxString) throw new SchemaViolation(at, `must be at most ${opts.maxString} characters`);
+        checkText(v, at);
+        return v;
+      }
+      if (depth >= opts.maxDepth) throw new SchemaViolation(at, `must nest at most ${opts.maxDepth} levels deep`);
+      if (Array.isArray(v)) return v.map((item, i) => copy(item, `${at}[${i}]`, depth + 1));
+      if (typeof v !== 'object') throw new SchemaViolation(at, `expected JSON, got ${describe(v)}`);
+      const out: Record<string, unknown> = {};
+      for (const [key, item] of Object.entries(v)) {
+        if (key.length > 256) throw new SchemaViolation(at, 'has a key longer than 256 characters');
+        checkText(key, `${at}.<key>`);
+        // defineProperty: a key named __proto__ stays data, never the copy's prototype.
+        Object.defineProperty(out, key, { value: copy(item, `${at}.${key}`, depth + 1), enumerable: true, writable: true, configurable: true });
+      }
+      return out;
+    };
+    return copy(jsonObject(value, path), path, 0) as Record<string, unknown>;
+  };
+}
 
 type Shape = Record<string, Check<unknown>>;
 type Out<R extends Shape, O extends Shape> = { [K in keyof R]: Infer<R[K]> } & { [K in keyof O]?: Infer<O[K]> };

@@ -17,6 +17,7 @@ import {
   newId,
   parseFrame,
   readEnvelope,
+  wireSafe,
   type ProtocolErrorCode,
 } from '../src/index.ts';
 import { GO_ALERT, GO_ALERT_PLAIN, GO_HEARTBEAT } from './vectors.ts';
@@ -171,6 +172,45 @@ t.test('hostile JSON is refused or kept inert', async (t) => {
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype untouched');
   t.notOk(Object.hasOwn(message.payload, '__proto__'), 'unknown keys dropped');
   t.equal(Object.getPrototypeOf(message.payload), Object.prototype);
+});
+
+t.test('text no store can keep is refused at the edge: NUL, lone surrogates, context too deep or too large', async (t) => {
+  const alert = (extra: Record<string, unknown>) => frame({ id: 'poison-1', data: b64(JSON.stringify({ type: 'log', source: 's', message: 'm', ...extra })) });
+  const refused: [string, string][] = [
+    ['NUL in the message', alert({ message: 'a\u0000b' })],
+    ['NUL in the logs', alert({ logs: 'line\u0000' })],
+    ['NUL in the source', alert({ source: 'unit\u0000.service' })],
+    ['lone high surrogate in the logs', alert({ logs: 'x\ud800y' })],
+    ['lone low surrogate in the status', alert({ status: '\udc00' })],
+    ['NUL in a context string', alert({ context: { a: { b: 'x\u0000' } } })],
+    ['lone surrogate in a context key', alert({ context: { ['k\ud800']: 1 } })],
+    // Built as text: JSON.stringify itself overflows the stack on it, which is the point.
+    ['context nested 5,000 deep', frame({ id: 'poison-1', data: b64(`{"type":"log","source":"s","message":"m","context":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`) })],
+    ['context nested 9 deep', alert({ context: JSON.parse('{"a":'.repeat(9) + '1' + '}'.repeat(9)) })],
+    ['context with 5,000 values', alert({ context: { list: Array.from({ length: 5000 }, (_, i) => i) } })],
+    ['a context string over 16 KiB', alert({ context: { s: 'x'.repeat(17 * 1024) } })],
+    ['NUL in a hello hostname', frame({ type: 'hello', id: 'poison-1', data: b64(JSON.stringify({ protocol: 1, agent_version: '1', hostname: 'web\u00001', os: 'linux', arch: 'x64', actions: [] })) })],
+  ];
+  for (const [what, f] of refused) {
+    try {
+      decodeFrame(f, fromAgent);
+      t.fail(`${what}: accepted`);
+    } catch (err) {
+      t.match(err, { code: 'PROTO_SCHEMA', refId: 'poison-1' }, what);
+    }
+  }
+  // JSON text of the escapes themselves (not the characters) is fine, and so are real pairs.
+  const ok = decodeFrame(alert({ message: 'emoji \ud83d\ude80 and a literal \\u0000', context: { depth: { of: { eight: { is: { fine: { here: { ok: { x: 1 } } } } } } } } }), fromAgent);
+  t.match(ok.message.payload, { message: 'emoji 🚀 and a literal \\u0000' });
+});
+
+t.test('wireSafe makes text every receiver takes, and leaves the rest alone', async (t) => {
+  const input = { logs: 'a\u0000b\ud800c', context: { ['k\u0000']: ['x\udc00', 5, null], fine: 'ümlaut 🚀' }, exit_code: 1 };
+  const safe = wireSafe(input);
+  t.same(safe, { logs: 'a\u2400b\ufffdc', context: { ['k\u2400']: ['x\ufffd', 5, null], fine: 'ümlaut 🚀' }, exit_code: 1 });
+  t.equal(input.logs, 'a\u0000b\ud800c', 'the input is not changed');
+  const frame = encodeEnvelope('alert', { type: 'log', source: 's', message: 'm', ...safe }, { id: 'safe-1' });
+  t.match(decodeFrame(frame, fromAgent).message.payload, { logs: 'a\u2400b\ufffdc' }, 'and it passes the checks');
 });
 
 t.test('an exec error code this side does not know is kept, not refused', async (t) => {

@@ -5,6 +5,8 @@ import {
   ProtocolError,
   decodeFrame,
   encodeEnvelope,
+  parseFrame,
+  readEnvelope,
   wireSafe,
   newId,
   type ExecPayload,
@@ -157,13 +159,27 @@ export class HubClient {
     this.#retryTimer = setTimeout(() => this.#connect(), ms);
   }
 
+  /** The type of a frame whose payload did not decode, if its envelope reads. */
+  #envelopeType(text: string): string | undefined {
+    try {
+      return readEnvelope(parseFrame(text), HUB_MESSAGE_TYPES).type;
+    } catch {
+      return undefined;
+    }
+  }
+
   #onMessage(ws: WebSocket, text: string): void {
     let message;
     try {
       message = decodeFrame(text, HUB_MESSAGE_TYPES).message;
     } catch (err) {
       if (err instanceof ProtocolError) {
-        this.opts.log.warn('unreadable message from the hub', { code: err.code, error: err.message });
+        this.opts.log.warn('unreadable message from the hub', { code: err.code, error: err.message, ref_id: err.refId });
+        // An exec names its request in the envelope id: answer it, so the asker is not left
+        // waiting for a timeout. Nothing ran.
+        if (err.refId && this.#envelopeType(text) === 'exec') {
+          this.sendDurable('exec_result', { request_id: err.refId, ok: false, exit_code: null, stdout: '', stderr: `the agent could not read this exec request: ${err.message}`, duration_ms: 0, truncated: false, error_code: 'EXEC_BAD_REQUEST' });
+        }
         return;
       }
       throw err;

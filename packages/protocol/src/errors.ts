@@ -21,6 +21,7 @@ export const EXEC_ERROR_CODES = [
   'EXEC_FAILED_TO_START',
   'EXEC_BUSY',
   'EXEC_DUPLICATE',
+  'EXEC_BAD_REQUEST',
 ] as const;
 export type ExecErrorCode = (typeof EXEC_ERROR_CODES)[number];
 

@@ -123,8 +123,11 @@ export class AgentConnection implements AckTarget {
       done?.(new Error('connection is not open'));
       return;
     }
-    // Hub messages are small: sent uncompressed, so they can be read in a terminal (wscat).
-    const frame = encodeEnvelope(type, payload, { compression: 'none' });
+    // Hub messages are small: sent uncompressed, so they can be read in a terminal (wscat). An
+    // exec carries its request id as the envelope id too: an agent that cannot read the payload
+    // can still answer that request with an error instead of leaving it to time out.
+    const id = type === 'exec' ? (payload as PayloadOf<'exec'>).request_id : undefined;
+    const frame = encodeEnvelope(type, payload, { compression: 'none', ...(id ? { id } : {}) });
     this.socket.send(frame, done);
   }
 

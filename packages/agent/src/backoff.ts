@@ -24,13 +24,16 @@ export class Backoff {
     this.#now = opts.now ?? Date.now;
   }
 
-  /** The delay before the next attempt. */
-  next(): number {
+  /**
+   * The delay before the next attempt, drawn between 0 and the ceiling; `atLeastMs` raises the
+   * ceiling for this draw (after a hub restart, to spread a whole fleet's first reconnect).
+   */
+  next(atLeastMs = 0): number {
     if (this.#connectedAt !== null) {
       if (this.#now() - this.#connectedAt >= this.opts.resetAfterMs) this.#attempt = 0;
       this.#connectedAt = null;
     }
-    const ceiling = Math.min(this.opts.capMs, this.opts.baseMs * 2 ** Math.min(this.#attempt, 30));
+    const ceiling = Math.max(atLeastMs, Math.min(this.opts.capMs, this.opts.baseMs * 2 ** Math.min(this.#attempt, 30)));
     this.#attempt++;
     return Math.floor(this.#random() * ceiling);
   }

@@ -35,6 +35,8 @@ export interface ClientOptions {
   backoff?: Backoff;
   /** After 4401 (bad token) or 4409 (another process took over), wait this long before trying again. */
   slowRetryMs?: number;
+  /** After the hub says it restarts (1012), the first reconnect is drawn from this window (default 15 s). */
+  restartSpreadMs?: number;
 }
 
 /**
@@ -144,7 +146,9 @@ export class HubClient {
         this.#retry(this.#slowRetryMs);
         return;
       }
-      const delay = this.#backoff.next();
+      // A restarting hub closes every agent at once: without a wide first draw, the whole fleet
+      // would come back within the same second.
+      const delay = this.#backoff.next(code === CLOSE_CODES.restarting ? (this.opts.restartSpreadMs ?? 15_000) : 0);
       this.opts.log.warn('hub connection closed; reconnecting', { code, reason: reason.toString(), status: refusedStatus, retry_in_ms: delay });
       this.#retry(delay);
     });

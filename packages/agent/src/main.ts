@@ -32,10 +32,21 @@ async function main(): Promise<void> {
     throw err;
   }
 
+  // Set once the client exists: the state directory's trouble is reported to the hub too.
+  let stateTrouble: ((alert: boolean, message: string) => void) | null = null;
   const outbox = new Outbox({
     dir: path.join(config.state_dir, 'outbox'),
     maxEntries: config.outbox_max_entries,
     onDrop: (e) => log.warn('outbox full: dropped an entry', e),
+    onWriteError: (err) => {
+      const message = `the agent cannot write its state directory ${config.state_dir} (${err.code ?? err.message}): what it sends is kept in memory until it can`;
+      log.error(message);
+      stateTrouble?.(true, message);
+    },
+    onWriteRecovered: () => {
+      log.info('the state directory is writable again');
+      stateTrouble?.(false, `the agent writes its state directory ${config.state_dir} again`);
+    },
   });
   const runner = new ExecRunner({
     actions: { ...BUILTIN_ACTIONS, ...config.actions },
@@ -112,6 +123,12 @@ async function main(): Promise<void> {
         log,
       })
     : null;
+
+  stateTrouble = (alert, message) => {
+    const payload = { type: 'host', source: 'agent-state-dir', message };
+    if (alert) client.sendDurable('alert', payload);
+    else client.sendDurable('resolve', payload);
+  };
 
   log.info('opspilot-agent starting', { hub: config.hub_url, state_dir: config.state_dir, actions: runner.actionNames, outbox: outbox.size });
   client.start();

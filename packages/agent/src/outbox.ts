@@ -20,16 +20,23 @@ export interface OutboxOptions {
   maxEntries: number;
   /** Told about every entry dropped to stay within the bound. */
   onDrop?: (entry: { id: string; type: DurableType }) => void;
+  /** Writing an entry failed (a full disk, a read-only or broken filesystem): told once, until a write works again. */
+  onWriteError?: (err: NodeJS.ErrnoException) => void;
+  /** A write works again after failing. */
+  onWriteRecovered?: () => void;
 }
 
 /**
  * Alerts, resolves and exec results waiting for the hub's ack. Each is a file written to a temp
  * name, fsynced, renamed into place and the directory fsynced before `put` returns, so an entry
  * survives a crash or power loss the moment it is accepted; an ack deletes it. File names are
- * `<id>.<type>.json` and ids are ULIDs, so a directory listing is the sending order.
+ * `<id>.<type>.json` and ids are ULIDs, so a directory listing is the sending order. When the
+ * disk refuses a write, the entry is kept in memory only (and still sent and resent until
+ * acked): losing durability is better than losing the entry, or the process.
  */
 export class Outbox {
   readonly #entries = new Map<string, OutboxEntry>();
+  #writeFailing = false;
 
   constructor(private readonly opts: OutboxOptions) {
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
@@ -50,8 +57,25 @@ export class Outbox {
     if (!ID_PATTERN.test(entry.id)) throw new Error(`invalid outbox id ${JSON.stringify(entry.id)}`);
     if (this.#entries.has(entry.id)) return;
     while (this.#entries.size >= this.opts.maxEntries) this.#dropOne();
-    writeFileDurably(this.#file(entry), entry.frame);
+    let failed: NodeJS.ErrnoException | null = null;
+    try {
+      writeFileDurably(this.#file(entry), entry.frame);
+    } catch (err) {
+      failed = err as NodeJS.ErrnoException;
+      try {
+        unlinkSync(`${this.#file(entry)}.tmp`);
+      } catch {
+        // never written, or the filesystem is gone
+      }
+    }
     this.#entries.set(entry.id, entry);
+    if (failed && !this.#writeFailing) {
+      this.#writeFailing = true;
+      this.opts.onWriteError?.(failed);
+    } else if (!failed && this.#writeFailing) {
+      this.#writeFailing = false;
+      this.opts.onWriteRecovered?.();
+    }
   }
 
   /** The hub stored these: forget them. Unknown ids are ignored. */

@@ -29,3 +29,14 @@ t.test('resets only after a connection that lasted long enough', async (t) => {
   now += 61_000; // stayed up a minute: start again
   t.equal(b.next(), 999);
 });
+
+t.test("after a hub restart, 1,000 agents' first reconnects spread over more than 10 s", async (t) => {
+  // Each agent is on attempt 0 (connected for a long time), as when a hub restarts.
+  const delays = Array.from({ length: 1000 }, () => new Backoff({ baseMs: 1000, capMs: 60_000, resetAfterMs: 60_000 }).next(15_000));
+  t.ok(Math.max(...delays) - Math.min(...delays) >= 10_000, `spread ${Math.max(...delays) - Math.min(...delays)} ms`);
+  const perSecond = new Map<number, number>();
+  for (const d of delays) perSecond.set(Math.floor(d / 1000), (perSecond.get(Math.floor(d / 1000)) ?? 0) + 1);
+  t.ok(Math.max(...perSecond.values()) <= 120, `at most ${Math.max(...perSecond.values())} of 1,000 in any one second`);
+  const ordinary = new Backoff({ baseMs: 1000, capMs: 60_000, resetAfterMs: 60_000, random: () => 0.999999 });
+  t.equal(ordinary.next(), 999, 'an ordinary drop still comes back within a second');
+});

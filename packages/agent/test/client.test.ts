@@ -23,7 +23,7 @@ function recordingLog(): Logger & { lines: string[] } {
   return { lines, info: at('info'), warn: at('warn'), error: at('error') };
 }
 
-function client(t: Test, hub: FakeHub, dir: string, extra: { slowRetryMs?: number; log?: Logger } = {}) {
+function client(t: Test, hub: FakeHub, dir: string, extra: { slowRetryMs?: number; log?: Logger; random?: () => number } = {}) {
   const outbox = new Outbox({ dir: path.join(dir, 'outbox'), maxEntries: 100 });
   const runner = new ExecRunner({
     actions: { ...BUILTIN_ACTIONS, echo: { argv: [process.execPath, '-e', 'process.stdout.write(process.argv[1])', '{text}'], params: { text: { type: 'string', pattern: '^[a-z ]*$', required: true } }, timeout_ms: 5000 } },
@@ -40,8 +40,9 @@ function client(t: Test, hub: FakeHub, dir: string, extra: { slowRetryMs?: numbe
     outbox,
     exec: (e) => runner.run(e),
     log: extra.log ?? recordingLog(),
-    backoff: new Backoff({ baseMs: 20, capMs: 100, resetAfterMs: 60_000 }),
+    backoff: new Backoff({ baseMs: 20, capMs: 100, resetAfterMs: 60_000, ...(extra.random ? { random: extra.random } : {}) }),
     slowRetryMs: extra.slowRetryMs ?? 200,
+    restartSpreadMs: 400,
   });
   t.teardown(() => c.stop());
   return { c, outbox };
@@ -161,12 +162,14 @@ t.test('exec requests run once and their results are durable', async (t) => {
 t.test('1012 and drops reconnect with backoff; a bad token is an error retried slowly', async (t) => {
   const hub = await startHub(t);
   const log = recordingLog();
-  const { c } = client(t, hub, stateDir(t), { log, slowRetryMs: 300 });
+  const { c } = client(t, hub, stateDir(t), { log, slowRetryMs: 300, random: () => 0.9 });
   c.start();
   await c.welcomed();
   const again = c.welcomed();
   hub.socket!.close(1012, 'hub restarting');
   t.equal(await again, 'agent-1', 'back after 1012');
+  const delay = (l: string) => Number(/"retry_in_ms":(\d+)/.exec(l)?.[1]);
+  t.equal(delay(log.lines.find((l) => l.includes('"code":1012'))!), 360, 'the first reconnect after a restart is drawn from the wide window (0.9 of 400 ms), not the 20 ms base');
 
   hub.token = 'rotated';
   const started = Date.now();

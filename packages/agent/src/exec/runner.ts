@@ -90,14 +90,23 @@ export class ExecRunner {
     }
   }
 
+  /**
+   * Remember a request before it runs. When the disk refuses (full, read-only), it is remembered
+   * in memory only: the request still runs once in this process, and the hub never sends a
+   * request id twice.
+   */
   #remember(requestId: string): void {
     this.#seen.add(requestId);
-    const fd = openSync(this.#seenFile, 'a', 0o600);
     try {
-      appendFileSync(fd, requestId + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      const fd = openSync(this.#seenFile, 'a', 0o600);
+      try {
+        appendFileSync(fd, requestId + '\n');
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (err) {
+      this.opts.log?.({ request_id: requestId, command: '', outcome: `not recorded on disk: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
     }
   }
 }

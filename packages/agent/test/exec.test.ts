@@ -109,3 +109,13 @@ t.test('built-in argv are fixed arrays with whole-argument parameters', async (t
   const df = await runner(t).run(exec('disk_usage'));
   t.match(df.stdout, /^Filesystem/);
 });
+
+t.test('a negative integer never becomes an argument, whatever the range allows (it would read as an option)', async (t) => {
+  const offset: ActionSpec = { argv: [node, '-e', 'process.stdout.write(process.argv[1])', '{n}'], params: { n: { type: 'integer', min: -100, max: 100, required: true } }, timeout_ms: 5000 };
+  t.throws(() => buildArgv(offset, { n: -5 }), /must not be negative/);
+  t.same(buildArgv(offset, { n: 5 }).argv.at(-1), '5');
+  const stateDir = mkdtempSync(path.join(tmpdir(), 'opspilot-exec-'));
+  t.teardown(() => rmSync(stateDir, { recursive: true, force: true }));
+  const refused = await new ExecRunner({ actions: { offset }, stateDir, maxConcurrent: 1 }).run(exec('offset', { n: -5 }));
+  t.match(refused, { ok: false, error_code: 'EXEC_BAD_PARAMS', exit_code: null });
+});

@@ -21,6 +21,7 @@ import cron from 'node-cron';
 import { Analyzer } from './incidents/analyzer.ts';
 import { createLlmClient } from './incidents/llm.ts';
 import { createRedactor, loadRedactions } from './incidents/redact.ts';
+import { loggableError, unstorableText } from './rest/text-guard.ts';
 import { AgentRegistry } from './ingest/registry.ts';
 import { setupSlack } from './slack/index.ts';
 import { RemediationEngine } from './remediation/engine.ts';
@@ -95,7 +96,12 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       logger:
         options.logStream === false
           ? false
-          : { level: config.logLevel, redact: { paths: REDACT, censor: '[redacted]' }, ...(options.logStream ? { stream: options.logStream } : {}) },
+          : {
+              level: config.logLevel,
+              redact: { paths: REDACT, censor: '[redacted]' },
+              serializers: { err: loggableError },
+              ...(options.logStream ? { stream: options.logStream } : {}),
+            },
       bodyLimit: 1024 * 1024, // 1 MiB
       forceCloseConnections: true,
     }).withTypeProvider<TypeBoxTypeProvider>();
@@ -167,6 +173,11 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       },
     });
 
+    // Text no store can keep (NUL, lone surrogates) is a bad request, wherever it is.
+    app.addHook('preValidation', async (req) => {
+      const bad = unstorableText(req.params, 'params') ?? unstorableText(req.query, 'query') ?? unstorableText(req.body, 'body');
+      if (bad) throw new HubError('HUB_BAD_REQUEST', bad);
+    });
     app.setErrorHandler((err: FastifyError, req, reply) => {
       if (err instanceof HubError) return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message } });
       if (err.validation) return reply.code(400).send({ error: { code: 'HUB_BAD_REQUEST', message: err.message } });

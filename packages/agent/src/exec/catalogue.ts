@@ -74,6 +74,8 @@ export function buildArgv(spec: ActionSpec, params: ExecParams): { argv: string[
     } else if (p.type === 'integer') {
       if (typeof value !== 'number' || !Number.isInteger(value)) throw new BadParams(`parameter "${name}" must be an integer`);
       if (value < p.min || value > p.max) throw new BadParams(`parameter "${name}" must be from ${p.min} to ${p.max}`);
+      // As an argument "-5" reads as an option to most programs, whatever the range allows.
+      if (value < 0) throw new BadParams(`parameter "${name}" must not be negative (it would read as an option)`);
     } else if (typeof value !== 'boolean') {
       throw new BadParams(`parameter "${name}" must be a boolean`);
     }

@@ -113,6 +113,9 @@ export function systemRoutes(app: App, hub: Hub): void {
       },
     },
     async (req, reply) => {
+      // "admin" is how the admin token appears in the audit trail and the rate limiter: a
+      // scoped token of that name would pass for it.
+      if (req.body.name.toLowerCase() === 'admin') throw new HubError('HUB_NAME_TAKEN', 'the name "admin" is reserved for the admin token');
       const token = generateToken(ADMIN_TOKEN_PREFIX);
       const id = newId();
       const at = new Date();

@@ -73,6 +73,30 @@ eachBackend(t, "text no database can store is refused at the edge: the sender ke
   good.close();
 });
 
+eachBackend(t, "a message the database refuses fails alone: the others in its batch are stored, its sender gets an error and keeps its connection", async (t, backend) => {
+  // A fingerprint the incidents index cannot hold (1,024 three-byte characters: 3 KiB, over the
+  // B-tree row limit): it passes every check at the edge, and only the database can say no.
+  const huge = Array.from({ length: 1024 }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 20000))).join('');
+  const hub = await startHub(t, await backend.open(t), { flushIntervalMs: 50 });
+  const agents = await Promise.all([0, 1, 2].map(() => hub.enroll()));
+  const sockets = await Promise.all(agents.map((a) => ScriptedAgent.connect(hub.wsUrl, a.token)));
+  for (const s of sockets) await s.next('welcome');
+  // Same 50 ms window: one batch holds the poison and the others' alerts.
+  sockets[1]!.send('alert', { type: 'log', source: '/var/log/a.log', message: 'fatal: before' }, { id: 'before' });
+  sockets[0]!.send('alert', { type: 'log', source: huge, message: 'fatal: poison' }, { id: 'poison' });
+  sockets[2]!.send('alert', { type: 'log', source: '/var/log/c.log', message: 'fatal: after' }, { id: 'after' });
+  sockets[0]!.send('alert', { type: 'log', source: '/var/log/own.log', message: 'fatal: its own next one' }, { id: 'own-next' });
+  t.match(await sockets[0]!.next('error'), { code: 'PROTO_REFUSED', ref_id: 'poison', message: /could not store this alert/ });
+  await sockets[0]!.acked(['own-next']);
+  await sockets[1]!.acked(['before']);
+  await sockets[2]!.acked(['after']);
+  for (const [i, s] of sockets.entries()) t.equal(s.ws.readyState, s.ws.OPEN, `agent ${i} still connected`);
+  const sources = (await hub.api('GET', '/v1/incidents?limit=100')).body.incidents.map((i: { source: string }) => i.source).sort();
+  t.same(sources, ['/var/log/a.log', '/var/log/c.log', '/var/log/own.log'], 'everything but the poison is stored');
+  t.equal(hub.app.hub.writer.stats.failedBatches, 0, 'no batch failed');
+  for (const s of sockets) s.close();
+});
+
 eachBackend(t, 'the error names the offending envelope id', async (t, backend) => {
   const hub = await startHub(t, await backend.open(t));
   const { token } = await hub.enroll();

@@ -10,6 +10,7 @@ export const PROTOCOL_ERROR_CODES = [
   'PROTO_SCHEMA',
   'PROTO_UNKNOWN_TYPE',
   'PROTO_VERSION',
+  'PROTO_REFUSED',
 ] as const;
 export type ProtocolErrorCode = (typeof PROTOCOL_ERROR_CODES)[number];
 

@@ -75,7 +75,7 @@ export const alertPayload = obj(
   },
   {
     logs: str({ max: 2 * MiB }),
-    exit_code: int(),
+    exit_code: int({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
     status: str({ max: 256 }),
     context: jsonDocument({ maxDepth: 8, maxNodes: 1000, maxString: 16 * KiB }),
   },
@@ -90,7 +90,7 @@ export const execResultPayload = obj(
   {
     request_id: str({ pattern: ID_PATTERN, max: 64 }),
     ok: bool,
-    exit_code: nullable(int()),
+    exit_code: nullable(int({ min: -(2 ** 31), max: 2 ** 31 - 1 })),
     stdout: str({ max: 1 * MiB }),
     stderr: str({ max: 1 * MiB }),
     duration_ms: num({ min: 0 }),

@@ -2,9 +2,19 @@ import type { FastifyBaseLogger } from 'fastify';
 
 /** Who to ack once an id is stored. */
 export interface AckTarget {
+  readonly agentId: string | null;
   ack(ids: string[]): void;
+  /** The database refused this one message for what it is: resending will not help. */
+  refuse(id: string, reason: string): void;
   /** Called when a batch could not be stored: the agent should reconnect and resend. */
   storeFailed(): void;
+}
+
+/** A message of a batch that the database refused on its own, the rest of the batch stored. */
+export interface Refusal {
+  agentId: string;
+  msgId: string;
+  reason: string;
 }
 
 export interface QueueOptions {
@@ -60,7 +70,8 @@ export class BatchQueue<B> {
   constructor(
     private readonly name: string,
     private readonly empty: () => B,
-    private readonly store: (batch: B) => Promise<void>,
+    /** Writes a batch; may name messages the database refused on their own (the rest stored). */
+    private readonly store: (batch: B) => Promise<Refusal[] | void>,
     private readonly opts: QueueOptions,
     private readonly log: FastifyBaseLogger,
   ) {
@@ -152,11 +163,16 @@ export class BatchQueue<B> {
   async #write(batch: Pending<B>): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.store(batch.data);
+        const refused = (await this.store(batch.data)) ?? [];
         this.stats.batches++;
         this.stats.frames += batch.frames;
         this.epoch++;
-        for (const [target, ids] of batch.acks) target.ack(ids);
+        const byKey = new Map(refused.map((r) => [`${r.agentId}\u0000${r.msgId}`, r.reason]));
+        for (const [target, ids] of batch.acks) {
+          const keyOf = (id: string) => `${target.agentId}\u0000${id}`;
+          for (const id of ids.filter((i) => byKey.has(keyOf(i)))) target.refuse(id, byKey.get(keyOf(id))!);
+          target.ack(byKey.size ? ids.filter((i) => !byKey.has(keyOf(i))) : ids);
+        }
         return;
       } catch (err) {
         if (attempt >= MAX_ATTEMPTS) {

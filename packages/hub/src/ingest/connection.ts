@@ -135,6 +135,10 @@ export class AgentConnection implements AckTarget {
     if (this.#state === 'open') this.send('ack', { ids });
   }
 
+  refuse(id: string, reason: string): void {
+    if (this.#state === 'open') this.send('error', { code: 'PROTO_REFUSED', message: reason.slice(0, 4000), ref_id: id });
+  }
+
   storeFailed(): void {
     this.close(CLOSE_CODES.restarting, 'hub could not store frames; reconnect and resend');
   }

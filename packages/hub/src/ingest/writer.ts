@@ -5,7 +5,7 @@ import { storeBulk, storeEvents, type BulkBatch, type EventBatch, type EventItem
 import { BatchQueue, type AckTarget } from './batch-queue.ts';
 import type { LifecycleOptions } from '../incidents/lifecycle.ts';
 
-export type { AckTarget } from './batch-queue.ts';
+export type { AckTarget, Refusal } from './batch-queue.ts';
 
 export interface IncomingFrame {
   agentId: string;
@@ -52,7 +52,11 @@ export class IngestWriter {
     this.#events = new BatchQueue<EventBatch>(
       'events',
       () => ({ items: [], ids: [] }),
-      async (b) => hooks.onEventsStored?.(await storeEvents(db, b, opts.lifecycle)),
+      async (b) => {
+        const outcome = await storeEvents(db, b, opts.lifecycle);
+        hooks.onEventsStored?.(outcome);
+        return outcome.refused;
+      },
       queue,
       log,
     );

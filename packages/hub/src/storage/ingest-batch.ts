@@ -3,6 +3,7 @@ import { type AlertPayload, type ExecResultPayload, type HelloPayload, type Metr
 import type { Db } from './database.ts';
 import { completeExecRequests } from './exec-requests.ts';
 import type { ExecRequest } from './tables.ts';
+import type { Refusal } from '../ingest/batch-queue.ts';
 import { applyAlert, applyResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
 
 /** What one agent's frames since the last batch say about it, coalesced to the latest. */
@@ -39,6 +40,20 @@ export interface EventOutcome {
   incidents: string[];
   /** incident ids opened or reopened (remediation rules look at these). */
   opened: string[];
+  /** Messages the database refused on their own; everything else in the batch was stored. */
+  refused: Refusal[];
+}
+
+/**
+ * Did the database refuse the data (a value it cannot store, a constraint), rather than fail to
+ * answer? Then the rest of the batch can be stored without the culprit. SQLSTATE classes 22
+ * (data exception), 23 (integrity) and 54 (a limit exceeded); a RangeError or TypeError is the
+ * data failing to serialize on the way (JSON.stringify of something too deep).
+ */
+function refusedData(err: unknown): boolean {
+  if (err instanceof RangeError || err instanceof TypeError) return true;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
 }
 
 const idKey = (agentId: string, msgId: string): string => `${agentId}\0${msgId}`;
@@ -125,9 +140,44 @@ export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
  * one transaction, in the order they arrived. Events of an agent deleted meanwhile are skipped.
  */
 export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
+  try {
+    return await storeEventsTogether(db, batch, lifecycle);
+  } catch (err) {
+    if (!refusedData(err) || batch.items.length === 0) throw err;
+    return storeEventsOneByOne(db, batch, lifecycle);
+  }
+}
+
+/**
+ * The batch again, each message in a savepoint of its own: what the database refuses is rolled
+ * back alone and named in `refused`; the others commit together.
+ */
+async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
+  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], refused: [] };
+  await db.transaction().execute(async (trx) => {
+    for (const [i, item] of batch.items.entries()) {
+      const savepoint = sql.raw(`item_${i}`);
+      await sql`SAVEPOINT ${savepoint}`.execute(trx);
+      try {
+        const one = await storeEventsTogether(trx, { items: [item], ids: [] }, lifecycle, false);
+        await sql`RELEASE SAVEPOINT ${savepoint}`.execute(trx);
+        outcome.completedExecs.push(...one.completedExecs);
+        outcome.incidents.push(...one.incidents);
+        outcome.opened.push(...one.opened);
+      } catch (err) {
+        if (!refusedData(err)) throw err;
+        await sql`ROLLBACK TO SAVEPOINT ${savepoint}`.execute(trx);
+        if (item.msgId !== undefined) outcome.refused.push({ agentId: item.agentId, msgId: item.msgId, reason: `the hub could not store this ${item.kind}: ${(err as Error).message.replace(/"[^"\n]{17,}"/g, '"[value]"').slice(0, 300)}` });
+      }
+    }
+  });
+  return outcome;
+}
+
+async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, ownTransaction = true): Promise<EventOutcome> {
   const results = batch.items.filter((i): i is Extract<EventItem, { kind: 'exec_result' }> => i.kind === 'exec_result');
   const incidents = batch.items.filter((i) => i.kind !== 'exec_result');
-  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [] };
+  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], refused: [] };
   if (results.length > 0) {
     outcome.completedExecs = await completeExecRequests(
       db,
@@ -136,7 +186,7 @@ export async function storeEvents(db: Db, batch: EventBatch, lifecycle: Lifecycl
   }
   if (incidents.length === 0) return outcome;
   const idsOfIncidents = incidents.filter((i) => i.msgId !== undefined).map((i) => ({ agent_id: i.agentId, msg_id: i.msgId! }));
-  await db.transaction().execute(async (trx) => {
+  const write = async (trx: Db) => {
     const fresh = new Set<string>();
     if (idsOfIncidents.length > 0) {
       const rows = await sql<{ agent_id: string; msg_id: string }>`
@@ -163,7 +213,9 @@ export async function storeEvents(db: Db, batch: EventBatch, lifecycle: Lifecycl
         if (id) outcome.incidents.push(id);
       }
     }
-  });
+  };
+  if (ownTransaction) await db.transaction().execute(write);
+  else await write(db);
   return outcome;
 }
 

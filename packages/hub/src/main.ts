@@ -3,6 +3,7 @@ import path from 'node:path';
 import { buildApp } from './app.ts';
 import { ConfigError, configFromEnv } from './config.ts';
 import { RulesFileError } from './incidents/classify.ts';
+import { isDatabaseFault } from './storage/database.ts';
 
 /** The hub process: config from the environment, listen, and shut down cleanly on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -39,6 +40,17 @@ async function main(): Promise<void> {
       process.exit(1);
     }
   };
+  // The last line of defence: a database fault that some code path failed to handle is logged,
+  // and the hub stays up (the pool reconnects; /readyz says when it is back). Anything else is a
+  // bug that leaves the process in an unknown state: exit, and let the supervisor restart it.
+  process.on('unhandledRejection', (reason) => {
+    if (isDatabaseFault(reason)) {
+      app.log.error({ err: reason }, 'unhandled database fault; staying up');
+      return;
+    }
+    app.log.fatal({ err: reason }, 'unhandled rejection; exiting');
+    process.exit(1);
+  });
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
   await app.listen({ port: config.port, host: config.host });

@@ -72,7 +72,7 @@ export class Analyzer {
 
   #track(p: Promise<void>): void {
     this.#inFlight.add(p);
-    void p.finally(() => {
+    void p.catch((err) => this.log.error({ err }, 'analysis failed; the queue tries again')).finally(() => {
       this.#inFlight.delete(p);
       this.#running--;
       this.kick();

@@ -391,8 +391,9 @@ export class RemediationEngine {
     });
   }
 
+  /** Background work: its failure (the database away, say) is logged, never an unhandled rejection. */
   #track(p: Promise<unknown>): void {
     this.#inFlight.add(p);
-    void p.finally(() => this.#inFlight.delete(p));
+    void p.catch((err) => this.log.error({ err }, 'remediation work failed; the sweep tries again')).finally(() => this.#inFlight.delete(p));
   }
 }

@@ -44,8 +44,11 @@ async function openPostgres(connectionString: string, opts: OpenDatabaseOptions)
         oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
     },
   });
-  // An idle client's error (the server restarted) must not crash the hub; the pool replaces it.
+  // A client's error (the server restarted, its connection was killed) must not crash the hub:
+  // an idle client's goes to the pool, which replaces it; a checked-out client's to itself, and
+  // the query it was running fails and is handled by its caller.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return {
     db,
@@ -102,6 +105,16 @@ export async function applySchema(hdb: HubDatabase, schemaPath: string = SCHEMA_
 }
 
 /** True when a trivial query answers: what /readyz reports. */
+/**
+ * A fault of the database or of the way to it, not of the hub's logic: the server refusing or
+ * dropping connections, shutting down, out of resources (SQLSTATE classes 08, 53, 57).
+ */
+export function isDatabaseFault(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return /Connection terminated|connection (?:is )?closed|Client has encountered a connection error/i.test(String((err as Error | null)?.message ?? ''));
+  return /^(08|53|57)[0-9A-Z]{3}$/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND'].includes(code);
+}
+
 export async function ping(db: Db): Promise<boolean> {
   try {
     await sql`SELECT 1`.execute(db);

@@ -1,0 +1,124 @@
+/**
+ * The hub process through database faults (issue 11): its PostgreSQL connections go through a
+ * TCP proxy of the test's own, which kills them every 200 ms, then refuses every connection for
+ * 8 s, while an agent writes and the REST API is asked. The hub must never exit, /readyz must say
+ * when the database is away and when it is back, and writes must flow again afterwards.
+ * PostgreSQL only (PGlite is in-process: there is no connection to lose).
+ */
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import pg from 'pg';
+import { spawnHub } from '../../../scripts/hub-process.ts';
+import { ScriptedAgent, eventually } from './helpers.ts';
+
+const SERVER = process.env.DATABASE_URL;
+
+class FlakyProxy {
+  readonly sockets = new Set<Socket>();
+  server: Server | null = null;
+  port = 0;
+  constructor(private readonly target: { host: string; port: number }) {}
+
+  async listen(): Promise<void> {
+    this.server = createServer((client) => {
+      const upstream = connect(this.target.port, this.target.host);
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => {});
+      }
+      client.pipe(upstream).pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', resolve));
+    this.port = (this.server.address() as { port: number }).port;
+  }
+
+  /** Every connection through the proxy dies at once, as with pg_terminate_backend. */
+  cut(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  /** Refuse connections (nothing listens) until `open` is called. */
+  async refuse(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+    this.server = null;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    if (this.server) await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+  }
+}
+
+if (!SERVER) {
+  t.comment('not run: needs DATABASE_URL (PostgreSQL)');
+} else {
+  t.test('the hub stays up through killed connections and a database that refuses them', async (t) => {
+    t.setTimeout(180_000);
+    const server = new URL(SERVER);
+    const dbName = `opspilot_faults_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: SERVER });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${dbName}`);
+    t.teardown(async () => {
+      await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+      await admin.end();
+    });
+    const proxy = new FlakyProxy({ host: server.hostname, port: Number(server.port || 5432) });
+    await proxy.listen();
+    t.teardown(() => proxy.close());
+    const url = new URL(SERVER);
+    url.port = String(proxy.port);
+    url.pathname = `/${dbName}`;
+
+    const hub = await spawnHub({ DATABASE_URL: url.toString(), OPSPILOT_DATA_DIR: `/tmp/${dbName}` });
+    t.teardown(() => hub.stop());
+    const enrolled = await hub.api('POST', '/v1/agents', { hostname: 'faults' });
+    await hub.api('POST', '/v1/rules', { name: 'r', match: { type: 'systemd' }, action: { command: 'service_status', params: { service: '{{source}}' } }, verify_s: 1 });
+    const wsUrl = `ws://127.0.0.1:${hub.port}/v1/stream`;
+    let agent = await ScriptedAgent.connect(wsUrl, enrolled.body.token);
+    await agent.next('welcome');
+
+    // Traffic during the faults: alerts from the agent (reconnecting when closed) and REST calls.
+    let stop = false;
+    let seq = 0;
+    const traffic = (async () => {
+      while (!stop) {
+        if (agent.ws.readyState !== agent.ws.OPEN) agent = await ScriptedAgent.connect(wsUrl, enrolled.body.token).catch(() => agent);
+        else agent.send('alert', { type: 'systemd', source: `u${seq % 5}.service`, message: 'failed' }, { id: `a${++seq}` });
+        await hub.api('GET', '/v1/incidents?limit=5').catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+
+    for (let i = 0; i < 25; i++) {
+      proxy.cut();
+      await new Promise((r) => setTimeout(r, 200));
+      t.equal(hub.child.exitCode, null, `alive after ${i + 1} cuts`);
+    }
+    await proxy.refuse();
+    await eventually(async () => (await hub.api('GET', '/readyz')).status === 503, 15_000, '/readyz to say not ready');
+    await new Promise((r) => setTimeout(r, 8000));
+    t.equal(hub.child.exitCode, null, 'alive after 8 s of refused connections');
+    await proxy.listen();
+    await eventually(async () => (await hub.api('GET', '/readyz')).status === 200, 30_000, '/readyz ready again');
+    stop = true;
+    await traffic;
+
+    // Writes flow again.
+    const fresh = await ScriptedAgent.connect(wsUrl, enrolled.body.token);
+    await fresh.next('welcome');
+    fresh.send('alert', { type: 'log', source: '/var/log/after.log', message: 'fatal: after the outage' }, { id: 'after-outage' });
+    await fresh.acked(['after-outage'], 15_000);
+    const incidents = (await hub.api('GET', `/v1/incidents?agent_id=${enrolled.body.id}&limit=100`)).body.incidents as { source: string }[];
+    t.ok(incidents.some((i) => i.source === '/var/log/after.log'), 'stored after the outage');
+    t.equal(hub.child.exitCode, null, 'never exited');
+    t.notMatch(hub.output(), /unhandled rejection; exiting/);
+    fresh.close();
+    agent.close();
+  });
+}

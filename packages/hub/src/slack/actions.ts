@@ -47,7 +47,7 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
     const user = body.user?.id;
     const channel = body.channel?.id;
     if (!name || typeof user !== 'string' || !/^[UW][A-Z0-9]+$/.test(user)) return;
-    const tell = ephemeral(client, channel, user, deps.log);
+    const tell = ephemeral(client, channel, user, deps);
     const incident = typeof action.value === 'string' && ID_PATTERN.test(action.value) ? await getIncident(deps.db, action.value) : undefined;
     if (!incident) return tell('OpsPilot: that incident no longer exists.');
     await handle(deps, name, incident, user, tell);
@@ -58,7 +58,7 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
     const user = body.user?.id;
     const channel = body.channel?.id;
     if (typeof user !== 'string' || !/^[UW][A-Z0-9]+$/.test(user)) return;
-    const tell = ephemeral(client, channel, user, deps.log);
+    const tell = ephemeral(client, channel, user, deps);
     const engine = deps.remediation();
     const attemptId = typeof action.value === 'string' && ID_PATTERN.test(action.value) ? action.value : null;
     if (!engine || !attemptId) return tell('OpsPilot: that request no longer exists.');
@@ -77,10 +77,10 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
 }
 
 /** A message only the clicking user sees. */
-function ephemeral(client: { chat: { postEphemeral(args: { channel: string; user: string; text: string }): Promise<unknown> } }, channel: string | undefined, user: string, log: FastifyBaseLogger) {
+function ephemeral(client: { chat: { postEphemeral(args: { channel: string; user: string; text: string }): Promise<unknown> } }, channel: string | undefined, user: string, deps: Pick<ActionDeps, 'log' | 'redactor'>) {
   return async (text: string): Promise<void> => {
     if (!channel) return;
-    await client.chat.postEphemeral({ channel, user, text }).catch((err: unknown) => log.warn({ err }, 'could not send an ephemeral message'));
+    await client.chat.postEphemeral({ channel, user, text: deps.redactor.redact(text).text }).catch((err: unknown) => deps.log.warn({ err }, 'could not send an ephemeral message'));
   };
 }
 

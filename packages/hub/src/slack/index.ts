@@ -4,6 +4,7 @@ import type { HubConfig } from '../config.ts';
 import type { App } from '../context.ts';
 import type { ExecBroker } from '../exec/broker.ts';
 import type { Redactor } from '../incidents/redact.ts';
+import { redactingTransport } from './redacting.ts';
 import type { Db } from '../storage/database.ts';
 import { registerActions, type ActionDeps } from './actions.ts';
 import { SlackNotifier } from './notifier.ts';
@@ -40,7 +41,7 @@ export function setupSlack(
       logger: boltLogger(log),
     });
     receiver.register(app);
-    const notifier = new SlackNotifier(db, webApiTransport(outboxClient(config.slackBotToken, config.slackApiUrl)), { channel: config.slackChannel, ...notifierOptions }, log);
+    const notifier = new SlackNotifier(db, redactingTransport(webApiTransport(outboxClient(config.slackBotToken, config.slackApiUrl)), deps.redactor), { channel: config.slackChannel, ...notifierOptions }, log);
     registerActions(boltApp, {
       db,
       broker: deps.broker,
@@ -64,7 +65,7 @@ export function setupSlack(
     };
   }
   if (config.slackWebhookUrl) {
-    const notifier = new SlackNotifier(db, webhookTransport(config.slackWebhookUrl), { channel: 'webhook', ...notifierOptions }, log);
+    const notifier = new SlackNotifier(db, redactingTransport(webhookTransport(config.slackWebhookUrl), deps.redactor), { channel: 'webhook', ...notifierOptions }, log);
     return { mode: 'webhook', notifier, kick: () => notifier.kick(), start: () => notifier.start(), stop: () => notifier.stop() };
   }
   return null;

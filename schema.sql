@@ -286,3 +286,11 @@ CREATE TABLE IF NOT EXISTS silences (
   created_at   timestamptz NOT NULL,
   deleted_at   timestamptz
 );
+
+-- Slack interactions already acted on (trigger id, action time, action id): a signed click
+-- replayed within Slack's 5-minute window runs nothing. Kept for an hour.
+CREATE TABLE IF NOT EXISTS slack_interactions (
+  key      text PRIMARY KEY,
+  seen_at  timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS slack_interactions_seen_at ON slack_interactions (seen_at);

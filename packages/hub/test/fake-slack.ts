@@ -96,21 +96,24 @@ export function sign(body: string, opts: { secret?: string; ts?: number } = {}):
 }
 
 /** A block_actions payload shaped like Slack's, as the form body Slack posts. */
+let clicks = 0;
+/** A block_actions payload as Slack sends it: every click has its own trigger id and action time. */
 export function clickBody(opts: { actionId: string; incidentId: string; user: string; messageTs?: string }): string {
+  clicks++;
   const payload = {
     type: 'block_actions',
     user: { id: opts.user, username: 'oncall', name: 'oncall', team_id: 'T1' },
     api_app_id: 'A1',
     token: 'legacy-verification-token',
     container: { type: 'message', message_ts: opts.messageTs ?? '1700000000.000001', channel_id: CHANNEL, is_ephemeral: false },
-    trigger_id: '1.2.3',
+    trigger_id: `1.2.${clicks}`,
     team: { id: 'T1', domain: 'example' },
     enterprise: null,
     is_enterprise_install: false,
     channel: { id: CHANNEL, name: 'incidents' },
     message: { type: 'message', ts: opts.messageTs ?? '1700000000.000001', text: 'incident' },
     response_url: 'https://hooks.slack.invalid/actions/T1/1/x',
-    actions: [{ action_id: opts.actionId, block_id: 'opspilot_actions', value: opts.incidentId, type: 'button', action_ts: '1700000001.000001', text: { type: 'plain_text', text: 'x' } }],
+    actions: [{ action_id: opts.actionId, block_id: 'opspilot_actions', value: opts.incidentId, type: 'button', action_ts: `1700000001.${String(clicks).padStart(6, '0')}`, text: { type: 'plain_text', text: 'x' } }],
   };
   return `payload=${encodeURIComponent(JSON.stringify(payload))}`;
 }

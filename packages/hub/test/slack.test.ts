@@ -54,7 +54,7 @@ eachBackend(t, 'an alert is one message, later changes edit it, and Restart by a
   t.ok(slack.of('chat.update').every((c) => c.args.ts === ts && c.args.channel === 'C0OPSPILOT'));
 
   t.equal((await hub.api('POST', `/v1/incidents/${id}/acknowledge`)).status, 200);
-  await eventually(async () => slack.of('chat.update').some((c) => JSON.stringify(c.args.blocks).includes('ack: token:admin')), 5000, 'the acknowledgement edit');
+  await eventually(async () => slack.of('chat.update').some((c) => JSON.stringify(c.args.blocks).includes('ack: admin (API token)')), 5000, 'the acknowledgement edit');
 
   const res = await click(hub, 'opspilot_restart', id, 'UALLOWED');
   t.equal(res.status, 200, 'acknowledged');

@@ -39,3 +39,20 @@ export function paramsProblem(command: string, params: Record<string, unknown>):
   if ('service' in rules && !('service' in params)) return `${command} needs a service`;
   return null;
 }
+
+/**
+ * Does a suggested action concern this incident? It always runs on the incident's agent; one
+ * that names a unit must name the incident's own (a model's answer must not steer a click to
+ * another service: "Restart nginx" that stops sshd).
+ */
+export function concernsIncident(action: { command: string; params: Record<string, unknown> }, incident: { type: string; source: string }): boolean {
+  const service = action.params.service;
+  if (service === undefined) return true;
+  return incident.type === 'systemd' && service === incident.source;
+}
+
+/** What an action does, in the hub's words: the command and its parameter values. */
+export function describeCommand(command: string, params: Record<string, unknown>): string {
+  const values = Object.entries(params).map(([k, v]) => (k === 'service' ? String(v) : `${k}=${String(v)}`));
+  return [command, ...values].join(' ');
+}

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
-import { paramsProblem } from '../exec/actions.ts';
+import { concernsIncident, paramsProblem } from '../exec/actions.ts';
 import { NO_RESTART_RULES, RISKS, heuristicAnalysis, type Analysis, type Risk, type SuggestedAction } from './heuristics.ts';
 import type { Redactor } from './redact.ts';
 import type { Incident } from '../storage/tables.ts';
@@ -137,6 +137,7 @@ export function vetAction(action: SuggestedAction | null, ctx: AnalysisContext):
   if (!action) return null;
   if (ctx.catalogue !== null && !ctx.catalogue.includes(action.command)) return null;
   if (action.command === 'restart_service' && (NO_RESTART_RULES.has(ctx.incident.rule ?? '') || ctx.incident.category === 'configuration')) return null;
+  if (!concernsIncident(action, ctx.incident)) return null;
   return paramsProblem(action.command, action.params) === null ? action : null;
 }
 

@@ -3,7 +3,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ExecParams } from '@opspilot/protocol';
 import type { ExecBroker } from '../exec/broker.ts';
 import { HubError } from '../errors.ts';
-import { READ_ONLY_ACTIONS } from '../exec/actions.ts';
+import { READ_ONLY_ACTIONS, concernsIncident } from '../exec/actions.ts';
+import { firstSight } from '../storage/slack-interactions.ts';
 import type { Redactor } from '../incidents/redact.ts';
 import type { Db } from '../storage/database.ts';
 import { getIncident } from '../storage/incidents.ts';
@@ -47,6 +48,7 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
     const user = body.user?.id;
     const channel = body.channel?.id;
     if (!name || typeof user !== 'string' || !/^[UW][A-Z0-9]+$/.test(user)) return;
+    if (!(await firstTime(deps, body, action))) return;
     const tell = ephemeral(client, channel, user, deps);
     const incident = typeof action.value === 'string' && ID_PATTERN.test(action.value) ? await getIncident(deps.db, action.value) : undefined;
     if (!incident) return tell('OpsPilot: that incident no longer exists.');
@@ -58,6 +60,7 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
     const user = body.user?.id;
     const channel = body.channel?.id;
     if (typeof user !== 'string' || !/^[UW][A-Z0-9]+$/.test(user)) return;
+    if (!(await firstTime(deps, body, action))) return;
     const tell = ephemeral(client, channel, user, deps);
     const engine = deps.remediation();
     const attemptId = typeof action.value === 'string' && ID_PATTERN.test(action.value) ? action.value : null;
@@ -74,6 +77,19 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
     await enqueueThread(deps.db, attempt.incident_id, `${approve ? '👍' : '👎'} <@${user}> ${approve ? 'approved' : 'rejected'} \`${escapeCode(attempt.command)}\` of rule \`${escapeCode(attempt.rule_name)}\`.`, new Date());
     deps.kick();
   });
+}
+
+/**
+ * Each interaction acts once: Slack gives every click its own trigger id and action time, so a
+ * second request with the same ones is a replay of a signed request (valid for 5 minutes) and
+ * runs nothing. Without a trigger id there is nothing to tell a replay by: it is refused.
+ */
+async function firstTime(deps: Pick<ActionDeps, 'db' | 'log'>, body: { trigger_id?: unknown; user?: { id?: unknown } }, action: { action_id: string; action_ts?: unknown }): Promise<boolean> {
+  if (typeof body.trigger_id !== 'string' || body.trigger_id.length === 0 || body.trigger_id.length > 200) return false;
+  const key = `${body.trigger_id}|${String(action.action_ts ?? '')}|${action.action_id}`;
+  if (await firstSight(deps.db, key, new Date())) return true;
+  deps.log.warn({ user: body.user?.id, action: action.action_id }, 'slack interaction replayed: ignored');
+  return false;
 }
 
 /** A message only the clicking user sees. */
@@ -159,6 +175,8 @@ function planFor(name: ActionName, incident: Incident): Plan {
   if (name === 'runSuggested') {
     const suggested = (incident.analysis as { suggested_action?: { command: string; params: ExecParams } | null } | null)?.suggested_action;
     if (!suggested) return { refusal: 'this incident has no suggested action.' };
+    // Checked again at the click: an analysis stored before this rule may name another unit.
+    if (!concernsIncident(suggested, incident)) return { refusal: `the suggested action names another unit than ${incident.source}; nothing was run.` };
     return { kind: 'exec', command: suggested.command, params: suggested.params };
   }
   if (incident.type !== 'systemd') return { refusal: 'this incident is not about a systemd unit.' };

@@ -1,4 +1,5 @@
 import type { MessageData } from '../storage/notifications.ts';
+import { READ_ONLY_ACTIONS, describeCommand } from '../exec/actions.ts';
 
 /** Stable action ids of the message's buttons. A button's value is only the incident id. */
 export const ACTION_IDS = {
@@ -76,7 +77,7 @@ export function renderMessage(d: MessageData, opts: { buttons: boolean }): { tex
     fields: [
       field('Severity', `${SEVERITY_ICON[i.severity ?? ''] ?? '⚪'} ${escapeMrkdwn(i.severity ?? 'unclassified')}${i.category ? ` · ${escapeMrkdwn(i.category)}` : ''}`),
       field('Host', escapeMrkdwn(d.hostname ?? i.agent_id)),
-      field('Status', `${escapeMrkdwn(i.status)}${i.flapping ? ' · flapping' : ''}${i.escalated ? ' · ⚠️ escalated' : ''}${i.acknowledged_by ? ` (ack: ${escapeMrkdwn(i.acknowledged_by)})` : ''}`),
+      field('Status', `${escapeMrkdwn(i.status)}${i.flapping ? ' · flapping' : ''}${i.escalated ? ' · ⚠️ escalated' : ''}${i.acknowledged_by ? ` (ack: ${actorLabel(i.acknowledged_by)})` : ''}`),
       field('Count', String(i.count)),
       field('First seen', when(i.first_seen_at)),
       field('Last seen', when(i.last_seen_at)),
@@ -101,7 +102,7 @@ export function renderMessage(d: MessageData, opts: { buttons: boolean }): { tex
   }
 
   if (opts.buttons) {
-    const elements = offeredActions(d).map((name) => button(name, i.id, i.source, a?.suggested_action?.label));
+    const elements = offeredActions(d).map((name) => button(name, i.id, i.source, a?.suggested_action ?? undefined));
     if (elements.length > 0) blocks.push({ type: 'actions', block_id: 'opspilot_actions', elements });
   }
 
@@ -111,7 +112,7 @@ export function renderMessage(d: MessageData, opts: { buttons: boolean }): { tex
   return { text: title, blocks };
 }
 
-function button(name: ActionName, incidentId: string, source: string, suggestedLabel?: string): object {
+function button(name: ActionName, incidentId: string, source: string, suggested?: { command: string; params: Record<string, unknown> }): object {
   const base = { type: 'button', action_id: ACTION_IDS[name], value: incidentId };
   switch (name) {
     case 'restart':
@@ -131,14 +132,43 @@ function button(name: ActionName, incidentId: string, source: string, suggestedL
       return { ...base, text: { type: 'plain_text', text: 'Logs' } };
     case 'ignore':
       return { ...base, text: { type: 'plain_text', text: 'Ignore 24 h' } };
-    case 'runSuggested':
-      return { ...base, style: 'primary', text: { type: 'plain_text', text: clip(`Run: ${suggestedLabel ?? 'suggested fix'}`, 75) } };
+    case 'runSuggested': {
+      // The hub says what the button runs, from the action itself; the model's label is only
+      // shown as its description. Anything that changes the host asks first.
+      const what = suggested ? describeCommand(suggested.command, suggested.params) : 'the suggested fix';
+      const text = { type: 'plain_text', text: clip(`Run: ${what}`, 75) };
+      if (!suggested || READ_ONLY_ACTIONS.has(suggested.command)) return { ...base, text };
+      return {
+        ...base,
+        style: 'danger',
+        text,
+        confirm: {
+          title: { type: 'plain_text', text: 'Run the suggested fix?' },
+          text: { type: 'mrkdwn', text: clip(`Run \`${escapeCode(what)}\` on this host now? It changes the host.`, 300) },
+          confirm: { type: 'plain_text', text: 'Run' },
+          deny: { type: 'plain_text', text: 'Cancel' },
+          style: 'danger',
+        },
+      };
+    }
   }
+}
+
+/**
+ * Who acted, as people read it: a Slack user as a mention, an API token by its name ("token:x"
+ * would look like a secret to the redaction every Slack text goes through), a rule by its name.
+ */
+export function actorLabel(by: string | null): string {
+  if (!by) return 'someone';
+  if (by.startsWith('slack:')) return `<@${by.slice(6).replace(/[^A-Z0-9]/gi, '')}>`;
+  if (by.startsWith('token:')) return `${escapeMrkdwn(by.slice(6))} (API token)`;
+  if (by.startsWith('rule:')) return `rule ${escapeMrkdwn(by.slice(5))}`;
+  return escapeMrkdwn(by);
 }
 
 /** One line of the message's history: who did what, and how it ended. */
 export function describeAction(e: MessageData['actions'][number]): string {
-  const who = e.by?.startsWith('slack:') ? `<@${e.by.slice(6).replace(/[^A-Z0-9]/gi, '')}>` : escapeMrkdwn(e.by ?? 'someone');
+  const who = actorLabel(e.by ?? null);
   const d = e.detail ?? {};
   const what = escapeCode(String(d.command ?? d.action ?? ''));
   switch (e.kind) {

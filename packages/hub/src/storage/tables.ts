@@ -251,6 +251,11 @@ export interface SilencesTable {
   deleted_at: TimestampNullable;
 }
 
+export interface SlackInteractionsTable {
+  key: string;
+  seen_at: Timestamp;
+}
+
 export interface Database {
   agents: AgentsTable;
   admin_tokens: AdminTokensTable;
@@ -268,6 +273,7 @@ export interface Database {
   remediation_attempts: RemediationAttemptsTable;
   autonomy_holds: AutonomyHoldsTable;
   silences: SilencesTable;
+  slack_interactions: SlackInteractionsTable;
 }
 
 export type RemediationRule = Selectable<RemediationRulesTable>;

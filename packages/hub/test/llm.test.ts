@@ -104,3 +104,23 @@ t.test('a timeout or an unusable answer falls back to the heuristics', async (t)
   t.equal(fallbacks.length, 1);
   t.match(await analyze(null, ctx(), redactor), { source: 'heuristic' }, 'no model configured');
 });
+
+t.test('host facts whose redaction would break their JSON are redacted value by value; any failure falls back to the heuristics', async (t) => {
+  const model = await fakeModel(t, [completion(JSON.stringify(ANSWER))]);
+  const s = settings(model.baseURL);
+  // A backslash before a quote: redacting the JSON text took the backslash and left JSON that
+  // no longer parsed, and the analysis stayed "analyzing" for ever.
+  const tricky: AnalysisContext = { ...ctx(), host: { hostname: 'web-1', kernel: 'x password=abc\\"def', labels: { 'api_token=zzz9876543': 'v' } } };
+  const a = await analyzeWithLlm(createLlmClient(s), s.model, tricky, redactor);
+  t.match(a, { source: 'llm' });
+  const { raw } = model.requests[0]!;
+  t.notOk(raw.includes('abc\\\\\\"def'), 'the secret is not sent');
+  t.notOk(raw.includes('zzz9876543'), 'keys are redacted too');
+
+  // And if the model's path fails in a way nobody foresaw, the heuristics still answer.
+  let fellBack: Error | null = null;
+  const broken = { ...ctx(), host: { get boom(): string { throw new Error('unforeseen'); } } } as unknown as AnalysisContext;
+  const fallback = await analyze({ client: createLlmClient(s), model: s.model }, broken, redactor, (err) => (fellBack = err));
+  t.match(fallback, { source: 'heuristic' });
+  t.match(fellBack, { name: 'LlmError', message: /unforeseen/ });
+});

@@ -57,7 +57,8 @@ export async function analyzeWithLlm(client: OpenAI, model: string, ctx: Analysi
   const boundary = `LOGS-${randomBytes(6).toString('hex')}`;
   const facts = {
     incident: { ...ctx.incident, logs: undefined, message: clean(ctx.incident.message), unit_status: clean(ctx.incident.unit_status) },
-    host: ctx.host ? JSON.parse(clean(JSON.stringify(ctx.host))!) : null,
+    // Value by value: redacting the JSON text could cut an escape and leave JSON that no longer parses.
+    host: ctx.host ? redactValues(ctx.host, (text) => clean(text)!) : null,
     last_metrics: ctx.metrics,
     catalogue: ctx.catalogue ?? 'unknown (suggest only read-only actions such as service_status, service_logs, disk_usage, top_processes)',
   };
@@ -88,6 +89,16 @@ export async function analyzeWithLlm(client: OpenAI, model: string, ctx: Analysi
   }
   const answer = parseAnswer(content);
   return { ...answer, suggested_action: vetAction(answer.suggested_action, ctx), source: 'llm', redactions };
+}
+
+/** A copy of a JSON value with every string (keys too) passed through `redact`. */
+function redactValues(value: unknown, redact: (text: string) => string, depth = 0): unknown {
+  if (typeof value === 'string') return redact(value);
+  if (value === null || typeof value !== 'object' || depth > 16) return value;
+  if (Array.isArray(value)) return value.map((v) => redactValues(v, redact, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) Object.defineProperty(out, redact(k), { value: redactValues(v, redact, depth + 1), enumerable: true, writable: true, configurable: true });
+  return out;
 }
 
 type Answer = Omit<Analysis, 'source' | 'redactions'>;
@@ -152,8 +163,8 @@ export async function analyze(
     try {
       return await analyzeWithLlm(llm.client, llm.model, ctx, redactor);
     } catch (err) {
-      if (!(err instanceof LlmError)) throw err;
-      onFallback?.(err);
+      // Whatever went wrong on the model's path, the incident still gets the heuristics' answer.
+      onFallback?.(err instanceof LlmError ? err : new LlmError('LLM_BAD_ANSWER', `analysis failed: ${(err as Error).message}`));
     }
   }
   return heuristicAnalysis({ type: ctx.incident.type, source: ctx.incident.source, message: ctx.incident.message, rule: ctx.incident.rule, exit_code: ctx.incident.exit_code }, ctx.catalogue);

@@ -19,6 +19,7 @@ export interface HubConfig {
   pingIntervalMs: number;
   authTimeoutMs: number;
   badFramesPerMinute: number;
+  maxUnauthenticated: number;
   flushIntervalMs: number;
   maxBatchItems: number;
   execDefaultTimeoutMs: number;
@@ -71,6 +72,7 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   pingIntervalMs: 15_000, // 15 s; two missed pongs terminate the connection
   authTimeoutMs: 10_000, // 10 s for a header-less connection to send its token
   badFramesPerMinute: 10, // more closes the connection with 4400
+  maxUnauthenticated: 256, // header-less connections waiting for their first frame; more get 503
   flushIntervalMs: 50, // ingest batches are written at most this long after the first frame
   maxBatchItems: 10_000, // rows that start a write at once; agents that flood are paused past 4x this waiting
   execDefaultTimeoutMs: 15_000, // 15 s
@@ -118,6 +120,7 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   pingIntervalMs: int(10, 3_600_000),
   authTimeoutMs: int(10, 600_000),
   badFramesPerMinute: int(0, 100_000),
+  maxUnauthenticated: int(1, 1_000_000),
   flushIntervalMs: int(1, 60_000),
   maxBatchItems: int(1, 1_000_000),
   execDefaultTimeoutMs: int(1, 3_600_000),
@@ -199,6 +202,7 @@ export const ENV_KEYS = {
   OPSPILOT_SLACK_API_URL: 'slackApiUrl',
   OPSPILOT_SLACK_ALLOWED_USERS: 'slackAllowedUsers',
   OPSPILOT_ALERTS_PER_MINUTE: 'alertsPerMinute',
+  OPSPILOT_MAX_UNAUTHENTICATED: 'maxUnauthenticated',
   OPSPILOT_API_RATE_LIMIT: 'apiRateLimit',
 } as const satisfies Record<string, keyof HubConfig>;
 

@@ -160,3 +160,25 @@ eachBackend(t, 'a live connection that answers pings stays open', async (t, back
   t.equal(agent.ws.readyState, agent.ws.OPEN);
   agent.close();
 });
+
+eachBackend(t, 'connections waiting to authenticate are capped; a flood of frames before authentication is not held', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { maxUnauthenticated: 3 });
+  const { token } = await hub.enroll();
+  const waiting = [new ScriptedAgent(hub.wsUrl), new ScriptedAgent(hub.wsUrl), new ScriptedAgent(hub.wsUrl)];
+  for (const w of waiting) await w.opened;
+  const fourth = new ScriptedAgent(hub.wsUrl);
+  t.equal(await refusal(fourth), 503, 'the fourth header-less connection is refused before the upgrade');
+  const known = await ScriptedAgent.connect(hub.wsUrl, token, { header: true });
+  t.ok((await known.next('welcome')).agent_id, 'an agent with a bearer header is not held up by them');
+  waiting[0]!.close();
+  await waiting[0]!.closed;
+  await eventually(async () => (await refusal(new ScriptedAgent(hub.wsUrl))) === 101, 5000, 'room again once one of them left');
+
+  // Before its first-frame token is checked, a connection may queue a few frames, not a flood.
+  const flooder = waiting[1]!;
+  flooder.sendRaw(GO_HEARTBEAT.replace('my-secret-token', token));
+  for (let i = 0; i < 500; i++) flooder.sendRaw(GO_HEARTBEAT.replace('my-secret-token', token));
+  t.equal((await flooder.closed).code, CLOSE_CODES.protocolViolation, 'closed with 4400');
+  known.close();
+  waiting[2]!.close();
+});

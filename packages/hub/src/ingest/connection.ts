@@ -45,6 +45,9 @@ export interface ConnectionContext {
 
 type State = 'awaiting-token' | 'authenticating' | 'open' | 'closed';
 
+/** Frames kept while a first-frame token is checked; past that the connection is closed (4400). */
+const MAX_QUEUED_BEFORE_AUTH = 64;
+
 /** Frames between two bulk writes past which an agent counts as flooding. */
 const FLOOD_FRAMES = 20;
 /** Frames in one event-loop turn past which an agent counts as streaming. */
@@ -83,6 +86,7 @@ export class AgentConnection implements AckTarget {
   #tokenHash = '';
   #verifiedToken: string | null = null;
   #queue: { data: Buffer; isBinary: boolean }[] = [];
+  #queuedBytes = 0;
   #held: { data: Buffer; isBinary: boolean }[] = [];
   #badFrames: number[] = [];
   #authTimer: NodeJS.Timeout | null = null;
@@ -165,7 +169,13 @@ export class AgentConnection implements AckTarget {
         void this.#authenticateFromFrame(data, isBinary);
         return;
       case 'authenticating':
+        // A well-behaved agent sends a few frames while its token is checked; a flood before
+        // anyone knows who sent it is not held.
         this.#queue.push({ data, isBinary });
+        this.#queuedBytes += data.length;
+        if (this.#queue.length > MAX_QUEUED_BEFORE_AUTH || this.#queuedBytes > this.ctx.limits.maxFrameBytes * 2) {
+          this.close(CLOSE_CODES.protocolViolation, 'too many frames before authentication');
+        }
         return;
       case 'closed':
         return;

@@ -30,6 +30,10 @@ export function streamRoute(app: App, hub: Hub): void {
     return row && hashesEqual(row.token_hash, hash) ? { agentId: row.id, tokenHash: row.token_hash } : undefined;
   }
 
+  // Header-less connections that have not authenticated yet: they cost a socket and a timer each
+  // for up to authTimeoutMs, before anyone knows who they are. Bounded.
+  const unauthenticated = new Set<AgentConnection>();
+
   const ctx: ConnectionContext = {
     limits: { maxFrameBytes: config.maxFrameBytes, maxPayloadBytes: config.maxPayloadBytes },
     authTimeoutMs: config.authTimeoutMs,
@@ -41,6 +45,7 @@ export function streamRoute(app: App, hub: Hub): void {
     log: app.log,
     authenticate,
     onAuthenticated(conn) {
+      unauthenticated.delete(conn);
       const agentId = conn.agentId!;
       registry.register(agentId, conn)?.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
       app.log.info({ agentId }, 'agent connected');
@@ -48,6 +53,7 @@ export function streamRoute(app: App, hub: Hub): void {
       agentReturned(db, hub.lifecycle, agentId, conn.connectedAt!).then(() => hub.slack?.kick()).catch((err) => app.log.warn({ err, agentId }, 'could not resolve the offline incident'));
     },
     onClosed(conn) {
+      unauthenticated.delete(conn);
       if (conn.agentId === null) return;
       registry.unregister(conn.agentId, conn);
       app.log.info({ agentId: conn.agentId, code: conn.closeCode }, 'agent disconnected');
@@ -63,7 +69,11 @@ export function streamRoute(app: App, hub: Hub): void {
       schema: { hide: true },
       preValidation: async (req) => {
         const header = req.headers.authorization;
-        if (header === undefined) return; // compatible path: the first frame carries the token
+        if (header === undefined) {
+          // Compatible path: the first frame carries the token.
+          if (unauthenticated.size >= config.maxUnauthenticated) throw new HubError('HUB_UNAVAILABLE', 'too many connections waiting to authenticate; try again later');
+          return;
+        }
         const token = bearerToken(header);
         const agent = token === undefined ? undefined : await authenticate(token);
         if (!agent) throw new HubError('HUB_UNAUTHORIZED', 'invalid agent token');
@@ -71,7 +81,8 @@ export function streamRoute(app: App, hub: Hub): void {
       },
     },
     (socket, req) => {
-      new AgentConnection(socket, ctx, req.agentAuth ?? undefined);
+      const conn = new AgentConnection(socket, ctx, req.agentAuth ?? undefined);
+      if (!req.agentAuth && conn.agentId === null) unauthenticated.add(conn);
     },
   );
 

@@ -25,7 +25,8 @@ export const BUILTIN_REDACTIONS: readonly RedactionPattern[] = [
   {
     // scheme://user:password@host → keep scheme, user and host
     name: 'url_credentials',
-    pattern: /(?<keep>\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:)[^\s@/]+(?=@)/gi,
+    // Bounded runs: unbounded ones made this quadratic on long output without an '@'.
+    pattern: /(?<keep>\b[a-z][a-z0-9+.-]{0,31}:\/\/[^\s:/@]{1,256}:)[^\s@/]{1,256}(?=@)/gi,
     replace: '$<keep>[REDACTED:password]',
   },
   { name: 'jwt', pattern: /\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}/g, replace: '[REDACTED:jwt]' },

@@ -197,7 +197,9 @@ export function threadReply(user: string, command: string, status: string, outco
   const icon = status === 'succeeded' ? '✅' : '❌';
   const lines = [`${icon} \`${escapeCode(command)}\` for <@${user}>: ${escapeMrkdwn(outcome)}`];
   const output = [r?.stdout ?? '', r?.stderr ? `stderr:\n${r.stderr}` : ''].filter((s) => s.trim().length > 0).join('\n');
-  if (output) lines.push(`\`\`\`${escapeCode(clip(redactor.redact(output).text, 3500))}\`\`\``);
+  // Redact only what can be shown, plus a margin so a secret across the cut is still seen whole:
+  // never the whole output (a Logs click answered with 256 KiB blocked the hub for 30 s).
+  if (output) lines.push(`\`\`\`${escapeCode(clip(redactor.redact(output.slice(0, 3500 + 1024)).text, 3500))}\`\`\``);
   return lines.join('\n');
 }
 

@@ -123,7 +123,7 @@ t.test('a crash loop under Restart=on-failure: alerts with the failing run, merg
   h.append(entriesOf(4));
   await until(() => resolves.length === 1, 5000, 'the resolve');
   t.ok(resolves[0]!.at - started >= 1000, 'not before the settle time');
-  t.match(resolves[0], { type: 'systemd', source: 'flapper.service', message: /^flapper\.service: active for 1 s$/ });
+  t.match(resolves[0], { type: 'systemd', source: 'flapper.service', message: /^flapper\.service: active for \d+ s$/ });
   t.same(w.failingUnits, []);
 });
 

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ActionSpec, ParamSpec } from './exec/catalogue.ts';
+import { linearPattern } from './pattern.ts';
 
 /** The agent's one config object, from a JSON file and the environment; validated, frozen. */
 export interface AgentConfig {
@@ -56,7 +57,7 @@ function boolean(value: unknown, key: string): boolean {
 function regex(value: unknown, key: string): string {
   const source = string(value, key);
   try {
-    new RegExp(source, 'i');
+    linearPattern(source, { caseInsensitive: true });
   } catch (err) {
     throw new AgentConfigError(key, `is not a valid regular expression: ${(err as Error).message}`);
   }

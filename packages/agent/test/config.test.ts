@@ -45,6 +45,8 @@ t.test('every bad value is refused with its key named', async (t) => {
     [{ systemd: { settle_s: '30' } }, /systemd.settle_s/],
     [{ logs: [{ path: 'relative.log' }] }, /logs\[0\].path: must be an absolute path/],
     [{ logs: [{ path: '/var/log/x', pattern: '(' }] }, /logs\[0\].pattern: is not a valid regular expression/],
+    [{ logs: [{ path: '/var/log/x', pattern: 'error(?! ignored)' }] }, /logs\[0\].pattern: is not a valid regular expression: .*RE2 syntax: no lookaround/],
+    [{ actions: { x: { argv: ['/bin/echo', '{n}'], params: { n: { type: 'string', pattern: '^(a)\\1$' } } } } }, /actions.x.params.n.pattern: .*no backreferences/],
     [{ logs: [{ path: '/var/log/x', level: 'x' }] }, /logs\[0\].level: unknown key/],
     [{ thresholds: { cpu_pct: 101 } }, /thresholds.cpu_pct/],
     [{ actions: { x: { argv: ['ls'] } } }, /actions.x.argv\[0\]: must be an absolute path/],

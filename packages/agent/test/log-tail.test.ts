@@ -12,10 +12,10 @@ function setup(t: Test) {
   const stateDir = path.join(dir, 'state');
   const sent: { id: string; alert: AlertPayload }[] = [];
   let now = 0;
-  const tail = (extra: Partial<{ windowMs: number }> = {}) =>
+  const tail = (extra: Partial<{ windowMs: number; pattern: string }> = {}) =>
     new LogTail({
       path: file,
-      pattern: 'error|fatal',
+      pattern: extra.pattern ?? 'error|fatal',
       stateDir,
       windowMs: extra.windowMs ?? 0,
       contextLines: 2,
@@ -145,4 +145,13 @@ t.test('a file with no newlines cannot grow memory without bound', async (t) => 
   w.poll();
   t.ok(sent.length >= 1);
   t.ok(sent.every((s) => s.alert.message.length <= 4096));
+});
+
+t.test("the operator's pattern runs in linear time: one exponential on V8 would hang past the test timeout", async (t) => {
+  const { file, sent, tail } = setup(t);
+  writeFileSync(file, '');
+  const w = tail({ pattern: '^(a|a)*b$' });
+  appendFileSync(file, 'a'.repeat(60) + '\n' + 'a'.repeat(16 * 1024) + '\naab\n');
+  w.poll();
+  t.same(sent.map((s) => s.alert.message), ['aab']);
 });

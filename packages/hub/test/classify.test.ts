@@ -2,7 +2,7 @@ import t from 'tap';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { BUILTIN_RULES, classify, loadRules, type IncidentFacts } from '../src/incidents/classify.ts';
+import { BUILTIN_RULES, classify, loadRules, scannedText, type IncidentFacts } from '../src/incidents/classify.ts';
 
 const at = new Date('2026-11-22T10:00:00Z');
 const facts = (type: string, message: string, extra: Partial<IncidentFacts> = {}): IncidentFacts => ({
@@ -146,6 +146,7 @@ t.test('operator rules come first; a bad rules file is refused with the place na
     [[{ name: 'x', severity: 'low', category: 'c', repeats: { count: 1, within_s: 60 } }], /\[0\]\.repeats/],
     [[{ name: 'x', severity: 'low', category: 'c', exit_codes: [] }], /\[0\]\.exit_codes/],
     [[{ name: 'x', severity: 'low', category: 'c', exit_codes: [256] }], /\[0\]\.exit_codes/],
+    [[{ name: 'x', severity: 'low', category: 'c', pattern: 'failed(?! to start)' }], /\[0\]\.pattern: .*linear-time engine, RE2: no lookaround/],
   ];
   for (const [content, message] of bad) {
     writeFileSync(file, JSON.stringify(content));
@@ -153,4 +154,30 @@ t.test('operator rules come first; a bad rules file is refused with the place na
   }
   writeFileSync(file, '[{');
   t.throws(() => loadRules(file), /rules file .*: file:/);
+});
+
+t.test("operator rules run in linear time, on text clipped before it is scanned", async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-rules-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'rules.json');
+  // The rule the red team used (5.4 s on 256 KiB with V8), and one exponential on a backtracking engine.
+  writeFileSync(
+    file,
+    JSON.stringify([
+      { name: 'dep', severity: 'high', category: 'dependency', pattern: 'dependency job .* failed', types: ['log'] },
+      { name: 'nested', severity: 'low', category: 'c', pattern: '(x+x+)+y', types: ['log'] },
+      { name: 'tail', severity: 'critical', category: 'c', pattern: 'the real cause', types: ['log'] },
+    ]),
+  );
+  const rules = loadRules(file);
+  const hostile = 'dependency job x '.repeat(16_000) + 'x'.repeat(40);
+  t.equal(classify(rules, facts('log', 'worker crashed', { logs: hostile })).rule, 'unclassified');
+  t.equal(classify(rules, facts('log', 'x'.repeat(40) + 'y')).rule, 'nested');
+
+  const logs = 'head\n' + 'filler line\n'.repeat(30_000) + 'the real cause\n';
+  t.equal(classify(rules, facts('log', 'worker crashed', { logs })).rule, 'tail', 'the tail of long logs is read');
+  const middle = 'a'.repeat(20_000) + 'the real cause' + 'b'.repeat(60_000);
+  t.equal(classify(rules, facts('log', 'worker crashed', { logs: middle })).rule, 'unclassified', 'the middle of long logs is not');
+  const text = scannedText({ message: 'm'.repeat(100_000), status: 's'.repeat(100_000), logs: 'l'.repeat(1_000_000) });
+  t.ok(text.length <= 8 * 1024 * 2 + 64 * 1024 + 3, `scanned text is bounded (${text.length})`);
 });

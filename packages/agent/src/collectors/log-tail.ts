@@ -3,6 +3,7 @@ import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, stat
 import path from 'node:path';
 import type { AlertPayload } from '@opspilot/protocol';
 import { writeFileDurably } from '../state-file.ts';
+import { linearPattern, type LinearPattern } from '../pattern.ts';
 
 export interface LogTailOptions {
   path: string;
@@ -36,7 +37,7 @@ const MERGED_SAMPLE = 20;
  * give the same ids, which the outbox and the hub store once.
  */
 export class LogTail {
-  readonly #re: RegExp;
+  readonly #re: LinearPattern;
   readonly #stateFile: string;
   readonly #now: () => number;
   readonly #pathKey: string;
@@ -49,7 +50,7 @@ export class LogTail {
   #pending: { start: number; count: number; lines: string[]; last: string } | null = null;
 
   constructor(private readonly opts: LogTailOptions) {
-    this.#re = new RegExp(opts.pattern, 'i');
+    this.#re = linearPattern(opts.pattern, { caseInsensitive: true });
     this.#now = opts.now ?? Date.now;
     this.#pathKey = createHash('sha256').update(opts.path).digest('hex').slice(0, 12);
     mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });

@@ -1,4 +1,5 @@
 import { UNIT_NAME_PATTERN, type ExecParams } from '@opspilot/protocol';
+import { cachedPattern } from '../pattern.ts';
 
 /** How one parameter is typed and checked. */
 export type ParamSpec =
@@ -69,7 +70,7 @@ export function buildArgv(spec: ActionSpec, params: ExecParams): { argv: string[
     if (p.type === 'string') {
       if (typeof value !== 'string') throw new BadParams(`parameter "${name}" must be a string`);
       if (value.length > (p.maxLength ?? 4096)) throw new BadParams(`parameter "${name}" is too long`);
-      if (!new RegExp(p.pattern).test(value)) throw new BadParams(`parameter "${name}" must match ${p.pattern}`);
+      if (!cachedPattern(p.pattern).test(value)) throw new BadParams(`parameter "${name}" must match ${p.pattern}`);
       if (value.startsWith('-')) throw new BadParams(`parameter "${name}" must not start with "-"`);
     } else if (p.type === 'integer') {
       if (typeof value !== 'number' || !Number.isInteger(value)) throw new BadParams(`parameter "${name}" must be an integer`);

@@ -1,4 +1,5 @@
 import { readJsonArray } from '../config-file.ts';
+import { builtinPattern, operatorPattern, PatternError, type TextPattern } from './patterns.ts';
 
 export const SEVERITIES = ['critical', 'high', 'medium', 'low'] as const;
 export type Severity = (typeof SEVERITIES)[number];
@@ -13,8 +14,8 @@ export interface ClassificationRule {
   category: string;
   /** Alert types it applies to (systemd, host, log, http, agent, ...); absent: any. */
   types?: readonly string[];
-  /** Matched case-insensitively against the message, the unit status and the logs. */
-  pattern?: RegExp;
+  /** Matched case-insensitively against the message, the unit status and the logs (clipped: see `scannedText`). */
+  pattern?: TextPattern;
   /** The alert's exit code is one of these. */
   exitCodes?: readonly number[];
   /** Only when the same incident has repeated this often within this many seconds. */
@@ -38,7 +39,7 @@ export interface Classification {
   rule: string;
 }
 
-const r = (source: string) => new RegExp(source, 'i');
+const r = (source: string) => builtinPattern(new RegExp(source, 'i'));
 
 /** Where a host tells about itself: units, log files, containers, host checks. */
 const HOST_TYPES = ['systemd', 'log', 'docker', 'host'] as const;
@@ -104,7 +105,7 @@ export const BUILTIN_RULES: readonly ClassificationRule[] = [
   { name: 'data_loss', severity: 'critical', category: 'data', types: HOST_TYPES, pattern: r(String.raw`data loss|data corruption|corrupt(?:ed)? (?:data|index|table|page|block)`) },
   { name: 'timeout', severity: 'high', category: 'timeout', types: [...HOST_TYPES, 'http'], pattern: r(String.raw`timed out|\btimeout\b|\bETIMEDOUT\b|deadline exceeded`) },
   { name: 'http_500', severity: 'high', category: 'http', types: APP_TYPES, pattern: httpStatus('500', 'internal server error') },
-  { name: 'javascript_error', severity: 'high', category: 'application', types: HOST_TYPES, pattern: /\b(?:TypeError|ReferenceError)\b/ },
+  { name: 'javascript_error', severity: 'high', category: 'application', types: HOST_TYPES, pattern: builtinPattern(/\b(?:TypeError|ReferenceError)\b/) },
   {
     name: 'network_error',
     severity: 'high',
@@ -123,11 +124,24 @@ export const BUILTIN_RULES: readonly ClassificationRule[] = [
   { name: 'unclassified', severity: 'medium', category: 'unknown' },
 ];
 
-const MAX_TEXT = 256 * 1024; // rules read the first 256 KiB of the logs
+const LOG_HEAD = 16 * 1024;
+const LOG_TAIL = 48 * 1024;
+const MAX_FIELD = 8 * 1024;
 const RANK: Record<Severity, number> = { critical: 0, high: 1, medium: 2, low: 3 };
 
+/**
+ * What rule patterns read: the message and status (8 KiB each) and at most 64 KiB of the logs,
+ * their first 16 KiB and last 48 KiB (where a crash says why). Clipped before anything scans it,
+ * so a rule's cost has a ceiling whatever an agent sends.
+ */
+export function scannedText(facts: Pick<IncidentFacts, 'message' | 'status' | 'logs'>): string {
+  const logs = facts.logs ?? '';
+  const clipped = logs.length <= LOG_HEAD + LOG_TAIL ? logs : `${logs.slice(0, LOG_HEAD)}\n${logs.slice(-LOG_TAIL)}`;
+  return [facts.message.slice(0, MAX_FIELD), (facts.status ?? '').slice(0, MAX_FIELD), clipped].join('\n');
+}
+
 export function classify(rules: readonly ClassificationRule[], facts: IncidentFacts): Classification {
-  const text = [facts.message, facts.status ?? '', (facts.logs ?? '').slice(0, MAX_TEXT)].join('\n');
+  const text = scannedText(facts);
   for (const rule of rules) {
     if (rule.types && !rule.types.includes(facts.type)) continue;
     // A unit failure wants a person soon: only a rule written for units may say otherwise.
@@ -179,9 +193,10 @@ export function loadRules(file: string | null): ClassificationRule[] {
     if (o.pattern !== undefined) {
       if (typeof o.pattern !== 'string') throw new RulesFileError(file, `${at}.pattern`, 'must be a regular expression string');
       try {
-        rule.pattern = new RegExp(o.pattern, 'i');
+        rule.pattern = operatorPattern(o.pattern, { caseInsensitive: true });
       } catch (err) {
-        throw new RulesFileError(file, `${at}.pattern`, (err as Error).message);
+        if (!(err instanceof PatternError)) throw err;
+        throw new RulesFileError(file, `${at}.pattern`, err.message);
       }
     }
     if (o.exit_codes !== undefined) {

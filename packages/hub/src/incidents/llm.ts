@@ -105,7 +105,9 @@ type Answer = Omit<Analysis, 'source' | 'redactions'>;
 
 function parseAnswer(content: string | null | undefined): Answer {
   if (!content) throw new LlmError('LLM_BAD_ANSWER', 'empty answer');
-  const text = content.trim().replace(/^```(?:json)?\s*/i, '').replace(/\s*```$/, '');
+  // The closing fence is cut by position: `/\s*```$/` backtracked quadratically over long blanks.
+  let text = content.trim().replace(/^```(?:json)?\s*/i, '');
+  if (text.endsWith('```')) text = text.slice(0, -3).trimEnd();
   let raw: unknown;
   try {
     raw = JSON.parse(text.slice(text.indexOf('{'), text.lastIndexOf('}') + 1));

@@ -1,4 +1,5 @@
 import { readJsonArray } from '../config-file.ts';
+import { builtinPattern as v8, operatorPattern, PatternError, type TextPattern } from './patterns.ts';
 
 /**
  * Secrets are removed from anything that leaves the hub (the LLM, Slack). Each pattern replaces
@@ -8,7 +9,7 @@ import { readJsonArray } from '../config-file.ts';
  */
 export interface RedactionPattern {
   name: string;
-  pattern: RegExp;
+  pattern: TextPattern;
   /** Replacement; `$<keep>` is the named group kept (the key and separator), if the pattern has one. */
   replace: string;
 }
@@ -19,42 +20,43 @@ const SECRET_KEYS =
 export const BUILTIN_REDACTIONS: readonly RedactionPattern[] = [
   {
     name: 'private_key',
-    pattern: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g,
+    pattern: v8(/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g),
     replace: '[REDACTED:private_key]',
   },
   {
     // scheme://user:password@host → keep scheme, user and host
     name: 'url_credentials',
     // Bounded runs: unbounded ones made this quadratic on long output without an '@'.
-    pattern: /(?<keep>\b[a-z][a-z0-9+.-]{0,31}:\/\/[^\s:/@]{1,256}:)[^\s@/]{1,256}(?=@)/gi,
+    pattern: v8(/(?<keep>\b[a-z][a-z0-9+.-]{0,31}:\/\/[^\s:/@]{1,256}:)[^\s@/]{1,256}(?=@)/gi),
     replace: '$<keep>[REDACTED:password]',
   },
-  { name: 'jwt', pattern: /\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}/g, replace: '[REDACTED:jwt]' },
-  { name: 'bearer', pattern: /(?<keep>\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}/gi, replace: '$<keep>[REDACTED:token]' },
-  { name: 'aws_access_key', pattern: /\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA)[A-Z0-9]{16}\b/g, replace: '[REDACTED:aws_key]' },
+  // Starts only where a token run starts (not at each '-' inside one): `\b` there made it quadratic.
+  { name: 'jwt', pattern: v8(/(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}/g), replace: '[REDACTED:jwt]' },
+  { name: 'bearer', pattern: v8(/(?<keep>\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}/gi), replace: '$<keep>[REDACTED:token]' },
+  { name: 'aws_access_key', pattern: v8(/\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA)[A-Z0-9]{16}\b/g), replace: '[REDACTED:aws_key]' },
   {
     name: 'aws_secret_key',
-    pattern: /(?<keep>aws_?secret_?(?:access_?)?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}/gi,
+    pattern: v8(/(?<keep>aws_?secret_?(?:access_?)?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}/gi),
     replace: '$<keep>[REDACTED:aws_secret]',
   },
-  { name: 'opspilot_token', pattern: /\bop[ak]_[A-Za-z0-9_-]{20,}/g, replace: '[REDACTED:token]' },
+  { name: 'opspilot_token', pattern: v8(/\bop[ak]_[A-Za-z0-9_-]{20,}/g), replace: '[REDACTED:token]' },
   {
     // Environment variables: PGPASSWORD=x, AWS_SESSION_TOKEN=x, MYAPP_API_KEY=x (upper case only,
     // so ordinary words ending in "pass" are left alone).
     name: 'env_secret',
-    pattern: /(?<keep>\b[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_KEY|CREDENTIALS?)=)(?!\[REDACTED)[^\s"',;&]+/g,
+    pattern: v8(/(?<keep>\b[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_KEY|CREDENTIALS?)=)(?!\[REDACTED)[^\s"',;&]+/g),
     replace: '$<keep>[REDACTED]',
   },
   {
     // "password": "x"  /  'token': 'x'
     name: 'json_secret',
-    pattern: new RegExp(`(?<keep>["']${SECRET_KEYS}["']\\s*:\\s*)("(?:[^"\\\\]|\\\\.)*"|'(?:[^'\\\\]|\\\\.)*')`, 'gi'),
+    pattern: v8(new RegExp(`(?<keep>["']${SECRET_KEYS}["']\\s*:\\s*)("(?:[^"\\\\]|\\\\.)*"|'(?:[^'\\\\]|\\\\.)*')`, 'gi')),
     replace: '$<keep>"[REDACTED]"',
   },
   {
     // password=x, token: x, --password x, PGPASSWORD=x (value up to whitespace, quote, comma, ; or &)
     name: 'key_value_secret',
-    pattern: new RegExp(`(?<keep>(?:\\b|_|--)${SECRET_KEYS}\\s*[:=]\\s*|--${SECRET_KEYS}\\s+)(?!\\[REDACTED)[^\\s"',;&]+`, 'gi'),
+    pattern: v8(new RegExp(`(?<keep>(?:\\b|_|--)${SECRET_KEYS}\\s*[:=]\\s*|--${SECRET_KEYS}\\s+)(?!\\[REDACTED)[^\\s"',;&]+`, 'gi')),
     replace: '$<keep>[REDACTED]',
   },
 ];
@@ -72,10 +74,9 @@ export function createRedactor(extra: readonly RedactionPattern[] = []): Redacto
       let count = 0;
       let out = text;
       for (const p of patterns) {
-        out = out.replace(p.pattern, (...args) => {
+        out = p.pattern.replace(out, (_match, keep) => {
           count++;
-          const groups = args[args.length - 1] as Record<string, string> | undefined;
-          return p.replace.replace('$<keep>', groups?.keep ?? '');
+          return p.replace.replace('$<keep>', keep);
         });
       }
       return { text: out, count };
@@ -83,9 +84,12 @@ export function createRedactor(extra: readonly RedactionPattern[] = []): Redacto
   };
 }
 
-/** Operator patterns from config: `{name, pattern}` (a regular expression, matched globally). */
+/**
+ * Operator patterns from config: `{name, pattern}`, every match replaced, on the linear-time engine
+ * (RE2 syntax; see patterns.ts). A named group `keep` is left in place.
+ */
 export function redactionFromConfig(name: string, pattern: string): RedactionPattern {
-  return { name, pattern: new RegExp(pattern, 'g'), replace: `[REDACTED:${name}]` };
+  return { name, pattern: operatorPattern(pattern), replace: `$<keep>[REDACTED:${name}]` };
 }
 
 export class RedactionsFileError extends Error {
@@ -114,9 +118,10 @@ export function loadRedactions(file: string | null): RedactionPattern[] {
     try {
       p = redactionFromConfig(o.name, o.pattern);
     } catch (err) {
-      throw new RedactionsFileError(file, `${at}.pattern`, (err as Error).message);
+      if (!(err instanceof PatternError)) throw err;
+      throw new RedactionsFileError(file, `${at}.pattern`, err.message);
     }
-    if (new RegExp(p.pattern.source).test('')) throw new RedactionsFileError(file, `${at}.pattern`, 'matches the empty string');
+    if (p.pattern.test('')) throw new RedactionsFileError(file, `${at}.pattern`, 'matches the empty string');
     return p;
   });
 }

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { gzipSync } from 'node:zlib';
 import { CLOSE_CODES, type ProtocolErrorCode } from '@opspilot/protocol';
-import { ScriptedAgent, eachBackend, startHub } from './helpers.ts';
+import { HELLO, ScriptedAgent, eachBackend, startHub } from './helpers.ts';
 
 const b64 = (s: string | Uint8Array) => Buffer.from(s).toString('base64');
 const env = (fields: Record<string, unknown>) =>
@@ -95,6 +95,37 @@ eachBackend(t, "a message the database refuses fails alone: the others in its ba
   t.same(sources, ['/var/log/a.log', '/var/log/c.log', '/var/log/own.log'], 'everything but the poison is stored');
   t.equal(hub.app.hub.writer.stats.failedBatches, 0, 'no batch failed');
   for (const s of sockets) s.close();
+});
+
+eachBackend(t, "a bulk row the database refuses fails alone: other agents' heartbeats and samples are stored, the sender stays seen", async (t, backend) => {
+  // The protocol refuses a byte count past 9e18 now; this goes behind it, to the writer, for
+  // whatever else a database might refuse one day: a bigint column cannot hold 1e20.
+  const hub = await startHub(t, await backend.open(t), { flushIntervalMs: 50 });
+  const agents = await Promise.all([0, 1, 2].map(() => hub.enroll()));
+  const writer = hub.app.hub.writer;
+  const sample = (mem: number) => ({ ts: Math.floor(Date.now() / 1000), cpu_pct: 5, mem_used: mem, mem_total: 2e9, load1: 0, load5: 0, load15: 0, disks: [], net: [] });
+  const targets = agents.map((a) => {
+    const got = { acked: [] as string[], refused: [] as string[], storeFailed: 0 };
+    return { got, target: { agentId: a.id, ack: (ids: string[]) => got.acked.push(...ids), refuse: (id: string) => got.refused.push(id), storeFailed: () => got.storeFailed++ } };
+  });
+  const at = new Date();
+  writer.add({ agentId: agents[1]!.id, at, stats: { uptime_s: 1 }, msgId: 'hb-1', ackTo: targets[1]!.target });
+  writer.add({ agentId: agents[0]!.id, at, hello: { ...HELLO, hostname: 'poisoner' }, msgId: 'hello-0', ackTo: targets[0]!.target });
+  writer.add({ agentId: agents[0]!.id, at, samples: [sample(1e20)], msgId: 'poison', ackTo: targets[0]!.target });
+  writer.add({ agentId: agents[0]!.id, at, samples: [sample(3e9)], msgId: 'fine-0', ackTo: targets[0]!.target });
+  writer.add({ agentId: agents[2]!.id, at, samples: [sample(1e9)], msgId: 'm-2', ackTo: targets[2]!.target });
+  await writer.flush();
+  t.same(targets[0]!.got, { acked: ['hello-0', 'fine-0'], refused: ['poison'], storeFailed: 0 }, 'only the poison is refused');
+  t.same(targets[1]!.got, { acked: ['hb-1'], refused: [], storeFailed: 0 });
+  t.same(targets[2]!.got, { acked: ['m-2'], refused: [], storeFailed: 0 });
+  t.equal(writer.stats.failedBatches, 0);
+  const mem = async (i: number) => (await hub.api('GET', `/v1/agents/${agents[i]!.id}/metrics`)).body.samples.map((s: { mem_used: number }) => s.mem_used);
+  t.same(await mem(0), [3e9], "the sender's good sample is stored");
+  t.same(await mem(2), [1e9]);
+  const poisoner = (await hub.api('GET', `/v1/agents/${agents[0]!.id}`)).body;
+  t.equal(poisoner.facts.hostname, 'poisoner');
+  t.ok(poisoner.last_seen_at, 'the sender is seen');
+  t.equal((await hub.api('GET', `/v1/agents/${agents[1]!.id}`)).body.stats.uptime_s, 1);
 });
 
 eachBackend(t, 'the error names the offending envelope id', async (t, backend) => {

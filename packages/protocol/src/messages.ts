@@ -22,8 +22,12 @@ const MiB = 1024 * KiB;
 const actionName = str({ min: 1, max: 64, pattern: /^[A-Za-z0-9_.-]+$/ });
 const word = str({ min: 1, max: 64, pattern: /^[A-Za-z0-9_.-]+$/ });
 const pct = num({ min: 0, max: 10_000 });
-const bytes = num({ min: 0 });
-const unixSeconds = num({ min: 0 });
+// Past these no store can keep the value (a bigint column, a timestamp): refused at the edge
+// rather than failing the database write. 9e18 bytes is 9 EB; 253402300799 is 9999-12-31.
+export const MAX_BYTES = 9e18;
+export const MAX_UNIX_SECONDS = 253_402_300_799;
+const bytes = num({ min: 0, max: MAX_BYTES });
+const unixSeconds = num({ min: 0, max: MAX_UNIX_SECONDS });
 
 export const helloPayload = obj(
   {

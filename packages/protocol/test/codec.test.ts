@@ -174,6 +174,8 @@ t.test('hostile JSON is refused or kept inert', async (t) => {
   t.equal(Object.getPrototypeOf(message.payload), Object.prototype);
 });
 
+const SAMPLE = { ts: 1_700_000_000, cpu_pct: 1, mem_used: 1, mem_total: 2, load1: 0, load5: 0, load15: 0, disks: [], net: [] };
+
 t.test('text no store can keep is refused at the edge: NUL, lone surrogates, context too deep or too large', async (t) => {
   const alert = (extra: Record<string, unknown>) => frame({ id: 'poison-1', data: b64(JSON.stringify({ type: 'log', source: 's', message: 'm', ...extra })) });
   const refused: [string, string][] = [
@@ -189,6 +191,8 @@ t.test('text no store can keep is refused at the edge: NUL, lone surrogates, con
     ['context nested 9 deep', alert({ context: JSON.parse('{"a":'.repeat(9) + '1' + '}'.repeat(9)) })],
     ['context with 5,000 values', alert({ context: { list: Array.from({ length: 5000 }, (_, i) => i) } })],
     ['a context string over 16 KiB', alert({ context: { s: 'x'.repeat(17 * 1024) } })],
+    ['a byte count no bigint column holds', frame({ type: 'metrics', id: 'poison-1', data: b64(JSON.stringify({ samples: [{ ...SAMPLE, mem_used: 1e20 }] })) })],
+    ['a sample time past the year 9999', frame({ type: 'metrics', id: 'poison-1', data: b64(JSON.stringify({ samples: [{ ...SAMPLE, ts: 1e13 }] })) })],
     ['NUL in a hello hostname', frame({ type: 'hello', id: 'poison-1', data: b64(JSON.stringify({ protocol: 1, agent_version: '1', hostname: 'web\u00001', os: 'linux', arch: 'x64', actions: [] })) })],
   ];
   for (const [what, f] of refused) {
@@ -202,6 +206,8 @@ t.test('text no store can keep is refused at the edge: NUL, lone surrogates, con
   // JSON text of the escapes themselves (not the characters) is fine, and so are real pairs.
   const ok = decodeFrame(alert({ message: 'emoji \ud83d\ude80 and a literal \\u0000', context: { depth: { of: { eight: { is: { fine: { here: { ok: { x: 1 } } } } } } } } }), fromAgent);
   t.match(ok.message.payload, { message: 'emoji 🚀 and a literal \\u0000' });
+  const edge = decodeFrame(frame({ type: 'metrics', data: b64(JSON.stringify({ samples: [{ ...SAMPLE, ts: 253402300799, mem_total: 9e18 }] })) }), fromAgent);
+  t.match(edge.message.payload, { samples: [{ mem_total: 9e18 }] }, 'the largest values allowed pass');
 });
 
 t.test('wireSafe makes text every receiver takes, and leaves the rest alone', async (t) => {

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { HelloPayload, MetricSample } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
-import { storeBulk, storeEvents, type BulkBatch, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
+import { storeBulkIsolated, storeEvents, type BulkBatch, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
 import { BatchQueue, type AckTarget } from './batch-queue.ts';
 import type { LifecycleOptions } from '../incidents/lifecycle.ts';
 
@@ -48,7 +48,7 @@ export class IngestWriter {
 
   constructor(db: Db, opts: WriterOptions, log: FastifyBaseLogger, hooks: WriterHooks = {}) {
     const queue = { maxRows: opts.maxBatchItems, flushIntervalMs: opts.flushIntervalMs, overloadRows: opts.maxBatchItems * OVERLOAD_BATCHES };
-    this.#bulk = new BatchQueue<BulkBatch>('bulk', () => ({ seen: new Map(), metrics: [], ids: [] }), (b) => storeBulk(db, b), queue, log);
+    this.#bulk = new BatchQueue<BulkBatch>('bulk', () => ({ seen: new Map(), metrics: [], ids: [] }), (b) => storeBulkIsolated(db, b), queue, log);
     this.#events = new BatchQueue<EventBatch>(
       'events',
       () => ({ items: [], ids: [] }),

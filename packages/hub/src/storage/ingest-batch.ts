@@ -59,6 +59,65 @@ function refusedData(err: unknown): boolean {
 const idKey = (agentId: string, msgId: string): string => `${agentId}\0${msgId}`;
 
 /**
+ * Store a bulk batch; if the database refuses it for its data, find the agents whose part it
+ * refuses by halving the batch (a few statements, not one per agent), store everyone else's,
+ * and for each culprit still mark it seen (so a bad hello or sample never makes even its sender
+ * look offline) and name its ids in the refusals. One agent's data never costs another's.
+ */
+export async function storeBulkIsolated(db: Db, batch: BulkBatch): Promise<Refusal[]> {
+  try {
+    await storeBulk(db, batch);
+    return [];
+  } catch (err) {
+    if (!refusedData(err)) throw err;
+  }
+  const agents = [...batch.seen.keys()];
+  if (agents.length > 1) {
+    const half = Math.ceil(agents.length / 2);
+    const first = await storeBulkIsolated(db, bulkOf(batch, new Set(agents.slice(0, half))));
+    return [...first, ...(await storeBulkIsolated(db, bulkOf(batch, new Set(agents.slice(half)))))];
+  }
+  const [agentId] = agents;
+  if (agentId === undefined) return [];
+  // One agent: its heartbeat and hello, then each metrics frame on its own.
+  const seen = batch.seen.get(agentId)!;
+  const refused: Refusal[] = [];
+  const refuse = (msgId: string | undefined, what: string) =>
+    msgId !== undefined && refused.push({ agentId, msgId, reason: `the hub could not store this ${what}: a value the database refuses` });
+  const metricIds = new Set(batch.metrics.map((m) => m.msgId).filter((id) => id !== undefined));
+  const otherIds = batch.ids.filter((r) => !metricIds.has(r.msgId));
+  if (!(await storeOrRefused(db, { seen: new Map([[agentId, seen]]), metrics: [], ids: otherIds }))) {
+    for (const r of otherIds) refuse(r.msgId, 'message');
+    await storeOrRefused(db, { seen: new Map([[agentId, { at: seen.at }]]), metrics: [], ids: [] });
+  }
+  for (const m of batch.metrics) {
+    const ids = m.msgId === undefined ? [] : [{ agentId, msgId: m.msgId }];
+    if (!(await storeOrRefused(db, { seen: new Map([[agentId, { at: seen.at }]]), metrics: [m], ids }))) refuse(m.msgId, 'metrics message');
+  }
+  return refused;
+}
+
+/** false when the database refused the data; other failures are thrown. */
+async function storeOrRefused(db: Db, batch: BulkBatch): Promise<boolean> {
+  try {
+    await storeBulk(db, batch);
+    return true;
+  } catch (err) {
+    if (!refusedData(err)) throw err;
+    return false;
+  }
+}
+
+/** The part of a bulk batch that belongs to `agents`. */
+function bulkOf(batch: BulkBatch, agents: Set<string>): BulkBatch {
+  return {
+    seen: new Map([...batch.seen].filter(([id]) => agents.has(id))),
+    metrics: batch.metrics.filter((m) => agents.has(m.agentId)),
+    ids: batch.ids.filter((r) => agents.has(r.agentId)),
+  };
+}
+
+/**
  * Store a bulk batch in one statement, so one round trip and atomic: the envelope ids, every
  * agent's last-seen time, heartbeat and hello, and the metric samples of frames whose id is new.
  * Rows travel as one JSON document per table (json_to_recordset), a fraction of the cost of

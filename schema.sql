@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS metric_samples (
   net        jsonb NOT NULL DEFAULT '[]'::jsonb
 );
 CREATE INDEX IF NOT EXISTS metric_samples_agent_ts ON metric_samples (agent_id, ts);
+-- 0: a sample as the agent sent it; 300: the average of a 5-minute bucket (see OPSPILOT_METRICS_RAW_HOURS).
+ALTER TABLE metric_samples ADD COLUMN IF NOT EXISTS period_s integer NOT NULL DEFAULT 0;
+-- Retention finds the oldest samples of each kind without walking every agent's rows.
+CREATE INDEX IF NOT EXISTS metric_samples_raw_ts ON metric_samples (ts) WHERE period_s = 0;
+CREATE INDEX IF NOT EXISTS metric_samples_rollup_ts ON metric_samples (ts) WHERE period_s > 0;
 
 CREATE TABLE IF NOT EXISTS incidents (
   id               text PRIMARY KEY,

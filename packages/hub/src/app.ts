@@ -36,7 +36,7 @@ import { incidentRoutes } from './rest/incidents.ts';
 import { ErrorResponse } from './rest/schemas.ts';
 import { metricsRoute } from './observability/metrics.ts';
 import { applySchema, openDatabase, ping, type HubDatabase } from './storage/database.ts';
-import { pruneReceivedEnvelopes } from './storage/received-envelopes.ts';
+import { Retention } from './retention.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -104,7 +104,21 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
             },
       bodyLimit: 1024 * 1024, // 1 MiB
       forceCloseConnections: true,
+      // A connection must send a whole request (or its WebSocket upgrade) in time: one that opens
+      // and says nothing is closed after requestHeadersTimeoutMs (checked every second), so idle
+      // sockets cannot hold the connection cap. After an upgrade these no longer apply.
+      requestTimeout: 30_000,
+      http: { headersTimeout: config.requestHeadersTimeoutMs, connectionsCheckingInterval: 1000 },
     }).withTypeProvider<TypeBoxTypeProvider>();
+    // Past this many TCP connections, new ones are closed at once: memory and file descriptors
+    // stay bounded whatever opens them.
+    app.server.maxConnections = config.maxConnections;
+    let lastDropLog = 0;
+    app.server.on('drop', () => {
+      if (Date.now() - lastDropLog < 10_000) return;
+      lastDropLog = Date.now();
+      app.log.warn({ maxConnections: config.maxConnections }, 'connection limit reached: new connections are closed');
+    });
 
     const notifying = Boolean((config.slackBotToken && config.slackChannel) || config.slackWebhookUrl);
     const lifecycle = { rules, notify: notifying };
@@ -144,7 +158,9 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         },
       },
     );
-    const hub: Hub = { config, database, registry, writer, broker, adminAuth, analyzer, lifecycle, slack: null, remediation: null, sweepOffline: async () => [] };
+    // Old envelope ids and metric samples: forgotten, expired or downsampled, in bounded steps.
+    const retention = new Retention(database.db, config, app.log);
+    const hub: Hub = { config, database, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack: null, remediation: null, sweepOffline: async () => [] };
     app.decorate('hub', hub);
 
     // Query strings and path parameters arrive as text and are coerced to their schema's types;
@@ -259,15 +275,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       remediationRoutes(v1, hub);
     });
 
-    // Dedupe ids only need to outlast an outbox replay: forget old ones every hour.
-    const prune = () =>
-      pruneReceivedEnvelopes(database.db, new Date(Date.now() - config.dedupeRetentionDays * 86_400_000)).then(
-        (n) => n > 0 && app.log.info({ removed: n }, 'old envelope ids pruned'),
-        (err) => app.log.warn({ err }, 'could not prune old envelope ids'),
-      );
-    const pruner = setInterval(prune, 3_600_000);
-    pruner.unref();
-    app.addHook('onReady', async () => void prune());
+    app.addHook('onReady', async () => retention.start());
 
     app.addHook('onReady', async () => analyzer.start());
     app.addHook('onReady', async () => hub.slack?.start());
@@ -289,7 +297,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     });
 
     app.addHook('onClose', async () => {
-      clearInterval(pruner);
+      await retention.stop();
       await sweeper.destroy();
       await writer.close();
       await analyzer.stop();

@@ -53,8 +53,20 @@ export interface HubConfig {
   slackPaceMs: number;
   /** How long the Ignore button mutes a fingerprint. */
   slackIgnoreS: number;
-  /** Alerts one agent may send per minute before the hub stops reading from it for a while. */
+  /** Alerts and resolves one agent may send per minute before the hub stops reading from it for a while. */
   alertsPerMinute: number;
+  /** Hellos, heartbeats and metrics messages one agent may send per minute, likewise. */
+  bulkPerMinute: number;
+  /** Metric samples one agent may send per minute, likewise. */
+  metricSamplesPerMinute: number;
+  /** Metric samples are kept as sent this long, then as 5-minute averages... */
+  metricsRawHours: number;
+  /** ...until they are this old. */
+  metricsRetentionDays: number;
+  /** TCP connections the hub holds at once (agents, REST, anything); more are closed at once. */
+  maxConnections: number;
+  /** A connection that has not sent a whole request (or upgrade) in this time is closed. */
+  requestHeadersTimeoutMs: number;
   /** REST requests one token may make per minute. */
   apiRateLimit: number;
 }
@@ -96,6 +108,12 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   slackPaceMs: 1000, // Slack's posting limit: about one message per second per channel
   slackIgnoreS: 86_400, // 24 h
   alertsPerMinute: 120,
+  bulkPerMinute: 120, // an agent sends ~10 a minute (a heartbeat every 10 s, metrics every 15 s)
+  metricSamplesPerMinute: 240, // one sample per metrics message: 4 a minute at the default interval
+  metricsRawHours: 48,
+  metricsRetentionDays: 30,
+  maxConnections: 16_000, // under the 20,000 open files a process may hold on these machines
+  requestHeadersTimeoutMs: 10_000,
   apiRateLimit: 600,
 });
 
@@ -144,6 +162,12 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   slackPaceMs: int(0, 60_000),
   slackIgnoreS: int(60, 30 * 86_400),
   alertsPerMinute: int(1, 1_000_000),
+  bulkPerMinute: int(1, 1_000_000),
+  metricSamplesPerMinute: int(1, 10_000_000),
+  metricsRawHours: int(1, 24 * 3650),
+  metricsRetentionDays: int(1, 3650),
+  maxConnections: int(1, 10_000_000),
+  requestHeadersTimeoutMs: int(100, 600_000),
   apiRateLimit: int(1, 10_000_000),
 };
 
@@ -174,6 +198,9 @@ export function resolveConfig(overrides: Partial<HubConfig> = {}): Readonly<HubC
   if (config.execDefaultTimeoutMs > config.execMaxTimeoutMs) {
     throw new ConfigError('execDefaultTimeoutMs', 'must not exceed execMaxTimeoutMs');
   }
+  if (config.metricsRawHours > config.metricsRetentionDays * 24) {
+    throw new ConfigError('metricsRawHours', 'must not exceed metricsRetentionDays (in hours)');
+  }
   return Object.freeze(config);
 }
 
@@ -202,11 +229,17 @@ export const ENV_KEYS = {
   OPSPILOT_SLACK_API_URL: 'slackApiUrl',
   OPSPILOT_SLACK_ALLOWED_USERS: 'slackAllowedUsers',
   OPSPILOT_ALERTS_PER_MINUTE: 'alertsPerMinute',
+  OPSPILOT_BULK_PER_MINUTE: 'bulkPerMinute',
+  OPSPILOT_METRIC_SAMPLES_PER_MINUTE: 'metricSamplesPerMinute',
+  OPSPILOT_METRICS_RAW_HOURS: 'metricsRawHours',
+  OPSPILOT_METRICS_RETENTION_DAYS: 'metricsRetentionDays',
+  OPSPILOT_MAX_CONNECTIONS: 'maxConnections',
   OPSPILOT_MAX_UNAUTHENTICATED: 'maxUnauthenticated',
   OPSPILOT_API_RATE_LIMIT: 'apiRateLimit',
 } as const satisfies Record<string, keyof HubConfig>;
 
-const NUMERIC_KEYS = new Set<keyof HubConfig>(['port', 'maxFrameBytes', 'maxPayloadBytes', 'heartbeatIntervalS', 'dedupeRetentionDays', 'analysisReuseS', 'alertsPerMinute', 'apiRateLimit']);
+// Every key whose default is a number is read as an integer.
+const NUMERIC_KEYS = new Set((Object.keys(DEFAULT_CONFIG) as (keyof HubConfig)[]).filter((k) => typeof DEFAULT_CONFIG[k] === 'number'));
 
 /** Read the hub's config from the environment; a bad value fails with the variable named. */
 export function configFromEnv(env: NodeJS.ProcessEnv): Readonly<HubConfig> {

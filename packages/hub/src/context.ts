@@ -10,6 +10,7 @@ import type { HubDatabase } from './storage/database.ts';
 import type { LifecycleOptions } from './incidents/lifecycle.ts';
 import type { Slack } from './slack/index.ts';
 import type { RemediationEngine } from './remediation/engine.ts';
+import type { Retention } from './retention.ts';
 
 /** The hub's parts, built once by buildApp and handed to the routes. */
 export interface Hub {
@@ -22,6 +23,8 @@ export interface Hub {
   analyzer: Analyzer;
   /** Classification rules, and whether changes are notified. */
   lifecycle: LifecycleOptions;
+  /** Envelope-id and metric-sample retention (runs every 10 minutes). */
+  retention: Retention;
   /** Slack, when configured. */
   slack: Slack | null;
   /** Remediation rules (set once buildApp has built it). */

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ConfigError, DEFAULT_CONFIG, configFromEnv, resolveConfig } from '../src/config.ts';
+import { ConfigError, DEFAULT_CONFIG, ENV_KEYS, configFromEnv, resolveConfig } from '../src/config.ts';
 
 t.test('defaults', async (t) => {
   const config = configFromEnv({});
@@ -33,6 +33,23 @@ t.test('environment variables', async (t) => {
     rulesFile: '/etc/opspilot/rules.json',
   });
   t.equal(configFromEnv({ OPSPILOT_PORT: '' }).port, 8080, 'empty means unset');
+});
+
+t.test('every numeric setting is read from its variable as an integer (OPSPILOT_MAX_UNAUTHENTICATED was read as text)', async (t) => {
+  for (const [name, key] of Object.entries(ENV_KEYS)) {
+    const fallback = DEFAULT_CONFIG[key];
+    if (typeof fallback !== 'number') continue;
+    const value = key === 'port' ? 9091 : key === 'metricsRawHours' ? 24 : fallback + 1;
+    t.equal(configFromEnv({ [name]: String(value) })[key], value, name);
+  }
+  t.match(configFromEnv({ OPSPILOT_BULK_PER_MINUTE: '30', OPSPILOT_METRIC_SAMPLES_PER_MINUTE: '60', OPSPILOT_METRICS_RAW_HOURS: '6', OPSPILOT_METRICS_RETENTION_DAYS: '7', OPSPILOT_MAX_CONNECTIONS: '500' }), {
+    bulkPerMinute: 30,
+    metricSamplesPerMinute: 60,
+    metricsRawHours: 6,
+    metricsRetentionDays: 7,
+    maxConnections: 500,
+  });
+  t.throws(() => configFromEnv({ OPSPILOT_METRICS_RAW_HOURS: '200', OPSPILOT_METRICS_RETENTION_DAYS: '7' }), /OPSPILOT_METRICS_RAW_HOURS: must not exceed/);
 });
 
 t.test('bad values fail with the variable named and never echo secrets', async (t) => {

@@ -1,4 +1,6 @@
 import t from 'tap';
+import net from 'node:net';
+import { sql } from 'kysely';
 import WebSocket from 'ws';
 import { CLOSE_CODES } from '@opspilot/protocol';
 import { GO_HEARTBEAT } from '../../protocol/test/vectors.ts';
@@ -162,7 +164,8 @@ eachBackend(t, 'a live connection that answers pings stays open', async (t, back
 });
 
 eachBackend(t, 'connections waiting to authenticate are capped; a flood of frames before authentication is not held', async (t, backend) => {
-  const hub = await startHub(t, await backend.open(t), { maxUnauthenticated: 3 });
+  const db = await backend.open(t);
+  const hub = await startHub(t, db, { maxUnauthenticated: 3 });
   const { token } = await hub.enroll();
   const waiting = [new ScriptedAgent(hub.wsUrl), new ScriptedAgent(hub.wsUrl), new ScriptedAgent(hub.wsUrl)];
   for (const w of waiting) await w.opened;
@@ -175,10 +178,57 @@ eachBackend(t, 'connections waiting to authenticate are capped; a flood of frame
   await eventually(async () => (await refusal(new ScriptedAgent(hub.wsUrl))) === 101, 5000, 'room again once one of them left');
 
   // Before its first-frame token is checked, a connection may queue a few frames, not a flood.
+  // The token lookup is held up (the agents table locked) so the whole flood arrives before it
+  // answers, however the frames are split into reads.
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let locked!: () => void;
+  const isLocked = new Promise<void>((resolve) => (locked = resolve));
+  const holding = db.db.transaction().execute(async (trx) => {
+    await sql`LOCK TABLE agents IN ACCESS EXCLUSIVE MODE`.execute(trx);
+    locked();
+    await released;
+  });
+  await isLocked;
   const flooder = waiting[1]!;
   flooder.sendRaw(GO_HEARTBEAT.replace('my-secret-token', token));
   for (let i = 0; i < 500; i++) flooder.sendRaw(GO_HEARTBEAT.replace('my-secret-token', token));
-  t.equal((await flooder.closed).code, CLOSE_CODES.protocolViolation, 'closed with 4400');
+  const code = (await flooder.closed).code;
+  release();
+  await holding;
+  t.equal(code, CLOSE_CODES.protocolViolation, 'closed with 4400');
   known.close();
   waiting[2]!.close();
+});
+
+eachBackend(t, 'raw TCP connections are capped, and one that sends nothing is closed; upgraded agents are not', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { maxConnections: 4, requestHeadersTimeoutMs: 300 });
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token, { header: true });
+  await agent.next('welcome');
+  const opened: { socket: net.Socket; closedAt: Promise<number> }[] = [];
+  const start = Date.now();
+  const open = () => {
+    const socket = net.connect(hub.port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.resume(); // read, or the server's FIN is never seen
+    const closedAt = new Promise<number>((resolve) => socket.on('close', () => resolve(Date.now() - start)));
+    opened.push({ socket, closedAt });
+    return closedAt;
+  };
+  // The agent holds one connection (and the test's REST client may keep one alive): of six more,
+  // at most three get in; the rest are closed at once, before any timeout could.
+  for (let i = 0; i < 6; i++) open();
+  const closed = await Promise.all(opened.map((o) => o.closedAt));
+  const atOnce = closed.filter((ms) => ms < 250).length;
+  t.ok(atOnce >= 3, `the connections over the cap are closed at once (${atOnce} of 6)`);
+  // The silent ones that got in are closed by the headers timeout (300 ms, checked every second).
+  t.ok(closed.some((ms) => ms >= 250), 'a silent connection that got in is closed after the timeout');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(agent.ws.readyState, agent.ws.OPEN, 'the upgraded agent is not subject to it');
+  agent.send('heartbeat', { uptime_s: 1 }, { id: 'after-flood' });
+  await agent.acked(['after-flood']);
+  const res = await hub.api('GET', `/v1/agents/${id}`);
+  t.equal(res.status, 200, 'REST answers once the silent connections are gone');
+  agent.close();
 });

@@ -31,8 +31,12 @@ export interface ConnectionContext {
   limits: Limits;
   authTimeoutMs: number;
   badFramesPerMinute: number;
-  /** Alerts one agent may send per minute (after a burst of as many) before its reading pauses. */
+  /** Per agent, per minute (after a burst of as many), before its reading pauses: alerts and resolves, */
   alertsPerMinute: number;
+  /** hellos, heartbeats and metrics messages, */
+  bulkPerMinute: number;
+  /** and metric samples. */
+  metricSamplesPerMinute: number;
   heartbeatIntervalS: number;
   writer: IngestWriter;
   readBudget: ReadBudget;
@@ -71,10 +75,9 @@ export class AgentConnection implements AckTarget {
   missedPongs = 0;
   #pausedForWriter = false;
   #pausedForTurn = false;
-  #pausedForAlerts: NodeJS.Timeout | null = null;
-  /** Alert tokens left, refilled at alertsPerMinute; a noisy host waits, nothing is dropped. */
-  #alertTokens: number;
-  #alertRefilledAt = Date.now();
+  #pausedForBudget: NodeJS.Timeout | null = null;
+  /** This agent's budgets: over one, reading pauses until it refills; a noisy host waits, nothing is dropped. */
+  readonly #budgets: { events: TokenBucket; bulk: TokenBucket; samples: TokenBucket };
   /** The close code, once closed (by either side). */
   closeCode: number | null = null;
   #epoch = -1;
@@ -96,7 +99,11 @@ export class AgentConnection implements AckTarget {
     private readonly ctx: ConnectionContext,
     preAuthenticated?: AuthenticatedAgent,
   ) {
-    this.#alertTokens = ctx.alertsPerMinute;
+    this.#budgets = {
+      events: new TokenBucket(ctx.alertsPerMinute),
+      bulk: new TokenBucket(ctx.bulkPerMinute),
+      samples: new TokenBucket(ctx.metricSamplesPerMinute),
+    };
     socket.on('message', (data, isBinary) => this.#onMessage(toBuffer(data), isBinary));
     socket.on('pong', () => {
       this.missedPongs = 0;
@@ -114,7 +121,7 @@ export class AgentConnection implements AckTarget {
 
   /** Reading is paused (the writer is catching up, or this turn's read budget is spent); pongs wait unread meanwhile. */
   get paused(): boolean {
-    return this.#pausedForWriter || this.#pausedForTurn || this.#pausedForAlerts !== null;
+    return this.#pausedForWriter || this.#pausedForTurn || this.#pausedForBudget !== null;
   }
 
   get isOpen(): boolean {
@@ -160,8 +167,8 @@ export class AgentConnection implements AckTarget {
     this.missedPongs = 0; // any frame shows the agent is alive
     switch (this.#state) {
       case 'open':
-        // Over its alert budget: frames already read wait here, in order, with the socket paused.
-        if (this.#pausedForAlerts) this.#held.push({ data, isBinary });
+        // Over a budget: frames already read wait here, in order, with the socket paused.
+        if (this.#pausedForBudget) this.#held.push({ data, isBinary });
         else this.#handleFrame(data, isBinary);
         return;
       case 'awaiting-token':
@@ -289,7 +296,7 @@ export class AgentConnection implements AckTarget {
         break;
     }
     writer.add(frame);
-    if (message.type === 'alert') this.#spendAlert();
+    this.#spend(message);
     if (this.#epoch !== writer.epoch) {
       this.#epoch = writer.epoch;
       this.#framesThisEpoch = 0;
@@ -322,26 +329,45 @@ export class AgentConnection implements AckTarget {
   }
 
   /**
-   * One alert spent. With none left, reading from this agent pauses until one refills: its
-   * alerts wait in the socket (and its outbox), unacked and not lost, while other agents' flow.
+   * Charge a message to this agent's budgets. With one spent, reading from this agent pauses
+   * until it refills: its messages wait in the socket (and its outbox), unacked and not lost,
+   * while other agents' flow. Exec results are answers the hub asked for: never charged.
    */
-  #spendAlert(): void {
-    const perMinute = this.ctx.alertsPerMinute;
+  #spend(message: Message<AgentMessageType>): void {
     const now = Date.now();
-    this.#alertTokens = Math.min(perMinute, this.#alertTokens + ((now - this.#alertRefilledAt) * perMinute) / 60_000);
-    this.#alertRefilledAt = now;
-    this.#alertTokens -= 1;
-    if (this.#alertTokens >= 0 || this.#pausedForAlerts) return;
-    if (this.#alertTokens < -1) this.ctx.log.warn({ agentId: this.agentId }, 'alert rate limit: pausing this agent');
+    let waitMs = 0;
+    let over = '';
+    const charge = (name: 'events' | 'bulk' | 'samples', n: number) => {
+      const wait = this.#budgets[name].spend(n, now);
+      if (wait > waitMs) [waitMs, over] = [wait, name];
+    };
+    switch (message.type) {
+      case 'alert':
+      case 'resolve':
+        charge('events', 1);
+        break;
+      case 'metrics':
+        charge('samples', message.payload.samples.length);
+        charge('bulk', 1);
+        break;
+      case 'hello':
+      case 'heartbeat':
+        charge('bulk', 1);
+        break;
+      case 'exec_result':
+        return;
+    }
+    if (waitMs === 0 || this.#pausedForBudget) return;
+    this.ctx.log.warn({ agentId: this.agentId, budget: over, pauseMs: waitMs }, 'agent over its budget: reading from it more slowly');
     this.socket.pause();
-    this.#pausedForAlerts = setTimeout(() => {
-      this.#pausedForAlerts = null;
-      while (this.#held.length > 0 && !this.#pausedForAlerts && this.#state === 'open') {
+    this.#pausedForBudget = setTimeout(() => {
+      this.#pausedForBudget = null;
+      while (this.#held.length > 0 && !this.#pausedForBudget && this.#state === 'open') {
         const frame = this.#held.shift()!;
         this.#handleFrame(frame.data, frame.isBinary);
       }
       this.#resumeIfFree();
-    }, Math.ceil((-this.#alertTokens * 60_000) / perMinute));
+    }, waitMs);
   }
 
   #resumeIfFree(): void {
@@ -366,7 +392,7 @@ export class AgentConnection implements AckTarget {
 
   #onClose(): void {
     this.#state = 'closed';
-    if (this.#pausedForAlerts) clearTimeout(this.#pausedForAlerts);
+    if (this.#pausedForBudget) clearTimeout(this.#pausedForBudget);
     this.#held = [];
     this.#clearAuthTimer();
     this.#queue = [];
@@ -378,6 +404,26 @@ export class AgentConnection implements AckTarget {
       clearTimeout(this.#authTimer);
       this.#authTimer = null;
     }
+  }
+}
+
+/**
+ * A budget of `perMinute` (after a burst of as many). Spending may go below zero; the answer is
+ * how long until the bucket is back at zero, 0 while it has not gone under.
+ */
+class TokenBucket {
+  #tokens: number;
+  #at = Date.now();
+
+  constructor(private readonly perMinute: number) {
+    this.#tokens = perMinute;
+  }
+
+  spend(n: number, now: number): number {
+    this.#tokens = Math.min(this.perMinute, this.#tokens + ((now - this.#at) * this.perMinute) / 60_000);
+    this.#at = now;
+    this.#tokens -= n;
+    return this.#tokens >= 0 ? 0 : Math.ceil((-this.#tokens * 60_000) / this.perMinute);
   }
 }
 

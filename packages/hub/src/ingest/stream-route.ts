@@ -39,6 +39,8 @@ export function streamRoute(app: App, hub: Hub): void {
     authTimeoutMs: config.authTimeoutMs,
     badFramesPerMinute: config.badFramesPerMinute,
     alertsPerMinute: config.alertsPerMinute,
+    bulkPerMinute: config.bulkPerMinute,
+    metricSamplesPerMinute: config.metricSamplesPerMinute,
     heartbeatIntervalS: config.heartbeatIntervalS,
     writer,
     readBudget: new ReadBudget(FRAMES_PER_TURN, RESUMES_PER_TURN),

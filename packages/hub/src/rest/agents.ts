@@ -25,6 +25,7 @@ const MetricSampleView = Type.Object({
   load15: Type.Number(),
   disks: Type.Array(Type.Object({ mount: Type.String(), used: Type.Number(), size: Type.Number() })),
   net: Type.Array(Type.Object({ iface: Type.String(), rx_bps: Type.Number(), tx_bps: Type.Number() })),
+  period_s: Type.Integer({ description: '0: a sample as the agent sent it; 300: the average of a 5-minute bucket starting at ts (older samples are downsampled)' }),
 });
 
 const TimeParam = Type.String({
@@ -178,6 +179,7 @@ export function agentRoutes(app: App, hub: Hub): void {
           load15: r.load15,
           disks: r.disks,
           net: r.net,
+          period_s: r.period_s,
         })),
       };
     },

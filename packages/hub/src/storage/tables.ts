@@ -58,6 +58,8 @@ export interface MetricSamplesTable {
   load15: number;
   disks: Json<{ mount: string; used: number; size: number }[]>;
   net: Json<{ iface: string; rx_bps: number; tx_bps: number }[]>;
+  /** 0: as sent; otherwise the average of a bucket this many seconds long. */
+  period_s: Generated<number>;
 }
 
 /** The lifecycle, in order: see schema.sql. */

@@ -1,0 +1,88 @@
+import cron, { type ScheduledTask } from 'node-cron';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Db } from './storage/database.ts';
+import { deleteMetricsBefore, downsampleMetrics, pruneReceivedEnvelopes } from './storage/retention.ts';
+
+export interface RetentionSettings {
+  /** Metric samples are kept as sent this long, then as 5-minute averages... */
+  metricsRawHours: number;
+  /** ...until they are this old. */
+  metricsRetentionDays: number;
+  /** Envelope ids are remembered (for dedupe) this long. */
+  dedupeRetentionDays: number;
+}
+
+export interface RetentionReport {
+  envelopeIds: number;
+  expiredSamples: number;
+  downsampledSamples: number;
+}
+
+/** Rows per statement, and statements per run: a run is bounded, the next one goes on. */
+const BATCH_ROWS = 5_000;
+const MAX_STATEMENTS = 400;
+
+/**
+ * Keeps the database from growing without bound: forgets old envelope ids, deletes expired
+ * metric samples and downsamples old ones. Every 10 minutes (and at start), in statements of at
+ * most 5,000 rows with a turn of the event loop between them; a failed run is logged and the
+ * next one retries.
+ */
+export class Retention {
+  #task: ScheduledTask | null = null;
+  #running: Promise<RetentionReport> | null = null;
+
+  constructor(
+    private readonly db: Db,
+    private readonly settings: RetentionSettings,
+    private readonly log: FastifyBaseLogger,
+  ) {}
+
+  start(): void {
+    if (this.#task) return;
+    this.#task = cron.schedule('*/10 * * * *', () => void this.#runLogged(), { name: 'opspilot-retention', noOverlap: true });
+    void this.#runLogged();
+  }
+
+  async stop(): Promise<void> {
+    await this.#task?.destroy();
+    this.#task = null;
+    await this.#running?.catch(() => undefined);
+  }
+
+  /** One run now (or the one in progress). */
+  run(now = new Date()): Promise<RetentionReport> {
+    this.#running ??= this.#run(now).finally(() => {
+      this.#running = null;
+    });
+    return this.#running;
+  }
+
+  async #runLogged(): Promise<void> {
+    try {
+      const report = await this.run();
+      if (report.envelopeIds + report.expiredSamples + report.downsampledSamples > 0) this.log.info(report, 'retention: old data pruned');
+    } catch (err) {
+      this.log.warn({ err }, 'retention run failed; the next run retries');
+    }
+  }
+
+  async #run(now: Date): Promise<RetentionReport> {
+    const report: RetentionReport = { envelopeIds: 0, expiredSamples: 0, downsampledSamples: 0 };
+    let statements = 0;
+    const drain = async (step: () => Promise<number>, key: keyof RetentionReport) => {
+      while (statements < MAX_STATEMENTS) {
+        statements++;
+        const n = await step();
+        report[key] += n;
+        if (n < BATCH_ROWS) return;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    };
+    const days = (d: number) => new Date(now.getTime() - d * 86_400_000);
+    await drain(() => pruneReceivedEnvelopes(this.db, days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'envelopeIds');
+    await drain(() => deleteMetricsBefore(this.db, days(this.settings.metricsRetentionDays), BATCH_ROWS), 'expiredSamples');
+    await drain(() => downsampleMetrics(this.db, new Date(now.getTime() - this.settings.metricsRawHours * 3_600_000), BATCH_ROWS), 'downsampledSamples');
+    return report;
+  }
+}

@@ -268,3 +268,20 @@ eachBackend(t, 'state survives a hub restart', async (t, backend) => {
     await c.end();
   }
 });
+
+eachBackend(t, "an alert's logs are kept up to 256 KiB: longer ones keep their beginning and end, and the rules still read the end", async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  const logs = 'first line\n' + 'filler line\n'.repeat(150_000) + 'kernel: Out of memory: Killed process 42 (worker)\n';
+  agent.send('alert', { type: 'log', source: '/var/log/big.log', message: 'worker died', logs }, { id: 'big-logs' });
+  await agent.acked(['big-logs']);
+  const listed = (await hub.api('GET', `/v1/incidents?agent_id=${id}`)).body.incidents[0];
+  const full = (await hub.api('GET', `/v1/incidents/${listed.id}`)).body;
+  t.ok(full.logs.startsWith('first line\nfiller line\n'), 'the beginning is kept');
+  t.ok(full.logs.endsWith('Killed process 42 (worker)\n'), 'the end is kept');
+  t.match(full.logs, /\n\[… \d+ characters cut by the hub …\]\n/, 'with a line saying what was cut');
+  t.ok(full.logs.length < 256 * 1024 + 100, `stored ${full.logs.length} characters of ${logs.length}`);
+  t.equal(full.rule, 'oom_kill', 'classified from the end of the logs');
+  agent.close();
+});

@@ -1,15 +1,10 @@
-import { Gunzip, gunzipSync } from 'fflate';
+import { gunzipSync as fflateGunzip } from 'fflate';
+import { gunzipSync } from 'node:zlib';
 import { crc32 } from './crc32.ts';
 import { ProtocolError } from './errors.ts';
 
-/**
- * DEFLATE cannot expand its input by more than about 1032:1 (a 258-byte match costs at least two
- * bits). Feeding the inflater at most `budget / 1032` input bytes per push means no single push
- * can produce more than the bytes still allowed, so a gzip bomb is stopped at the limit instead
- * of being inflated first and measured after.
- */
+/** DEFLATE cannot expand its input by more than about 1032:1 (a 258-byte match costs at least two bits). */
 const MAX_DEFLATE_RATIO = 1032;
-const MIN_STEP = 64;
 
 const GZIP_OVERHEAD = 18; // 10-byte header + 8-byte trailer
 
@@ -35,45 +30,26 @@ function gunzipSmall(input: Uint8Array, maxBytes: number): Uint8Array | undefine
   let out: Uint8Array;
   try {
     // One byte of headroom: an output that fills it is longer than the trailer says.
-    out = gunzipSync(input, { out: new Uint8Array(wantSize + 1) });
+    out = fflateGunzip(input, { out: new Uint8Array(wantSize + 1) });
   } catch {
     return undefined;
   }
   return out.length === wantSize && crc32(out) === wantCrc ? out : undefined;
 }
 
+/**
+ * Everything else: node's zlib (native, ~30x faster than a JavaScript inflater on a 4 MiB
+ * output; a 50 MB bomb was 60-100 ms of fflate, 2-14 ms here) with `maxOutputLength`, which
+ * stops inflating as soon as the output passes the limit: a bomb is never inflated whole.
+ */
 function gunzipStreaming(input: Uint8Array, maxBytes: number): Uint8Array {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  let ended = false;
-  const gunzip = new Gunzip((chunk, final) => {
-    total += chunk.length;
-    if (total > maxBytes) {
+  if (input.length === 0) throw new ProtocolError('PROTO_BAD_GZIP', 'data is not valid gzip: empty');
+  try {
+    return gunzipSync(input, { maxOutputLength: maxBytes });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
       throw new ProtocolError('PROTO_TOO_LARGE', `payload inflates past the ${maxBytes}-byte limit`);
     }
-    if (chunk.length > 0) chunks.push(chunk);
-    if (final) ended = true;
-  });
-  try {
-    if (input.length === 0) throw new Error('empty gzip data');
-    let offset = 0;
-    while (offset < input.length) {
-      const step = Math.max(MIN_STEP, Math.floor((maxBytes - total) / MAX_DEFLATE_RATIO));
-      const end = Math.min(input.length, offset + step);
-      gunzip.push(input.subarray(offset, end), end === input.length);
-      offset = end;
-    }
-  } catch (err) {
-    if (err instanceof ProtocolError) throw err;
     throw new ProtocolError('PROTO_BAD_GZIP', `data is not valid gzip: ${(err as Error).message}`);
   }
-  if (!ended) throw new ProtocolError('PROTO_BAD_GZIP', 'data is not valid gzip: stream did not end');
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
 }

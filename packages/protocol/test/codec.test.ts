@@ -274,10 +274,11 @@ t.test('the small-input fast path never trusts the gzip trailer', async (t) => {
   };
   const decode = (b: Uint8Array) => Buffer.from(gunzipBounded(b, DEFAULT_LIMITS.maxPayloadBytes)).toString();
   t.equal(decode(good), text);
-  t.equal(decode(withTrailer(10)), text, 'a size that is too small does not truncate');
-  t.equal(decode(withTrailer(text.length + 5)), text, 'a size that is too large does not pad');
-  t.equal(decode(withTrailer(0xffffffff)), text, 'an impossible size allocates nothing');
-  t.equal(decode(withTrailer(text.length, 12345)), text, 'a bad CRC falls back to the exact path');
+  // A trailer that disagrees with the data is corrupt gzip: refused, never truncated or padded to it.
+  t.equal(codeOf(() => decode(withTrailer(10))), 'PROTO_BAD_GZIP', 'a size that is too small does not truncate');
+  t.equal(codeOf(() => decode(withTrailer(text.length + 5))), 'PROTO_BAD_GZIP', 'a size that is too large does not pad');
+  t.equal(codeOf(() => decode(withTrailer(0xffffffff))), 'PROTO_BAD_GZIP', 'an impossible size allocates nothing');
+  t.equal(codeOf(() => decode(withTrailer(text.length, 12345))), 'PROTO_BAD_GZIP', 'a bad CRC falls back to the exact path, which checks it');
   const members = Buffer.concat([nodeGzip('{"a":'), nodeGzip('1}')]);
   t.equal(decode(members), '{"a":1}', 'every member of a multi-member stream is kept');
   const truncated = good.subarray(0, good.length - 12);

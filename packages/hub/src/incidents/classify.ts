@@ -124,8 +124,8 @@ export const BUILTIN_RULES: readonly ClassificationRule[] = [
   { name: 'unclassified', severity: 'medium', category: 'unknown' },
 ];
 
-const LOG_HEAD = 16 * 1024;
-const LOG_TAIL = 48 * 1024;
+export const LOG_HEAD = 16 * 1024;
+export const LOG_TAIL = 48 * 1024;
 const MAX_FIELD = 8 * 1024;
 const RANK: Record<Severity, number> = { critical: 0, high: 1, medium: 2, low: 3 };
 

@@ -105,7 +105,7 @@ export function incidentRoutes(app: App, hub: Hub): void {
     '/v1/incidents/:id',
     { schema: { tags, summary: 'One incident with its logs', params: IdParams, response: { 200: IncidentView, ...errorResponses } } },
     async (req) => {
-      const incident = await getIncident(db, req.params.id);
+      const incident = await getIncident(db, req.params.id, { fullLogs: true });
       if (!incident) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       return full(incident);
     },
@@ -156,7 +156,7 @@ export function incidentRoutes(app: App, hub: Hub): void {
       if (!(await requestAnalysis(db, req.params.id, at))) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'analysis_requested' });
       hub.analyzer.kick();
-      return reply.code(202).send(full((await getIncident(db, req.params.id))!));
+      return reply.code(202).send(full((await getIncident(db, req.params.id, { fullLogs: true }))!));
     },
   );
 
@@ -187,7 +187,7 @@ export function incidentRoutes(app: App, hub: Hub): void {
       await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'resolved' });
       await flapCheck(db, req.params.id, at);
       await changed(req.params.id, at);
-      return full((await getIncident(db, req.params.id)) ?? result.incident);
+      return full((await getIncident(db, req.params.id, { fullLogs: true })) ?? result.incident);
     },
   );
 }

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Analysis } from '../incidents/heuristics.ts';
 import type { Db } from './database.ts';
 import type { Incident } from './tables.ts';
+import { clippedLogs } from './incidents.ts';
 
 export type QueuedIncident = Pick<
   Incident,
@@ -30,7 +31,7 @@ export async function claimAnalyses(db: Db, n: number): Promise<QueuedIncident[]
       SELECT id FROM incidents WHERE analysis_status = 'pending'
       ORDER BY analysis_requested_at LIMIT ${n} FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, agent_id, type, source, message, logs, exit_code, unit_status, severity, category, rule, count, analysis_reuse`.execute(db);
+    RETURNING id, agent_id, type, source, message, ${clippedLogs}, exit_code, unit_status, severity, category, rule, count, analysis_reuse`.execute(db);
   return result.rows;
 }
 

@@ -1,12 +1,38 @@
+import { sql } from 'kysely';
 import type { AlertPayload } from '@opspilot/protocol';
+import { LOG_HEAD, LOG_TAIL } from '../incidents/classify.ts';
 import type { Db } from './database.ts';
 import type { Incident, IncidentStatus } from './tables.ts';
 
 /** An alert of a fingerprint resolved less than this long ago reopens that incident. */
 export const REOPEN_WINDOW_MS = 30 * 60_000;
 
-const RETURNED = ['id', 'type', 'message', 'logs', 'unit_status', 'exit_code', 'count', 'first_seen_at', 'last_seen_at', 'severity', 'category', 'rule'] as const;
-export type UpsertedIncident = Pick<Incident, (typeof RETURNED)[number]>;
+/**
+ * An incident's logs as the hub's own work reads them (rules, the model, Slack): at most their
+ * first and last parts (classify.ts's scanned slice), cut by the database. Logs may be 2 MiB;
+ * carrying them whole into the hub on every repeat cost ~50 ms of the event loop each on the
+ * embedded database. Only `GET /v1/incidents/:id` reads them whole.
+ */
+export const clippedLogs = sql<string | null>`CASE WHEN length(logs) <= ${sql.lit(LOG_HEAD + LOG_TAIL)} THEN logs ELSE left(logs, ${sql.lit(LOG_HEAD)}) || E'\n' || right(logs, ${sql.lit(LOG_TAIL)}) END`.as('logs');
+
+/** The logs an incident keeps of one alert: its first 32 KiB and last 224 KiB. */
+export const STORED_LOGS_HEAD = 32 * 1024;
+export const STORED_LOGS_TAIL = 224 * 1024;
+
+/**
+ * Logs as stored: up to 256 KiB kept whole; longer ones keep their beginning and their end (where
+ * a failure says why), with a line saying how much was cut. The protocol takes up to 2 MiB; writing
+ * 2 MiB on every repeat stalled the embedded database (it runs on the hub's thread) ~100 ms.
+ */
+export function logsToStore(logs: string | undefined): string | null {
+  if (logs === undefined) return null;
+  if (logs.length <= STORED_LOGS_HEAD + STORED_LOGS_TAIL) return logs;
+  const cut = logs.length - STORED_LOGS_HEAD - STORED_LOGS_TAIL;
+  return `${logs.slice(0, STORED_LOGS_HEAD)}\n[… ${cut} characters cut by the hub …]\n${logs.slice(-STORED_LOGS_TAIL)}`;
+}
+
+const RETURNED = ['id', 'type', 'message', 'unit_status', 'exit_code', 'count', 'first_seen_at', 'last_seen_at', 'severity', 'category', 'rule'] as const;
+export type UpsertedIncident = Pick<Incident, (typeof RETURNED)[number] | 'logs'>;
 export type AlertChange = 'opened' | 'repeated' | 'reopened';
 
 /**
@@ -20,6 +46,7 @@ export type AlertChange = 'opened' | 'repeated' | 'reopened';
  * hubs from opening the same fingerprint twice.
  */
 export async function recordAlert(db: Db, id: string, agentId: string, alert: AlertPayload, at: Date): Promise<{ incident: UpsertedIncident; change: AlertChange }> {
+  const stored = logsToStore(alert.logs);
   const details = {
     message: alert.message,
     exit_code: alert.exit_code ?? null,
@@ -28,12 +55,12 @@ export async function recordAlert(db: Db, id: string, agentId: string, alert: Al
   };
   const repeated = await db
     .updateTable('incidents')
-    .set((eb) => ({ ...details, count: eb('count', '+', 1), last_seen_at: at, logs: eb.fn.coalesce(eb.val(alert.logs ?? null), 'logs') }))
+    .set((eb) => ({ ...details, count: eb('count', '+', 1), last_seen_at: at, logs: eb.fn.coalesce(eb.val(stored), 'logs') }))
     .where('agent_id', '=', agentId)
     .where('type', '=', alert.type)
     .where('source', '=', alert.source)
     .where('status', '<>', 'resolved')
-    .returning(RETURNED)
+    .returning([...RETURNED, clippedLogs])
     .executeTakeFirst();
   if (repeated) return { incident: repeated, change: 'repeated' };
 
@@ -41,7 +68,7 @@ export async function recordAlert(db: Db, id: string, agentId: string, alert: Al
     .updateTable('incidents')
     .set((eb) => ({
       ...details,
-      logs: eb.fn.coalesce(eb.val(alert.logs ?? null), 'logs'),
+      logs: eb.fn.coalesce(eb.val(stored), 'logs'),
       status: 'new',
       count: eb('count', '+', 1),
       last_seen_at: at,
@@ -67,7 +94,7 @@ export async function recordAlert(db: Db, id: string, agentId: string, alert: Al
         .orderBy('resolved_at', 'desc')
         .limit(1),
     )
-    .returning(RETURNED)
+    .returning([...RETURNED, clippedLogs])
     .executeTakeFirst();
   if (reopened) return { incident: reopened, change: 'reopened' };
 
@@ -79,7 +106,7 @@ export async function recordAlert(db: Db, id: string, agentId: string, alert: Al
       type: alert.type,
       source: alert.source,
       ...details,
-      logs: alert.logs ?? null,
+      logs: stored,
       status: 'new',
       first_seen_at: at,
       last_seen_at: at,
@@ -93,7 +120,7 @@ export async function recordAlert(db: Db, id: string, agentId: string, alert: Al
         .where('status', '<>', 'resolved')
         .doUpdateSet((eb) => ({ count: eb('incidents.count', '+', 1), last_seen_at: eb.ref('excluded.last_seen_at') })),
     )
-    .returning(RETURNED)
+    .returning([...RETURNED, clippedLogs])
     .executeTakeFirstOrThrow();
   return { incident: row, change: row.count === 1 ? 'opened' : 'repeated' };
 }
@@ -212,11 +239,17 @@ export async function listIncidents(
   return q.orderBy('id', 'desc').limit(filter.limit).execute();
 }
 
-export async function getIncident(db: Db, id: string): Promise<Incident | undefined> {
-  return db.selectFrom('incidents').selectAll().where('id', '=', id).executeTakeFirst();
+/** Every column but the logs. */
+const ALL_BUT_LOGS = [...LIST_COLUMNS, 'context', 'analysis', 'analysis_status', 'analysis_requested_at', 'analysis_reuse'] as const;
+
+/** An incident, its logs clipped (see clippedLogs) unless `fullLogs`. */
+export async function getIncident(db: Db, id: string, opts: { fullLogs?: boolean } = {}): Promise<Incident | undefined> {
+  const q = db.selectFrom('incidents').where('id', '=', id);
+  return opts.fullLogs ? q.selectAll().executeTakeFirst() : q.select([...ALL_BUT_LOGS, clippedLogs]).executeTakeFirst();
 }
 
 /**
+ * (For the REST API: the incident is returned with its logs whole.)
  * Acknowledge an unresolved incident; acknowledging twice keeps the first acknowledgement.
  * `changed` says whether this call did it.
  */
@@ -229,7 +262,7 @@ export async function acknowledgeIncident(db: Db, id: string, by: string, at: Da
     .returningAll()
     .executeTakeFirst();
   if (updated) return { incident: updated, changed: true };
-  const current = await getIncident(db, id);
+  const current = await getIncident(db, id, { fullLogs: true });
   if (!current) return undefined;
   return current.status === 'resolved' ? 'resolved' : { incident: current, changed: false };
 }
@@ -244,6 +277,6 @@ export async function resolveIncident(db: Db, id: string, by: string, at: Date):
     .returningAll()
     .executeTakeFirst();
   if (updated) return { incident: updated, changed: true };
-  const current = await getIncident(db, id);
+  const current = await getIncident(db, id, { fullLogs: true });
   return current ? { incident: current, changed: false } : undefined;
 }

@@ -259,7 +259,10 @@ async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: Lifecyc
     }
     const agentIds = [...new Set(incidents.map((i) => i.agentId))];
     const existing = new Set((await trx.selectFrom('agents').select('id').where('id', 'in', agentIds).execute()).map((r) => r.id));
-    for (const item of incidents) {
+    for (const [i, item] of incidents.entries()) {
+      // A turn of the event loop between alerts: on the embedded database every statement runs on
+      // the hub's own thread, and a batch of large alerts would otherwise be one long stall.
+      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
       // The first item carrying a fresh id is stored; later copies are duplicates.
       if (item.msgId !== undefined && !fresh.delete(idKey(item.agentId, item.msgId))) continue;
       if (!existing.has(item.agentId)) continue;

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { newId } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 import type { Incident } from './tables.ts';
+import { getIncident } from './incidents.ts';
 
 /**
  * The Slack outbox. A `message` notification asks for the incident's message to be posted, or
@@ -151,7 +152,7 @@ export async function isMuted(db: Db, fp: { agent_id: string; type: string; sour
 
 /** Everything the message shows: the incident, its host, and the latest actions on it. */
 export async function messageData(db: Db, incidentId: string): Promise<MessageData | undefined> {
-  const incident = await db.selectFrom('incidents').selectAll().where('id', '=', incidentId).executeTakeFirst();
+  const incident = await getIncident(db, incidentId);
   if (!incident) return undefined;
   const agent = await db.selectFrom('agents').select(['hostname', 'actions']).where('id', '=', incident.agent_id).executeTakeFirst();
   const actions = await db

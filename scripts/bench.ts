@@ -5,8 +5,10 @@
  * Prints envelopes/s stored by the hub, envelopes/s received by the bare loop, exec round-trip
  * p50/p99 under load, and the hub's RSS; then the agent's footprint (scripts/bench/agent.ts).
  * Then Slack interaction answers (scripts/bench/slack.ts), and unit failure to incident on a real
- * systemd (scripts/bench/systemd.ts; root, as the real-systemd test). `pnpm bench hub`,
- * `pnpm bench slack`, `pnpm bench agent` or `pnpm bench systemd` runs one part. Environment:
+ * systemd (scripts/bench/systemd.ts; root, as the real-systemd test); then the event-loop delay
+ * under hostile input (scripts/bench/hostile.ts). `pnpm bench hub`, `pnpm bench slack`,
+ * `pnpm bench agent`, `pnpm bench systemd` or `pnpm bench hostile` runs one part. Environment:
+ *   BENCH_HOSTILE_SECONDS  seconds per phase of the hostile-input part (20)
  *   BENCH_FAILURES  unit failures to time on the real systemd (24)
  *   BENCH_CLICKS, BENCH_CLICK_CONCURRENCY  Slack clicks to time (500), and how many at a time (10)
  *   BENCH_AGENT_SECONDS  agent measurement window (120)
@@ -25,6 +27,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { agentBench } from './bench/agent.ts';
+import { hostileBench, type HostileResult } from './bench/hostile.ts';
 import { slackBench } from './bench/slack.ts';
 import { systemdBench } from './bench/systemd.ts';
 import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
@@ -205,6 +208,9 @@ async function hubPhase(databaseUrl: string) {
     DATABASE_URL: databaseUrl,
     // Enrolling 2,000 agents and timing 200 execs is more than the default 600 requests a minute.
     OPSPILOT_API_RATE_LIMIT: '1000000',
+    // This phase measures the write path under a flood: each simulated agent sends far more than
+    // a real one may (120 bulk messages a minute), and would otherwise be read more slowly.
+    OPSPILOT_BULK_PER_MINUTE: '100000000',
   });
   hub.stdout!.pipe(process.stderr); // warnings and errors only (OPSPILOT_LOG_LEVEL=warn)
   const base = `http://127.0.0.1:${port}`;
@@ -310,6 +316,7 @@ async function main(): Promise<void> {
   if (part === 'all' || part === 'hub') await hubBench();
   if (part === 'all' || part === 'slack') await slackPart();
   if (part === 'all' || part === 'systemd') await systemdPart();
+  if (part === 'all' || part === 'hostile') await hostilePart();
   if (part === 'all' || part === 'agent') {
     const seconds = Number(process.env.BENCH_AGENT_SECONDS ?? 120);
     log(`agent footprint: ${seconds} s at default intervals, beside prometheus-node-exporter scraped every 15 s`);
@@ -340,6 +347,26 @@ async function throwawayDatabase(): Promise<{ url: URL; admin: pg.Client }> {
   const url = new URL(SERVER_URL);
   url.pathname = `/${dbName}`;
   return { url, admin };
+}
+
+/** Event-loop delay while hostile inputs arrive, beside benign ones, on both databases. */
+async function hostilePart(): Promise<void> {
+  const seconds = Number(process.env.BENCH_HOSTILE_SECONDS ?? 20);
+  const results: HostileResult[] = [];
+  for (const database of (process.env.BENCH_HOSTILE_DB ? [process.env.BENCH_HOSTILE_DB] : ['postgresql', 'pglite']) as ('postgresql' | 'pglite')[]) {
+    log(`hostile input on ${database}: ${seconds} s of benign inputs, then ${seconds} s of the red-team inputs`);
+    const url = database === 'postgresql' ? (await throwawayDatabase()).url.toString() : null;
+    results.push(await hostileBench({ databaseUrl: url, port: await freePort(), seconds, root: ROOT }));
+  }
+  const row = (p: HostileResult['baseline']) =>
+    `loop delay max ${p.loop_max_ms} ms (p99 ${p.loop_p99_ms}), /healthz p99 ${p.healthz_p99_ms} ms (max ${p.healthz_max_ms}), heartbeat ack p99 ${p.heartbeat_ack_p99_ms} ms (max ${p.heartbeat_ack_max_ms}), ${p.inputs} inputs`;
+  console.log(
+    [
+      `Event-loop delay under hostile input — ${seconds} s per phase (goal: no stall over 100 ms)`,
+      ...results.flatMap((r) => [`  ${r.database}`, `    baseline (benign inputs)   ${row(r.baseline)}`, `    hostile inputs             ${row(r.hostile)}`]),
+    ].join('\n'),
+  );
+  console.log(JSON.stringify(results));
 }
 
 /** Unit failure to committed incident on a real systemd, beside the same alert sent directly. */

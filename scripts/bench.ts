@@ -210,7 +210,7 @@ async function hubPhase(databaseUrl: string) {
     OPSPILOT_API_RATE_LIMIT: '1000000',
     // This phase measures the write path under a flood: each simulated agent sends far more than
     // a real one may (120 bulk messages a minute), and would otherwise be read more slowly.
-    OPSPILOT_BULK_PER_MINUTE: '100000000',
+    OPSPILOT_BULK_PER_MINUTE: '1000000',
   });
   hub.stdout!.pipe(process.stderr); // warnings and errors only (OPSPILOT_LOG_LEVEL=warn)
   const base = `http://127.0.0.1:${port}`;
@@ -224,7 +224,7 @@ async function hubPhase(databaseUrl: string) {
   };
   for (let i = 0; ; i++) {
     if ((await fetch(`${base}/readyz`).then((r) => r.ok, () => false))) break;
-    if (i > 300) throw new Error('hub did not start');
+    if (i > 300 || hub.exitCode !== null) throw new Error(`hub did not start${hub.exitCode !== null ? ` (exited ${hub.exitCode})` : ''}`);
     await sleep(100);
   }
 

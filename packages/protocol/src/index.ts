@@ -7,3 +7,4 @@ export * from './crc32.ts';
 export * from './envelope.ts';
 export * from './ids.ts';
 export * from './sanitize.ts';
+export * from './catalogue.ts';

@@ -1,11 +1,7 @@
-import { UNIT_NAME_PATTERN, type ExecParams } from '@opspilot/protocol';
+import { BadParams, BUILTIN_ACTION_CONTRACTS, checkParams, type ExecParams, type ParamSpec } from '@opspilot/protocol';
 import { cachedPattern } from '../pattern.ts';
 
-/** How one parameter is typed and checked. */
-export type ParamSpec =
-  | { type: 'string'; pattern: string; required?: boolean; default?: string; maxLength?: number }
-  | { type: 'integer'; min: number; max: number; required?: boolean; default?: number }
-  | { type: 'boolean'; required?: boolean; default?: boolean };
+export { BadParams, type ParamSpec };
 
 /**
  * An action: a fixed argv where an element that is exactly `{name}` is replaced by the value of
@@ -13,7 +9,7 @@ export type ParamSpec =
  */
 export interface ActionSpec {
   argv: string[];
-  params: Record<string, ParamSpec>;
+  params: Readonly<Record<string, ParamSpec>>;
   timeout_ms: number;
   /** Keep only the first N lines of stdout (after the header line when `header` is set). */
   limitLinesParam?: string;
@@ -21,67 +17,35 @@ export interface ActionSpec {
   okExitCodes?: readonly number[];
 }
 
-export class BadParams extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'BadParams';
-  }
-}
-
-// A unit name also must not start with '-', or systemctl would read it as an option.
-const UNIT = { type: 'string', pattern: UNIT_NAME_PATTERN.source, required: true } as const satisfies ParamSpec;
-
-/** The built-in catalogue. Operators add their own actions in the config file. */
-export const BUILTIN_ACTIONS: Readonly<Record<string, ActionSpec>> = Object.freeze({
-  restart_service: { argv: ['systemctl', 'restart', '{service}'], params: { service: UNIT }, timeout_ms: 60_000 },
-  start_service: { argv: ['systemctl', 'start', '{service}'], params: { service: UNIT }, timeout_ms: 60_000 },
-  stop_service: { argv: ['systemctl', 'stop', '{service}'], params: { service: UNIT }, timeout_ms: 60_000 },
+/** How each built-in action runs here; its name and parameters are the protocol's contract. */
+const HOW: Readonly<Record<string, Omit<ActionSpec, 'params'>>> = {
+  restart_service: { argv: ['systemctl', 'restart', '{service}'], timeout_ms: 60_000 },
+  start_service: { argv: ['systemctl', 'start', '{service}'], timeout_ms: 60_000 },
+  stop_service: { argv: ['systemctl', 'stop', '{service}'], timeout_ms: 60_000 },
   // systemctl status exits 1-3 for a unit that is not running (LSB): an answer about the unit.
   // 4 (no such unit) is a failure.
-  service_status: { argv: ['systemctl', 'status', '--no-pager', '--lines=0', '{service}'], params: { service: UNIT }, timeout_ms: 15_000, okExitCodes: [0, 1, 2, 3] },
-  service_logs: {
-    argv: ['journalctl', '--no-pager', '--output=short-iso', '--unit', '{service}', '--lines', '{lines}'],
-    params: { service: UNIT, lines: { type: 'integer', min: 1, max: 1000, default: 100 } },
-    timeout_ms: 15_000,
-  },
-  disk_usage: { argv: ['df', '-P', '-k'], params: {}, timeout_ms: 15_000 },
-  top_processes: {
-    argv: ['ps', '-eo', 'pid,user,pcpu,pmem,rss,etime,comm', '--sort=-pcpu'],
-    params: { limit: { type: 'integer', min: 1, max: 100, default: 10 } },
-    timeout_ms: 15_000,
-    limitLinesParam: 'limit',
-  },
-});
+  service_status: { argv: ['systemctl', 'status', '--no-pager', '--lines=0', '{service}'], timeout_ms: 15_000, okExitCodes: [0, 1, 2, 3] },
+  service_logs: { argv: ['journalctl', '--no-pager', '--output=short-iso', '--unit', '{service}', '--lines', '{lines}'], timeout_ms: 15_000 },
+  disk_usage: { argv: ['df', '-P', '-k'], timeout_ms: 15_000 },
+  top_processes: { argv: ['ps', '-eo', 'pid,user,pcpu,pmem,rss,etime,comm', '--sort=-pcpu'], timeout_ms: 15_000, limitLinesParam: 'limit' },
+};
+
+/** The built-in catalogue. Operators add their own actions in the config file. */
+export const BUILTIN_ACTIONS: Readonly<Record<string, ActionSpec>> = Object.freeze(
+  Object.fromEntries(
+    Object.entries(BUILTIN_ACTION_CONTRACTS).map(([name, contract]) => {
+      const how = HOW[name];
+      if (!how) throw new Error(`the agent does not know how to run the built-in action ${name}`);
+      return [name, { ...how, params: contract.params }];
+    }),
+  ),
+);
 
 const PLACEHOLDER = /^\{([A-Za-z0-9_]+)\}$/;
 
 /** Check `params` against `spec` and build the argv. Throws BadParams with the reason. */
 export function buildArgv(spec: ActionSpec, params: ExecParams): { argv: string[]; values: Record<string, string | number | boolean> } {
-  for (const key of Object.keys(params)) {
-    if (!Object.hasOwn(spec.params, key)) throw new BadParams(`unknown parameter "${key}"`);
-  }
-  const values: Record<string, string | number | boolean> = {};
-  for (const [name, p] of Object.entries(spec.params)) {
-    let value = Object.hasOwn(params, name) ? params[name] : p.default;
-    if (value === undefined) {
-      if (p.required) throw new BadParams(`parameter "${name}" is required`);
-      continue;
-    }
-    if (p.type === 'string') {
-      if (typeof value !== 'string') throw new BadParams(`parameter "${name}" must be a string`);
-      if (value.length > (p.maxLength ?? 4096)) throw new BadParams(`parameter "${name}" is too long`);
-      if (!cachedPattern(p.pattern).test(value)) throw new BadParams(`parameter "${name}" must match ${p.pattern}`);
-      if (value.startsWith('-')) throw new BadParams(`parameter "${name}" must not start with "-"`);
-    } else if (p.type === 'integer') {
-      if (typeof value !== 'number' || !Number.isInteger(value)) throw new BadParams(`parameter "${name}" must be an integer`);
-      if (value < p.min || value > p.max) throw new BadParams(`parameter "${name}" must be from ${p.min} to ${p.max}`);
-      // As an argument "-5" reads as an option to most programs, whatever the range allows.
-      if (value < 0) throw new BadParams(`parameter "${name}" must not be negative (it would read as an option)`);
-    } else if (typeof value !== 'boolean') {
-      throw new BadParams(`parameter "${name}" must be a boolean`);
-    }
-    values[name] = value;
-  }
+  const values = checkParams(spec.params, params, (pattern, value) => cachedPattern(pattern).test(value));
   const argv = spec.argv.map((arg) => {
     const match = PLACEHOLDER.exec(arg);
     if (!match) return arg;

@@ -1,27 +1,20 @@
-import { UNIT_NAME_PATTERN } from '@opspilot/protocol';
+import { BadParams, BUILTIN_ACTION_CONTRACTS, checkParams, READ_ONLY_ACTIONS, type ExecParams } from '@opspilot/protocol';
 
-/** What the hub knows of the agents' built-in actions (packages/agent/src/exec/catalogue.ts). */
-export const PARAM_RULES: Record<string, Record<string, (v: unknown) => boolean>> = {
-  restart_service: { service: isUnit },
-  start_service: { service: isUnit },
-  stop_service: { service: isUnit },
-  service_status: { service: isUnit },
-  service_logs: { service: isUnit, lines: (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 1000 },
-  disk_usage: {},
-  top_processes: { limit: (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 100 },
-};
+export { READ_ONLY_ACTIONS };
 
-/** Built-in actions that only read. */
-export const READ_ONLY_ACTIONS = new Set(['service_status', 'service_logs', 'disk_usage', 'top_processes']);
-
-export function isUnit(v: unknown): boolean {
-  return typeof v === 'string' && UNIT_NAME_PATTERN.test(v) && !v.startsWith('-');
+const compiled = new Map<string, RegExp>();
+/** The built-in actions' patterns (the protocol's own, checked for backtracking by redos.test.ts). */
+function builtinMatches(pattern: string, value: string): boolean {
+  let re = compiled.get(pattern);
+  if (!re) compiled.set(pattern, (re = new RegExp(pattern)));
+  return re.test(value);
 }
 
 /**
  * Why these params cannot go with this command, or null when they can: built-in actions are
- * checked against their rules (every param known and valid, `service` present where needed);
- * operator actions get scalars only, and the agent checks them against its own catalogue.
+ * checked against the protocol's contract (every param known and valid, required ones present),
+ * exactly as the agent will check them; operator actions get scalars only, and the agent checks
+ * them against its own catalogue.
  */
 export function paramsProblem(command: string, params: Record<string, unknown>): string | null {
   const entries = Object.entries(params);
@@ -30,14 +23,42 @@ export function paramsProblem(command: string, params: Record<string, unknown>):
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(k)) return `param name "${k.slice(0, 64)}" is not allowed`;
     if (!['string', 'number', 'boolean'].includes(typeof v) || (typeof v === 'string' && v.length > 4096)) return `param ${k} must be a string (≤ 4096), number or boolean`;
   }
-  const rules = PARAM_RULES[command];
-  if (!rules) return null;
-  for (const [k, v] of entries) {
-    if (!rules[k]) return `${command} takes no param ${k}`;
-    if (!rules[k]!(v)) return `param ${k} of ${command} is not valid: ${JSON.stringify(v).slice(0, 100)}`;
+  const contract = BUILTIN_ACTION_CONTRACTS[command];
+  if (!contract) return null;
+  try {
+    checkParams(contract.params, params as ExecParams, builtinMatches);
+    return null;
+  } catch (err) {
+    if (err instanceof BadParams) return `${command}: ${err.message}`;
+    throw err;
   }
-  if ('service' in rules && !('service' in params)) return `${command} needs a service`;
-  return null;
+}
+
+/**
+ * Why one literal param of a built-in action is not acceptable, or null (the others may still be
+ * templates, filled in later). Unknown names are refused; an operator action's params are not known here.
+ */
+export function paramProblem(command: string, name: string, value: string | number | boolean | undefined): string | null {
+  const contract = BUILTIN_ACTION_CONTRACTS[command];
+  if (!contract) return null;
+  const spec = contract.params[name];
+  if (!spec) return `${command}: unknown parameter "${name}"`;
+  if (value === undefined) return null;
+  try {
+    checkParams({ [name]: spec }, { [name]: value }, builtinMatches);
+    return null;
+  } catch (err) {
+    if (err instanceof BadParams) return `${command}: ${err.message}`;
+    throw err;
+  }
+}
+
+/** The built-in action's required params missing from `names`, as a problem, or null. */
+export function missingParams(command: string, names: readonly string[]): string | null {
+  const contract = BUILTIN_ACTION_CONTRACTS[command];
+  if (!contract) return null;
+  const missing = Object.entries(contract.params).filter(([k, p]) => p.required && !names.includes(k)).map(([k]) => k);
+  return missing.length ? `${command}: parameter "${missing[0]}" is required` : null;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { PARAM_RULES, paramsProblem } from '../exec/actions.ts';
+import { missingParams, paramProblem, paramsProblem } from '../exec/actions.ts';
 
 /** Incident fields a rule's params may name: `{"service": "{{source}}"}`. */
 export const TEMPLATE_FIELDS = ['source', 'type', 'agent_id', 'hostname', 'incident_id', 'severity', 'category'] as const;
@@ -15,27 +15,19 @@ type Params = Record<string, string | number | boolean>;
  */
 export function actionProblem(command: string, params: Params): string | null {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(command)) return `"${command.slice(0, 64)}" is not an action name`;
-  const literal: Params = {};
   for (const [k, v] of Object.entries(params)) {
     if (typeof v !== 'string' || !v.includes('{{')) {
-      literal[k] = v;
+      const problem = paramProblem(command, k, v);
+      if (problem) return problem;
       continue;
     }
     const m = WHOLE.exec(v);
     if (!m) return `param ${k}: a template must be the whole value, like "{{source}}"`;
     if (!(TEMPLATE_FIELDS as readonly string[]).includes(m[1]!)) return `param ${k}: {{${m[1]}}} is not one of ${TEMPLATE_FIELDS.join(', ')}`;
-    const rules = PARAM_RULES[command];
-    if (rules && !rules[k]) return `${command} takes no param ${k}`;
+    const problem = paramProblem(command, k, undefined);
+    if (problem) return problem;
   }
-  const rules = PARAM_RULES[command];
-  if (rules) {
-    for (const [k, v] of Object.entries(literal)) {
-      if (!rules[k]) return `${command} takes no param ${k}`;
-      if (!rules[k]!(v)) return `param ${k} of ${command} is not valid: ${JSON.stringify(v).slice(0, 100)}`;
-    }
-    if ('service' in rules && !('service' in params)) return `${command} needs a service`;
-  }
-  return null;
+  return missingParams(command, Object.keys(params));
 }
 
 /**

@@ -1,7 +1,8 @@
 import { newId, type AlertPayload } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
-import { recordAlert, resolveIncidentByFingerprint, setClassification, updateFlapping, type AlertChange } from '../storage/incidents.ts';
-import { enqueueMessage } from '../storage/notifications.ts';
+import { acknowledgeIncident, markEscalated, markIgnored, recordAlert, resolveIncident, resolveIncidentByFingerprint, setClassification, updateFlapping, type AlertChange } from '../storage/incidents.ts';
+import { enqueueMessage, muteFingerprint } from '../storage/notifications.ts';
+import type { Incident } from '../storage/tables.ts';
 import { recordEvent, type TimelineActor } from '../storage/timeline.ts';
 import { classify, type ClassificationRule } from './classify.ts';
 
@@ -12,9 +13,11 @@ export interface LifecycleOptions {
 }
 
 /**
- * The incident lifecycle in one place: an alert opens, repeats or reopens an incident, classifies
- * it, and writes the timeline; a resolve closes it. Opens, reopens and resolves also recompute
- * the flapping mark. Every function takes the caller's transaction (or the database).
+ * The incident lifecycle in one place, the one writer of an incident's state: an alert opens,
+ * repeats or reopens an incident and classifies it; a resolve closes it; a person acknowledges,
+ * resolves or ignores it; a failed automatic fix escalates it. Each change writes its timeline
+ * entry and queues the Slack message (when notifying) with it; opens, reopens and resolves also
+ * recompute the flapping mark. Every function takes the caller's transaction (or the database).
  */
 export async function applyAlert(
   db: Db,
@@ -73,4 +76,42 @@ export async function applyResolve(
 export async function flapCheck(db: Db, incidentId: string, at: Date): Promise<void> {
   const flapping = await updateFlapping(db, incidentId, at);
   if (flapping !== undefined) await recordEvent(db, { incidentId, at, actor: 'hub', kind: flapping ? 'flapping' : 'stable' });
+}
+
+/**
+ * A person acknowledged it. `changed` says whether this call did (a second acknowledgement keeps
+ * the first); 'resolved' if it is already resolved; undefined if there is no such incident.
+ */
+export async function acknowledgeByPerson(db: Db, opts: Pick<LifecycleOptions, 'notify'>, id: string, by: string, at: Date): Promise<{ incident: Incident; changed: boolean } | 'resolved' | undefined> {
+  const result = await acknowledgeIncident(db, id, by, at);
+  if (result && result !== 'resolved' && result.changed) {
+    await recordEvent(db, { incidentId: id, at, actor: 'user', by, kind: 'acknowledged' });
+    if (opts.notify) await enqueueMessage(db, id, at);
+  }
+  return result;
+}
+
+/** A person resolved it; resolving a resolved incident changes nothing. */
+export async function resolveByPerson(db: Db, opts: Pick<LifecycleOptions, 'notify'>, id: string, by: string, at: Date): Promise<{ incident: Incident; changed: boolean } | undefined> {
+  const result = await resolveIncident(db, id, by, at);
+  if (result?.changed) {
+    await recordEvent(db, { incidentId: id, at, actor: 'user', by, kind: 'resolved' });
+    await flapCheck(db, id, at);
+    if (opts.notify) await enqueueMessage(db, id, at);
+  }
+  return result;
+}
+
+/** A person ignored it: its fingerprint is muted until `until`, and it is marked ignored. */
+export async function ignoreByPerson(db: Db, opts: Pick<LifecycleOptions, 'notify'>, incident: Incident, by: string, at: Date, until: Date, forText: string): Promise<void> {
+  await muteFingerprint(db, { agentId: incident.agent_id, type: incident.type, source: incident.source }, until, by, at);
+  await markIgnored(db, incident.id);
+  await recordEvent(db, { incidentId: incident.id, at, actor: 'user', by, kind: 'ignored', detail: { until: until.toISOString(), for: forText } });
+  if (opts.notify) await enqueueMessage(db, incident.id, at);
+}
+
+/** An automatic fix did not work: its severity goes up (the caller holds further attempts and audits why). */
+export async function escalate(db: Db, opts: Pick<LifecycleOptions, 'notify'>, incidentId: string, severity: string, at: Date): Promise<void> {
+  await markEscalated(db, incidentId, severity, at);
+  if (opts.notify) await enqueueMessage(db, incidentId, at);
 }

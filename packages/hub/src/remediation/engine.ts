@@ -7,7 +7,7 @@ import { applyResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
 import type { Db } from '../storage/database.ts';
 import { getAgent } from '../storage/agents.ts';
 import { getIncident } from '../storage/incidents.ts';
-import { enqueueMessage, enqueueThread } from '../storage/notifications.ts';
+import { enqueueThread } from '../storage/notifications.ts';
 import {
   createAttempt,
   dueVerifications,
@@ -29,6 +29,7 @@ import type { Incident, RemediationAttempt, RemediationRule } from '../storage/t
 import { recordEvent } from '../storage/timeline.ts';
 import { matches, type MatchSubject } from './match.ts';
 import { fillParams } from './params.ts';
+import { escalate } from '../incidents/lifecycle.ts';
 
 export interface EngineOptions {
   lifecycle: LifecycleOptions;
@@ -347,11 +348,10 @@ export class RemediationEngine {
         await this.#audit(incident, at, 'verification_failed', rule, { attempt_id: attempt.id, what, outcome }, trx);
         const from = incident.severity ?? 'medium';
         const to = SEVERITY_UP[from] ?? 'high';
-        await trx.updateTable('incidents').set({ severity: to, escalated: true, escalated_at: at }).where('id', '=', incident.id).execute();
+        await escalate(trx, this.opts.lifecycle, incident.id, to, at);
         await placeHold(trx, incident, incident.id, `rule ${attempt.rule_name}: ${what}`, at);
         await this.#audit(incident, at, 'escalated', rule, { from, to, reason: `${what}: ${outcome}`, held: true }, trx);
         if (this.opts.lifecycle.notify) {
-          await enqueueMessage(trx, incident.id, at);
           await enqueueThread(
             trx,
             incident.id,

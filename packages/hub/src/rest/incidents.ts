@@ -2,11 +2,10 @@ import { Type } from '@sinclair/typebox';
 import type { App, Hub } from '../context.ts';
 import { HubError } from '../errors.ts';
 import { getAgent } from '../storage/agents.ts';
-import { acknowledgeIncident, getIncident, listIncidents, resolveIncident, type IncidentSummary } from '../storage/incidents.ts';
+import { getIncident, listIncidents, type IncidentSummary } from '../storage/incidents.ts';
 import type { Incident, IncidentStatus as IncidentStatusT } from '../storage/tables.ts';
 import { requestAnalysis } from '../storage/analysis.ts';
-import { flapCheck } from '../incidents/lifecycle.ts';
-import { enqueueMessage } from '../storage/notifications.ts';
+import { acknowledgeByPerson, resolveByPerson } from '../incidents/lifecycle.ts';
 import { incidentTimeline, recordEvent } from '../storage/timeline.ts';
 import { Id, IdParams, IncidentStatus, IncidentSummaryView, IncidentView, errorResponses, iso, type IncidentSummaryViewT, type IncidentViewT } from './schemas.ts';
 
@@ -63,12 +62,10 @@ const ListResponse = Type.Object({
 export function incidentRoutes(app: App, hub: Hub): void {
   const { db } = hub.database;
   const tags = ['incidents'];
-  /** Slack's message follows the incident. */
-  const changed = async (id: string, at: Date) => {
+  /** After a person's change (the lifecycle queued Slack's message): wake who acts on it. */
+  const changed = async (id: string) => {
     // A person acted: automatic attempts held after a failed fix may resume.
     await hub.remediation?.personActed(id);
-    if (!hub.lifecycle.notify) return;
-    await enqueueMessage(db, id, at);
     hub.slack?.kick();
   };
 
@@ -165,13 +162,10 @@ export function incidentRoutes(app: App, hub: Hub): void {
     { schema: { tags, summary: 'Acknowledge an incident', params: IdParams, response: { 200: IncidentView, ...errorResponses } } },
     async (req) => {
       const at = new Date();
-      const result = await acknowledgeIncident(db, req.params.id, req.operator.actor, at);
+      const result = await db.transaction().execute((trx) => acknowledgeByPerson(trx, hub.lifecycle, req.params.id, req.operator.actor, at));
       if (!result) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       if (result === 'resolved') throw new HubError('HUB_INCIDENT_RESOLVED', `incident ${req.params.id} is already resolved`);
-      if (result.changed) {
-        await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'acknowledged' });
-        await changed(req.params.id, at);
-      }
+      if (result.changed) await changed(req.params.id);
       return full(result.incident);
     },
   );
@@ -181,12 +175,10 @@ export function incidentRoutes(app: App, hub: Hub): void {
     { schema: { tags, summary: 'Resolve an incident', params: IdParams, response: { 200: IncidentView, ...errorResponses } } },
     async (req) => {
       const at = new Date();
-      const result = await resolveIncident(db, req.params.id, req.operator.actor, at);
+      const result = await db.transaction().execute((trx) => resolveByPerson(trx, hub.lifecycle, req.params.id, req.operator.actor, at));
       if (!result) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       if (!result.changed) return full(result.incident);
-      await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'resolved' });
-      await flapCheck(db, req.params.id, at);
-      await changed(req.params.id, at);
+      await changed(req.params.id);
       return full((await getIncident(db, req.params.id, { fullLogs: true })) ?? result.incident);
     },
   );

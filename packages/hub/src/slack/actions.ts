@@ -8,10 +8,11 @@ import { firstSight } from '../storage/slack-interactions.ts';
 import type { Redactor } from '../incidents/redact.ts';
 import type { Db } from '../storage/database.ts';
 import { getIncident } from '../storage/incidents.ts';
-import { enqueueMessage, enqueueThread, muteFingerprint } from '../storage/notifications.ts';
+import { enqueueMessage, enqueueThread } from '../storage/notifications.ts';
 import type { ExecRequest, Incident } from '../storage/tables.ts';
 import { recordEvent } from '../storage/timeline.ts';
 import { ACTION_IDS, APPROVAL_IDS, clip, escapeCode, escapeMrkdwn, type ActionName } from './blocks.ts';
+import { ignoreByPerson } from '../incidents/lifecycle.ts';
 
 
 export interface ActionDeps {
@@ -118,12 +119,8 @@ async function handle(deps: ActionDeps, name: ActionName, incident: Incident, us
   if (changesHost) await deps.remediation()?.personActed(incident.id);
   if (plan.kind === 'ignore') {
     const until = new Date(at.getTime() + deps.ignoreS * 1000);
-    await deps.db.transaction().execute(async (trx) => {
-      await muteFingerprint(trx, { agentId: incident.agent_id, type: incident.type, source: incident.source }, until, by, at);
-      await trx.updateTable('incidents').set({ status: 'ignored' }).where('id', '=', incident.id).where('status', '<>', 'resolved').execute();
-      await recordEvent(trx, { incidentId: incident.id, at, actor: 'user', by, kind: 'ignored', detail: { until: until.toISOString(), for: duration(deps.ignoreS) } });
-      await enqueueMessage(trx, incident.id, at);
-    });
+    // The click came from the incident's message, which follows it: notified.
+    await deps.db.transaction().execute((trx) => ignoreByPerson(trx, { notify: true }, incident, by, at, until, duration(deps.ignoreS)));
     deps.log.info({ incidentId: incident.id, user, until }, 'incident ignored from slack');
     return deps.kick();
   }

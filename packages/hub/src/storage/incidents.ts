@@ -280,3 +280,13 @@ export async function resolveIncident(db: Db, id: string, by: string, at: Date):
   const current = await getIncident(db, id, { fullLogs: true });
   return current ? { incident: current, changed: false } : undefined;
 }
+
+/** Mark an unresolved incident ignored (its fingerprint is muted by the caller). */
+export async function markIgnored(db: Db, id: string): Promise<void> {
+  await db.updateTable('incidents').set({ status: 'ignored' }).where('id', '=', id).where('status', '<>', 'resolved').execute();
+}
+
+/** Raise an incident's severity after a fix that did not work. */
+export async function markEscalated(db: Db, id: string, severity: string, at: Date): Promise<void> {
+  await db.updateTable('incidents').set({ severity, escalated: true, escalated_at: at }).where('id', '=', id).execute();
+}

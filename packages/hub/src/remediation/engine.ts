@@ -9,11 +9,13 @@ import { getAgent } from '../storage/agents.ts';
 import { getIncident } from '../storage/incidents.ts';
 import { enqueueThread } from '../storage/notifications.ts';
 import {
+  attemptExec,
   createAttempt,
   dueVerifications,
   failuresSince,
   getAttempt,
   holdOn,
+  interruptedAttempts,
   lastRunOnFingerprint,
   listRules,
   moveAttempt,
@@ -80,18 +82,8 @@ export class RemediationEngine {
    * for is not assumed to have worked.
    */
   async #settleInterrupted(): Promise<void> {
-    const running = await this.db.selectFrom('remediation_attempts').selectAll().where('status', '=', 'running').where('started_at', 'is not', null).execute();
-    for (const attempt of running) {
-      const exec = await this.db
-        .selectFrom('exec_requests')
-        .selectAll()
-        .where('incident_id', '=', attempt.incident_id)
-        .where('requested_by', '=', `rule:${attempt.rule_name}`)
-        .where('command', '=', attempt.command)
-        .where('created_at', '>=', attempt.started_at!)
-        .orderBy('id')
-        .limit(1)
-        .executeTakeFirst();
+    for (const attempt of await interruptedAttempts(this.db)) {
+      const exec = await attemptExec(this.db, attempt);
       if (exec?.status === 'succeeded') {
         const rule = (await listRules(this.db)).find((r) => r.id === attempt.rule_id);
         const verifyBy = new Date(attempt.started_at!.getTime() + (rule?.verify_s ?? 0) * 1000);

@@ -17,6 +17,7 @@ import {
 import { getAttempt } from '../storage/rules.ts';
 import { silencing, subjectOf } from '../storage/silences.ts';
 import { approvalBlocks, renderMessage } from './blocks.ts';
+import { agentHostname } from '../storage/agents.ts';
 
 /** How the hub talks to Slack: the Web API (app mode) or an incoming webhook (post only). */
 export interface SlackTransport {
@@ -211,9 +212,8 @@ export class SlackNotifier {
     await this.transport.reply(posted.channel, posted.ts, text, blocks);
   }
 
-  async #hostname(agentId: string): Promise<string> {
-    const row = await this.db.selectFrom('agents').select('hostname').where('id', '=', agentId).executeTakeFirst();
-    return row?.hostname ?? agentId;
+  #hostname(agentId: string): Promise<string> {
+    return agentHostname(this.db, agentId);
   }
 
   async #pace(): Promise<void> {

@@ -73,3 +73,9 @@ export async function setAgentAutonomy(db: Db, id: string, enabled: boolean): Pr
   const r = await db.updateTable('agents').set({ autonomy: enabled }).where('id', '=', id).executeTakeFirst();
   return r.numUpdatedRows > 0n;
 }
+
+/** An agent's hostname, or its id when it has none (or is gone). */
+export async function agentHostname(db: Db, agentId: string): Promise<string> {
+  const row = await db.selectFrom('agents').select('hostname').where('id', '=', agentId).executeTakeFirst();
+  return row?.hostname ?? agentId;
+}

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
-import type { AttemptStatus, MatchSpec, RemediationAttempt, RemediationRule } from './tables.ts';
+import type { AttemptStatus, ExecRequest, MatchSpec, RemediationAttempt, RemediationRule } from './tables.ts';
 
 export interface RuleInput {
   name: string;
@@ -144,4 +144,23 @@ export async function releaseHold(db: Db, incidentId: string): Promise<boolean> 
     DELETE FROM autonomy_holds h USING incidents i
     WHERE i.id = ${incidentId} AND h.agent_id = i.agent_id AND h.type = i.type AND h.source = i.source`.execute(db);
   return (r.numAffectedRows ?? 0n) > 0n;
+}
+
+/** Attempts that were running (their exec sent) when the hub stopped. */
+export async function interruptedAttempts(db: Db): Promise<RemediationAttempt[]> {
+  return db.selectFrom('remediation_attempts').selectAll().where('status', '=', 'running').where('started_at', 'is not', null).execute();
+}
+
+/** The exec an attempt sent: the first of its rule's command on its incident since it started. */
+export async function attemptExec(db: Db, attempt: RemediationAttempt): Promise<ExecRequest | undefined> {
+  return db
+    .selectFrom('exec_requests')
+    .selectAll()
+    .where('incident_id', '=', attempt.incident_id)
+    .where('requested_by', '=', `rule:${attempt.rule_name}`)
+    .where('command', '=', attempt.command)
+    .where('created_at', '>=', attempt.started_at!)
+    .orderBy('id')
+    .limit(1)
+    .executeTakeFirst();
 }

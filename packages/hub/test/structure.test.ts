@@ -1,0 +1,34 @@
+// One owner per concept (issue 12), kept by a test: SQL is written in storage/ only, and incident
+// rows are changed only there, by the functions the lifecycle calls.
+import t from 'tap';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const src = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src');
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const full = path.join(dir, name);
+    return statSync(full).isDirectory() ? files(full) : full.endsWith('.ts') ? [full] : [];
+  });
+}
+
+const all = files(src).map((file) => ({ file: path.relative(src, file), text: readFileSync(file, 'utf8') }));
+
+t.test('the scan sees the hub', async (t) => {
+  t.ok(all.length > 40, `${all.length} files`);
+  t.ok(all.some((f) => f.file === path.join('storage', 'incidents.ts')));
+});
+
+t.test('SQL is written in storage/ only', async (t) => {
+  const query = /\.(selectFrom|updateTable|insertInto|deleteFrom)\(|\bsql`/;
+  const outside = all.filter((f) => !f.file.startsWith(`storage${path.sep}`) && query.test(f.text)).map((f) => f.file);
+  t.same(outside, [], 'no query outside storage/');
+});
+
+t.test('incident rows are changed by storage/incidents.ts and storage/analysis.ts only', async (t) => {
+  const writes = /updateTable\('incidents'\)|insertInto\('incidents'\)|UPDATE incidents\b|INSERT INTO incidents\b/;
+  const writers = all.filter((f) => writes.test(f.text)).map((f) => f.file).sort();
+  t.same(writers, [path.join('storage', 'analysis.ts'), path.join('storage', 'incidents.ts')]);
+});

@@ -1,4 +1,5 @@
 import { readJsonArray } from '../config-file.ts';
+import { LOG_HEAD, LOG_TAIL } from '../storage/incidents.ts';
 import { builtinPattern, operatorPattern, PatternError, type TextPattern } from './patterns.ts';
 
 export const SEVERITIES = ['critical', 'high', 'medium', 'low'] as const;
@@ -124,8 +125,6 @@ export const BUILTIN_RULES: readonly ClassificationRule[] = [
   { name: 'unclassified', severity: 'medium', category: 'unknown' },
 ];
 
-export const LOG_HEAD = 16 * 1024;
-export const LOG_TAIL = 48 * 1024;
 const MAX_FIELD = 8 * 1024;
 const RANK: Record<Severity, number> = { critical: 0, high: 1, medium: 2, low: 3 };
 

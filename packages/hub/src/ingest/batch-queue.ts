@@ -1,4 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { Refusal } from '../storage/ingest-batch.ts';
+
+export type { Refusal };
 
 /** Who to ack once an id is stored. */
 export interface AckTarget {
@@ -10,12 +13,6 @@ export interface AckTarget {
   storeFailed(): void;
 }
 
-/** A message of a batch that the database refused on its own, the rest of the batch stored. */
-export interface Refusal {
-  agentId: string;
-  msgId: string;
-  reason: string;
-}
 
 export interface QueueOptions {
   /** Rows that seal a batch at once when nothing is being written. */

@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { HelloPayload, MetricSample } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
-import { storeBulkIsolated, storeEvents, type BulkBatch, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
+import { storeBulkIsolated, type BulkBatch, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
+import { storeEvents } from './events.ts';
 import { BatchQueue, type AckTarget } from './batch-queue.ts';
 import type { LifecycleOptions } from '../incidents/lifecycle.ts';
 

@@ -1,11 +1,14 @@
 import { sql } from 'kysely';
 import type { AlertPayload } from '@opspilot/protocol';
-import { LOG_HEAD, LOG_TAIL } from '../incidents/classify.ts';
 import type { Db } from './database.ts';
 import type { Incident, IncidentStatus } from './tables.ts';
 
 /** An alert of a fingerprint resolved less than this long ago reopens that incident. */
 export const REOPEN_WINDOW_MS = 30 * 60_000;
+
+/** What of an incident's logs the hub's own work reads (rules, the model, Slack): the first 16 KiB and last 48 KiB. */
+export const LOG_HEAD = 16 * 1024;
+export const LOG_TAIL = 48 * 1024;
 
 /**
  * An incident's logs as the hub's own work reads them (rules, the model, Slack): at most their

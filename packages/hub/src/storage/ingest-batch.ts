@@ -1,10 +1,14 @@
 import { sql } from 'kysely';
 import { type AlertPayload, type ExecResultPayload, type HelloPayload, type MetricSample, type ResolvePayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
-import { completeExecRequests } from './exec-requests.ts';
 import type { ExecRequest } from './tables.ts';
-import type { Refusal } from '../ingest/batch-queue.ts';
-import { applyAlert, applyResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
+
+/** A message of a batch that the database refused on its own, the rest of the batch stored. */
+export interface Refusal {
+  agentId: string;
+  msgId: string;
+  reason: string;
+}
 
 /** What one agent's frames since the last batch say about it, coalesced to the latest. */
 export interface AgentSeen {
@@ -50,13 +54,13 @@ export interface EventOutcome {
  * (data exception), 23 (integrity) and 54 (a limit exceeded); a RangeError or TypeError is the
  * data failing to serialize on the way (JSON.stringify of something too deep).
  */
-function refusedData(err: unknown): boolean {
+export function refusedData(err: unknown): boolean {
   if (err instanceof RangeError || err instanceof TypeError) return true;
   const code = (err as { code?: unknown }).code;
   return typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
 }
 
-const idKey = (agentId: string, msgId: string): string => `${agentId}\0${msgId}`;
+export const idKey = (agentId: string, msgId: string): string => `${agentId}\0${msgId}`;
 
 /**
  * Store a bulk batch; if the database refuses it for its data, find the agents whose part it
@@ -194,91 +198,45 @@ export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
 }
 
 /**
- * Store alerts, resolves and exec results, each envelope id once. Exec results go in one
- * statement of their own (someone is waiting for them: one round trip); alerts and resolves in
- * one transaction, in the order they arrived. Events of an agent deleted meanwhile are skipped.
+ * Record envelope ids of agents that exist; returns the keys (`idKey`) of those new to the hub.
+ * An id already known is a resend: its message was stored before.
  */
-export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
-  try {
-    return await storeEventsTogether(db, batch, lifecycle);
-  } catch (err) {
-    if (!refusedData(err) || batch.items.length === 0) throw err;
-    return storeEventsOneByOne(db, batch, lifecycle);
-  }
+export async function claimEnvelopeIds(db: Db, ids: { agentId: string; msgId: string }[]): Promise<Set<string>> {
+  const fresh = new Set<string>();
+  if (ids.length === 0) return fresh;
+  const rows = await sql<{ agent_id: string; msg_id: string }>`
+    INSERT INTO received_envelopes (agent_id, msg_id)
+    SELECT v.agent_id, v.msg_id
+    FROM json_to_recordset(${JSON.stringify(ids.map((r) => ({ agent_id: r.agentId, msg_id: r.msgId })))}::json) AS v(agent_id text, msg_id text)
+    JOIN agents a ON a.id = v.agent_id
+    ON CONFLICT DO NOTHING
+    RETURNING agent_id, msg_id`.execute(db);
+  for (const row of rows.rows) fresh.add(idKey(row.agent_id, row.msg_id));
+  return fresh;
+}
+
+/** Which of these agents still exist. */
+export async function existingAgents(db: Db, agentIds: string[]): Promise<Set<string>> {
+  if (agentIds.length === 0) return new Set();
+  return new Set((await db.selectFrom('agents').select('id').where('id', 'in', agentIds).execute()).map((r) => r.id));
 }
 
 /**
- * The batch again, each message in a savepoint of its own: what the database refuses is rolled
- * back alone and named in `refused`; the others commit together.
+ * Run `fn` in a savepoint of the transaction `trx`: if the database refuses its data, it is rolled
+ * back alone and the refusal returned; other failures are thrown.
  */
-async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
-  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], refused: [] };
-  await db.transaction().execute(async (trx) => {
-    for (const [i, item] of batch.items.entries()) {
-      const savepoint = sql.raw(`item_${i}`);
-      await sql`SAVEPOINT ${savepoint}`.execute(trx);
-      try {
-        const one = await storeEventsTogether(trx, { items: [item], ids: [] }, lifecycle, false);
-        await sql`RELEASE SAVEPOINT ${savepoint}`.execute(trx);
-        outcome.completedExecs.push(...one.completedExecs);
-        outcome.incidents.push(...one.incidents);
-        outcome.opened.push(...one.opened);
-      } catch (err) {
-        if (!refusedData(err)) throw err;
-        await sql`ROLLBACK TO SAVEPOINT ${savepoint}`.execute(trx);
-        if (item.msgId !== undefined) outcome.refused.push({ agentId: item.agentId, msgId: item.msgId, reason: `the hub could not store this ${item.kind}: ${(err as Error).message.replace(/"[^"\n]{17,}"/g, '"[value]"').slice(0, 300)}` });
-      }
-    }
-  });
-  return outcome;
-}
-
-async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, ownTransaction = true): Promise<EventOutcome> {
-  const results = batch.items.filter((i): i is Extract<EventItem, { kind: 'exec_result' }> => i.kind === 'exec_result');
-  const incidents = batch.items.filter((i) => i.kind !== 'exec_result');
-  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], refused: [] };
-  if (results.length > 0) {
-    outcome.completedExecs = await completeExecRequests(
-      db,
-      results.map((r) => ({ agentId: r.agentId, msgId: r.msgId, at: r.at, result: r.payload })),
-    );
+export async function inSavepoint<T>(trx: Db, name: string, fn: () => Promise<T>): Promise<{ value: T } | { refused: Error }> {
+  const savepoint = sql.raw(name);
+  await sql`SAVEPOINT ${savepoint}`.execute(trx);
+  try {
+    const value = await fn();
+    await sql`RELEASE SAVEPOINT ${savepoint}`.execute(trx);
+    return { value };
+  } catch (err) {
+    if (!refusedData(err)) throw err;
+    await sql`ROLLBACK TO SAVEPOINT ${savepoint}`.execute(trx);
+    return { refused: err as Error };
   }
-  if (incidents.length === 0) return outcome;
-  const idsOfIncidents = incidents.filter((i) => i.msgId !== undefined).map((i) => ({ agent_id: i.agentId, msg_id: i.msgId! }));
-  const write = async (trx: Db) => {
-    const fresh = new Set<string>();
-    if (idsOfIncidents.length > 0) {
-      const rows = await sql<{ agent_id: string; msg_id: string }>`
-        INSERT INTO received_envelopes (agent_id, msg_id)
-        SELECT v.agent_id, v.msg_id
-        FROM json_to_recordset(${JSON.stringify(idsOfIncidents)}::json) AS v(agent_id text, msg_id text)
-        JOIN agents a ON a.id = v.agent_id
-        ON CONFLICT DO NOTHING
-        RETURNING agent_id, msg_id`.execute(trx);
-      for (const row of rows.rows) fresh.add(idKey(row.agent_id, row.msg_id));
-    }
-    const agentIds = [...new Set(incidents.map((i) => i.agentId))];
-    const existing = new Set((await trx.selectFrom('agents').select('id').where('id', 'in', agentIds).execute()).map((r) => r.id));
-    for (const [i, item] of incidents.entries()) {
-      // A turn of the event loop between alerts: on the embedded database every statement runs on
-      // the hub's own thread, and a batch of large alerts would otherwise be one long stall.
-      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
-      // The first item carrying a fresh id is stored; later copies are duplicates.
-      if (item.msgId !== undefined && !fresh.delete(idKey(item.agentId, item.msgId))) continue;
-      if (!existing.has(item.agentId)) continue;
-      if (item.kind === 'alert') {
-        const { incidentId, change } = await applyAlert(trx, lifecycle, item.agentId, item.payload, item.at, 'agent');
-        outcome.incidents.push(incidentId);
-        if (change !== 'repeated') outcome.opened.push(incidentId);
-      } else if (item.kind === 'resolve') {
-        const id = await applyResolve(trx, lifecycle, { agentId: item.agentId, ...item.payload }, item.at, 'agent', item.payload.message);
-        if (id) outcome.incidents.push(id);
-      }
-    }
-  };
-  if (ownTransaction) await db.transaction().execute(write);
-  else await write(db);
-  return outcome;
 }
 
 function helloFacts(hello: HelloPayload): Record<string, unknown> {

@@ -1,0 +1,77 @@
+import type { Db } from '../storage/database.ts';
+import { completeExecRequests } from '../storage/exec-requests.ts';
+import { claimEnvelopeIds, existingAgents, idKey, inSavepoint, refusedData, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
+import { applyAlert, applyResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
+
+/**
+ * Store alerts, resolves and exec results, each envelope id once. Exec results go in one
+ * statement of their own (someone is waiting for them: one round trip); alerts and resolves in
+ * one transaction, in the order they arrived. Events of an agent deleted meanwhile are skipped.
+ */
+export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
+  try {
+    return await storeEventsTogether(db, batch, lifecycle);
+  } catch (err) {
+    if (!refusedData(err) || batch.items.length === 0) throw err;
+    return storeEventsOneByOne(db, batch, lifecycle);
+  }
+}
+
+/**
+ * The batch again, each message in a savepoint of its own: what the database refuses is rolled
+ * back alone and named in `refused`; the others commit together.
+ */
+async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
+  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], refused: [] };
+  await db.transaction().execute(async (trx) => {
+    for (const [i, item] of batch.items.entries()) {
+      const one = await inSavepoint(trx, `item_${i}`, () => storeEventsTogether(trx, { items: [item], ids: [] }, lifecycle, false));
+      if ('value' in one) {
+        outcome.completedExecs.push(...one.value.completedExecs);
+        outcome.incidents.push(...one.value.incidents);
+        outcome.opened.push(...one.value.opened);
+      } else if (item.msgId !== undefined) {
+        outcome.refused.push({ agentId: item.agentId, msgId: item.msgId, reason: `the hub could not store this ${item.kind}: ${one.refused.message.replace(/"[^"\n]{17,}"/g, '"[value]"').slice(0, 300)}` });
+      }
+    }
+  });
+  return outcome;
+}
+
+async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, ownTransaction = true): Promise<EventOutcome> {
+  const results = batch.items.filter((i): i is Extract<EventItem, { kind: 'exec_result' }> => i.kind === 'exec_result');
+  const incidents = batch.items.filter((i) => i.kind !== 'exec_result');
+  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], refused: [] };
+  if (results.length > 0) {
+    outcome.completedExecs = await completeExecRequests(
+      db,
+      results.map((r) => ({ agentId: r.agentId, msgId: r.msgId, at: r.at, result: r.payload })),
+    );
+  }
+  if (incidents.length === 0) return outcome;
+  const ids = incidents.filter((i) => i.msgId !== undefined).map((i) => ({ agentId: i.agentId, msgId: i.msgId! }));
+  const write = async (trx: Db) => {
+    const fresh = await claimEnvelopeIds(trx, ids);
+    const existing = await existingAgents(trx, [...new Set(incidents.map((i) => i.agentId))]);
+    for (const [i, item] of incidents.entries()) {
+      // A turn of the event loop between alerts: on the embedded database every statement runs on
+      // the hub's own thread, and a batch of large alerts would otherwise be one long stall.
+      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+      // The first item carrying a fresh id is stored; later copies are duplicates.
+      if (item.msgId !== undefined && !fresh.delete(idKey(item.agentId, item.msgId))) continue;
+      if (!existing.has(item.agentId)) continue;
+      if (item.kind === 'alert') {
+        const { incidentId, change } = await applyAlert(trx, lifecycle, item.agentId, item.payload, item.at, 'agent');
+        outcome.incidents.push(incidentId);
+        if (change !== 'repeated') outcome.opened.push(incidentId);
+      } else if (item.kind === 'resolve') {
+        const id = await applyResolve(trx, lifecycle, { agentId: item.agentId, ...item.payload }, item.at, 'agent', item.payload.message);
+        if (id) outcome.incidents.push(id);
+      }
+    }
+  };
+  if (ownTransaction) await db.transaction().execute(write);
+  else await write(db);
+  return outcome;
+}
+

@@ -1,5 +1,3 @@
-import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { AdminAuth } from './auth/admin.ts';
 import type { HubConfig } from './config.ts';
 import type { Analyzer } from './incidents/analyzer.ts';
@@ -33,10 +31,4 @@ export interface Hub {
   sweepOffline(now?: Date): Promise<string[]>;
 }
 
-export type App = FastifyInstance<
-  RawServerDefault,
-  RawRequestDefaultExpression,
-  RawReplyDefaultExpression,
-  FastifyBaseLogger,
-  TypeBoxTypeProvider
->;
+export type { App } from './http.ts';

@@ -32,3 +32,14 @@ t.test('incident rows are changed by storage/incidents.ts and storage/analysis.t
   const writers = all.filter((f) => writes.test(f.text)).map((f) => f.file).sort();
   t.same(writers, [path.join('storage', 'analysis.ts'), path.join('storage', 'incidents.ts')]);
 });
+
+t.test('no two modules import each other', async (t) => {
+  const imports = new Map<string, Set<string>>();
+  for (const f of all) {
+    const targets = new Set<string>();
+    for (const m of f.text.matchAll(/from '(\.{1,2}\/[^']+)'/g)) targets.add(path.normalize(path.join(path.dirname(f.file), m[1]!)));
+    imports.set(f.file, targets);
+  }
+  const pairs = [...imports].flatMap(([a, targets]) => [...targets].filter((b) => a < b && imports.get(b)?.has(a)).map((b) => `${a} <-> ${b}`));
+  t.same(pairs, []);
+});

@@ -3,10 +3,9 @@ import type { Db } from '../storage/database.ts';
 import { insertAdminToken, listAdminTokenHashes } from '../storage/admin-tokens.ts';
 import { findApiToken, touchApiToken } from '../storage/api-tokens.ts';
 import { ADMIN_TOKEN_PREFIX, generateToken, hashToken, hashesEqual } from './tokens.ts';
+import { highest, type Scope } from './scopes.ts';
 
-/** What a token may do; each scope includes the ones before it. */
-export const SCOPES = ['read', 'exec', 'admin'] as const;
-export type Scope = (typeof SCOPES)[number];
+export { SCOPES, allows, highest, type Scope } from './scopes.ts';
 
 export interface Operator {
   /** Who is acting, as recorded in audit columns: `token:<name>`. */
@@ -15,15 +14,6 @@ export interface Operator {
   scope: Scope;
 }
 
-/** Whether `held` covers `needed` (admin ⊃ exec ⊃ read). */
-export function allows(held: Scope, needed: Scope): boolean {
-  return SCOPES.indexOf(held) >= SCOPES.indexOf(needed);
-}
-
-/** The highest of a token's scopes. */
-export function highest(scopes: readonly Scope[]): Scope {
-  return scopes.reduce<Scope>((a, b) => (SCOPES.indexOf(b) > SCOPES.indexOf(a) ? b : a), 'read');
-}
 
 const CACHE_MS = 30_000;
 

@@ -1,7 +1,7 @@
 import bolt from '@slack/bolt';
 import type { FastifyBaseLogger } from 'fastify';
 import type { HubConfig } from '../config.ts';
-import type { App } from '../context.ts';
+import type { App } from '../http.ts';
 import type { ExecBroker } from '../exec/broker.ts';
 import type { Redactor } from '../incidents/redact.ts';
 import { redactingTransport } from './redacting.ts';

@@ -1,5 +1,5 @@
 import type { App as BoltApp, Receiver, ReceiverEvent } from '@slack/bolt';
-import type { App } from '../context.ts';
+import type { App } from '../http.ts';
 import { HubError } from '../errors.ts';
 import { verifySlackRequest } from './verify.ts';
 

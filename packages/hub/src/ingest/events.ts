@@ -3,6 +3,8 @@ import { completeExecRequests } from '../storage/exec-requests.ts';
 import { claimEnvelopeIds, existingAgents, idKey, inSavepoint, refusedData, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
 import { applyAlert, applyResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
 
+const YIELD_AFTER_MS = 20;
+
 /**
  * Store alerts, resolves and exec results, each envelope id once. Exec results go in one
  * statement of their own (someone is waiting for them: one round trip); alerts and resolves in
@@ -53,10 +55,15 @@ async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: Lifecyc
   const write = async (trx: Db) => {
     const fresh = await claimEnvelopeIds(trx, ids);
     const existing = await existingAgents(trx, [...new Set(incidents.map((i) => i.agentId))]);
-    for (const [i, item] of incidents.entries()) {
-      // A turn of the event loop between alerts: on the embedded database every statement runs on
-      // the hub's own thread, and a batch of large alerts would otherwise be one long stall.
-      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+    let since = performance.now();
+    for (const item of incidents) {
+      // On the embedded database every statement runs on the hub's own thread: a batch of large
+      // alerts would be one long stall. Past 20 ms of this batch, a turn of the event loop; a
+      // batch of small alerts (the flood case) keeps its transaction short and never waits.
+      if (performance.now() - since > YIELD_AFTER_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
       // The first item carrying a fresh id is stored; later copies are duplicates.
       if (item.msgId !== undefined && !fresh.delete(idKey(item.agentId, item.msgId))) continue;
       if (!existing.has(item.agentId)) continue;

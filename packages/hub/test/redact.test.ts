@@ -41,6 +41,10 @@ t.test('the line stays readable and ordinary text is left alone', async (t) => {
   t.same(redact('password reset email sent to user 42'), { text: 'password reset email sent to user 42', count: 0 }, 'the word alone is not a secret');
   t.same(redact('compass=north bypass=on'), { text: 'compass=north bypass=on', count: 0 }, 'words that merely end in "pass"');
   t.same(redact('https://example.com/path?x=1'), { text: 'https://example.com/path?x=1', count: 0 });
+  const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w';
+  t.same(redact(jwt), { text: '[REDACTED:jwt]', count: 1 }, 'a JWT at the start of the text');
+  t.same(redact(`auth=(${jwt}),${jwt}`).text, 'auth=([REDACTED:jwt]),[REDACTED:jwt]', 'the character before a JWT stays');
+  t.same(redact(`x-${jwt}`), { text: `x-${jwt}`, count: 0 }, 'not inside a longer token run');
 });
 
 t.test('counts every redaction', async (t) => {

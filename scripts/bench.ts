@@ -176,7 +176,7 @@ async function bareLoop(): Promise<{ rate: number; cpu: Record<string, number> }
   const port = await freePort();
   const receiver = node('scripts/bench/bare-receiver.ts', [String(port)]);
   await new Promise<void>((resolve) => lines(receiver, (l) => l === 'ready' && resolve()));
-  const count = async () => (await (await fetch(`http://127.0.0.1:${port}/count`)).json()).count as number;
+  const count = async () => ((await (await fetch(`http://127.0.0.1:${port}/count`)).json()) as { count: number }).count;
   let measuring: Promise<{ rate: number; cpu: Record<string, number> }> | undefined;
   await runLoad(`ws://127.0.0.1:${port}/`, '-', (loadPid) => {
     measuring = (async () => {

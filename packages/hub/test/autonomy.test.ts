@@ -9,7 +9,7 @@ import { activeWindow } from '../src/storage/silences.ts';
 import { completion, fakeModel } from './fake-model.ts';
 import { clickBody, fakeSlack, sign, slackConfig } from './fake-slack.ts';
 import { ADMIN_TOKEN, HELLO, ScriptedAgent, eachBackend, eventually, runningAgent, startHub, type TestHub } from './helpers.ts';
-import { RULE } from './remediation.test.ts';
+import { RULE } from './rules.ts';
 
 const HELLO_UNITS: PayloadOf<'hello'> = { ...HELLO, actions: ['restart_service', 'service_status', 'service_logs'] };
 const failed = (source: string, logs?: string): PayloadOf<'alert'> => ({ type: 'systemd', source, message: `${source}: Failed with result 'exit-code'.`, status: 'failed', ...(logs ? { logs } : {}) });

@@ -3,7 +3,7 @@
 // through is what the agent runs, and the reverse.
 import t from 'tap';
 import { BUILTIN_ACTION_CONTRACTS, READ_ONLY_ACTIONS, type ExecParams } from '@opspilot/protocol';
-import { BUILTIN_ACTIONS, buildArgv } from '../../agent/src/exec/catalogue.ts';
+import { BUILTIN_ACTIONS, buildArgv } from '@opspilot/agent';
 import { paramsProblem } from '../src/exec/actions.ts';
 import { actionProblem } from '../src/remediation/params.ts';
 

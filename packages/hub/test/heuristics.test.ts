@@ -1,5 +1,5 @@
 import t from 'tap';
-import { BUILTIN_ACTIONS } from '../../agent/src/exec/catalogue.ts';
+import { BUILTIN_ACTIONS } from '@opspilot/agent';
 import { NO_RESTART_RULES, heuristicAnalysis, type AnalysisInput } from '../src/incidents/heuristics.ts';
 
 const FULL = Object.keys(BUILTIN_ACTIONS);

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { GO_ALERT, GO_HEARTBEAT } from '../../protocol/test/vectors.ts';
+import { GO_ALERT, GO_HEARTBEAT } from '@opspilot/protocol/vectors';
 import { HELLO, ScriptedAgent, eachBackend, eventually, startHub } from './helpers.ts';
 
 eachBackend(t, 'the original Go envelopes give an online agent and an incident', async (t, backend) => {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { CLOSE_CODES } from '@opspilot/protocol';
-import { GO_ALERT, GO_HEARTBEAT } from '../../protocol/test/vectors.ts';
+import { GO_ALERT, GO_HEARTBEAT } from '@opspilot/protocol/vectors';
 import { ScriptedAgent } from './helpers.ts';
 
 /** End to end: the hub as its own process, started the way `pnpm hub` starts it. */

@@ -6,21 +6,13 @@
 import t from 'tap';
 import type { PayloadOf } from '@opspilot/protocol';
 import { HELLO, ScriptedAgent, eachBackend, eventually, runningAgent, startHub, type TestHub } from './helpers.ts';
+import { RULE } from './rules.ts';
 
 const HELLO_UNITS: PayloadOf<'hello'> = { ...HELLO, actions: ['restart_service', 'service_status', 'service_logs'] };
 const failed = (source: string): PayloadOf<'alert'> => ({ type: 'systemd', source, message: `${source}: Failed with result 'exit-code'.`, status: 'failed' });
 const ok = (stdout = '') => ({ ok: true, exit_code: 0, stdout, stderr: '', duration_ms: 30, truncated: false });
 const bad = (exit: number) => ({ ok: false, exit_code: exit, stdout: '', stderr: 'Job failed', duration_ms: 30, truncated: false });
 
-export const RULE = {
-  name: 'restart-api',
-  match: { type: 'systemd', source: 'api*.service' },
-  action: { command: 'restart_service', params: { service: '{{source}}' } },
-  mode: 'auto',
-  cooldown_s: 600,
-  max_per_hour: 3,
-  verify_s: 60,
-};
 
 let seq = 0;
 async function send(agent: ScriptedAgent, type: 'alert' | 'resolve', payload: PayloadOf<'alert'> | PayloadOf<'resolve'>): Promise<void> {

@@ -3,7 +3,7 @@ import net from 'node:net';
 import { sql } from 'kysely';
 import WebSocket from 'ws';
 import { CLOSE_CODES } from '@opspilot/protocol';
-import { GO_HEARTBEAT } from '../../protocol/test/vectors.ts';
+import { GO_HEARTBEAT } from '@opspilot/protocol/vectors';
 import { ScriptedAgent, eachBackend, eventually, startHub } from './helpers.ts';
 
 /** The HTTP status an upgrade was refused with, or 101 if it was accepted. */

@@ -43,3 +43,29 @@ t.test('no two modules import each other', async (t) => {
   const pairs = [...imports].flatMap(([a, targets]) => [...targets].filter((b) => a < b && imports.get(b)?.has(a)).map((b) => `${a} <-> ${b}`));
   t.same(pairs, []);
 });
+
+t.test('storage/ calls nothing above it', async (t) => {
+  const upward = all.filter((f) => f.file.startsWith(`storage${path.sep}`) && /from '\.\.\//.test(f.text)).map((f) => f.file);
+  t.same(upward, [], 'storage/ imports only storage/ and libraries');
+});
+
+t.test("tests import other packages by name and never another suite's file", async (t) => {
+  const packages = path.resolve(src, '../..');
+  const bad: string[] = [];
+  for (const pkg of readdirSync(packages)) {
+    const dir = path.join(packages, pkg, 'test');
+    for (const file of statSync(dir, { throwIfNoEntry: false })?.isDirectory() ? files(dir) : []) {
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/from '([^']+)'/g)) {
+        const target = m[1]!;
+        const where = path.relative(packages, file);
+        const resolved = path.resolve(path.dirname(file), target);
+        // scripts/ (the repository's own tools: the hub process, the guest builder) may be shared.
+        const otherPackage = resolved.startsWith(packages + path.sep) && !resolved.startsWith(path.join(packages, pkg) + path.sep);
+        if (target.startsWith('.') && otherPackage) bad.push(`${where} -> ${target}`);
+        if (/\.test\.ts$/.test(target)) bad.push(`${where} -> ${target}`);
+      }
+    }
+  }
+  t.same(bad, []);
+});

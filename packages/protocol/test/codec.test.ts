@@ -20,7 +20,7 @@ import {
   wireSafe,
   type ProtocolErrorCode,
 } from '../src/index.ts';
-import { GO_ALERT, GO_ALERT_PLAIN, GO_HEARTBEAT } from './vectors.ts';
+import { GO_ALERT, GO_ALERT_PLAIN, GO_HEARTBEAT } from '../src/vectors.ts';
 
 const fromAgent = AGENT_MESSAGE_TYPES;
 

@@ -1,6 +1,6 @@
-/** What a token may do; each scope includes the ones before it. */
-export const SCOPES = ['read', 'exec', 'admin'] as const;
-export type Scope = (typeof SCOPES)[number];
+import { SCOPES, type Scope } from '../storage/tables.ts';
+
+export { SCOPES, type Scope };
 
 /** Whether `held` covers `needed` (admin ⊃ exec ⊃ read). */
 export function allows(held: Scope, needed: Scope): boolean {

@@ -1,25 +1,7 @@
 import { UNIT_NAME_PATTERN } from '@opspilot/protocol';
 
-export const RISKS = ['low', 'medium', 'high'] as const;
-export type Risk = (typeof RISKS)[number];
-
-export interface SuggestedAction {
-  command: string;
-  params: Record<string, string | number | boolean>;
-  label: string;
-}
-
-/** What an analysis says, whether a model or the heuristics wrote it. */
-export interface Analysis {
-  summary: string;
-  root_cause: string;
-  confidence: number;
-  suggested_action: SuggestedAction | null;
-  rationale: string;
-  risk: Risk;
-  source: 'heuristic' | 'llm';
-  redactions: number;
-}
+export { RISKS, type Analysis, type Risk, type SuggestedAction } from '../storage/tables.ts';
+import type { Analysis, Risk, SuggestedAction } from '../storage/tables.ts';
 
 export interface AnalysisInput {
   type: string;

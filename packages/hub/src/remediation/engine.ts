@@ -26,7 +26,7 @@ import {
 } from '../storage/rules.ts';
 import { getExecRequest } from '../storage/exec-requests.ts';
 import { getAutonomy } from '../storage/settings.ts';
-import { silencing } from '../storage/silences.ts';
+import { silencing } from './match.ts';
 import type { Incident, RemediationAttempt, RemediationRule } from '../storage/tables.ts';
 import { recordEvent } from '../storage/timeline.ts';
 import { matches, type MatchSubject } from './match.ts';

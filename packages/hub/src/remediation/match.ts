@@ -1,14 +1,9 @@
-import type { MatchSpec } from '../storage/tables.ts';
+import { activeWindow, liveSilences } from '../storage/silences.ts';
+import type { Db } from '../storage/database.ts';
+import type { MatchSpec, MatchSubject, Silence } from '../storage/tables.ts';
 
-/** What a rule or a silence is matched against. */
-export interface MatchSubject {
-  type: string;
-  source: string;
-  severity: string | null;
-  category: string | null;
-  agent_id: string;
-  labels: Record<string, string>;
-}
+export type { MatchSubject };
+
 
 /**
  * Does `text` match the whole of `glob`? `*` is any run of characters (slashes too), `?` one
@@ -51,4 +46,14 @@ export function matches(spec: MatchSpec, s: MatchSubject): boolean {
   if (spec.agent_id !== undefined && spec.agent_id !== s.agent_id) return false;
   for (const [k, v] of Object.entries(spec.labels ?? {})) if (s.labels[k] !== v) return false;
   return true;
+}
+
+/** The silence holding this subject at `at`, with the end of its current window. */
+export async function silencing(db: Db, subject: MatchSubject, at: Date): Promise<{ silence: Silence; until: Date } | undefined> {
+  for (const s of await liveSilences(db, at)) {
+    if (!matches(s.match, subject)) continue;
+    const w = activeWindow(s, at);
+    if (w) return { silence: s, until: w.until };
+  }
+  return undefined;
 }

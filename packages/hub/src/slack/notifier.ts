@@ -15,7 +15,8 @@ import {
   type DueNotification,
 } from '../storage/notifications.ts';
 import { getAttempt } from '../storage/rules.ts';
-import { silencing, subjectOf } from '../storage/silences.ts';
+import { subjectOf } from '../storage/silences.ts';
+import { silencing } from '../remediation/match.ts';
 import { approvalBlocks, renderMessage } from './blocks.ts';
 import { agentHostname } from '../storage/agents.ts';
 

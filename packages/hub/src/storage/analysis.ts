@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Analysis } from '../incidents/heuristics.ts';
+import type { Analysis } from './tables.ts';
 import type { Db } from './database.ts';
 import type { Incident } from './tables.ts';
 import { clippedLogs } from './incidents.ts';

@@ -1,4 +1,4 @@
-import type { Scope } from '../auth/scopes.ts';
+import type { Scope } from './tables.ts';
 import type { Db } from './database.ts';
 
 export async function findApiToken(db: Db, tokenHash: string): Promise<{ id: string; name: string; scopes: Scope[] } | undefined> {

@@ -1,7 +1,6 @@
 import { CronExpressionParser } from 'cron-parser';
-import { matches, type MatchSubject } from '../remediation/match.ts';
 import type { Db } from './database.ts';
-import type { Silence } from './tables.ts';
+import type { MatchSubject, Silence } from './tables.ts';
 
 /**
  * The window of a silence that contains `at`, if any: a one-off silence is its own window; a
@@ -23,16 +22,6 @@ export function checkCron(expr: string): void {
 
 export async function liveSilences(db: Db, at: Date): Promise<Silence[]> {
   return db.selectFrom('silences').selectAll().where('deleted_at', 'is', null).where('starts_at', '<=', at).where('ends_at', '>', at).execute();
-}
-
-/** The silence holding this subject at `at`, with the end of its current window. */
-export async function silencing(db: Db, subject: MatchSubject, at: Date): Promise<{ silence: Silence; until: Date } | undefined> {
-  for (const s of await liveSilences(db, at)) {
-    if (!matches(s.match, subject)) continue;
-    const w = activeWindow(s, at);
-    if (w) return { silence: s, until: w.until };
-  }
-  return undefined;
 }
 
 /** What a silence is matched against, for one incident. */

@@ -183,6 +183,16 @@ export interface SystemSettingsTable {
   updated_by: string;
 }
 
+/** What a rule or a silence is matched against. */
+export interface MatchSubject {
+  type: string;
+  source: string;
+  severity: string | null;
+  category: string | null;
+  agent_id: string;
+  labels: Record<string, string>;
+}
+
 export type MatchSpec = {
   type?: string;
   source?: string;
@@ -288,3 +298,29 @@ export type AgentUpdate = Updateable<AgentsTable>;
 export type Incident = Selectable<IncidentsTable>;
 export type MetricSampleRow = Selectable<MetricSamplesTable>;
 export type ExecRequest = Selectable<ExecRequestsTable>;
+
+/** The analysis stored on an incident (incidents.analysis). */
+export const RISKS = ['low', 'medium', 'high'] as const;
+export type Risk = (typeof RISKS)[number];
+
+export interface SuggestedAction {
+  command: string;
+  params: Record<string, string | number | boolean>;
+  label: string;
+}
+
+/** What an analysis says, whether a model or the heuristics wrote it. */
+export interface Analysis {
+  summary: string;
+  root_cause: string;
+  confidence: number;
+  suggested_action: SuggestedAction | null;
+  rationale: string;
+  risk: Risk;
+  source: 'heuristic' | 'llm';
+  redactions: number;
+}
+
+/** What a token may do; each scope includes the ones before it. */
+export const SCOPES = ['read', 'exec', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];

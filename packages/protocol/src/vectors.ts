@@ -1,4 +1,5 @@
 /**
+ * Conformance vectors for other implementations of the protocol (docs/PROTOCOL.md).
  * Fixed envelopes. The first two are the original OpsPilot (Go) agent's heartbeat and alert;
  * the alert's data was gzipped by another implementation (CPython's zlib), not by fflate.
  */

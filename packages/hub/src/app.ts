@@ -13,7 +13,7 @@ import { AdminAuth, allows, type Operator, type Scope } from './auth/admin.ts';
 import { bearerToken } from './auth/tokens.ts';
 import { resolveConfig, type HubConfig } from './config.ts';
 import type { App, Hub } from './context.ts';
-import { HubError } from './errors.ts';
+import { errorBody, HubError, StartupError } from './errors.ts';
 import { ExecBroker } from './exec/broker.ts';
 import { loadRules } from './incidents/classify.ts';
 import { sweepOfflineAgents } from './incidents/offline.ts';
@@ -85,12 +85,17 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
   const rules = loadRules(config.rulesFile);
   const redactor = createRedactor(loadRedactions(config.redactionsFile));
   const ownsDatabase = options.database === undefined;
+  const setting = config.databaseUrl ? 'DATABASE_URL' : 'OPSPILOT_DATA_DIR';
   const database =
     options.database ??
-    (await openDatabase({ databaseUrl: config.databaseUrl ?? undefined, pgliteDir: path.join(config.dataDir, 'pglite') }));
+    (await openDatabase({ databaseUrl: config.databaseUrl ?? undefined, pgliteDir: path.join(config.dataDir, 'pglite') }).catch((err: Error) => {
+      throw new StartupError(setting, `cannot open the database: ${err.message}`);
+    }));
 
   try {
-    await applySchema(database);
+    await applySchema(database).catch((err: Error) => {
+      throw ownsDatabase ? new StartupError(setting, `cannot prepare the database: ${err.message}`) : err;
+    });
     const adminAuth = await AdminAuth.load(database.db, config.adminToken, options.showAdminToken ?? printAdminToken);
     const app = Fastify({
       logger:
@@ -195,19 +200,17 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       if (bad) throw new HubError('HUB_BAD_REQUEST', bad);
     });
     app.setErrorHandler((err: FastifyError, req, reply) => {
-      if (err instanceof HubError) return reply.code(err.statusCode).send({ error: { code: err.code, message: err.message } });
-      if (err.validation) return reply.code(400).send({ error: { code: 'HUB_BAD_REQUEST', message: err.message } });
-      if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-        return reply.code(413).send({ error: { code: 'HUB_PAYLOAD_TOO_LARGE', message: err.message } });
-      }
+      if (err instanceof HubError) return reply.code(err.statusCode).send(err.body());
+      if (err.validation) return reply.code(400).send(errorBody('HUB_BAD_REQUEST', err.message));
+      if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send(errorBody('HUB_PAYLOAD_TOO_LARGE', err.message));
       if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
-        return reply.code(err.statusCode).send({ error: { code: 'HUB_BAD_REQUEST', message: err.message } });
+        return reply.code(err.statusCode).send(errorBody('HUB_BAD_REQUEST', err.message));
       }
       req.log.error({ err }, 'request failed');
-      return reply.code(500).send({ error: { code: 'HUB_INTERNAL', message: `internal error (request ${req.id})` } });
+      return reply.code(500).send(errorBody('HUB_INTERNAL', `internal error (request ${req.id})`));
     });
     app.setNotFoundHandler((req, reply) =>
-      reply.code(404).send({ error: { code: 'HUB_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }),
+      reply.code(404).send(errorBody('HUB_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)),
     );
 
     app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is up', security: [], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
@@ -248,7 +251,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       app.log,
     );
     streamRoute(app, hub);
-    metricsRoute(app, hub, (header) => adminAuth.verifyAdmin(bearerToken(header)) !== undefined);
+    metricsRoute(app, hub, async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined);
 
     await app.register(async (v1: App) => {
       v1.decorateRequest('operator', null as unknown as Operator);

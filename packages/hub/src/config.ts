@@ -1,3 +1,4 @@
+import { StartupError } from './errors.ts';
 import { DEFAULT_LIMITS } from '@opspilot/protocol';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -171,12 +172,12 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   apiRateLimit: int(1, 10_000_000),
 };
 
-export class ConfigError extends Error {
+export class ConfigError extends StartupError {
   constructor(
     readonly key: string,
     message: string,
   ) {
-    super(`invalid config ${key}: ${message}`);
+    super(key, `invalid config ${key}: ${message}`);
     this.name = 'ConfigError';
   }
 }

@@ -1,41 +1,78 @@
-/** REST error codes (docs/ERRORS.md), each with its HTTP status. */
+/**
+ * REST error codes (docs/ERRORS.md): each with its HTTP status and whether the same request can
+ * succeed later without change (`retry`). docs/ERRORS.md lists the same three things; a test
+ * checks both ways.
+ */
 export const HUB_ERRORS = {
-  HUB_UNAUTHORIZED: 401,
-  HUB_SLACK_BAD_SIGNATURE: 401,
-  HUB_SLACK_STALE_REQUEST: 401,
-  HUB_FORBIDDEN: 403,
-  HUB_RATE_LIMITED: 429,
-  HUB_BAD_REQUEST: 400,
-  HUB_INVALID_RULE: 400,
-  HUB_TOKEN_NOT_FOUND: 404,
-  HUB_RULE_NOT_FOUND: 404,
-  HUB_SILENCE_NOT_FOUND: 404,
-  HUB_NAME_TAKEN: 409,
-  HUB_NOT_WAITING: 409,
-  HUB_NOT_FOUND: 404,
-  HUB_AGENT_NOT_FOUND: 404,
-  HUB_INCIDENT_NOT_FOUND: 404,
-  HUB_EXEC_NOT_FOUND: 404,
-  HUB_AGENT_OFFLINE: 409,
-  HUB_EXEC_NOT_IN_CATALOGUE: 400,
-  HUB_EXEC_NOT_DELIVERED: 502,
-  HUB_EXEC_TIMEOUT: 504,
-  HUB_INCIDENT_RESOLVED: 409,
-  HUB_PAYLOAD_TOO_LARGE: 413,
-  HUB_UNAVAILABLE: 503,
-  HUB_INTERNAL: 500,
-} as const;
+  HUB_UNAUTHORIZED: { status: 401, retry: false },
+  HUB_SLACK_BAD_SIGNATURE: { status: 401, retry: false },
+  HUB_SLACK_STALE_REQUEST: { status: 401, retry: false },
+  HUB_FORBIDDEN: { status: 403, retry: false },
+  HUB_RATE_LIMITED: { status: 429, retry: true },
+  HUB_BAD_REQUEST: { status: 400, retry: false },
+  HUB_INVALID_RULE: { status: 400, retry: false },
+  HUB_TOKEN_NOT_FOUND: { status: 404, retry: false },
+  HUB_RULE_NOT_FOUND: { status: 404, retry: false },
+  HUB_SILENCE_NOT_FOUND: { status: 404, retry: false },
+  HUB_NAME_TAKEN: { status: 409, retry: false },
+  HUB_NOT_WAITING: { status: 409, retry: false },
+  HUB_NOT_FOUND: { status: 404, retry: false },
+  HUB_AGENT_NOT_FOUND: { status: 404, retry: false },
+  HUB_INCIDENT_NOT_FOUND: { status: 404, retry: false },
+  HUB_EXEC_NOT_FOUND: { status: 404, retry: false },
+  HUB_AGENT_OFFLINE: { status: 409, retry: true },
+  HUB_EXEC_NOT_IN_CATALOGUE: { status: 400, retry: false },
+  HUB_EXEC_NOT_DELIVERED: { status: 502, retry: true },
+  HUB_EXEC_TIMEOUT: { status: 504, retry: false },
+  HUB_INCIDENT_RESOLVED: { status: 409, retry: false },
+  HUB_PAYLOAD_TOO_LARGE: { status: 413, retry: false },
+  HUB_UNAVAILABLE: { status: 503, retry: true },
+  HUB_INTERNAL: { status: 500, retry: false },
+} as const satisfies Record<string, { status: number; retry: boolean }>;
 export type HubErrorCode = keyof typeof HUB_ERRORS;
 export const HUB_ERROR_CODES = Object.keys(HUB_ERRORS) as HubErrorCode[];
 
-/** An error a REST caller can meet: rendered as `{"error":{"code","message"}}` with its status. */
+/** The one shape of every REST error body. */
+export interface ErrorBody {
+  error: { code: HubErrorCode; message: string; retry: boolean };
+}
+
+/** An error a REST caller can meet: rendered as `{"error":{"code","message","retry"}}` with its status. */
 export class HubError extends Error {
   readonly code: HubErrorCode;
   readonly statusCode: number;
+  /** Whether the same request may succeed later (after Retry-After, once the agent is back…). */
+  readonly retry: boolean;
   constructor(code: HubErrorCode, message: string) {
     super(message);
     this.name = 'HubError';
     this.code = code;
-    this.statusCode = HUB_ERRORS[code];
+    this.statusCode = HUB_ERRORS[code].status;
+    this.retry = HUB_ERRORS[code].retry;
+  }
+
+  body(): ErrorBody {
+    return { error: { code: this.code, message: this.message, retry: this.retry } };
+  }
+}
+
+/** The body for `code` (routes outside the /v1 error handler, such as /metrics, use it too). */
+export function errorBody(code: HubErrorCode, message: string): ErrorBody {
+  return new HubError(code, message).body();
+}
+
+/**
+ * A problem the operator must fix before the hub can start (a bad setting, a bad rules file, a
+ * database that does not answer, a port in use): the process prints it, naming the setting, and
+ * exits 2.
+ */
+export class StartupError extends Error {
+  constructor(
+    /** The environment variable to look at (OPSPILOT_PORT, DATABASE_URL…). */
+    readonly setting: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StartupError';
   }
 }

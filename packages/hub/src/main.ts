@@ -1,32 +1,14 @@
 #!/usr/bin/env -S node --import tsx
 import path from 'node:path';
 import { buildApp } from './app.ts';
-import { ConfigError, configFromEnv } from './config.ts';
-import { RulesFileError } from './incidents/classify.ts';
+import { configFromEnv } from './config.ts';
+import { StartupError } from './errors.ts';
 import { isDatabaseFault } from './storage/database.ts';
 
 /** The hub process: config from the environment, listen, and shut down cleanly on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = configFromEnv(process.env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`opspilot-hub: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
-  let app;
-  try {
-    app = await buildApp({ config });
-  } catch (err) {
-    if (err instanceof RulesFileError) {
-      process.stderr.write(`opspilot-hub: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = configFromEnv(process.env);
+  const app = await buildApp({ config });
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -53,12 +35,26 @@ async function main(): Promise<void> {
   });
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
-  await app.listen({ port: config.port, host: config.host });
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    await app.close().catch(() => {});
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new StartupError('OPSPILOT_PORT', `port ${config.port} on ${config.host} is in use`);
+    if (code === 'EACCES') throw new StartupError('OPSPILOT_PORT', `port ${config.port} needs privileges this process lacks`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new StartupError('OPSPILOT_HOST', `${config.host} is not an address of this machine`);
+    throw err;
+  }
   const store = config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${path.resolve(config.dataDir, 'pglite')}`;
   app.log.info({ store, docs: '/docs' }, 'OpsPilot hub ready');
 }
 
 main().catch((err) => {
-  process.stderr.write(`opspilot-hub: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  // Something the operator can fix: exit 2, naming the setting. Anything else is a bug: exit 1.
+  if (err instanceof StartupError) {
+    process.stderr.write(`opspilot-hub: ${err.message.includes(err.setting) ? err.message : `${err.setting}: ${err.message}`}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`opspilot-hub: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });

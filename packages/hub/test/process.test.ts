@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -153,6 +153,39 @@ t.test('a bad rules file stops the hub at start, naming the file and the place',
   const code = await new Promise((resolve) => child.once('exit', resolve));
   t.equal(code, 2);
   t.match(stderr, new RegExp(`rules file ${rules.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: \\[0\\]\\.severity`));
+});
+
+/** Start the hub's process with `env` and wait for it to exit: its code and what it printed to stderr. */
+async function failedStart(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return { code, stderr };
+}
+
+t.test('every start-up problem exits 2 and names the setting to fix', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-proc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { writeFileSync } = await import('node:fs');
+  const redactions = path.join(dir, 'redactions.json');
+  writeFileSync(redactions, JSON.stringify([{ name: 'x', pattern: '(?=lookahead)' }]));
+  const bad = await failedStart({ OPSPILOT_DATA_DIR: dir, OPSPILOT_PORT: '0', OPSPILOT_REDACTIONS_FILE: redactions });
+  t.equal(bad.code, 2, 'a bad redactions file');
+  t.match(bad.stderr, /^opspilot-hub: OPSPILOT_REDACTIONS_FILE: redactions file .*\[0\]\.pattern/m);
+
+  const db = await failedStart({ OPSPILOT_DATA_DIR: dir, OPSPILOT_PORT: '0', DATABASE_URL: 'postgres://opspilot:s3cret@127.0.0.1:1/none' });
+  t.equal(db.code, 2, 'a database that does not answer');
+  t.match(db.stderr, /^opspilot-hub: DATABASE_URL: cannot (open|prepare) the database: .*ECONNREFUSED/m);
+  t.notOk(db.stderr.includes('s3cret'), 'the URL (and its password) is not echoed');
+
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => busy.close());
+  const port = (busy.address() as AddressInfo).port;
+  const inUse = await failedStart({ OPSPILOT_DATA_DIR: dir, OPSPILOT_PORT: String(port), OPSPILOT_HOST: '127.0.0.1' });
+  t.equal(inUse.code, 2, 'a port in use');
+  t.match(inUse.stderr, new RegExp(`^opspilot-hub: OPSPILOT_PORT: port ${port} on 127.0.0.1 is in use`, 'm'));
 });
 
 t.test('OPSPILOT_ADMIN_TOKEN is used as given and never printed', async (t) => {

@@ -1,8 +1,8 @@
 import t from 'tap';
 import { PassThrough } from 'node:stream';
-import { HUB_ERROR_CODES } from '../src/index.ts';
+import { HUB_ERROR_CODES, HUB_ERRORS } from '../src/index.ts';
 import { readFileSync } from 'node:fs';
-import { ADMIN_TOKEN, HELLO, ScriptedAgent, eachBackend, startHub } from './helpers.ts';
+import { ADMIN_TOKEN, HELLO, ScriptedAgent, eachBackend, pglite, startHub } from './helpers.ts';
 
 const V1_ROUTES: [string, string][] = [
   ['POST', '/v1/agents'],
@@ -174,9 +174,13 @@ eachBackend(t, 'OpenAPI describes the routes, with bearer auth', async (t, backe
   t.equal((await hub.api('GET', '/docs', undefined, { authorization: '' })).status, 200, 'the UI is served');
 });
 
-eachBackend(t, '/metrics: Prometheus text behind the admin token', async (t, backend) => {
+eachBackend(t, '/metrics: Prometheus text behind any valid token (a read token is what Prometheus holds)', async (t, backend) => {
   const hub = await startHub(t, await backend.open(t));
-  t.equal((await hub.api('GET', '/metrics', undefined, { authorization: '' })).status, 401);
+  const noToken = await hub.api('GET', '/metrics', undefined, { authorization: '' });
+  t.same([noToken.status, noToken.body.error.code], [401, 'HUB_UNAUTHORIZED']);
+  t.equal((await hub.api('GET', '/metrics', undefined, { authorization: 'Bearer opk_not-a-token' })).status, 401);
+  const reader = (await hub.api('POST', '/v1/tokens', { name: 'prometheus', scopes: ['read'] })).body.token as string;
+  t.equal((await hub.api('GET', '/metrics', undefined, { authorization: `Bearer ${reader}` })).status, 200, 'a read token scrapes');
   const { token } = await hub.enroll();
   const agent = await ScriptedAgent.connect(hub.wsUrl, token);
   for (let i = 0; i < 5; i++) agent.send('heartbeat', {});
@@ -190,7 +194,21 @@ eachBackend(t, '/metrics: Prometheus text behind the admin token', async (t, bac
   agent.close();
 });
 
-t.test('every REST error code is documented in docs/ERRORS.md', async (t) => {
+t.test('docs/ERRORS.md and errors.ts list the same REST codes, statuses and retry, both ways', async (t) => {
   const doc = readFileSync(new URL('../../../docs/ERRORS.md', import.meta.url), 'utf8');
-  for (const code of HUB_ERROR_CODES) t.match(doc, new RegExp(`\\| \`${code}\` \\|`), code);
+  const documented = new Map<string, { status: number; retry: boolean }>();
+  for (const m of doc.matchAll(/^\| `(HUB_[A-Z_]+)` \| (\d{3}) \| [^\n]*\| (yes|no)\b[^|\n]* \|$/gm)) documented.set(m[1]!, { status: Number(m[2]), retry: m[3] === 'yes' });
+  t.same([...documented.keys()].sort(), [...HUB_ERROR_CODES].sort(), 'the same codes');
+  for (const code of HUB_ERROR_CODES) t.same(documented.get(code), HUB_ERRORS[code], `${code}: status and retry`);
+});
+
+t.test('every error body says whether a retry helps', async (t) => {
+  const hub = await startHub(t, await pglite.open(t));
+  t.same((await hub.api('GET', '/v1/nope')).body, { error: { code: 'HUB_NOT_FOUND', message: 'no route GET /v1/nope', retry: false } });
+  t.same((await hub.api('GET', '/v1/agents', undefined, { authorization: 'Bearer wrong' })).body.error.retry, false);
+  t.same((await hub.api('POST', '/v1/admin/exec', { agent_id: 'nobody', command: 'service_status', params: { service: 'x' } })).body.error, {
+    code: 'HUB_AGENT_NOT_FOUND',
+    message: 'no agent nobody',
+    retry: false,
+  });
 });

@@ -1,3 +1,4 @@
+import { StartupError } from '../errors.ts';
 import { readJsonArray } from '../config-file.ts';
 import { LOG_HEAD, LOG_TAIL } from '../storage/incidents.ts';
 import { builtinPattern, operatorPattern, PatternError, type TextPattern } from './patterns.ts';
@@ -156,9 +157,9 @@ export function classify(rules: readonly ClassificationRule[], facts: IncidentFa
   return { severity: 'medium', category: 'unknown', rule: 'unclassified' };
 }
 
-export class RulesFileError extends Error {
+export class RulesFileError extends StartupError {
   constructor(file: string, where: string, reason: string) {
-    super(`rules file ${file}: ${where}: ${reason}`);
+    super('OPSPILOT_RULES_FILE', `rules file ${file}: ${where}: ${reason}`);
     this.name = 'RulesFileError';
   }
 }

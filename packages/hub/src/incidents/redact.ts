@@ -1,3 +1,4 @@
+import { StartupError } from '../errors.ts';
 import { readJsonArray } from '../config-file.ts';
 import { builtinPattern as v8, operatorPattern, PatternError, type TextPattern } from './patterns.ts';
 
@@ -98,9 +99,9 @@ export function redactionFromConfig(name: string, pattern: string): RedactionPat
   return { name, pattern: operatorPattern(pattern), replace: `$<keep>[REDACTED:${name}]` };
 }
 
-export class RedactionsFileError extends Error {
+export class RedactionsFileError extends StartupError {
   constructor(file: string, at: string, problem: string) {
-    super(`redactions file ${file}: ${at}: ${problem}`);
+    super('OPSPILOT_REDACTIONS_FILE', `redactions file ${file}: ${at}: ${problem}`);
     this.name = 'RedactionsFileError';
   }
 }

@@ -1,12 +1,14 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { App, Hub } from '../context.ts';
+import { HubError } from '../errors.ts';
 
 /**
- * Prometheus metrics at `GET /metrics` (admin token required, as for /v1): ingest throughput,
+ * Prometheus metrics at `GET /metrics` (any valid token: a `read` token is what Prometheus
+ * should hold): ingest throughput,
  * connected agents, pending execs, and the process's own CPU, memory and event-loop lag.
  * Each app has its own registry, so several hubs in one process (tests) do not collide.
  */
-export function metricsRoute(app: App, hub: Hub, authenticate: (authorization: string | undefined) => boolean): void {
+export function metricsRoute(app: App, hub: Hub, authenticate: (authorization: string | undefined) => Promise<boolean>): void {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'opspilot_hub_' });
   new Counter({
@@ -63,9 +65,7 @@ export function metricsRoute(app: App, hub: Hub, authenticate: (authorization: s
   });
 
   app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
-    if (!authenticate(req.headers.authorization)) {
-      return reply.code(401).send({ error: { code: 'HUB_UNAUTHORIZED', message: 'missing or invalid admin token' } });
-    }
+    if (!(await authenticate(req.headers.authorization))) throw new HubError('HUB_UNAUTHORIZED', 'missing or invalid token (Authorization: Bearer <token>)');
     return reply.type(registry.contentType).send(await registry.metrics());
   });
 }

@@ -8,8 +8,14 @@ export const IdParams = Type.Object({ id: Id });
 export const Timestamp = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
 
 export const ErrorResponse = Type.Object(
-  { error: Type.Object({ code: Type.String(), message: Type.String() }) },
-  { $id: 'ErrorResponse', description: 'Every REST error: a stable code and a message' },
+  {
+    error: Type.Object({
+      code: Type.String(),
+      message: Type.String(),
+      retry: Type.Boolean({ description: 'Whether the same request may succeed later (after Retry-After, once the agent is back…)' }),
+    }),
+  },
+  { $id: 'ErrorResponse', description: 'Every REST error: a stable code (docs/ERRORS.md), a message, and whether a retry helps' },
 );
 export const errorResponses = { '4xx': Type.Ref('ErrorResponse'), '5xx': Type.Ref('ErrorResponse') } as const;
 

@@ -7,6 +7,7 @@
  * (OPSPILOT_PORT, OPSPILOT_DATA_DIR, DATABASE_URL, ...). Ctrl-C stops both.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -16,8 +17,24 @@ const dataDir = path.resolve(process.env.OPSPILOT_DATA_DIR || './data');
 const port = Number(process.env.OPSPILOT_PORT || 8080);
 const localHost = !process.env.OPSPILOT_HOST || process.env.OPSPILOT_HOST === '0.0.0.0' ? '127.0.0.1' : process.env.OPSPILOT_HOST;
 const hubHttp = `http://${localHost}:${port}`;
-const agentDir = path.join(dataDir, 'agent');
+// An agent's token belongs to one database: each database the hub has run on gets its own
+// enrolment (the embedded one in <data>/agent, a PostgreSQL one in <data>/agent/postgresql-<id>),
+// so moving the checkout to PostgreSQL and back enrols once on each and never reuses a token the
+// other database has never seen.
+const agentDir = process.env.DATABASE_URL ? path.join(dataDir, 'agent', `postgresql-${databaseId(process.env.DATABASE_URL)}`) : path.join(dataDir, 'agent');
 const agentConfigPath = path.join(agentDir, 'agent.json');
+
+/** Which PostgreSQL database a URL names (host, port, database, user; never the password). */
+function databaseId(url: string): string {
+  let key = url;
+  try {
+    const u = new URL(url);
+    key = `${u.hostname}:${u.port || 5432}/${u.pathname.slice(1)}?user=${u.username}&${u.searchParams.get('options') ?? ''}`;
+  } catch {
+    // not a URL (a libpq keyword string): the whole string, hashed, still tells databases apart
+  }
+  return createHash('sha256').update(key).digest('hex').slice(0, 12);
+}
 
 const children: ChildProcess[] = [];
 let stopping = false;

@@ -26,6 +26,8 @@ export interface Logger {
 export interface ClientOptions {
   url: string;
   token: string;
+  /** Where the token came from, named when the hub rejects it (default OPSPILOT_AGENT_TOKEN). */
+  tokenFrom?: string;
   hello: () => HelloPayload;
   heartbeat: () => PayloadOf<'heartbeat'>;
   heartbeatIntervalS: number;
@@ -141,7 +143,7 @@ export class HubClient {
       if (this.#stopped) return;
       const rejected = refusedStatus === 401 || code === CLOSE_CODES.unauthenticated;
       if (rejected || code === CLOSE_CODES.replaced) {
-        const why = rejected ? 'the hub rejected this agent token (HTTP 401 / close 4401): check OPSPILOT_AGENT_TOKEN' : 'another process connected with this agent token (close 4409)';
+        const why = rejected ? `the hub rejected this agent token (HTTP 401 / close 4401): check ${this.opts.tokenFrom ?? 'OPSPILOT_AGENT_TOKEN'}` : 'another process connected with this agent token (close 4409)';
         this.opts.log.error(why, { retry_in_s: Math.round(this.#slowRetryMs / 1000) });
         this.#retry(this.#slowRetryMs);
         return;

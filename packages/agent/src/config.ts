@@ -16,6 +16,8 @@ export interface AgentConfig {
   actions: Record<string, ActionSpec>;
   max_concurrent_execs: number;
   outbox_max_entries: number;
+  /** Where the token came from, for messages: "OPSPILOT_AGENT_TOKEN" or "token in <file>". */
+  token_from?: string;
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/opspilot/agent.json';
@@ -223,5 +225,6 @@ export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv,
   if (env.OPSPILOT_HUB_URL) merged.hub_url = env.OPSPILOT_HUB_URL;
   if (env.OPSPILOT_AGENT_TOKEN) merged.token = env.OPSPILOT_AGENT_TOKEN;
   if (env.OPSPILOT_AGENT_STATE_DIR) merged.state_dir = env.OPSPILOT_AGENT_STATE_DIR;
-  return resolveAgentConfig(merged, { stateDir: isRoot ? '/var/lib/opspilot' : path.resolve('data/agent') });
+  const config = resolveAgentConfig(merged, { stateDir: isRoot ? '/var/lib/opspilot' : path.resolve('data/agent') });
+  return Object.freeze({ ...config, token_from: env.OPSPILOT_AGENT_TOKEN ? 'OPSPILOT_AGENT_TOKEN' : `"token" in ${file}` });
 }

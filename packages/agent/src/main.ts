@@ -59,6 +59,7 @@ async function main(): Promise<void> {
   const client = new HubClient({
     url: config.hub_url,
     token: config.token,
+    ...(config.token_from ? { tokenFrom: config.token_from } : {}),
     hello: () => ({ protocol: 1, agent_version: AGENT_VERSION, hostname: hostname(), os: platform(), arch: arch(), kernel: release(), boot_time: bootTime, actions: runner.actionNames }),
     heartbeat: () => {
       const beat: Record<string, number> = { uptime_s: Math.floor(uptime()) };
@@ -135,7 +136,12 @@ async function main(): Promise<void> {
   // Catching up on the journal may take a while after a long stop; the connection does not wait.
   void systemd?.start().catch((err: Error) => log.error('systemd watcher did not start', { error: err.message }));
 
+  // Ctrl-C reaches the whole process group, and `pnpm start` then asks its children to stop too:
+  // the second signal is the same request, not a new one.
+  let stopping = false;
   const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
     log.info('stopping', { signal });
     clearInterval(metricsTimer);
     if (logsTimer) clearInterval(logsTimer);

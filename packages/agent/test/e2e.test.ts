@@ -4,6 +4,7 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
+import pg from 'pg';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,11 +12,14 @@ import { eventually, freePort } from './util.ts';
 
 const START = path.resolve(import.meta.dirname, '../../../scripts/start.ts');
 
-function startStack(dataDir: string, port: number) {
-  const child = spawn(process.execPath, ['--import', 'tsx', START], {
-    env: { PATH: process.env.PATH ?? '', OPSPILOT_DATA_DIR: dataDir, OPSPILOT_PORT: String(port), OPSPILOT_HOST: '127.0.0.1', OPSPILOT_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+const ROOT = path.resolve(import.meta.dirname, '../../..');
+
+/** `pnpm start` (start.ts directly, or through pnpm in a process group of its own, as a terminal runs it). */
+function startStack(dataDir: string, port: number, opts: { viaPnpm?: boolean; env?: Record<string, string> } = {}) {
+  const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', OPSPILOT_DATA_DIR: dataDir, OPSPILOT_PORT: String(port), OPSPILOT_HOST: '127.0.0.1', OPSPILOT_LOG_LEVEL: 'warn', ...opts.env };
+  const child = opts.viaPnpm
+    ? spawn('pnpm', ['start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    : spawn(process.execPath, ['--import', 'tsx', START], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));
@@ -70,14 +74,49 @@ t.test('pnpm start: hub and local agent, metrics, exec round trips, clean stop',
   const agentToken = JSON.parse(readFileSync(path.join(dataDir, 'agent', 'agent.json'), 'utf8')).token as string;
   t.notOk(stack.output().includes(agentToken), 'the agent token is never printed');
 
-  // A second start reuses the enrolment: no new admin token, the same agent comes back.
-  const again = startStack(dataDir, port);
+  // A second start, through `pnpm start` as a user runs it, reuses the enrolment: no new admin
+  // token, the same agent comes back. Ctrl-C reaches the whole process group (pnpm, its shell,
+  // start.ts, the hub and the agent): everything stops once, cleanly, and pnpm reports no failure.
+  const again = startStack(dataDir, port, { viaPnpm: true });
   t.teardown(() => {
-    if (again.child.exitCode === null) again.child.kill('SIGKILL');
+    if (again.child.exitCode === null) process.kill(-again.child.pid!, 'SIGKILL');
   });
   const sameId = await eventually(async () => /local agent\s+([0-9A-Z]{26})/.exec(again.output())?.[1], 60_000, 'the agent after a restart');
   t.equal(sameId, agentId);
   t.notOk(/opk_/.test(again.output()));
-  again.child.kill('SIGTERM');
-  t.equal(await again.exited, 0);
+  process.kill(-again.child.pid!, 'SIGINT');
+  t.equal(await again.exited, 0, 'Ctrl-C: exit 0');
+  t.notOk(/ELIFECYCLE|Command failed/.test(again.output()), 'pnpm reports no failure');
+  t.equal(again.output().match(/"msg":"stopping"/g)?.length, 1, 'the agent stops once');
+
+  // The same checkout moved to PostgreSQL: a new database, so a new enrolment (the embedded
+  // database's agent token would be rejected there forever); back on the embedded one, the old.
+  if (process.env.DATABASE_URL) {
+    const schema = `e2e_${process.pid}_${Date.now()}`;
+    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await admin.connect();
+    await admin.query(`CREATE SCHEMA ${schema}`);
+    t.teardown(async () => {
+      await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+      await admin.end();
+    });
+    const url = new URL(process.env.DATABASE_URL);
+    url.searchParams.set('options', `-c search_path=${schema}`);
+    const onPg = startStack(dataDir, port, { env: { DATABASE_URL: url.toString() } });
+    t.teardown(() => {
+      if (onPg.child.exitCode === null) onPg.child.kill('SIGKILL');
+    });
+    const pgAgent = await eventually(async () => /local agent\s+([0-9A-Z]{26})/.exec(onPg.output())?.[1], 60_000, 'the agent enrolled on PostgreSQL');
+    t.not(pgAgent, agentId, 'enrolled again on the new database');
+    t.notOk(/rejected this agent token/.test(onPg.output()), 'the old token is never tried there');
+    onPg.child.kill('SIGTERM');
+    t.equal(await onPg.exited, 0);
+    const back = startStack(dataDir, port);
+    t.teardown(() => {
+      if (back.child.exitCode === null) back.child.kill('SIGKILL');
+    });
+    t.equal(await eventually(async () => /local agent\s+([0-9A-Z]{26})/.exec(back.output())?.[1], 60_000, 'the embedded agent again'), agentId);
+    back.child.kill('SIGTERM');
+    t.equal(await back.exited, 0);
+  }
 });

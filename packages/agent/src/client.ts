@@ -2,6 +2,7 @@ import WebSocket from 'ws';
 import {
   CLOSE_CODES,
   HUB_MESSAGE_TYPES,
+  PROTOCOL_VERSION,
   ProtocolError,
   decodeFrame,
   encodeEnvelope,
@@ -49,6 +50,8 @@ export interface ClientOptions {
  * (4401, 4409) is logged as an error and retried only slowly.
  */
 export class HubClient {
+  /** The message set used with the hub: the lower of its version and ours. */
+  protocol = 1;
   #ws: WebSocket | null = null;
   #stopped = false;
   #retryTimer: NodeJS.Timeout | null = null;
@@ -195,7 +198,9 @@ export class HubClient {
         const welcome = message.payload as PayloadOf<'welcome'>;
         this.agentId = welcome.agent_id;
         this.#heartbeatS = welcome.heartbeat_interval_s;
-        this.opts.log.info('connected to the hub', { agent_id: welcome.agent_id });
+        // Both sides use the lower message set (a hub that does not say speaks 1).
+        this.protocol = Math.min(welcome.protocol ?? 1, PROTOCOL_VERSION);
+        this.opts.log.info('connected to the hub', { agent_id: welcome.agent_id, protocol: this.protocol });
         // Everything not yet acked goes again, oldest first, with its original id.
         for (const entry of this.opts.outbox.pending()) ws.send(entry.frame);
         this.#startHeartbeats();

@@ -1,5 +1,6 @@
 import { arch, hostname, platform, release, uptime } from 'node:os';
 import path from 'node:path';
+import { PROTOCOL_VERSION } from '@opspilot/protocol';
 import { HubClient, type Logger } from './client.ts';
 import { LogTail } from './collectors/log-tail.ts';
 import { sampleMetrics } from './collectors/metrics.ts';
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
     url: config.hub_url,
     token: config.token,
     ...(config.token_from ? { tokenFrom: config.token_from } : {}),
-    hello: () => ({ protocol: 1, agent_version: AGENT_VERSION, hostname: hostname(), os: platform(), arch: arch(), kernel: release(), boot_time: bootTime, actions: runner.actionNames }),
+    hello: () => ({ protocol: PROTOCOL_VERSION, agent_version: AGENT_VERSION, hostname: hostname(), os: platform(), arch: arch(), kernel: release(), boot_time: bootTime, actions: runner.actionNames }),
     heartbeat: () => {
       const beat: Record<string, number> = { uptime_s: Math.floor(uptime()) };
       if (last) {

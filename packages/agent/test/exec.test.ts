@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ExecParams } from '@opspilot/protocol';
@@ -64,6 +64,22 @@ t.test('a request id runs at most once, across restarts too', async (t) => {
   t.match(await first.run(req), { ok: false, error_code: 'EXEC_DUPLICATE' });
   const second = runner(t, { stateDir });
   t.match(await second.run(req), { ok: false, error_code: 'EXEC_DUPLICATE' }, 'after a restart');
+});
+
+t.test('the long request log is compacted by replacing the file, never rewriting it in place', async (t) => {
+  const stateDir = mkdtempSync(path.join(tmpdir(), 'opspilot-exec-'));
+  t.teardown(() => rmSync(stateDir, { recursive: true, force: true }));
+  const log = path.join(stateDir, 'exec-requests.log');
+  writeFileSync(log, Array.from({ length: 20_001 }, (_, i) => `old-${i}`).join('\n') + '\n', { mode: 0o600 });
+  const before = statSync(log).ino;
+  const r = runner(t, { stateDir });
+  const lines = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+  t.equal(lines.length, 10_000, 'the last 10,000 ids are kept');
+  t.equal(lines.at(-1), 'old-20000');
+  t.not(statSync(log).ino, before, 'a new file was renamed over the old one (a crash leaves one or the other whole)');
+  t.equal(statSync(log).mode & 0o777, 0o600);
+  t.notOk(existsSync(`${log}.tmp`), 'no temp file is left');
+  t.match(await r.run({ ...exec('echo_arg', { text: 'x' }), request_id: 'old-20000' }), { ok: false, error_code: 'EXEC_DUPLICATE' }, 'a kept id still refuses');
 });
 
 t.test('output is capped at 64 KiB per stream', async (t) => {

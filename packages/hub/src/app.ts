@@ -35,7 +35,8 @@ import { remediationRoutes } from './rest/remediation.ts';
 import { incidentRoutes } from './rest/incidents.ts';
 import { ErrorResponse } from './rest/schemas.ts';
 import { metricsRoute } from './observability/metrics.ts';
-import { applySchema, openDatabase, ping, type HubDatabase } from './storage/database.ts';
+import { openDatabase, ping, type HubDatabase } from './storage/database.ts';
+import { migrate } from './storage/migrate.ts';
 import { Retention } from './retention.ts';
 
 declare module 'fastify' {
@@ -93,7 +94,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     }));
 
   try {
-    await applySchema(database).catch((err: Error) => {
+    const schema = await migrate(database).catch((err: Error) => {
       throw ownsDatabase ? new StartupError(setting, `cannot prepare the database: ${err.message}`) : err;
     });
     const adminAuth = await AdminAuth.load(database.db, config.adminToken, options.showAdminToken ?? printAdminToken);
@@ -118,6 +119,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     // Past this many TCP connections, new ones are closed at once: memory and file descriptors
     // stay bounded whatever opens them.
     app.server.maxConnections = config.maxConnections;
+    if (schema.applied.length > 0 && schema.from !== null) app.log.info({ from: schema.from, to: schema.to, applied: schema.applied }, 'database schema upgraded');
     let lastDropLog = 0;
     app.server.on('drop', () => {
       if (Date.now() - lastDropLog < 10_000) return;

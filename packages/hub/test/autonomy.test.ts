@@ -35,6 +35,30 @@ t.test('recurring windows: a cron occurrence opens the silence for its duration,
   const oneOff = { starts_at: new Date('2026-11-22T00:00:00Z'), ends_at: new Date('2026-11-22T01:00:00Z'), cron: null, duration_s: null };
   t.ok(activeWindow(oneOff, new Date('2026-11-22T00:30:00Z')));
   t.equal(activeWindow(oneOff, new Date('2026-11-22T01:30:00Z')), null);
+  const forGood = { ...s, ends_at: null };
+  t.match(activeWindow(forGood, new Date('2031-03-02T03:59:00Z')), { until: new Date('2031-03-02T04:00:00Z') }, 'a recurring silence without ends_at runs for good');
+});
+
+eachBackend(t, 'a recurring silence as the README shows it: no ends_at, and one that could never open is refused', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const weekly = await hub.api('POST', '/v1/silences', { match: { source: 'backup*' }, cron: '0 2 * * 0', duration_s: 7200, reason: 'weekly backups' });
+  t.equal(weekly.status, 201);
+  t.equal(weekly.body.ends_at, null, 'until deleted');
+  t.equal(new Date(weekly.body.next_window_at).getUTCDay(), 0, 'it says when it next opens: a Sunday');
+  t.ok(new Date(weekly.body.next_window_at) > new Date());
+  // The README's old example: a 2-hour ends_at with a weekly cron opens only if a Sunday 02:00 falls in it.
+  const now = new Date('2026-11-30T10:00:00Z'); // a Monday
+  const never = await hub.api('POST', '/v1/silences', {
+    match: {},
+    starts_at: now.toISOString(),
+    ends_at: new Date(now.getTime() + 7_200_000).toISOString(),
+    cron: '0 2 * * 0',
+    duration_s: 7200,
+    reason: 'x',
+  });
+  t.match(never, { status: 400, body: { error: { code: 'HUB_BAD_REQUEST', message: /never open/ } } });
+  t.match(await hub.api('POST', '/v1/silences', { match: {}, reason: 'x' }), { status: 400, body: { error: { message: /one-off silence needs ends_at/ } } });
+  t.equal((await hub.api('GET', '/v1/silences')).body.silences.length, 1);
 });
 
 eachBackend(t, 'a silence holds notifications and automatic actions, records incidents, and notifies what is still open when it ends', async (t, backend) => {

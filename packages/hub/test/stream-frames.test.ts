@@ -1,6 +1,6 @@
 import t from 'tap';
 import { gzipSync } from 'node:zlib';
-import { CLOSE_CODES, type ProtocolErrorCode } from '@opspilot/protocol';
+import { CLOSE_CODES, PROTOCOL_VERSION, type ProtocolErrorCode } from '@opspilot/protocol';
 import { HELLO, ScriptedAgent, eachBackend, startHub } from './helpers.ts';
 
 const b64 = (s: string | Uint8Array) => Buffer.from(s).toString('base64');
@@ -186,4 +186,25 @@ eachBackend(t, 'frames sent before the first-frame auth completes are kept in or
   t.equal(list.body.incidents.length, 1);
   t.match(list.body.incidents[0], { count: 20, status: 'resolved', message: 'line 19' });
   agent.close();
+});
+
+eachBackend(t, 'hello.protocol is negotiated: the lower version is used, an agent too old to serve is refused', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const newer = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, newer.token);
+  t.match(await agent.next('welcome'), { protocol: PROTOCOL_VERSION }, 'the welcome says which message set the hub speaks');
+  agent.send('hello', { ...HELLO, protocol: PROTOCOL_VERSION + 5 }, { id: 'h-new' });
+  await agent.acked(['h-new']);
+  t.equal(hub.app.hub.registry.get(newer.id)?.protocol, PROTOCOL_VERSION, 'a newer agent is spoken to in the hub\'s version');
+  t.equal((await hub.api('GET', `/v1/agents/${newer.id}`)).body.facts.protocol, PROTOCOL_VERSION + 5, 'and what it speaks is recorded');
+
+  const older = await hub.enroll();
+  const old = await ScriptedAgent.connect(hub.wsUrl, older.token);
+  await old.next('welcome');
+  old.send('hello', { ...HELLO, protocol: 0 }, { id: 'h-old' });
+  t.match(await old.next('error'), { code: 'PROTO_VERSION', ref_id: 'h-old', message: /older than this hub serves/ });
+  t.equal((await hub.api('GET', `/v1/agents/${older.id}`)).body.facts, null, 'its hello is not stored');
+  t.equal(old.ws.readyState, old.ws.OPEN, 'one refused frame does not close the connection');
+  agent.close();
+  old.close();
 });

@@ -1,4 +1,4 @@
-import { PROTOCOL_ERROR_CODES } from './errors.ts';
+import { PROTOCOL_ERROR_CODES, ProtocolError } from './errors.ts';
 import { ID_PATTERN } from './limits.ts';
 import { arr, bool, int, jsonDocument, jsonObject, nullable, num, obj, oneOf, SchemaViolation, str, type Check, type Infer } from './schema.ts';
 
@@ -29,9 +29,30 @@ export const MAX_UNIX_SECONDS = 253_402_300_799;
 const bytes = num({ min: 0, max: MAX_BYTES });
 const unixSeconds = num({ min: 0, max: MAX_UNIX_SECONDS });
 
+/**
+ * The message set this code speaks (`hello.protocol`, `welcome.protocol`). It grows by one when
+ * messages are added; both sides then use what the lower of the two versions has, so an older
+ * agent keeps working with a newer hub and the other way round. The envelope's `ver` is separate:
+ * it changes only if the envelope itself does.
+ */
+export const PROTOCOL_VERSION = 1;
+/** The oldest message set a hub of this code still serves. */
+export const MIN_PROTOCOL_VERSION = 1;
+
+/**
+ * The message set both sides use, given the agent's `hello.protocol`: the lower of the two
+ * versions. An agent older than MIN_PROTOCOL_VERSION is refused with PROTO_VERSION.
+ */
+export function negotiateProtocol(agentVersion: number, refId?: string): number {
+  if (agentVersion < MIN_PROTOCOL_VERSION) {
+    throw new ProtocolError('PROTO_VERSION', `hello.protocol ${agentVersion} is older than this hub serves (${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION}): upgrade the agent`, refId);
+  }
+  return Math.min(agentVersion, PROTOCOL_VERSION);
+}
+
 export const helloPayload = obj(
   {
-    protocol: int({ min: 1 }),
+    protocol: int({ min: 0, max: 1_000_000 }),
     agent_version: str({ min: 1, max: 64 }),
     hostname: str({ min: 1, max: 255 }),
     os: str({ min: 1, max: 128 }),
@@ -105,7 +126,11 @@ export const execResultPayload = obj(
   { error_code: str({ min: 1, max: 64, pattern: /^[A-Z][A-Z0-9_]*$/ }) },
 );
 
-export const welcomePayload = obj({ agent_id: str({ min: 1, max: 64 }), heartbeat_interval_s: num({ min: 1 }) });
+export const welcomePayload = obj(
+  { agent_id: str({ min: 1, max: 64 }), heartbeat_interval_s: num({ min: 1 }) },
+  // The hub's PROTOCOL_VERSION (absent from hubs before it was sent: read as 1).
+  { protocol: int({ min: 1, max: 1_000_000 }) },
+);
 
 export const ackPayload = obj({ ids: arr(str({ pattern: ID_PATTERN, max: 64 }), { max: 10_000 }) });
 

@@ -7,7 +7,10 @@ import {
   DEFAULT_LIMITS,
   EXEC_ERROR_CODES,
   HUB_MESSAGE_TYPES,
+  MIN_PROTOCOL_VERSION,
   PROTOCOL_ERROR_CODES,
+  PROTOCOL_VERSION,
+  negotiateProtocol,
   ProtocolError,
   decodeFrame,
   encodeEnvelope,
@@ -309,4 +312,11 @@ t.test('every error code and close code is documented in docs/ERRORS.md', async 
 t.test('readEnvelope checks only the fields, never data', async (t) => {
   const env = readEnvelope(parseFrame(frame({ data: 'not even base64!' })), fromAgent);
   t.equal(env.data, 'not even base64!');
+});
+
+t.test('the message-set version is negotiated down, and an agent older than the minimum is refused', async (t) => {
+  t.equal(negotiateProtocol(PROTOCOL_VERSION), PROTOCOL_VERSION);
+  t.equal(negotiateProtocol(PROTOCOL_VERSION + 3), PROTOCOL_VERSION, 'a newer agent is spoken to in this version');
+  t.throws(() => negotiateProtocol(MIN_PROTOCOL_VERSION - 1, 'h1'), { code: 'PROTO_VERSION', refId: 'h1' });
+  t.equal((decodeFrame(encodeEnvelope('welcome', { agent_id: 'a', heartbeat_interval_s: 30 }), HUB_MESSAGE_TYPES).message.payload as { protocol?: number }).protocol, undefined, 'a welcome without protocol (older hubs) still decodes');
 });

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { writeFileDurably } from '../state-file.ts';
 import path from 'node:path';
 import type { ExecPayload, ExecResultPayload } from '@opspilot/protocol';
 import { BadParams, buildArgv, type ActionSpec } from './catalogue.ts';
@@ -39,7 +40,9 @@ export class ExecRunner {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     this.#seen = new Set(lines.slice(-REMEMBERED_REQUESTS));
-    if (lines.length > REMEMBERED_REQUESTS * 2) writeFileSync(this.#seenFile, [...this.#seen].join('\n') + '\n', { mode: 0o600 });
+    // Compacted through a temp file, fsynced and renamed: a crash leaves the old log or the new one,
+    // never a torn one that would forget requests already run.
+    if (lines.length > REMEMBERED_REQUESTS * 2) writeFileDurably(this.#seenFile, [...this.#seen].join('\n') + '\n');
   }
 
   get actionNames(): string[] {

@@ -4,7 +4,9 @@ import {
   AGENT_MESSAGE_TYPES,
   CLOSE_CODES,
   ProtocolError,
+  PROTOCOL_VERSION,
   decodePayload,
+  negotiateProtocol,
   encodeEnvelope,
   frameToken,
   parseFrame,
@@ -67,6 +69,8 @@ const MAX_REPLAY_AGE_MS = 24 * 60 * 60 * 1000;
  */
 export class AgentConnection implements AckTarget {
   agentId: string | null = null;
+  /** The message set both sides use (negotiated at hello; 1 until one arrives, as for Go agents). */
+  protocol = 1;
   /** The exec catalogue from `hello`; null until one arrives (then any command may be sent). */
   actions: string[] | null = null;
   lastSeenAt: Date | null = null;
@@ -231,7 +235,7 @@ export class AgentConnection implements AckTarget {
     this.connectedAt = this.lastSeenAt = new Date();
     this.ctx.onAuthenticated(this);
     if (this.#state !== 'open') return;
-    this.send('welcome', { agent_id: agent.agentId, heartbeat_interval_s: this.ctx.heartbeatIntervalS });
+    this.send('welcome', { agent_id: agent.agentId, heartbeat_interval_s: this.ctx.heartbeatIntervalS, protocol: PROTOCOL_VERSION });
   }
 
   #handleFrame(data: Buffer, isBinary: boolean): void {
@@ -280,6 +284,12 @@ export class AgentConnection implements AckTarget {
     const frame: IncomingFrame = { agentId, at: now, msgId, ackTo: this };
     switch (message.type) {
       case 'hello':
+        try {
+          this.protocol = negotiateProtocol(message.payload.protocol, msgId);
+        } catch (err) {
+          this.#badFrame(err); // an agent too old to serve: its hello is refused, not stored
+          return;
+        }
         this.actions = message.payload.actions;
         frame.hello = message.payload;
         break;

@@ -5,7 +5,7 @@ import { HubError } from '../errors.ts';
 import { actionProblem } from '../remediation/params.ts';
 import { releaseDeferred } from '../storage/notifications.ts';
 import { createRule, deleteRule, getRule, listRules, updateRule, type RuleInput } from '../storage/rules.ts';
-import { checkCron, createSilence, deleteSilence, listSilences } from '../storage/silences.ts';
+import { checkCron, createSilence, deleteSilence, firstOpening, listSilences } from '../storage/silences.ts';
 import type { RemediationRule, Silence } from '../storage/tables.ts';
 import { recordEvent } from '../storage/timeline.ts';
 import { ExecParams, IdParams, Timestamp, errorResponses, iso } from './schemas.ts';
@@ -57,7 +57,7 @@ const SilenceBody = Type.Object(
   {
     match: Match,
     starts_at: Type.Optional(Type.String({ format: 'date-time', description: 'default now' })),
-    ends_at: Type.String({ format: 'date-time' }),
+    ends_at: Type.Optional(Type.String({ format: 'date-time', description: 'required for a one-off silence; a recurring one without it runs until deleted' })),
     cron: Type.Optional(Type.String({ minLength: 9, maxLength: 100, description: 'recurring: a cron expression (UTC) opening a window of duration_s' })),
     duration_s: Type.Optional(Type.Integer({ minimum: 60, maximum: 7 * 86_400 })),
     reason: Type.String({ minLength: 1, maxLength: 500 }),
@@ -69,8 +69,9 @@ const SilenceView = Type.Object({
   id: Type.String(),
   match: Type.Record(Type.String(), Type.Unknown()),
   starts_at: Type.String({ format: 'date-time' }),
-  ends_at: Type.String({ format: 'date-time' }),
+  ends_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   cron: Type.Union([Type.String(), Type.Null()]),
+  next_window_at: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'recurring: when its next window opens (null if never again)' })),
   duration_s: Type.Union([Type.Integer(), Type.Null()]),
   reason: Type.String(),
   created_by: Type.String(),
@@ -83,7 +84,13 @@ const ruleView = (r: RemediationRule) => ({
   created_at: r.created_at.toISOString(),
   updated_at: r.updated_at.toISOString(),
 });
-const silenceView = ({ deleted_at: _d, ...s }: Silence) => ({ ...s, starts_at: s.starts_at.toISOString(), ends_at: s.ends_at.toISOString(), created_at: s.created_at.toISOString() });
+const silenceView = ({ deleted_at: _d, ...s }: Silence, now = new Date()) => ({
+  ...s,
+  starts_at: s.starts_at.toISOString(),
+  ends_at: s.ends_at?.toISOString() ?? null,
+  created_at: s.created_at.toISOString(),
+  ...(s.cron ? { next_window_at: firstOpening(s.cron, s.starts_at > now ? s.starts_at : now, s.ends_at)?.toISOString() ?? null } : {}),
+});
 
 function ruleInput(body: Static<typeof RuleBody>): RuleInput {
   const params = body.action.params ?? {};
@@ -194,14 +201,19 @@ export function remediationRoutes(app: App, hub: Hub): void {
     async (req, reply) => {
       const now = new Date();
       const startsAt = req.body.starts_at ? new Date(req.body.starts_at) : now;
-      const endsAt = new Date(req.body.ends_at);
-      if (!(endsAt > startsAt)) throw new HubError('HUB_BAD_REQUEST', 'ends_at must be after starts_at');
       if ((req.body.cron === undefined) !== (req.body.duration_s === undefined)) throw new HubError('HUB_BAD_REQUEST', 'a recurring silence needs both cron and duration_s');
+      if (req.body.ends_at === undefined && req.body.cron === undefined) throw new HubError('HUB_BAD_REQUEST', 'a one-off silence needs ends_at');
+      const endsAt = req.body.ends_at === undefined ? null : new Date(req.body.ends_at);
+      if (endsAt && !(endsAt > startsAt)) throw new HubError('HUB_BAD_REQUEST', 'ends_at must be after starts_at');
       if (req.body.cron !== undefined) {
         try {
           checkCron(req.body.cron);
         } catch (err) {
           throw new HubError('HUB_BAD_REQUEST', `cron: ${(err as Error).message}`);
+        }
+        // A window opens at each occurrence: one that has none before ends_at would never silence anything.
+        if (!firstOpening(req.body.cron, startsAt, endsAt)) {
+          throw new HubError('HUB_BAD_REQUEST', `cron: "${req.body.cron}" (UTC) has no occurrence between starts_at and ends_at, so the silence would never open; move ends_at later or leave it out`);
         }
       }
       const silence: Omit<Silence, 'deleted_at'> = {
@@ -233,7 +245,7 @@ export function remediationRoutes(app: App, hub: Hub): void {
         response: { 200: Type.Object({ silences: Type.Array(SilenceView) }), ...errorResponses },
       },
     },
-    async (req) => ({ silences: (await listSilences(db, req.query.all, new Date())).map(silenceView) }),
+    async (req) => ({ silences: (await listSilences(db, req.query.all, new Date())).map((s) => silenceView(s)) }),
   );
 
   app.delete(

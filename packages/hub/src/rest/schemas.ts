@@ -37,6 +37,7 @@ export const AgentView = Type.Object({
   facts: Type.Union([
     Type.Object({
       agent_version: Type.String(),
+      protocol: Type.Optional(Type.Integer({ description: 'the message set the agent speaks (hello.protocol); the hub uses the lower of this and its own' })),
       hostname: Type.String(),
       os: Type.String(),
       arch: Type.String(),

@@ -1,5 +1,4 @@
-import { mkdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
+import { mkdirSync } from 'node:fs';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { PGliteDialect } from './pglite-dialect.ts';
@@ -12,7 +11,16 @@ export interface HubDatabase {
   readonly kind: 'pglite' | 'postgres';
   /** Run SQL text that may hold several statements (the schema). */
   exec(sqlText: string): Promise<void>;
+  /** One transaction on one connection, for SQL text (migrations): committed when `fn` returns, rolled back if it throws. */
+  transaction<T>(fn: (tx: SqlSession) => Promise<T>): Promise<T>;
   close(): Promise<void>;
+}
+
+/** Raw SQL on one connection inside a transaction. */
+export interface SqlSession {
+  /** SQL text that may hold several statements. */
+  exec(sqlText: string): Promise<void>;
+  query<R>(sqlText: string, params?: unknown[]): Promise<R[]>;
 }
 
 export interface OpenDatabaseOptions {
@@ -66,6 +74,23 @@ async function openPostgres(connectionString: string, opts: OpenDatabaseOptions)
         client.release();
       }
     },
+    async transaction(fn) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await fn({
+          exec: async (text) => void (await client.query(text)),
+          query: async (text, params) => (await client.query(text, params as unknown[])).rows,
+        });
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
     async close() {
       await db.destroy();
     },
@@ -83,25 +108,18 @@ async function openPGlite(dir: string): Promise<HubDatabase> {
     async exec(sqlText) {
       await client.exec(sqlText);
     },
+    async transaction(fn) {
+      return client.transaction(async (tx) =>
+        fn({
+          exec: async (text) => void (await tx.exec(text)),
+          query: async <R>(text: string, params?: unknown[]) => (await tx.query<R>(text, params)).rows,
+        }),
+      );
+    },
     async close() {
       await db.destroy();
     },
   };
-}
-
-export const SCHEMA_PATH = path.resolve(import.meta.dirname, '../../../../schema.sql');
-
-/**
- * Apply schema.sql. Every statement is idempotent; an advisory lock keeps two hubs starting at
- * once on one PostgreSQL from racing on CREATE ... IF NOT EXISTS.
- */
-export async function applySchema(hdb: HubDatabase, schemaPath: string = SCHEMA_PATH): Promise<void> {
-  const schema = readFileSync(schemaPath, 'utf8');
-  if (hdb.kind === 'pglite') {
-    await hdb.exec(schema);
-    return;
-  }
-  await hdb.exec(`BEGIN; SELECT pg_advisory_xact_lock(4242001); ${schema}; COMMIT;`);
 }
 
 /** True when a trivial query answers: what /readyz reports. */

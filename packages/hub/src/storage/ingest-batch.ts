@@ -240,7 +240,7 @@ export async function inSavepoint<T>(trx: Db, name: string, fn: () => Promise<T>
 }
 
 function helloFacts(hello: HelloPayload): Record<string, unknown> {
-  const facts: Record<string, unknown> = { agent_version: hello.agent_version, hostname: hello.hostname, os: hello.os, arch: hello.arch };
+  const facts: Record<string, unknown> = { agent_version: hello.agent_version, protocol: hello.protocol, hostname: hello.hostname, os: hello.os, arch: hello.arch };
   if (hello.kernel !== undefined) facts.kernel = hello.kernel;
   if (hello.boot_time !== undefined) facts.boot_time = hello.boot_time;
   return facts;

@@ -4,15 +4,26 @@ import type { MatchSubject, Silence } from './tables.ts';
 
 /**
  * The window of a silence that contains `at`, if any: a one-off silence is its own window; a
- * recurring one opens at each cron occurrence for `duration_s`, between starts_at and ends_at.
+ * recurring one opens at each cron occurrence for `duration_s`, from starts_at until ends_at (or
+ * for good when it has none).
  */
 export function activeWindow(s: Pick<Silence, 'starts_at' | 'ends_at' | 'cron' | 'duration_s'>, at: Date): { from: Date; until: Date } | null {
-  if (at < s.starts_at || at >= s.ends_at) return null;
-  if (!s.cron || !s.duration_s) return { from: s.starts_at, until: s.ends_at };
+  if (at < s.starts_at || (s.ends_at && at >= s.ends_at)) return null;
+  if (!s.cron || !s.duration_s) return s.ends_at ? { from: s.starts_at, until: s.ends_at } : null;
   // The latest occurrence at or before `at` (cron's minute resolution: look from the next second).
   const last = CronExpressionParser.parse(s.cron, { currentDate: new Date(at.getTime() + 1000), tz: 'UTC' }).prev().toDate();
-  const until = new Date(Math.min(last.getTime() + s.duration_s * 1000, s.ends_at.getTime()));
+  const end = last.getTime() + s.duration_s * 1000;
+  const until = new Date(s.ends_at ? Math.min(end, s.ends_at.getTime()) : end);
   return last <= at && at < until ? { from: last, until } : null;
+}
+
+/**
+ * When a recurring silence first opens: the first cron occurrence from `from` (inclusive, to the
+ * minute) that is before `until`; null if there is none.
+ */
+export function firstOpening(cron: string, from: Date, until: Date | null): Date | null {
+  const next = CronExpressionParser.parse(cron, { currentDate: new Date(from.getTime() - 1000), tz: 'UTC' }).next().toDate();
+  return until && next >= until ? null : next;
 }
 
 /** Throws with the reason when the expression is not a cron expression. */
@@ -21,7 +32,13 @@ export function checkCron(expr: string): void {
 }
 
 export async function liveSilences(db: Db, at: Date): Promise<Silence[]> {
-  return db.selectFrom('silences').selectAll().where('deleted_at', 'is', null).where('starts_at', '<=', at).where('ends_at', '>', at).execute();
+  return db
+    .selectFrom('silences')
+    .selectAll()
+    .where('deleted_at', 'is', null)
+    .where('starts_at', '<=', at)
+    .where((eb) => eb.or([eb('ends_at', 'is', null), eb('ends_at', '>', at)]))
+    .execute();
 }
 
 /** What a silence is matched against, for one incident. */
@@ -41,7 +58,7 @@ export async function createSilence(db: Db, s: Omit<Silence, 'deleted_at'>): Pro
 
 export async function listSilences(db: Db, includeEnded: boolean, at: Date): Promise<Silence[]> {
   let q = db.selectFrom('silences').selectAll().where('deleted_at', 'is', null);
-  if (!includeEnded) q = q.where('ends_at', '>', at);
+  if (!includeEnded) q = q.where((eb) => eb.or([eb('ends_at', 'is', null), eb('ends_at', '>', at)]));
   return q.orderBy('id').execute();
 }
 

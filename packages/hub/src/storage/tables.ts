@@ -11,6 +11,8 @@ type TimestampNullable = ColumnType<Date | null, Date | string | null, Date | st
 
 export interface AgentFacts {
   agent_version: string;
+  /** The message set the agent speaks (hello.protocol); absent for hellos stored before 0.2. */
+  protocol?: number;
   hostname: string;
   os: string;
   arch: string;
@@ -66,6 +68,10 @@ export interface MetricSamplesTable {
 export const INCIDENT_STATUSES = ['new', 'analyzing', 'open', 'acknowledged', 'ignored', 'resolved'] as const;
 export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];
 
+/** Where an incident's analysis is: queued, being written, stored. */
+export const ANALYSIS_STATUSES = ['pending', 'running', 'done'] as const;
+export type AnalysisStatus = (typeof ANALYSIS_STATUSES)[number];
+
 export interface IncidentsTable {
   id: string;
   agent_id: string;
@@ -88,7 +94,7 @@ export interface IncidentsTable {
   category: string | null;
   rule: string | null;
   analysis: JsonNullable<Record<string, unknown>>;
-  analysis_status: string | null;
+  analysis_status: AnalysisStatus | null;
   analysis_requested_at: TimestampNullable;
   analysis_reuse: ColumnType<boolean, boolean | undefined, boolean>;
   reopen_count: ColumnType<number, number | undefined, number>;
@@ -137,6 +143,11 @@ export interface IncidentEventsTable {
   detail: JsonNullable<Record<string, unknown>>;
 }
 
+export const NOTIFICATION_KINDS = ['message', 'thread', 'approval'] as const;
+export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
+export const RULE_MODES = ['auto', 'approve'] as const;
+export type RuleMode = (typeof RULE_MODES)[number];
+
 export interface SlackMessagesTable {
   incident_id: string;
   channel: string;
@@ -147,7 +158,7 @@ export interface SlackMessagesTable {
 export interface NotificationsTable {
   id: string;
   incident_id: string;
-  kind: 'message' | 'thread' | 'approval';
+  kind: NotificationKind;
   body: string | null;
   version: ColumnType<number, number | undefined, number>;
   attempts: ColumnType<number, number | undefined, number>;
@@ -207,7 +218,7 @@ export interface RemediationRulesTable {
   name: string;
   match: Json<MatchSpec>;
   action: Json<{ command: string; params: Record<string, string | number | boolean> }>;
-  mode: 'auto' | 'approve';
+  mode: RuleMode;
   cooldown_s: number;
   max_per_hour: number;
   verify_s: number;
@@ -219,7 +230,8 @@ export interface RemediationRulesTable {
   created_by: string;
 }
 
-export type AttemptStatus = 'awaiting_approval' | 'running' | 'verifying' | 'verified' | 'failed' | 'rejected';
+export const ATTEMPT_STATUSES = ['awaiting_approval', 'running', 'verifying', 'verified', 'failed', 'rejected'] as const;
+export type AttemptStatus = (typeof ATTEMPT_STATUSES)[number];
 
 export interface RemediationAttemptsTable {
   id: string;
@@ -254,7 +266,7 @@ export interface SilencesTable {
   id: string;
   match: Json<MatchSpec>;
   starts_at: Timestamp;
-  ends_at: Timestamp;
+  ends_at: TimestampNullable;
   cron: string | null;
   duration_s: number | null;
   reason: string;

@@ -15,6 +15,7 @@ import { resolveConfig, type HubConfig } from './config.ts';
 import type { App, Hub } from './context.ts';
 import { errorBody, HubError, StartupError } from './errors.ts';
 import { ExecBroker } from './exec/broker.ts';
+import { HubEvents } from './events.ts';
 import { loadRules } from './incidents/classify.ts';
 import { sweepOfflineAgents } from './incidents/offline.ts';
 import cron from 'node-cron';
@@ -23,7 +24,7 @@ import { createLlmClient } from './incidents/llm.ts';
 import { createRedactor, loadRedactions } from './incidents/redact.ts';
 import { loggableError, unstorableText } from './rest/text-guard.ts';
 import { AgentRegistry } from './ingest/registry.ts';
-import { setupSlack } from './slack/index.ts';
+import { setupSlack, slackMode } from './slack/index.ts';
 import { RemediationEngine } from './remediation/engine.ts';
 import { enqueueApproval } from './storage/notifications.ts';
 import { streamRoute } from './ingest/stream-route.ts';
@@ -127,13 +128,15 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       app.log.warn({ maxConnections: config.maxConnections }, 'connection limit reached: new connections are closed');
     });
 
-    const notifying = Boolean((config.slackBotToken && config.slackChannel) || config.slackWebhookUrl);
-    const lifecycle = { rules, notify: notifying };
+    // The hub's parts, each built once, in dependency order: nothing is filled in later.
+    const { db } = database;
+    const events = new HubEvents(app.log);
+    const mode = slackMode(config);
+    const lifecycle = { rules, notify: mode !== null };
     const registry = new AgentRegistry();
-    const broker = new ExecBroker(database.db, registry);
+    const broker = new ExecBroker(db, registry);
     const analyzer = new Analyzer(
-      database.db,
-      registry,
+      db,
       {
         llm: config.llmApiKey
           ? {
@@ -145,31 +148,38 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         redactor,
         reuseMs: config.analysisReuseS * 1000,
         pollMs: 2000,
-        notify: notifying,
-        onAnalyzed: () => hub.slack?.kick(),
+        notify: lifecycle.notify,
+        events,
+        liveCatalogue: (agentId) => registry.get(agentId)?.actions,
       },
       app.log,
     );
-    const writer = new IngestWriter(
-      database.db,
-      { flushIntervalMs: config.flushIntervalMs, maxBatchItems: config.maxBatchItems, lifecycle },
-      app.log,
+    const writer = new IngestWriter(db, { flushIntervalMs: config.flushIntervalMs, maxBatchItems: config.maxBatchItems, lifecycle }, app.log, {
+      onEventsStored: (outcome) => {
+        if (outcome.completedExecs.length > 0) events.emit('exec.finished', { execs: outcome.completedExecs });
+        if (outcome.incidents.length > 0) events.emit('incident.changed', { incidentIds: outcome.incidents, opened: outcome.opened });
+      },
+    });
+    // Old envelope ids and metric samples: forgotten, expired or downsampled, in bounded steps.
+    const retention = new Retention(db, config, app.log);
+    const remediation = new RemediationEngine(
+      db,
+      broker,
+      registry,
       {
-        onEventsStored: (outcome) => {
-          broker.completed(outcome.completedExecs);
-          if (outcome.incidents.length > 0) {
-            analyzer.kick();
-            hub.slack?.kick();
-          }
-          hub.remediation?.opened(outcome.opened);
+        lifecycle,
+        execTimeoutMs: Math.min(config.execMaxTimeoutMs, Math.max(config.execDefaultTimeoutMs, 30_000)),
+        sweepMs: 2000,
+        events,
+        // Approve mode asks in Slack, which only the app mode can (its buttons answer).
+        askApproval: async (trx, attempt) => {
+          if (mode !== 'app') return false;
+          await enqueueApproval(trx, attempt.incident_id, attempt.id, new Date());
+          return true;
         },
       },
+      app.log,
     );
-    // Old envelope ids and metric samples: forgotten, expired or downsampled, in bounded steps.
-    const retention = new Retention(database.db, config, app.log);
-    const hub: Hub = { config, database, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack: null, remediation: null, sweepOffline: async () => [] };
-    app.decorate('hub', hub);
-
     // Query strings and path parameters arrive as text and are coerced to their schema's types;
     // bodies are JSON and are taken as sent (Fastify's default would turn ["a"] into "a").
     const ajvOptions = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const;
@@ -234,26 +244,35 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       },
     );
 
-    hub.slack = setupSlack(app, { config, db: database.db, broker, redactor, log: app.log, remediation: () => hub.remediation });
-    hub.remediation = new RemediationEngine(
-      database.db,
-      broker,
-      registry,
-      {
-        lifecycle,
-        execTimeoutMs: Math.min(config.execMaxTimeoutMs, Math.max(config.execDefaultTimeoutMs, 30_000)),
-        sweepMs: 2000,
-        kickSlack: () => hub.slack?.kick(),
-        askApproval: async (db, attempt) => {
-          if (hub.slack?.mode !== 'app') return false;
-          await enqueueApproval(db, attempt.incident_id, attempt.id, new Date());
-          return true;
-        },
-      },
-      app.log,
-    );
-    streamRoute(app, hub);
-    metricsRoute(app, hub, async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined);
+    // The HTTP surfaces, after the error handler they share: Slack's, the agents' stream, /metrics, /v1.
+    const slack = setupSlack(app, { config, db, broker, redactor, log: app.log, remediation });
+
+    // Every 30 s: agents silent for 3 heartbeat intervals get an "agent offline" incident.
+    const sweepOffline = async (now = new Date()) => {
+      const flagged = await sweepOfflineAgents(db, lifecycle, config.heartbeatIntervalS, now);
+      if (flagged.length > 0) {
+        app.log.warn({ agents: flagged }, 'agents offline');
+        events.emit('incident.changed', { incidentIds: flagged, opened: [] });
+      }
+      return flagged;
+    };
+
+    // Who acts on what (events.ts has the table of who publishes each).
+    events.on('exec.finished', (e) => broker.completed(e.execs));
+    events.on('incident.changed', (e) => {
+      analyzer.kick();
+      slack?.kick();
+      remediation.opened(e.opened);
+    });
+    events.on('analysis.requested', () => analyzer.kick());
+    events.on('analysis.stored', () => slack?.kick());
+    events.on('notification.queued', () => slack?.kick());
+
+    const hub: Hub = { config, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, sweepOffline };
+    app.decorate('hub', hub);
+
+    streamRoute(app, { config, db, registry, writer, lifecycle, events });
+    metricsRoute(app, { writer, registry, broker }, async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined);
 
     await app.register(async (v1: App) => {
       v1.decorateRequest('operator', null as unknown as Operator);
@@ -273,30 +292,21 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         keyGenerator: (req) => req.operator?.actor ?? req.ip,
         errorResponseBuilder: (_req, ctx) => new HubError('HUB_RATE_LIMITED', `more than ${ctx.max} requests a minute; retry in ${ctx.after}`),
       });
-      agentRoutes(v1, hub);
-      incidentRoutes(v1, hub);
-      execRoutes(v1, hub);
-      systemRoutes(v1, hub);
-      remediationRoutes(v1, hub);
+      agentRoutes(v1, { db, registry });
+      incidentRoutes(v1, { db, lifecycle, events });
+      execRoutes(v1, { config, db, broker });
+      systemRoutes(v1, { db, adminAuth });
+      remediationRoutes(v1, { db, engine: remediation, events });
     });
 
-    app.addHook('onReady', async () => retention.start());
-
-    app.addHook('onReady', async () => analyzer.start());
-    app.addHook('onReady', async () => hub.slack?.start());
-    app.addHook('onReady', async () => hub.remediation?.start());
-
-    // Every 30 s: agents silent for 3 heartbeat intervals get an "agent offline" incident.
-    hub.sweepOffline = async (now = new Date()) => {
-      const flagged = await sweepOfflineAgents(database.db, lifecycle, config.heartbeatIntervalS, now);
-      if (flagged.length > 0) {
-        app.log.warn({ agents: flagged }, 'agents offline');
-        analyzer.kick();
-        hub.slack?.kick();
-      }
-      return flagged;
-    };
-    const sweeper = cron.schedule('*/30 * * * * *', () => hub.sweepOffline().then(() => undefined, (err) => app.log.warn({ err }, 'offline sweep failed')), {
+    // Background work starts once the routes are ready, and stops in reverse order on close.
+    app.addHook('onReady', async () => {
+      retention.start();
+      await analyzer.start();
+      await slack?.start();
+      await remediation.start();
+    });
+    const sweeper = cron.schedule('*/30 * * * * *', () => sweepOffline().then(() => undefined, (err) => app.log.warn({ err }, 'offline sweep failed')), {
       name: 'opspilot-offline-sweep',
       noOverlap: true,
     });
@@ -307,8 +317,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       await writer.close();
       await analyzer.stop();
       broker.shutdown();
-      await hub.remediation?.stop();
-      await hub.slack?.stop();
+      await remediation.stop();
+      await slack?.stop();
       if (ownsDatabase) await database.close();
     });
     return app as unknown as App;

@@ -9,8 +9,9 @@ import type { LifecycleOptions } from './incidents/lifecycle.ts';
 import type { Slack } from './slack/index.ts';
 import type { RemediationEngine } from './remediation/engine.ts';
 import type { Retention } from './retention.ts';
+import type { HubEvents } from './events.ts';
 
-/** The hub's parts, built once by buildApp and handed to the routes. */
+/** The hub's parts, built once by buildApp in dependency order (tests reach them as app.hub; routes get only what they use). */
 export interface Hub {
   config: Readonly<HubConfig>;
   database: HubDatabase;
@@ -23,10 +24,12 @@ export interface Hub {
   lifecycle: LifecycleOptions;
   /** Envelope-id and metric-sample retention (runs every 10 minutes). */
   retention: Retention;
+  /** What happened inside the hub, for the parts that act on it (events.ts). */
+  events: HubEvents;
   /** Slack, when configured. */
   slack: Slack | null;
-  /** Remediation rules (set once buildApp has built it). */
-  remediation: RemediationEngine | null;
+  /** Remediation rules. */
+  remediation: RemediationEngine;
   /** Open "agent offline" incidents for silent agents now (also run every 30 s); returns their ids. */
   sweepOffline(now?: Date): Promise<string[]>;
 }

@@ -2,7 +2,7 @@ import t from 'tap';
 import net from 'node:net';
 import { sql } from 'kysely';
 import WebSocket from 'ws';
-import { CLOSE_CODES } from '@opspilot/protocol';
+import { CLOSE_CODES, PROTOCOL_VERSION } from '@opspilot/protocol';
 import { GO_HEARTBEAT } from '@opspilot/protocol/vectors';
 import { ScriptedAgent, eachBackend, eventually, startHub } from './helpers.ts';
 
@@ -19,7 +19,7 @@ eachBackend(t, 'bearer header authenticates at the upgrade', async (t, backend) 
   const { id, token } = await hub.enroll();
   const agent = await ScriptedAgent.connect(hub.wsUrl, token);
   const welcome = await agent.next('welcome');
-  t.same(welcome, { agent_id: id, heartbeat_interval_s: 10 });
+  t.same(welcome, { agent_id: id, heartbeat_interval_s: 10, protocol: PROTOCOL_VERSION });
   const res = await hub.api('GET', `/v1/agents/${id}`);
   t.equal(res.body.status, 'online');
   agent.close();

@@ -1,6 +1,5 @@
-import { newId, type ExecParams } from '@opspilot/protocol';
+import { newId, type ExecParams, type PayloadOf } from '@opspilot/protocol';
 import { HubError } from '../errors.ts';
-import type { AgentRegistry } from '../ingest/registry.ts';
 import type { Db } from '../storage/database.ts';
 import { getAgent } from '../storage/agents.ts';
 import {
@@ -27,6 +26,13 @@ export interface ExecAsk {
 /** Time allowed, past the command's own timeout, for the agent's result to come back. */
 export const RESULT_GRACE_MS = 1000;
 
+/** What the broker needs of the agents' connections (ingest's AgentRegistry is one). */
+export interface AgentLinks {
+  get(agentId: string):
+    | { readonly isOpen: boolean; readonly actions: readonly string[] | null; send(type: 'exec', payload: PayloadOf<'exec'>, sent: (err?: Error) => void): void }
+    | undefined;
+}
+
 /**
  * Sends exec requests to connected agents and waits for their results. Every request is an
  * `exec_requests` row before it is sent; it is reported as sent only once it was written to the
@@ -38,7 +44,7 @@ export class ExecBroker {
 
   constructor(
     private readonly db: Db,
-    private readonly registry: AgentRegistry,
+    private readonly registry: AgentLinks,
   ) {}
 
   /**

@@ -1,12 +1,13 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type OpenAI from 'openai';
-import type { AgentRegistry } from '../ingest/registry.ts';
 import type { Db } from '../storage/database.ts';
 import { claimAnalyses, hostContext, recentAnalysis, requeueRunningAnalyses, storeAnalysis, type QueuedIncident, type StoredAnalysis } from '../storage/analysis.ts';
 import { analyze } from './llm.ts';
 import { recordEvent } from '../storage/timeline.ts';
 import { enqueueMessage } from '../storage/notifications.ts';
 import type { Redactor } from './redact.ts';
+import type { HubEvents } from '../events.ts';
+import { Worker } from '../worker.ts';
 
 export interface AnalyzerOptions {
   llm: { client: OpenAI; model: string } | null;
@@ -18,8 +19,10 @@ export interface AnalyzerOptions {
   pollMs: number;
   /** Queue a Slack edit with each stored analysis. */
   notify: boolean;
-  /** Called after each stored analysis. */
-  onAnalyzed?: (incidentId: string) => void;
+  /** Told of each stored analysis. */
+  events: HubEvents;
+  /** The catalogue a connected agent said in its hello (fresher than the stored one), if connected. */
+  liveCatalogue(agentId: string): readonly string[] | null | undefined;
 }
 
 /**
@@ -27,56 +30,46 @@ export interface AnalyzerOptions {
  * time: the model when one is configured, the heuristics otherwise or when it fails.
  */
 export class Analyzer {
-  #running = 0;
-  #stopped = false;
-  #timer: NodeJS.Timeout | null = null;
-  readonly #inFlight = new Set<Promise<void>>();
+  readonly worker: Worker;
+  #analyzing = 0;
 
   constructor(
     private readonly db: Db,
-    private readonly registry: AgentRegistry,
     private readonly opts: AnalyzerOptions,
     private readonly log: FastifyBaseLogger,
-  ) {}
-
-  async start(): Promise<void> {
-    const requeued = await requeueRunningAnalyses(this.db);
-    if (requeued > 0) this.log.info({ requeued }, 'resuming analyses interrupted by a restart');
-    this.#timer = setInterval(() => this.kick(), this.opts.pollMs);
-    this.#timer.unref();
-    this.kick();
-  }
-
-  /** There may be new work. */
-  kick(): void {
-    if (this.#stopped || this.#running >= this.opts.concurrency) return;
-    const room = this.opts.concurrency - this.#running;
-    this.#running += room; // reserve while claiming
-    void claimAnalyses(this.db, room).then(
-      (claimed) => {
-        this.#running -= room - claimed.length;
-        for (const incident of claimed) this.#track(this.#analyze(incident));
+  ) {
+    this.worker = new Worker(
+      {
+        name: 'analyzer',
+        pollMs: opts.pollMs,
+        prepare: async () => {
+          const requeued = await requeueRunningAnalyses(this.db);
+          if (requeued > 0) this.log.info({ requeued }, 'resuming analyses interrupted by a restart');
+        },
+        run: () => this.#claim(),
       },
-      (err) => {
-        this.#running -= room;
-        if (!this.#stopped) this.log.warn({ err }, 'could not read the analysis queue');
-      },
+      log,
     );
   }
 
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    if (this.#timer) clearInterval(this.#timer);
-    await Promise.allSettled([...this.#inFlight]);
-  }
+  start = (): Promise<void> => this.worker.start();
+  /** There may be new work. */
+  kick = (): void => this.worker.kick();
+  stop = (): Promise<void> => this.worker.stop();
 
-  #track(p: Promise<void>): void {
-    this.#inFlight.add(p);
-    void p.catch((err) => this.log.error({ err }, 'analysis failed; the queue tries again')).finally(() => {
-      this.#inFlight.delete(p);
-      this.#running--;
-      this.kick();
-    });
+  /** Claim what the free slots can take; each analysis goes on after the run, tracked. */
+  async #claim(): Promise<void> {
+    const room = this.opts.concurrency - this.#analyzing;
+    if (room <= 0) return;
+    for (const incident of await claimAnalyses(this.db, room)) {
+      this.#analyzing++;
+      void this.worker.track(
+        this.#analyze(incident).finally(() => {
+          this.#analyzing--;
+          this.kick();
+        }),
+      );
+    }
   }
 
   async #analyze(incident: QueuedIncident): Promise<void> {
@@ -103,7 +96,7 @@ export class Analyzer {
           ...(reused ? { reused_from: reused.id } : {}),
         },
       });
-      this.opts.onAnalyzed?.(incident.id);
+      this.opts.events.emit('analysis.stored', { incidentId: incident.id });
     } catch (err) {
       // Left 'running': the next start puts it back in the queue.
       this.log.error({ err, incidentId: incident.id }, 'analysis failed');
@@ -112,7 +105,7 @@ export class Analyzer {
 
   async #ask(incident: QueuedIncident) {
     const { agent, metrics } = await hostContext(this.db, incident.agent_id);
-    const catalogue = this.registry.get(incident.agent_id)?.actions ?? agent?.actions ?? null;
+    const catalogue = this.opts.liveCatalogue(incident.agent_id) ?? agent?.actions ?? null;
     return analyze(
       this.opts.llm,
       {

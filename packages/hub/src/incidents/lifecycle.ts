@@ -2,6 +2,7 @@ import { newId, type AlertPayload } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
 import { acknowledgeIncident, markEscalated, markIgnored, recordAlert, resolveIncident, resolveIncidentByFingerprint, setClassification, updateFlapping, type AlertChange } from '../storage/incidents.ts';
 import { enqueueMessage, muteFingerprint } from '../storage/notifications.ts';
+import { releaseHold } from '../storage/rules.ts';
 import type { Incident } from '../storage/tables.ts';
 import { recordEvent, type TimelineActor } from '../storage/timeline.ts';
 import { classify, type ClassificationRule } from './classify.ts';
@@ -17,7 +18,7 @@ export interface LifecycleOptions {
  * repeats or reopens an incident and classifies it; a resolve closes it; a person acknowledges,
  * resolves or ignores it; a failed automatic fix escalates it. Each change writes its timeline
  * entry and queues the Slack message (when notifying) with it; opens, reopens and resolves also
- * recompute the flapping mark. Every function takes the caller's transaction (or the database).
+ * recompute the flapping mark, and a person's acknowledge or resolve lifts a remediation hold. Every function takes the caller's transaction (or the database).
  */
 export async function applyAlert(
   db: Db,
@@ -87,6 +88,7 @@ export async function acknowledgeByPerson(db: Db, opts: Pick<LifecycleOptions, '
   if (result && result !== 'resolved' && result.changed) {
     await recordEvent(db, { incidentId: id, at, actor: 'user', by, kind: 'acknowledged' });
     if (opts.notify) await enqueueMessage(db, id, at);
+    await personActed(db, id);
   }
   return result;
 }
@@ -98,8 +100,17 @@ export async function resolveByPerson(db: Db, opts: Pick<LifecycleOptions, 'noti
     await recordEvent(db, { incidentId: id, at, actor: 'user', by, kind: 'resolved' });
     await flapCheck(db, id, at);
     if (opts.notify) await enqueueMessage(db, id, at);
+    await personActed(db, id);
   }
   return result;
+}
+
+/**
+ * A person acted on it (acknowledged, resolved, ran an action that changes the host): automatic
+ * attempts held on its fingerprint after a failed fix may resume. True if a hold was released.
+ */
+export async function personActed(db: Db, incidentId: string): Promise<boolean> {
+  return releaseHold(db, incidentId);
 }
 
 /** A person ignored it: its fingerprint is muted until `until`, and it is marked ignored. */

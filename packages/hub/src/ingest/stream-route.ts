@@ -1,6 +1,12 @@
 import { CLOSE_CODES } from '@opspilot/protocol';
 import { bearerToken, hashToken, hashesEqual } from '../auth/tokens.ts';
-import type { App, Hub } from '../context.ts';
+import type { App } from '../http.ts';
+import type { HubConfig } from '../config.ts';
+import type { HubEvents } from '../events.ts';
+import type { LifecycleOptions } from '../incidents/lifecycle.ts';
+import type { Db } from '../storage/database.ts';
+import type { AgentRegistry } from './registry.ts';
+import type { IngestWriter } from './writer.ts';
 import { HubError } from '../errors.ts';
 import { findAgentIdByTokenHash, markAgentConnected } from '../storage/agents.ts';
 import { agentReturned } from '../incidents/offline.ts';
@@ -20,9 +26,16 @@ declare module 'fastify' {
  * `GET /v1/stream`: the agents' WebSocket. A bearer token is checked before the upgrade (a bad
  * one gets HTTP 401 and no socket); without a header the first frame must carry the token.
  */
-export function streamRoute(app: App, hub: Hub): void {
-  const { config, registry, writer } = hub;
-  const { db } = hub.database;
+export interface StreamDeps {
+  config: Readonly<HubConfig>;
+  db: Db;
+  registry: AgentRegistry;
+  writer: IngestWriter;
+  lifecycle: LifecycleOptions;
+  events: HubEvents;
+}
+
+export function streamRoute(app: App, { config, db, registry, writer, lifecycle, events }: StreamDeps): void {
 
   async function authenticate(token: string): Promise<AuthenticatedAgent | undefined> {
     const hash = hashToken(token);
@@ -52,7 +65,10 @@ export function streamRoute(app: App, hub: Hub): void {
       registry.register(agentId, conn)?.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
       app.log.info({ agentId }, 'agent connected');
       markAgentConnected(db, agentId, conn.connectedAt!).catch((err) => app.log.warn({ err, agentId }, 'could not record connection'));
-      agentReturned(db, hub.lifecycle, agentId, conn.connectedAt!).then(() => hub.slack?.kick()).catch((err) => app.log.warn({ err, agentId }, 'could not resolve the offline incident'));
+      agentReturned(db, lifecycle, agentId, conn.connectedAt!).then(
+        (resolved) => resolved && events.emit('incident.changed', { incidentIds: [resolved], opened: [] }),
+        (err) => app.log.warn({ err, agentId }, 'could not resolve the offline incident'),
+      );
     },
     onClosed(conn) {
       unauthenticated.delete(conn);

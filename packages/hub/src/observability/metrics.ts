@@ -1,5 +1,8 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { App, Hub } from '../context.ts';
+import type { App } from '../http.ts';
+import type { ExecBroker } from '../exec/broker.ts';
+import type { AgentRegistry } from '../ingest/registry.ts';
+import type { IngestWriter } from '../ingest/writer.ts';
 import { HubError } from '../errors.ts';
 
 /**
@@ -8,7 +11,7 @@ import { HubError } from '../errors.ts';
  * connected agents, pending execs, and the process's own CPU, memory and event-loop lag.
  * Each app has its own registry, so several hubs in one process (tests) do not collide.
  */
-export function metricsRoute(app: App, hub: Hub, authenticate: (authorization: string | undefined) => Promise<boolean>): void {
+export function metricsRoute(app: App, hub: { writer: IngestWriter; registry: AgentRegistry; broker: ExecBroker }, authenticate: (authorization: string | undefined) => Promise<boolean>): void {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'opspilot_hub_' });
   new Counter({

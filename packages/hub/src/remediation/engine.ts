@@ -20,7 +20,6 @@ import {
   listRules,
   moveAttempt,
   placeHold,
-  releaseHold,
   runsOnAgentSince,
   suspendRule,
 } from '../storage/rules.ts';
@@ -32,14 +31,16 @@ import { recordEvent } from '../storage/timeline.ts';
 import { matches, type MatchSubject } from './match.ts';
 import { fillParams } from './params.ts';
 import { escalate } from '../incidents/lifecycle.ts';
+import type { HubEvents } from '../events.ts';
+import { Worker } from '../worker.ts';
 
 export interface EngineOptions {
   lifecycle: LifecycleOptions;
   execTimeoutMs: number;
   /** How often verifications that came due are checked (restarts included). */
   sweepMs: number;
-  /** After outbox changes. */
-  kickSlack(): void;
+  /** Told when a thread reply or an approval question is queued for Slack. */
+  events: HubEvents;
   /** Approve mode: ask in Slack (queues the approval message); false when Slack is not set up. */
   askApproval(db: Db, attempt: RemediationAttempt): Promise<boolean>;
 }
@@ -56,10 +57,8 @@ const SEVERITY_UP: Record<string, string> = { low: 'medium', medium: 'high', hig
  * escalated and its fingerprint held until a person acts. Every decision is on the audit trail.
  */
 export class RemediationEngine {
+  readonly worker: Worker;
   #chain: Promise<void> = Promise.resolve();
-  #timer: NodeJS.Timeout | null = null;
-  readonly #inFlight = new Set<Promise<unknown>>();
-  #stopped = false;
 
   constructor(
     private readonly db: Db,
@@ -67,14 +66,11 @@ export class RemediationEngine {
     private readonly registry: AgentRegistry,
     private readonly opts: EngineOptions,
     private readonly log: FastifyBaseLogger,
-  ) {}
-
-  async start(): Promise<void> {
-    await this.#settleInterrupted();
-    this.#timer = setInterval(() => this.#track(this.sweep()), this.opts.sweepMs);
-    this.#timer.unref();
-    this.#track(this.sweep());
+  ) {
+    this.worker = new Worker({ name: 'remediation', pollMs: opts.sweepMs, prepare: () => this.#settleInterrupted(), run: () => this.sweep() }, log);
   }
+
+  start = (): Promise<void> => this.worker.start();
 
   /**
    * Attempts a stopped hub left running: a stored success goes on to verification (the sweep
@@ -95,33 +91,24 @@ export class RemediationEngine {
   }
 
   /** Call after `broker.shutdown()`, so no exec wait holds this up. */
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    if (this.#timer) clearInterval(this.#timer);
-    await Promise.allSettled([...this.#inFlight, this.#chain]);
-  }
+  stop = (): Promise<void> => this.worker.stop();
 
   /** Incidents opened or reopened: decide, one incident at a time, in order. */
   opened(incidentIds: readonly string[]): void {
     for (const id of incidentIds) {
       this.#chain = this.#chain.then(() => this.#evaluate(id)).catch((err) => this.log.error({ err, incidentId: id }, 'remediation failed'));
-      this.#track(this.#chain);
+      void this.worker.track(this.#chain);
     }
-  }
-
-  /** A person acknowledged or resolved an incident: automatic attempts on its fingerprint may resume. */
-  async personActed(incidentId: string): Promise<void> {
-    if (await releaseHold(this.db, incidentId)) this.log.info({ incidentId }, 'autonomy hold released by a person');
   }
 
   /** Verifications that came due: resolved means fixed; otherwise a restarted unit may be active again. */
   async sweep(now = new Date()): Promise<void> {
-    if (this.#stopped) return;
+    if (this.worker.stopped) return;
     for (const attempt of await dueVerifications(this.db, now)) await this.#verify(attempt);
   }
 
   async #evaluate(incidentId: string): Promise<void> {
-    if (this.#stopped) return;
+    if (this.worker.stopped) return;
     const rules = (await listRules(this.db)).filter((r) => r.enabled);
     if (rules.length === 0) return;
     const incident = await getIncident(this.db, incidentId);
@@ -184,8 +171,8 @@ export class RemediationEngine {
           await this.#audit(incident, at, 'approval_requested', rule, { attempt_id: attempt.id, via: asked ? 'slack' : 'rest' }, trx);
         }
       });
-      if (rule.mode === 'approve') this.opts.kickSlack();
-      else this.#track(this.#execute(attempt, rule));
+      if (rule.mode === 'approve') this.opts.events.emit('notification.queued', {});
+      else void this.worker.track(this.#execute(attempt, rule));
     }
   }
 
@@ -221,7 +208,7 @@ export class RemediationEngine {
     const moved = await moveAttempt(this.db, attemptId, ['awaiting_approval'], { status: 'running', decided_by: by });
     if (!moved) return 'not_waiting';
     await this.#audit(incident, at, 'approved', rule, { attempt_id: attemptId }, this.db, by);
-    this.#track(this.#execute(moved, rule));
+    void this.worker.track(this.#execute(moved, rule));
     return moved;
   }
 
@@ -252,7 +239,7 @@ export class RemediationEngine {
         const verifyBy = new Date(Date.now() + rule.verify_s * 1000);
         const moved = await moveAttempt(this.db, attempt.id, ['running'], { status: 'verifying', exec_id: result.id, verify_by: verifyBy });
         if (!moved) return;
-        const timer = setTimeout(() => this.#track(getAttempt(this.db, attempt.id).then((a) => a && this.#verify(a))), rule.verify_s * 1000);
+        const timer = setTimeout(() => void this.worker.track(getAttempt(this.db, attempt.id).then((a) => a && this.#verify(a))), rule.verify_s * 1000);
         timer.unref();
         return;
       }
@@ -260,7 +247,7 @@ export class RemediationEngine {
       await moveAttempt(this.db, attempt.id, ['running'], { exec_id: result.id });
     } catch (err) {
       // Stopping: the attempt stays `running`; the next start settles it.
-      if (this.#stopped) return;
+      if (this.worker.stopped) return;
       outcome = err instanceof HubError ? `${err.code}: ${err.message}` : `error: ${(err as Error).message}`;
     }
     await this.#failed(attempt, 'the action failed', outcome);
@@ -308,7 +295,7 @@ export class RemediationEngine {
           const verified = await this.#verified(attempt, `${attempt.params.service} is active again`);
           if (verified) {
             await applyResolve(this.db, this.opts.lifecycle, { agentId: incident.agent_id, type: incident.type, source: incident.source }, new Date(), 'rule', `${attempt.params.service} active again after ${attempt.command} by rule ${attempt.rule_name}`);
-            this.opts.kickSlack();
+            this.opts.events.emit('notification.queued', {});
           }
           return;
         }
@@ -359,7 +346,7 @@ export class RemediationEngine {
     });
     this.log.warn({ incidentId: attempt.incident_id, rule: attempt.rule_name, outcome }, 'automatic fix failed; escalated');
     if (suspended) this.log.error({ rule: attempt.rule_name }, 'rule suspended: circuit breaker open');
-    this.opts.kickSlack();
+    this.opts.events.emit('notification.queued', {});
   }
 
   async #audit(
@@ -381,11 +368,5 @@ export class RemediationEngine {
       kind,
       detail: { ...(rule ? { rule_id: rule.id, rule: rule.name } : {}), ...detail },
     });
-  }
-
-  /** Background work: its failure (the database away, say) is logged, never an unhandled rejection. */
-  #track(p: Promise<unknown>): void {
-    this.#inFlight.add(p);
-    void p.catch((err) => this.log.error({ err }, 'remediation work failed; the sweep tries again')).finally(() => this.#inFlight.delete(p));
   }
 }

@@ -1,7 +1,9 @@
 import { Type } from '@sinclair/typebox';
 import { CLOSE_CODES, newId } from '@opspilot/protocol';
 import { AGENT_TOKEN_PREFIX, generateToken, hashToken } from '../auth/tokens.ts';
-import type { App, Hub } from '../context.ts';
+import type { App } from '../http.ts';
+import type { AgentRegistry } from '../ingest/registry.ts';
+import type { Db } from '../storage/database.ts';
 import { HubError } from '../errors.ts';
 import { createAgent, deleteAgent, getAgent, listAgents, setAgentTokenHash, type AgentRecord } from '../storage/agents.ts';
 import { querySamples } from '../storage/metrics.ts';
@@ -40,12 +42,11 @@ export function parseTime(value: string | undefined, fallback: Date, name: strin
   return date;
 }
 
-export function agentRoutes(app: App, hub: Hub): void {
-  const { db } = hub.database;
+export function agentRoutes(app: App, { db, registry }: { db: Db; registry: AgentRegistry }): void {
   const tags = ['agents'];
 
   const view = (a: AgentRecord): AgentViewT => {
-    const conn = hub.registry.get(a.id);
+    const conn = registry.get(a.id);
     const live = conn?.lastSeenAt ?? null;
     const stored = a.last_seen_at;
     const lastSeen = live && (!stored || live > stored) ? live : stored;
@@ -125,7 +126,7 @@ export function agentRoutes(app: App, hub: Hub): void {
     { config: { scope: 'admin' }, schema: { tags, summary: 'Delete an agent, its incidents and metrics; its token stops working', params: IdParams, response: { 204: Type.Null(), ...errorResponses } } },
     async (req, reply) => {
       if (!(await deleteAgent(db, req.params.id))) throw new HubError('HUB_AGENT_NOT_FOUND', `no agent ${req.params.id}`);
-      hub.registry.get(req.params.id)?.close(CLOSE_CODES.unauthenticated, 'agent deleted');
+      registry.get(req.params.id)?.close(CLOSE_CODES.unauthenticated, 'agent deleted');
       req.log.info({ agentId: req.params.id, by: req.operator.actor }, 'agent deleted');
       return reply.code(204).send(null);
     },
@@ -139,7 +140,7 @@ export function agentRoutes(app: App, hub: Hub): void {
       if (!(await setAgentTokenHash(db, req.params.id, hashToken(token), new Date()))) {
         throw new HubError('HUB_AGENT_NOT_FOUND', `no agent ${req.params.id}`);
       }
-      hub.registry.get(req.params.id)?.close(CLOSE_CODES.unauthenticated, 'token rotated');
+      registry.get(req.params.id)?.close(CLOSE_CODES.unauthenticated, 'token rotated');
       req.log.info({ agentId: req.params.id, by: req.operator.actor }, 'agent token rotated');
       const agent = (await getAgent(db, req.params.id))!;
       return { id: agent.id, token, hostname: agent.hostname, labels: agent.labels };

@@ -1,5 +1,8 @@
 import { Type } from '@sinclair/typebox';
-import type { App, Hub } from '../context.ts';
+import type { App } from '../http.ts';
+import type { HubConfig } from '../config.ts';
+import type { ExecBroker } from '../exec/broker.ts';
+import type { Db } from '../storage/database.ts';
 import { HubError } from '../errors.ts';
 import { getExecRequest } from '../storage/exec-requests.ts';
 import type { ExecRequest } from '../storage/tables.ts';
@@ -28,8 +31,7 @@ export function execView(e: ExecRequest): ExecViewT {
   };
 }
 
-export function execRoutes(app: App, hub: Hub): void {
-  const { config } = hub;
+export function execRoutes(app: App, { config, db, broker }: { config: Readonly<HubConfig>; db: Db; broker: ExecBroker }): void {
   const tags = ['exec'];
 
   app.post(
@@ -55,7 +57,7 @@ export function execRoutes(app: App, hub: Hub): void {
       },
     },
     async (req) => {
-      const result = await hub.broker.run({
+      const result = await broker.run({
         agentId: req.body.agent_id,
         command: req.body.command,
         params: req.body.params ?? {},
@@ -72,7 +74,7 @@ export function execRoutes(app: App, hub: Hub): void {
     '/v1/exec/:id',
     { schema: { tags, summary: 'An exec request and its result', params: IdParams, response: { 200: ExecView, ...errorResponses } } },
     async (req) => {
-      const row = await getExecRequest(hub.database.db, req.params.id);
+      const row = await getExecRequest(db, req.params.id);
       if (!row) throw new HubError('HUB_EXEC_NOT_FOUND', `no exec request ${req.params.id}`);
       return execView(row);
     },

@@ -1,5 +1,8 @@
 import { Type } from '@sinclair/typebox';
-import type { App, Hub } from '../context.ts';
+import type { App } from '../http.ts';
+import type { HubEvents } from '../events.ts';
+import type { LifecycleOptions } from '../incidents/lifecycle.ts';
+import type { Db } from '../storage/database.ts';
 import { HubError } from '../errors.ts';
 import { getAgent } from '../storage/agents.ts';
 import { getIncident, listIncidents, type IncidentSummary } from '../storage/incidents.ts';
@@ -59,15 +62,10 @@ const ListResponse = Type.Object({
   next_before: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `before` for the next page' }),
 });
 
-export function incidentRoutes(app: App, hub: Hub): void {
-  const { db } = hub.database;
+export function incidentRoutes(app: App, { db, lifecycle, events }: { db: Db; lifecycle: LifecycleOptions; events: HubEvents }): void {
   const tags = ['incidents'];
-  /** After a person's change (the lifecycle queued Slack's message): wake who acts on it. */
-  const changed = async (id: string) => {
-    // A person acted: automatic attempts held after a failed fix may resume.
-    await hub.remediation?.personActed(id);
-    hub.slack?.kick();
-  };
+  /** After a person's change (committed by the lifecycle, with its message and hold release). */
+  const changed = (id: string) => events.emit('incident.changed', { incidentIds: [id], opened: [] });
 
   const list = async (filter: { status?: IncidentStatusT; agentId?: string; limit: number; before?: string }) => {
     const rows = await listIncidents(db, filter);
@@ -152,7 +150,7 @@ export function incidentRoutes(app: App, hub: Hub): void {
       const at = new Date();
       if (!(await requestAnalysis(db, req.params.id, at))) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'analysis_requested' });
-      hub.analyzer.kick();
+      events.emit('analysis.requested', { incidentId: req.params.id });
       return reply.code(202).send(full((await getIncident(db, req.params.id, { fullLogs: true }))!));
     },
   );
@@ -162,10 +160,10 @@ export function incidentRoutes(app: App, hub: Hub): void {
     { schema: { tags, summary: 'Acknowledge an incident', params: IdParams, response: { 200: IncidentView, ...errorResponses } } },
     async (req) => {
       const at = new Date();
-      const result = await db.transaction().execute((trx) => acknowledgeByPerson(trx, hub.lifecycle, req.params.id, req.operator.actor, at));
+      const result = await db.transaction().execute((trx) => acknowledgeByPerson(trx, lifecycle, req.params.id, req.operator.actor, at));
       if (!result) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       if (result === 'resolved') throw new HubError('HUB_INCIDENT_RESOLVED', `incident ${req.params.id} is already resolved`);
-      if (result.changed) await changed(req.params.id);
+      if (result.changed) changed(req.params.id);
       return full(result.incident);
     },
   );
@@ -175,10 +173,10 @@ export function incidentRoutes(app: App, hub: Hub): void {
     { schema: { tags, summary: 'Resolve an incident', params: IdParams, response: { 200: IncidentView, ...errorResponses } } },
     async (req) => {
       const at = new Date();
-      const result = await db.transaction().execute((trx) => resolveByPerson(trx, hub.lifecycle, req.params.id, req.operator.actor, at));
+      const result = await db.transaction().execute((trx) => resolveByPerson(trx, lifecycle, req.params.id, req.operator.actor, at));
       if (!result) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       if (!result.changed) return full(result.incident);
-      await changed(req.params.id);
+      changed(req.params.id);
       return full((await getIncident(db, req.params.id, { fullLogs: true })) ?? result.incident);
     },
   );

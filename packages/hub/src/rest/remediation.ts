@@ -1,6 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { newId } from '@opspilot/protocol';
-import type { App, Hub } from '../context.ts';
+import type { App } from '../http.ts';
+import type { HubEvents } from '../events.ts';
+import type { RemediationEngine } from '../remediation/engine.ts';
+import type { Db } from '../storage/database.ts';
 import { HubError } from '../errors.ts';
 import { actionProblem } from '../remediation/params.ts';
 import { releaseDeferred } from '../storage/notifications.ts';
@@ -100,8 +103,7 @@ function ruleInput(body: Static<typeof RuleBody>): RuleInput {
 }
 
 /** Remediation rules (admin), approve mode's answers (exec) and silences (exec). */
-export function remediationRoutes(app: App, hub: Hub): void {
-  const { db } = hub.database;
+export function remediationRoutes(app: App, { db, engine, events }: { db: Db; engine: RemediationEngine; events: HubEvents }): void {
   const tags = ['remediation'];
 
   app.post(
@@ -179,7 +181,6 @@ export function remediationRoutes(app: App, hub: Hub): void {
         },
       },
       async (req) => {
-        const engine = hub.remediation!;
         const r = decision === 'approve' ? await engine.approve(req.params.id, req.operator.actor) : await engine.reject(req.params.id, req.operator.actor);
         if (r === 'not_waiting') throw new HubError('HUB_NOT_WAITING', `attempt ${req.params.id} is not waiting for an answer`);
         if (r === 'blocked') throw new HubError('HUB_NOT_WAITING', `attempt ${req.params.id} may no longer run; it was rejected`);
@@ -262,7 +263,7 @@ export function remediationRoutes(app: App, hub: Hub): void {
         return s;
       });
       if (!gone) throw new HubError('HUB_SILENCE_NOT_FOUND', `no silence ${req.params.id}`);
-      hub.slack?.kick();
+      events.emit('notification.queued', {});
       return reply.code(204).send(null);
     },
   );

@@ -2,7 +2,9 @@ import { Type } from '@sinclair/typebox';
 import { newId } from '@opspilot/protocol';
 import { SCOPES, type Scope } from '../auth/admin.ts';
 import { ADMIN_TOKEN_PREFIX, generateToken, hashToken } from '../auth/tokens.ts';
-import type { App, Hub } from '../context.ts';
+import type { App } from '../http.ts';
+import type { AdminAuth } from '../auth/admin.ts';
+import type { Db } from '../storage/database.ts';
 import { HubError } from '../errors.ts';
 import { setAgentAutonomy } from '../storage/agents.ts';
 import { createApiToken, deleteApiToken, listApiTokens } from '../storage/api-tokens.ts';
@@ -35,8 +37,7 @@ const AuditEvent = Type.Object({
 });
 
 /** The kill switch, per-agent autonomy, scoped API tokens and the audit trail. */
-export function systemRoutes(app: App, hub: Hub): void {
-  const { db } = hub.database;
+export function systemRoutes(app: App, { db, adminAuth }: { db: Db; adminAuth: AdminAuth }): void {
 
   app.get(
     '/v1/system/autonomy',
@@ -149,7 +150,7 @@ export function systemRoutes(app: App, hub: Hub): void {
         return row;
       });
       if (!gone) throw new HubError('HUB_TOKEN_NOT_FOUND', `no token ${req.params.id}`);
-      hub.adminAuth.forget(gone.token_hash);
+      adminAuth.forget(gone.token_hash);
       return reply.code(204).send(null);
     },
   );

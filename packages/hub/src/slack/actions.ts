@@ -12,7 +12,7 @@ import { enqueueMessage, enqueueThread } from '../storage/notifications.ts';
 import type { ExecRequest, Incident } from '../storage/tables.ts';
 import { recordEvent } from '../storage/timeline.ts';
 import { ACTION_IDS, APPROVAL_IDS, clip, escapeCode, escapeMrkdwn, type ActionName } from './blocks.ts';
-import { ignoreByPerson } from '../incidents/lifecycle.ts';
+import { ignoreByPerson, personActed } from '../incidents/lifecycle.ts';
 
 
 export interface ActionDeps {
@@ -23,14 +23,13 @@ export interface ActionDeps {
   allowedUsers: ReadonlySet<string>;
   ignoreS: number;
   execTimeoutMs: number;
-  /** After a change to the outbox. */
+  /** After a change to the outbox: this module's own notifier. */
   kick(): void;
-  /** Remediation: approve mode's answers, and a person acting on an incident. */
-  remediation(): {
+  /** Approve mode's answers. */
+  remediation: {
     approve(attemptId: string, by: string): Promise<unknown>;
     reject(attemptId: string, by: string): Promise<unknown>;
-    personActed(incidentId: string): Promise<void>;
-  } | null;
+  };
 }
 
 const NAMES = Object.fromEntries(Object.entries(ACTION_IDS).map(([name, id]) => [id, name as ActionName])) as Record<string, ActionName>;
@@ -63,9 +62,9 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
     if (typeof user !== 'string' || !/^[UW][A-Z0-9]+$/.test(user)) return;
     if (!(await firstTime(deps, body, action))) return;
     const tell = ephemeral(client, channel, user, deps);
-    const engine = deps.remediation();
+    const engine = deps.remediation;
     const attemptId = typeof action.value === 'string' && ID_PATTERN.test(action.value) ? action.value : null;
-    if (!engine || !attemptId) return tell('OpsPilot: that request no longer exists.');
+    if (!attemptId) return tell('OpsPilot: that request no longer exists.');
     if (!deps.allowedUsers.has(user)) {
       deps.log.warn({ user, attemptId }, 'slack approval refused: user not allowed');
       return tell('OpsPilot: you are not allowed to approve or reject automatic actions. Nothing was run.');
@@ -116,7 +115,7 @@ async function handle(deps: ActionDeps, name: ActionName, incident: Incident, us
 
   // Someone allowed to change things stepped in: automatic attempts held after a failed fix may
   // resume. Reading logs is not stepping in.
-  if (changesHost) await deps.remediation()?.personActed(incident.id);
+  if (changesHost) await personActed(deps.db, incident.id);
   if (plan.kind === 'ignore') {
     const until = new Date(at.getTime() + deps.ignoreS * 1000);
     // The click came from the incident's message, which follows it: notified.

@@ -21,6 +21,12 @@ export interface Slack {
   stop(): Promise<void>;
 }
 
+/** Which Slack the config sets up: `app` (Bolt, buttons), `webhook` (post only), or none. */
+export function slackMode(config: Readonly<HubConfig>): Slack['mode'] | null {
+  if (config.slackBotToken && config.slackSigningSecret && config.slackChannel) return 'app';
+  return config.slackWebhookUrl ? 'webhook' : null;
+}
+
 /**
  * Slack, when configured: the outbox worker, and in app mode Bolt on `POST /slack/events` with
  * the buttons' listeners. Without Slack settings, null: the hub runs as before.

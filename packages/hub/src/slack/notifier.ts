@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import { Worker } from '../worker.ts';
 import type { Db } from '../storage/database.ts';
 import {
   claimDue,
@@ -67,10 +68,7 @@ const backoff = (attempts: number) => Math.min(300_000, 1000 * 2 ** attempts);
  * up to `maxAttempts` times. Everything pending is in the database, so a restart resumes it.
  */
 export class SlackNotifier {
-  #running: Promise<void> | null = null;
-  #again = false;
-  #stopped = false;
-  #timer: NodeJS.Timeout | null = null;
+  readonly worker: Worker;
   #lastPostAt = 0;
   #pausedUntil = 0;
 
@@ -79,49 +77,32 @@ export class SlackNotifier {
     private readonly transport: SlackTransport,
     private readonly opts: NotifierOptions,
     private readonly log: FastifyBaseLogger,
-  ) {}
+  ) {
+    this.worker = new Worker(
+      {
+        name: 'slack notifier',
+        pollMs: opts.pollMs,
+        prepare: async () => {
+          const pending = await retryPendingNow(this.db, new Date());
+          if (pending > 0) this.log.info({ pending }, 'slack notifications pending from before: sending');
+        },
+        run: () => this.#drain(),
+      },
+      log,
+    );
+  }
 
   /** Pending notifications (from before a restart, or backing off) are tried at once. */
-  async start(): Promise<void> {
-    const pending = await retryPendingNow(this.db, new Date());
-    if (pending > 0) this.log.info({ pending }, 'slack notifications pending from before: sending');
-    this.#timer = setInterval(() => this.kick(), this.opts.pollMs);
-    this.#timer.unref();
-    this.kick();
-  }
-
+  start = (): Promise<void> => this.worker.start();
   /** There may be something to send. */
-  kick(): void {
-    if (this.#stopped) return;
-    if (this.#running) {
-      this.#again = true;
-      return;
-    }
-    this.#running = this.#drain()
-      .catch((err) => this.log.warn({ err }, 'slack notifications: could not read the outbox'))
-      .finally(() => {
-        this.#running = null;
-        if (this.#again) {
-          this.#again = false;
-          this.kick();
-        }
-      });
-  }
-
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    if (this.#timer) clearInterval(this.#timer);
-    await this.#running;
-  }
-
+  kick = (): void => this.worker.kick();
+  stop = (): Promise<void> => this.worker.stop();
   /** Resolves once nothing is being sent (tests). */
-  async idle(): Promise<void> {
-    while (this.#running) await this.#running;
-  }
+  idle = (): Promise<void> => this.worker.idle();
 
   async #drain(): Promise<void> {
     for (;;) {
-      if (this.#stopped) return;
+      if (this.worker.stopped) return;
       const wait = this.#pausedUntil - Date.now();
       if (wait > 0) {
         // Rate limited: come back when Slack said to.
@@ -131,7 +112,7 @@ export class SlackNotifier {
       const due = await claimDue(this.db, 10, new Date(), LEASE_MS);
       if (due.length === 0) return;
       for (const [i, n] of due.entries()) {
-        if (this.#stopped) {
+        if (this.worker.stopped) {
           // Stopping: give back what this hub leased and did not send, for the next start.
           await releaseLeases(this.db, due.slice(i).map((d) => d.id));
           return;

@@ -16,6 +16,7 @@ import type { App, Hub } from './context.ts';
 import { errorBody, HubError, StartupError } from './errors.ts';
 import { ExecBroker } from './exec/broker.ts';
 import { HubEvents } from './events.ts';
+import { systemClock, type Clock } from './clock.ts';
 import { loadRules } from './incidents/classify.ts';
 import { sweepOfflineAgents } from './incidents/offline.ts';
 import cron from 'node-cron';
@@ -62,6 +63,8 @@ export interface BuildAppOptions {
   logStream?: NodeJS.WritableStream | false;
   /** Where a generated admin token is shown, once. Default: standard output. */
   showAdminToken?: (token: string) => void;
+  /** What time it is (default the system's): tests move time with their own. */
+  clock?: Clock;
 }
 
 const REDACT = [
@@ -130,11 +133,12 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
 
     // The hub's parts, each built once, in dependency order: nothing is filled in later.
     const { db } = database;
+    const clock = options.clock ?? systemClock;
     const events = new HubEvents(app.log);
     const mode = slackMode(config);
     const lifecycle = { rules, notify: mode !== null };
     const registry = new AgentRegistry();
-    const broker = new ExecBroker(db, registry);
+    const broker = new ExecBroker(db, registry, clock);
     const analyzer = new Analyzer(
       db,
       {
@@ -150,6 +154,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         pollMs: 2000,
         notify: lifecycle.notify,
         events,
+        clock,
         liveCatalogue: (agentId) => registry.get(agentId)?.actions,
       },
       app.log,
@@ -161,7 +166,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       },
     });
     // Old envelope ids and metric samples: forgotten, expired or downsampled, in bounded steps.
-    const retention = new Retention(db, config, app.log);
+    const retention = new Retention(db, config, app.log, clock);
     const remediation = new RemediationEngine(
       db,
       broker,
@@ -171,10 +176,11 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         execTimeoutMs: Math.min(config.execMaxTimeoutMs, Math.max(config.execDefaultTimeoutMs, 30_000)),
         sweepMs: 2000,
         events,
+        clock,
         // Approve mode asks in Slack, which only the app mode can (its buttons answer).
         askApproval: async (trx, attempt) => {
           if (mode !== 'app') return false;
-          await enqueueApproval(trx, attempt.incident_id, attempt.id, new Date());
+          await enqueueApproval(trx, attempt.incident_id, attempt.id, clock.now());
           return true;
         },
       },
@@ -245,10 +251,10 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     );
 
     // The HTTP surfaces, after the error handler they share: Slack's, the agents' stream, /metrics, /v1.
-    const slack = setupSlack(app, { config, db, broker, redactor, log: app.log, remediation });
+    const slack = setupSlack(app, { config, db, clock, broker, redactor, log: app.log, remediation });
 
     // Every 30 s: agents silent for 3 heartbeat intervals get an "agent offline" incident.
-    const sweepOffline = async (now = new Date()) => {
+    const sweepOffline = async (now = clock.now()) => {
       const flagged = await sweepOfflineAgents(db, lifecycle, config.heartbeatIntervalS, now);
       if (flagged.length > 0) {
         app.log.warn({ agents: flagged }, 'agents offline');
@@ -268,10 +274,10 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     events.on('analysis.stored', () => slack?.kick());
     events.on('notification.queued', () => slack?.kick());
 
-    const hub: Hub = { config, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, sweepOffline };
+    const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, sweepOffline };
     app.decorate('hub', hub);
 
-    streamRoute(app, { config, db, registry, writer, lifecycle, events });
+    streamRoute(app, { config, clock, db, registry, writer, lifecycle, events });
     metricsRoute(app, { writer, registry, broker }, async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined);
 
     await app.register(async (v1: App) => {
@@ -292,11 +298,11 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         keyGenerator: (req) => req.operator?.actor ?? req.ip,
         errorResponseBuilder: (_req, ctx) => new HubError('HUB_RATE_LIMITED', `more than ${ctx.max} requests a minute; retry in ${ctx.after}`),
       });
-      agentRoutes(v1, { db, registry });
-      incidentRoutes(v1, { db, lifecycle, events });
+      agentRoutes(v1, { db, registry, clock });
+      incidentRoutes(v1, { db, lifecycle, events, clock });
       execRoutes(v1, { config, db, broker });
-      systemRoutes(v1, { db, adminAuth });
-      remediationRoutes(v1, { db, engine: remediation, events });
+      systemRoutes(v1, { db, adminAuth, clock });
+      remediationRoutes(v1, { db, engine: remediation, events, clock });
     });
 
     // Background work starts once the routes are ready, and stops in reverse order on close.

@@ -10,10 +10,13 @@ import type { Slack } from './slack/index.ts';
 import type { RemediationEngine } from './remediation/engine.ts';
 import type { Retention } from './retention.ts';
 import type { HubEvents } from './events.ts';
+import type { Clock } from './clock.ts';
 
 /** The hub's parts, built once by buildApp in dependency order (tests reach them as app.hub; routes get only what they use). */
 export interface Hub {
   config: Readonly<HubConfig>;
+  /** What time it is for the hub (clock.ts). */
+  clock: Clock;
   database: HubDatabase;
   registry: AgentRegistry;
   writer: IngestWriter;

@@ -1,4 +1,5 @@
 import cron, { type ScheduledTask } from 'node-cron';
+import type { Clock } from './clock.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from './storage/database.ts';
 import { deleteMetricsBefore, downsampleMetrics, pruneReceivedEnvelopes } from './storage/retention.ts';
@@ -36,6 +37,7 @@ export class Retention {
     private readonly db: Db,
     private readonly settings: RetentionSettings,
     private readonly log: FastifyBaseLogger,
+    private readonly clock: Clock,
   ) {}
 
   start(): void {
@@ -51,7 +53,7 @@ export class Retention {
   }
 
   /** One run now (or the one in progress). */
-  run(now = new Date()): Promise<RetentionReport> {
+  run(now = this.clock.now()): Promise<RetentionReport> {
     this.#running ??= this.#run(now).finally(() => {
       this.#running = null;
     });

@@ -19,6 +19,7 @@ import {
   type PayloadOf,
 } from '@opspilot/protocol';
 import { buildApp, type App, type HubConfig } from '../src/index.ts';
+import type { Clock } from '../src/clock.ts';
 import { openDatabase, type HubDatabase } from '../src/storage/database.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
@@ -86,8 +87,28 @@ export function eachBackend(t: Test, name: string, fn: (t: Test, backend: Backen
   for (const backend of BACKENDS) t.test(`${name} [${backend.name}]`, (t) => fn(t, backend));
 }
 
+/**
+ * The hub's clock in tests: real time plus an offset the test moves forward. Timers still run in
+ * real time; what the hub records and decides by the time (windows, deadlines) sees the offset.
+ */
+export class TestClock implements Clock {
+  #offsetMs = 0;
+  now(): Date {
+    return new Date(Date.now() + this.#offsetMs);
+  }
+  /** Unix seconds, as an agent whose clock moves with the hub's stamps envelopes. */
+  seconds(): number {
+    return Math.floor(this.now().getTime() / 1000);
+  }
+  advance(ms: number): void {
+    this.#offsetMs += ms;
+  }
+}
+
 export interface TestHub {
   app: App;
+  /** Move the hub's time with `clock.advance(ms)`. */
+  clock: TestClock;
   db: HubDatabase;
   port: number;
   wsUrl: string;
@@ -103,10 +124,12 @@ export async function startHub(
   config: Partial<HubConfig> = {},
   logStream: NodeJS.WritableStream | false = false,
 ): Promise<TestHub> {
+  const clock = new TestClock();
   const app = await buildApp({
     database: db,
     config: { adminToken: ADMIN_TOKEN, logLevel: 'silent', flushIntervalMs: 5, ...config },
     logStream,
+    clock,
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const port = (app.server.address() as { port: number }).port;
@@ -138,6 +161,7 @@ export async function startHub(
   };
   return {
     app,
+    clock,
     db,
     port,
     wsUrl: `ws://127.0.0.1:${port}/v1/stream`,
@@ -195,8 +219,11 @@ export class ScriptedAgent {
     return agent;
   }
 
+  /** Set to the hub's clock: envelopes are stamped with its time (an agent whose clock moves with the hub's). */
+  clock: { seconds(): number } | null = null;
+
   send<T extends AgentMessageType>(type: T, payload: PayloadOf<T>, opts: EncodeOptions = {}): void {
-    this.ws.send(encodeEnvelope(type, payload, opts));
+    this.ws.send(encodeEnvelope(type, payload, this.clock && opts.ts === undefined ? { ...opts, ts: this.clock.seconds() } : opts));
   }
 
   sendRaw(frame: string | Buffer, binary = false): void {
@@ -270,6 +297,7 @@ export async function runningAgent(
   hello: PayloadOf<'hello'> | null = HELLO,
 ): Promise<ScriptedAgent & { execs: PayloadOf<'exec'>[] }> {
   const agent = Object.assign(await ScriptedAgent.connect(hub.wsUrl, token), { execs: [] as PayloadOf<'exec'>[] });
+  agent.clock = hub.clock;
   if (hello) agent.send('hello', hello, { id: 'hello-1' });
   await agent.next('welcome');
   if (hello) await agent.acked(['hello-1']);

@@ -150,12 +150,15 @@ eachBackend(t, 'envelope ids are remembered for the retention window, then prune
   const { id, token } = await hub.enroll();
   const agent = await ScriptedAgent.connect(hub.wsUrl, token);
   agent.send('alert', { type: 'log', source: 'old', message: 'm' }, { id: 'old-1' });
+  agent.send('heartbeat', {}, { id: 'old-2' });
+  await agent.acked(['old-1', 'old-2']);
+  hub.clock.advance(31 * 86_400_000);
   agent.send('alert', { type: 'log', source: 'new', message: 'm' }, { id: 'new-1' });
-  await agent.acked(['old-1', 'new-1']);
-  await db.db.updateTable('received_envelopes').set({ received_at: new Date(Date.now() - 31 * 86_400_000) } as never).where('msg_id', '=', 'old-1').execute();
-  t.match(await hub.app.hub.retention.run(), { envelopeIds: 1 });
+  agent.send('heartbeat', {}, { id: 'new-2' });
+  await agent.acked(['new-1', 'new-2']);
+  t.match(await hub.app.hub.retention.run(), { envelopeIds: 2 }, "31 days on the hub's clock: the old ids (an event's and a heartbeat's) go");
   const left = await db.db.selectFrom('received_envelopes').select('msg_id').where('agent_id', '=', id).execute();
-  t.same(left.map((r) => r.msg_id), ['new-1']);
+  t.same(left.map((r) => r.msg_id).sort(), ['new-1', 'new-2']);
   agent.close();
 });
 

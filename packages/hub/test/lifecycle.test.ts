@@ -1,10 +1,10 @@
 /**
  * The incident lifecycle: new → analyzing → open → acknowledged → resolved, reopening within 30
  * minutes of resolving, flapping, and reuse of a recent analysis of the same fingerprint. Time
- * is moved by ageing rows in the database, never by waiting.
+ * is moved by the hub's clock (its agents stamp envelopes with it), never by waiting or by
+ * rewriting rows.
  */
 import t from 'tap';
-import { sql } from 'kysely';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -38,23 +38,20 @@ const kinds = async (hub: TestHub, id: string): Promise<string[]> =>
 const analysed = (hub: TestHub, id: string, n: number) =>
   eventually(async () => (await kinds(hub, id)).filter((k) => k === 'analyzed').length >= n && (await get(hub, id)).analysis_status === 'done', 10_000, `analysis ${n}`);
 
-/** Move an incident's resolution (and optionally its timeline) into the past. */
-async function age(hub: TestHub, id: string, resolvedMinutesAgo: number, eventsMinutesAgo?: number): Promise<void> {
-  const { db } = hub.app.hub.database;
-  await db.updateTable('incidents').set({ resolved_at: new Date(Date.now() - resolvedMinutesAgo * 60_000) }).where('id', '=', id).execute();
-  if (eventsMinutesAgo !== undefined) {
-    await db.transaction().execute(async (trx) => {
-      await sql`SELECT set_config('opspilot.audit_edits', 'allow', true)`.execute(trx);
-      await trx.updateTable('incident_events').set({ at: new Date(Date.now() - eventsMinutesAgo * 60_000) }).where('incident_id', '=', id).execute();
-    });
-  }
+/** An agent whose clock moves with the hub's: its envelopes carry the hub's time. */
+async function connect(hub: TestHub, token: string): Promise<ScriptedAgent> {
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  agent.clock = hub.clock;
+  return agent;
 }
+
+const minutes = (n: number) => n * 60_000;
 
 eachBackend(t, 'an incident goes new → analyzing → open, can be acknowledged at any unresolved step, and is resolved', async (t, backend) => {
   const db = await backend.open(t);
   const paused = await startHub(t, db, { analysisConcurrency: 0 });
   const { token } = await paused.enroll();
-  let agent = await ScriptedAgent.connect(paused.wsUrl, token);
+  let agent = await connect(paused, token);
   await send(agent, 'alert', FAILED);
   const id = (await paused.api('GET', '/v1/incidents')).body.incidents[0].id;
   t.match(await get(paused, id), { status: 'new', analysis_status: 'pending', reopen_count: 0, flapping: false, reopened_at: null });
@@ -71,7 +68,7 @@ eachBackend(t, 'an incident goes new → analyzing → open, can be acknowledged
   t.equal((await hub.api('POST', `/v1/incidents/${id}/analyze`)).status, 202);
   await analysed(hub, id, 2);
   t.match(await get(hub, id), { status: 'acknowledged' });
-  agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  agent = await connect(hub, token);
   await send(agent, 'resolve', ACTIVE);
   t.match(await get(hub, id), { status: 'resolved', resolved_by: 'agent', flapping: false });
   agent.close();
@@ -80,13 +77,13 @@ eachBackend(t, 'an incident goes new → analyzing → open, can be acknowledged
 eachBackend(t, 'the same fingerprint within 30 minutes of resolving reopens the incident; later it opens a new one', async (t, backend) => {
   const hub = await startHub(t, await backend.open(t));
   const { id: agentId, token } = await hub.enroll();
-  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  const agent = await connect(hub, token);
   await send(agent, 'alert', FAILED);
   const id = (await hub.api('GET', '/v1/incidents')).body.incidents[0].id;
   await analysed(hub, id, 1);
   await hub.api('POST', `/v1/incidents/${id}/acknowledge`);
   await send(agent, 'resolve', ACTIVE);
-  await age(hub, id, 29);
+  hub.clock.advance(minutes(29));
 
   await send(agent, 'alert', { ...FAILED, message: 'failed again' });
   const reopened = await get(hub, id);
@@ -97,7 +94,7 @@ eachBackend(t, 'the same fingerprint within 30 minutes of resolving reopens the 
   t.same(await kinds(hub, id), ['opened', 'classified', 'analyzing', 'analyzed', 'acknowledged', 'resolved', 'reopened', 'analyzing', 'analyzed']);
 
   await send(agent, 'resolve', ACTIVE);
-  await age(hub, id, 31);
+  hub.clock.advance(minutes(31));
   await send(agent, 'alert', FAILED);
   const all = (await hub.api('GET', `/v1/agents/${agentId}/incidents`)).body.incidents;
   t.equal(all.length, 2, 'a new incident after the window');
@@ -110,7 +107,7 @@ eachBackend(t, 'the same fingerprint within 30 minutes of resolving reopens the 
 eachBackend(t, '4 opens, reopens and resolves within 15 minutes mark an incident flapping; a quiet spell clears it', async (t, backend) => {
   const hub = await startHub(t, await backend.open(t));
   const { token } = await hub.enroll();
-  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  const agent = await connect(hub, token);
   await send(agent, 'alert', FAILED);
   const id = (await hub.api('GET', '/v1/incidents')).body.incidents[0].id;
   await send(agent, 'resolve', ACTIVE);
@@ -124,7 +121,7 @@ eachBackend(t, '4 opens, reopens and resolves within 15 minutes mark an incident
   t.match((await hub.api('GET', '/v1/incidents?status=resolved')).body.incidents[0], { flapping: true }, 'in the listing too');
 
   // Sixteen minutes later (the resolve itself 1 minute ago), it fails once more.
-  await age(hub, id, 1, 16);
+  hub.clock.advance(minutes(16)); // past the 15-minute flapping window, within the 30-minute reopen one
   await send(agent, 'alert', FAILED);
   t.match(await get(hub, id), { flapping: false, flapping_since: null, reopen_count: 2 });
   const timeline = await kinds(hub, id);
@@ -136,7 +133,7 @@ eachBackend(t, "a model's recent analysis of the same fingerprint is reused; an 
   const model = await fakeModel(t, [completion(JSON.stringify(ANSWER))]);
   const hub = await startHub(t, await backend.open(t), { llmBaseUrl: model.baseURL, llmApiKey: 'sk-test' });
   const { token } = await hub.enroll();
-  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  const agent = await connect(hub, token);
   agent.send('hello', HELLO, { id: 'h' });
   await agent.acked(['h']);
   await send(agent, 'alert', FAILED);
@@ -153,7 +150,7 @@ eachBackend(t, "a model's recent analysis of the same fingerprint is reused; an 
 
   // A new incident of the same fingerprint (after the reopen window) reuses it as well.
   await send(agent, 'resolve', ACTIVE);
-  await age(hub, first, 31);
+  hub.clock.advance(minutes(31));
   await send(agent, 'alert', FAILED);
   const second = (await hub.api('GET', '/v1/incidents')).body.incidents[0].id;
   t.not(second, first);
@@ -185,7 +182,7 @@ eachBackend(t, 'extra redaction patterns from OPSPILOT_REDACTIONS_FILE apply bef
   const model = await fakeModel(t, [completion(JSON.stringify(ANSWER))]);
   const hub = await startHub(t, await backend.open(t), { llmBaseUrl: model.baseURL, llmApiKey: 'sk-test', redactionsFile });
   const { token } = await hub.enroll();
-  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  const agent = await connect(hub, token);
   await send(agent, 'alert', { ...FAILED, logs: 'request for cust-123456 failed\npassword=hunter2' });
   const id = (await hub.api('GET', '/v1/incidents')).body.incidents[0].id;
   await analysed(hub, id, 1);

@@ -17,14 +17,12 @@ eachBackend(t, 'an agent silent for 3 heartbeat intervals gets one "agent offlin
   await busyAgent.acked(['hb']);
 
   t.same(await hub.app.hub.sweepOffline(), [], 'everyone was just heard from');
-  // The quiet agent's last heartbeat, 25 s and then 31 s ago (the writer is flushed first, so
-  // nothing overwrites the change).
-  await hub.app.hub.writer.flush();
-  const { db } = hub.app.hub.database;
-  const age = (s: number) => db.updateTable('agents').set({ last_seen_at: new Date(Date.now() - s * 1000) }).where('id', '=', quiet.id).execute();
-  await age(25);
+  // Time moves on the hub's clock: 25 s, in which the busy agent heartbeats again, then 6 more.
+  hub.clock.advance(25_000);
+  busyAgent.send('heartbeat', {}, { id: 'hb-2' });
+  await busyAgent.acked(['hb-2']);
   t.same(await hub.app.hub.sweepOffline(), [], 'two and a half intervals: not yet');
-  await age(31);
+  hub.clock.advance(6_000);
   t.same(await hub.app.hub.sweepOffline(), [quiet.id], 'three missed intervals: only the quiet agent (the busy one heartbeats, the other was never seen)');
   t.same(await hub.app.hub.sweepOffline(), [], 'no second incident while one is open');
 

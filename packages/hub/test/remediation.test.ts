@@ -1,7 +1,7 @@
 /**
  * Guarded autonomy: remediation rules acting on a scripted agent, within their limits, verified,
- * escalated when they fail; the circuit breaker and the kill switch. Time is moved by calling the
- * engine's sweep with a later clock, never by waiting.
+ * escalated when they fail; the circuit breaker and the kill switch. Time is moved by advancing the
+ * hub's clock (TestClock) and calling the engine's sweep, never by waiting.
  */
 import t from 'tap';
 import type { PayloadOf } from '@opspilot/protocol';
@@ -39,7 +39,8 @@ eachBackend(t, 'a matching incident is fixed by its rule: the agent gets the exe
   t.match(agent.execs[0], { command: 'restart_service', params: { service: 'api.service' } });
   await eventually(async () => (await attempts(hub))[0]?.status === 'verifying', 5000, 'verifying');
   await send(agent, 'resolve', { type: 'systemd', source: 'api.service' });
-  await hub.app.hub.remediation!.sweep(new Date(Date.now() + 61_000));
+  hub.clock.advance(61_000);
+  await hub.app.hub.remediation!.sweep();
   t.match((await attempts(hub))[0], { status: 'verified' }, 'verified when its deadline comes');
   const incident = await incidentOf(hub, 'api.service');
   const trail = await audit(hub, `incident_id=${incident.id}`);
@@ -83,11 +84,11 @@ eachBackend(t, 'verification: an active unit is a fix; a failed one escalates an
   let active = true;
   const agent = await runningAgent(hub, token, (e) => (e.command === 'service_status' ? (active ? ok('Active: active (running)') : bad(3)) : ok()), HELLO_UNITS);
   const engine = hub.app.hub.remediation!;
-  const later = () => new Date(Date.now() + 61_000);
 
   await send(agent, 'alert', failed('api.service'));
   await eventually(async () => (await attempts(hub))[0]?.status === 'verifying', 5000, 'verifying');
-  await engine.sweep(later());
+  hub.clock.advance(61_000); // past the rule's verify_s (60) on the hub's clock
+  await engine.sweep();
   const first = await incidentOf(hub, 'api.service');
   t.match((await attempts(hub))[0], { status: 'verified', outcome: 'api.service is active again' });
   t.match(await hub.api('GET', `/v1/incidents/${first.id}`), { body: { status: 'resolved', resolved_by: 'rule' } }, 'resolved by the rule');
@@ -96,7 +97,8 @@ eachBackend(t, 'verification: an active unit is a fix; a failed one escalates an
   await send(agent, 'alert', failed('api.service')); // reopens it
   await eventually(async () => (await attempts(hub))[1]?.status === 'verifying', 5000, 'verifying again');
   const severity = (await hub.api('GET', `/v1/incidents/${first.id}`)).body.severity;
-  await engine.sweep(later());
+  hub.clock.advance(61_000); // past the rule's verify_s (60) on the hub's clock
+  await engine.sweep();
   t.match((await attempts(hub))[1], { status: 'failed', outcome: /^verification failed/ });
   const escalated = (await hub.api('GET', `/v1/incidents/${first.id}`)).body;
   t.equal(escalated.severity, { low: 'medium', medium: 'high', high: 'critical', critical: 'critical' }[severity as string], 'severity raised one step');
@@ -127,15 +129,15 @@ eachBackend(t, 'verification at the deadline: a resolve that was reopened, or a 
   // The unit looks active whenever asked, as a crash-looping unit does between its restarts.
   const agent = await runningAgent(hub, token, (e) => (e.command === 'service_status' ? ok('Active: active (running)') : ok()), HELLO_UNITS);
   const engine = hub.app.hub.remediation!;
-  const later = () => new Date(Date.now() + 61_000);
 
   await send(agent, 'alert', failed('api.service'));
   await eventually(async () => (await attempts(hub))[0]?.status === 'verifying', 5000, 'verifying');
-  await new Promise((r) => setTimeout(r, 1100)); // agents stamp whole seconds
+  hub.clock.advance(1100); // agents stamp whole seconds: the next message is in a later one
   await send(agent, 'resolve', { type: 'systemd', source: 'api.service' });
   t.equal((await attempts(hub))[0]!.status, 'verifying', 'a resolve alone does not verify before the deadline');
   await send(agent, 'alert', failed('api.service')); // it failed again: reopened
-  await engine.sweep(later());
+  hub.clock.advance(61_000); // past the rule's verify_s (60) on the hub's clock
+  await engine.sweep();
   t.match((await attempts(hub))[0], { status: 'failed', outcome: /^verification failed: api\.service failed again \d+ s after the action/ });
   const incident = await incidentOf(hub, 'api.service');
   t.equal((await hub.api('GET', `/v1/incidents/${incident.id}`)).body.escalated, true, 'escalated although the unit looked active');
@@ -146,10 +148,11 @@ eachBackend(t, 'verification at the deadline: a resolve that was reopened, or a 
   await send(agent, 'alert', failed('api-2.service'));
   const second = async () => (await attempts(hub)).find((a) => a.params.service === 'api-2.service');
   await eventually(async () => (await second())?.status === 'verifying', 5000, 'verifying the second');
-  await new Promise((r) => setTimeout(r, 1100));
+  hub.clock.advance(1100);
   await send(agent, 'alert', failed('api-2.service'));
   await send(agent, 'resolve', { type: 'systemd', source: 'api-2.service' });
-  await engine.sweep(later());
+  hub.clock.advance(61_000); // past the rule's verify_s (60) on the hub's clock
+  await engine.sweep();
   t.match(await second(), { status: 'failed', outcome: /failed again/ });
   agent.close();
 });

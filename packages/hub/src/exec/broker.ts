@@ -1,4 +1,5 @@
 import { newId, type ExecParams, type PayloadOf } from '@opspilot/protocol';
+import type { Clock } from '../clock.ts';
 import { HubError } from '../errors.ts';
 import type { Db } from '../storage/database.ts';
 import { getAgent } from '../storage/agents.ts';
@@ -45,6 +46,7 @@ export class ExecBroker {
   constructor(
     private readonly db: Db,
     private readonly registry: AgentLinks,
+    private readonly clock: Clock,
   ) {}
 
   /**
@@ -71,7 +73,7 @@ export class ExecBroker {
     await recordEvent(this.db, {
       incidentId: ask.incidentId ?? null,
       agentId: ask.agentId,
-      at: new Date(),
+      at: this.clock.now(),
       actor: ask.origin === 'rule' ? 'rule' : 'user',
       by: ask.requestedBy,
       kind: 'exec_completed',
@@ -110,12 +112,12 @@ export class ExecBroker {
         conn.send('exec', { request_id: id, command: ask.command, params: ask.params, timeout_ms: ask.timeoutMs }, resolve),
       );
       if (sendError) {
-        await markExecUndelivered(this.db, id, new Date());
+        await markExecUndelivered(this.db, id, this.clock.now());
         throw new HubError('HUB_EXEC_NOT_DELIVERED', `exec ${id} could not be sent: ${sendError.message}`);
       }
       // Recorded beside the wait, not before it: a result that lands first wins (the update
       // only moves a pending row to sent).
-      const sent = markExecSent(this.db, id, new Date());
+      const sent = markExecSent(this.db, id, this.clock.now());
       let timer: NodeJS.Timeout | undefined;
       const outcome = await Promise.race([
         result,

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { Clock } from '../clock.ts';
 import type OpenAI from 'openai';
 import type { Db } from '../storage/database.ts';
 import { claimAnalyses, hostContext, recentAnalysis, requeueRunningAnalyses, storeAnalysis, type QueuedIncident, type StoredAnalysis } from '../storage/analysis.ts';
@@ -21,6 +22,7 @@ export interface AnalyzerOptions {
   notify: boolean;
   /** Told of each stored analysis. */
   events: HubEvents;
+  clock: Clock;
   /** The catalogue a connected agent said in its hello (fresher than the stored one), if connected. */
   liveCatalogue(agentId: string): readonly string[] | null | undefined;
 }
@@ -74,14 +76,14 @@ export class Analyzer {
 
   async #analyze(incident: QueuedIncident): Promise<void> {
     try {
-      const at = new Date();
+      const at = this.opts.clock.now();
       await recordEvent(this.db, { incidentId: incident.id, at, actor: 'hub', kind: 'analyzing' });
       const reused =
         incident.analysis_reuse && this.opts.reuseMs > 0 && this.opts.llm ? await recentAnalysis(this.db, incident, new Date(at.getTime() - this.opts.reuseMs)) : undefined;
       const analysis: StoredAnalysis = reused
         ? { ...reused.analysis, reused_from: reused.id }
-        : { ...(await this.#ask(incident)), analyzed_at: new Date().toISOString() };
-      const done = new Date();
+        : { ...(await this.#ask(incident)), analyzed_at: this.opts.clock.now().toISOString() };
+      const done = this.opts.clock.now();
       if (!(await storeAnalysis(this.db, incident.id, analysis))) return; // asked again meanwhile: the newer request wins
       if (this.opts.notify) await enqueueMessage(this.db, incident.id, done);
       await recordEvent(this.db, {

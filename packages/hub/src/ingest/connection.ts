@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { Clock } from '../clock.ts';
 import type { WebSocket } from 'ws';
 import {
   AGENT_MESSAGE_TYPES,
@@ -30,6 +31,8 @@ export interface AuthenticatedAgent {
 
 /** What a connection needs from the hub; one instance is shared by all connections. */
 export interface ConnectionContext {
+  /** What time it is for what is stored (not for budgets: those measure real time). */
+  clock: Clock;
   limits: Limits;
   authTimeoutMs: number;
   badFramesPerMinute: number;
@@ -232,7 +235,7 @@ export class AgentConnection implements AckTarget {
     this.#state = 'open';
     this.agentId = agent.agentId;
     this.#tokenHash = agent.tokenHash;
-    this.connectedAt = this.lastSeenAt = new Date();
+    this.connectedAt = this.lastSeenAt = this.ctx.clock.now();
     this.ctx.onAuthenticated(this);
     if (this.#state !== 'open') return;
     this.send('welcome', { agent_id: agent.agentId, heartbeat_interval_s: this.ctx.heartbeatIntervalS, protocol: PROTOCOL_VERSION });
@@ -277,7 +280,7 @@ export class AgentConnection implements AckTarget {
   #dispatch(envelope: Envelope<AgentMessageType>, message: Message<AgentMessageType>): void {
     const agentId = this.agentId!;
     const writer = this.ctx.writer;
-    const now = new Date();
+    const now = this.ctx.clock.now();
     this.lastSeenAt = now;
     const msgId = envelope.id;
     const at = eventTime(envelope.ts, now);

@@ -27,7 +27,7 @@ async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: Lifecyc
   const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], refused: [] };
   await db.transaction().execute(async (trx) => {
     for (const [i, item] of batch.items.entries()) {
-      const one = await inSavepoint(trx, `item_${i}`, () => storeEventsTogether(trx, { items: [item], ids: [] }, lifecycle, false));
+      const one = await inSavepoint(trx, `item_${i}`, () => storeEventsTogether(trx, { items: [item], ids: [], receivedAt: batch.receivedAt }, lifecycle, false));
       if ('value' in one) {
         outcome.completedExecs.push(...one.value.completedExecs);
         outcome.incidents.push(...one.value.incidents);
@@ -53,7 +53,7 @@ async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: Lifecyc
   if (incidents.length === 0) return outcome;
   const ids = incidents.filter((i) => i.msgId !== undefined).map((i) => ({ agentId: i.agentId, msgId: i.msgId! }));
   const write = async (trx: Db) => {
-    const fresh = await claimEnvelopeIds(trx, ids);
+    const fresh = await claimEnvelopeIds(trx, ids, batch.receivedAt);
     const existing = await existingAgents(trx, [...new Set(incidents.map((i) => i.agentId))]);
     let since = performance.now();
     for (const item of incidents) {

@@ -1,4 +1,5 @@
 import { CLOSE_CODES } from '@opspilot/protocol';
+import type { Clock } from '../clock.ts';
 import { bearerToken, hashToken, hashesEqual } from '../auth/tokens.ts';
 import type { App } from '../http.ts';
 import type { HubConfig } from '../config.ts';
@@ -28,6 +29,7 @@ declare module 'fastify' {
  */
 export interface StreamDeps {
   config: Readonly<HubConfig>;
+  clock: Clock;
   db: Db;
   registry: AgentRegistry;
   writer: IngestWriter;
@@ -35,7 +37,7 @@ export interface StreamDeps {
   events: HubEvents;
 }
 
-export function streamRoute(app: App, { config, db, registry, writer, lifecycle, events }: StreamDeps): void {
+export function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle, events }: StreamDeps): void {
 
   async function authenticate(token: string): Promise<AuthenticatedAgent | undefined> {
     const hash = hashToken(token);
@@ -48,6 +50,7 @@ export function streamRoute(app: App, { config, db, registry, writer, lifecycle,
   const unauthenticated = new Set<AgentConnection>();
 
   const ctx: ConnectionContext = {
+    clock,
     limits: { maxFrameBytes: config.maxFrameBytes, maxPayloadBytes: config.maxPayloadBytes },
     authTimeoutMs: config.authTimeoutMs,
     badFramesPerMinute: config.badFramesPerMinute,

@@ -52,7 +52,7 @@ export class IngestWriter {
     this.#bulk = new BatchQueue<BulkBatch>('bulk', () => ({ seen: new Map(), metrics: [], ids: [] }), (b) => storeBulkIsolated(db, b), queue, log);
     this.#events = new BatchQueue<EventBatch>(
       'events',
-      () => ({ items: [], ids: [] }),
+      () => ({ items: [], ids: [], receivedAt: new Date(0) }),
       async (b) => {
         const outcome = await storeEvents(db, b, opts.lifecycle);
         hooks.onEventsStored?.(outcome);
@@ -92,6 +92,7 @@ export class IngestWriter {
     if (frame.event) {
       const events = this.#events.current;
       events.items.push(frame.event);
+      events.receivedAt = frame.at;
       if (ack) events.ids.push({ agentId: frame.agentId, msgId: ack.id });
       this.#bulk.added(bulkRows, 1);
       this.#events.added(ack ? 2 : 1, 1, ack);

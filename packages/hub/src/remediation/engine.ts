@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { Clock } from '../clock.ts';
 import { newId } from '@opspilot/protocol';
 import type { ExecBroker } from '../exec/broker.ts';
 import { HubError } from '../errors.ts';
@@ -41,6 +42,7 @@ export interface EngineOptions {
   sweepMs: number;
   /** Told when a thread reply or an approval question is queued for Slack. */
   events: HubEvents;
+  clock: Clock;
   /** Approve mode: ask in Slack (queues the approval message); false when Slack is not set up. */
   askApproval(db: Db, attempt: RemediationAttempt): Promise<boolean>;
 }
@@ -102,7 +104,7 @@ export class RemediationEngine {
   }
 
   /** Verifications that came due: resolved means fixed; otherwise a restarted unit may be active again. */
-  async sweep(now = new Date()): Promise<void> {
+  async sweep(now = this.opts.clock.now()): Promise<void> {
     if (this.worker.stopped) return;
     for (const attempt of await dueVerifications(this.db, now)) await this.#verify(attempt);
   }
@@ -116,7 +118,7 @@ export class RemediationEngine {
     const agent = await getAgent(this.db, incident.agent_id);
     if (!agent) return;
     const subject: MatchSubject = { ...incident, labels: agent.labels ?? {} };
-    const at = new Date();
+    const at = this.opts.clock.now();
     let fired: RemediationRule | null = null;
     for (const rule of rules) {
       if (!matches(rule.match, subject)) continue;
@@ -199,7 +201,7 @@ export class RemediationEngine {
     if (!attempt || attempt.status !== 'awaiting_approval') return 'not_waiting';
     const incident = await getIncident(this.db, attempt.incident_id);
     const rule = (await listRules(this.db)).find((r) => r.id === attempt.rule_id);
-    const at = new Date();
+    const at = this.opts.clock.now();
     if (!incident || !rule || incident.status === 'resolved' || !(await getAutonomy(this.db)).enabled || rule.suspended_at) {
       await moveAttempt(this.db, attemptId, ['awaiting_approval'], { status: 'rejected', decided_by: by, finished_at: at, outcome: 'no longer allowed to run' });
       if (incident) await this.#audit(incident, at, 'rejected', rule ?? null, { attempt_id: attemptId, reason: 'no longer allowed to run (resolved, rule gone or suspended, or autonomy off)' }, this.db, by);
@@ -213,7 +215,7 @@ export class RemediationEngine {
   }
 
   async reject(attemptId: string, by: string): Promise<RemediationAttempt | 'not_waiting'> {
-    const at = new Date();
+    const at = this.opts.clock.now();
     const moved = await moveAttempt(this.db, attemptId, ['awaiting_approval'], { status: 'rejected', decided_by: by, finished_at: at, outcome: 'rejected' });
     if (!moved) return 'not_waiting';
     const incident = await getIncident(this.db, moved.incident_id);
@@ -222,7 +224,7 @@ export class RemediationEngine {
   }
 
   async #execute(attempt: RemediationAttempt, rule: RemediationRule): Promise<void> {
-    const started = new Date();
+    const started = this.opts.clock.now();
     await moveAttempt(this.db, attempt.id, ['running'], { started_at: started });
     let outcome: string;
     try {
@@ -236,7 +238,7 @@ export class RemediationEngine {
         incidentId: attempt.incident_id,
       });
       if (result.status === 'succeeded') {
-        const verifyBy = new Date(Date.now() + rule.verify_s * 1000);
+        const verifyBy = new Date(this.opts.clock.now().getTime() + rule.verify_s * 1000);
         const moved = await moveAttempt(this.db, attempt.id, ['running'], { status: 'verifying', exec_id: result.id, verify_by: verifyBy });
         if (!moved) return;
         const timer = setTimeout(() => void this.worker.track(getAttempt(this.db, attempt.id).then((a) => a && this.#verify(a))), rule.verify_s * 1000);
@@ -294,18 +296,18 @@ export class RemediationEngine {
         if (status?.status === 'succeeded' && status.exit_code === 0) {
           const verified = await this.#verified(attempt, `${attempt.params.service} is active again`);
           if (verified) {
-            await applyResolve(this.db, this.opts.lifecycle, { agentId: incident.agent_id, type: incident.type, source: incident.source }, new Date(), 'rule', `${attempt.params.service} active again after ${attempt.command} by rule ${attempt.rule_name}`);
+            await applyResolve(this.db, this.opts.lifecycle, { agentId: incident.agent_id, type: incident.type, source: incident.source }, this.opts.clock.now(), 'rule', `${attempt.params.service} active again after ${attempt.command} by rule ${attempt.rule_name}`);
             this.opts.events.emit('notification.queued', {});
           }
           return;
         }
       }
     }
-    await this.#failed(attempt, 'verification failed', `still not resolved ${Math.round((Date.now() - (attempt.started_at ?? attempt.created_at).getTime()) / 1000)} s after the action`);
+    await this.#failed(attempt, 'verification failed', `still not resolved ${Math.round((this.opts.clock.now().getTime() - (attempt.started_at ?? attempt.created_at).getTime()) / 1000)} s after the action`);
   }
 
   async #verified(attempt: RemediationAttempt, how: string): Promise<boolean> {
-    const at = new Date();
+    const at = this.opts.clock.now();
     const moved = await moveAttempt(this.db, attempt.id, ['verifying'], { status: 'verified', finished_at: at, outcome: how });
     if (!moved) return false;
     const incident = await getIncident(this.db, attempt.incident_id);
@@ -316,7 +318,7 @@ export class RemediationEngine {
 
   /** The fix did not work: escalate, hold the fingerprint, and maybe open the rule's circuit. */
   async #failed(attempt: RemediationAttempt, what: string, outcome: string): Promise<void> {
-    const at = new Date();
+    const at = this.opts.clock.now();
     const moved = await moveAttempt(this.db, attempt.id, ['running', 'verifying'], { status: 'failed', finished_at: at, outcome: `${what}: ${outcome}` });
     if (!moved) return;
     const incident = await getIncident(this.db, attempt.incident_id);

@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import type { Clock } from '../clock.ts';
 import { CLOSE_CODES, newId } from '@opspilot/protocol';
 import { AGENT_TOKEN_PREFIX, generateToken, hashToken } from '../auth/tokens.ts';
 import type { App } from '../http.ts';
@@ -42,7 +43,7 @@ export function parseTime(value: string | undefined, fallback: Date, name: strin
   return date;
 }
 
-export function agentRoutes(app: App, { db, registry }: { db: Db; registry: AgentRegistry }): void {
+export function agentRoutes(app: App, { db, registry, clock }: { db: Db; registry: AgentRegistry; clock: Clock }): void {
   const tags = ['agents'];
 
   const view = (a: AgentRecord): AgentViewT => {
@@ -137,7 +138,7 @@ export function agentRoutes(app: App, { db, registry }: { db: Db; registry: Agen
     { config: { scope: 'admin' }, schema: { tags, summary: 'Rotate an agent token: the old one stops working at once', params: IdParams, response: { 200: TokenResponse, ...errorResponses } } },
     async (req) => {
       const token = generateToken(AGENT_TOKEN_PREFIX);
-      if (!(await setAgentTokenHash(db, req.params.id, hashToken(token), new Date()))) {
+      if (!(await setAgentTokenHash(db, req.params.id, hashToken(token), clock.now()))) {
         throw new HubError('HUB_AGENT_NOT_FOUND', `no agent ${req.params.id}`);
       }
       registry.get(req.params.id)?.close(CLOSE_CODES.unauthenticated, 'token rotated');
@@ -164,7 +165,7 @@ export function agentRoutes(app: App, { db, registry }: { db: Db; registry: Agen
     },
     async (req) => {
       if (!(await getAgent(db, req.params.id))) throw new HubError('HUB_AGENT_NOT_FOUND', `no agent ${req.params.id}`);
-      const now = new Date();
+      const now = clock.now();
       const until = parseTime(req.query.until, now, 'until');
       const since = parseTime(req.query.since, new Date(until.getTime() - 3600_000), 'since');
       const rows = await querySamples(db, req.params.id, { since, until, limit: req.query.limit });

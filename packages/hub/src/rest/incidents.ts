@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import type { Clock } from '../clock.ts';
 import type { App } from '../http.ts';
 import type { HubEvents } from '../events.ts';
 import type { LifecycleOptions } from '../incidents/lifecycle.ts';
@@ -62,7 +63,7 @@ const ListResponse = Type.Object({
   next_before: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `before` for the next page' }),
 });
 
-export function incidentRoutes(app: App, { db, lifecycle, events }: { db: Db; lifecycle: LifecycleOptions; events: HubEvents }): void {
+export function incidentRoutes(app: App, { db, lifecycle, events, clock }: { db: Db; lifecycle: LifecycleOptions; events: HubEvents; clock: Clock }): void {
   const tags = ['incidents'];
   /** After a person's change (committed by the lifecycle, with its message and hold release). */
   const changed = (id: string) => events.emit('incident.changed', { incidentIds: [id], opened: [] });
@@ -147,7 +148,7 @@ export function incidentRoutes(app: App, { db, lifecycle, events }: { db: Db; li
       },
     },
     async (req, reply) => {
-      const at = new Date();
+      const at = clock.now();
       if (!(await requestAnalysis(db, req.params.id, at))) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       await recordEvent(db, { incidentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'analysis_requested' });
       events.emit('analysis.requested', { incidentId: req.params.id });
@@ -159,7 +160,7 @@ export function incidentRoutes(app: App, { db, lifecycle, events }: { db: Db; li
     '/v1/incidents/:id/acknowledge',
     { schema: { tags, summary: 'Acknowledge an incident', params: IdParams, response: { 200: IncidentView, ...errorResponses } } },
     async (req) => {
-      const at = new Date();
+      const at = clock.now();
       const result = await db.transaction().execute((trx) => acknowledgeByPerson(trx, lifecycle, req.params.id, req.operator.actor, at));
       if (!result) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       if (result === 'resolved') throw new HubError('HUB_INCIDENT_RESOLVED', `incident ${req.params.id} is already resolved`);
@@ -172,7 +173,7 @@ export function incidentRoutes(app: App, { db, lifecycle, events }: { db: Db; li
     '/v1/incidents/:id/resolve',
     { schema: { tags, summary: 'Resolve an incident', params: IdParams, response: { 200: IncidentView, ...errorResponses } } },
     async (req) => {
-      const at = new Date();
+      const at = clock.now();
       const result = await db.transaction().execute((trx) => resolveByPerson(trx, lifecycle, req.params.id, req.operator.actor, at));
       if (!result) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
       if (!result.changed) return full(result.incident);

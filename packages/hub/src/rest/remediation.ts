@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import type { Clock } from '../clock.ts';
 import { newId } from '@opspilot/protocol';
 import type { App } from '../http.ts';
 import type { HubEvents } from '../events.ts';
@@ -87,7 +88,7 @@ const ruleView = (r: RemediationRule) => ({
   created_at: r.created_at.toISOString(),
   updated_at: r.updated_at.toISOString(),
 });
-const silenceView = ({ deleted_at: _d, ...s }: Silence, now = new Date()) => ({
+const silenceView = ({ deleted_at: _d, ...s }: Silence, now: Date) => ({
   ...s,
   starts_at: s.starts_at.toISOString(),
   ends_at: s.ends_at?.toISOString() ?? null,
@@ -103,7 +104,7 @@ function ruleInput(body: Static<typeof RuleBody>): RuleInput {
 }
 
 /** Remediation rules (admin), approve mode's answers (exec) and silences (exec). */
-export function remediationRoutes(app: App, { db, engine, events }: { db: Db; engine: RemediationEngine; events: HubEvents }): void {
+export function remediationRoutes(app: App, { db, engine, events, clock }: { db: Db; engine: RemediationEngine; events: HubEvents; clock: Clock }): void {
   const tags = ['remediation'];
 
   app.post(
@@ -111,7 +112,7 @@ export function remediationRoutes(app: App, { db, engine, events }: { db: Db; en
     { config: { scope: 'admin' }, schema: { tags, summary: 'Create a remediation rule', body: RuleBody, response: { 201: RuleView, ...errorResponses } } },
     async (req, reply) => {
       const input = ruleInput(req.body);
-      const at = new Date();
+      const at = clock.now();
       const rule = await db.transaction().execute(async (trx) => {
         const r = await createRule(trx, newId(), input, req.operator.actor, at);
         if (r) await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'rule_created', detail: { rule_id: r.id, rule: r.name, ...input } });
@@ -142,7 +143,7 @@ export function remediationRoutes(app: App, { db, engine, events }: { db: Db; en
     },
     async (req) => {
       const input = ruleInput(req.body);
-      const at = new Date();
+      const at = clock.now();
       const rule = await db.transaction().execute(async (trx) => {
         const r = await updateRule(trx, req.params.id, input, at);
         if (r && r !== 'name_taken') await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'rule_updated', detail: { rule_id: r.id, rule: r.name, ...input } });
@@ -158,7 +159,7 @@ export function remediationRoutes(app: App, { db, engine, events }: { db: Db; en
     '/v1/rules/:id',
     { config: { scope: 'admin' }, schema: { tags, summary: 'Delete a rule', params: IdParams, response: { 204: Type.Null(), ...errorResponses } } },
     async (req, reply) => {
-      const at = new Date();
+      const at = clock.now();
       const gone = await db.transaction().execute(async (trx) => {
         const r = await deleteRule(trx, req.params.id);
         if (r) await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'rule_deleted', detail: { rule_id: r.id, rule: r.name } });
@@ -200,7 +201,7 @@ export function remediationRoutes(app: App, { db, engine, events }: { db: Db; en
       },
     },
     async (req, reply) => {
-      const now = new Date();
+      const now = clock.now();
       const startsAt = req.body.starts_at ? new Date(req.body.starts_at) : now;
       if ((req.body.cron === undefined) !== (req.body.duration_s === undefined)) throw new HubError('HUB_BAD_REQUEST', 'a recurring silence needs both cron and duration_s');
       if (req.body.ends_at === undefined && req.body.cron === undefined) throw new HubError('HUB_BAD_REQUEST', 'a one-off silence needs ends_at');
@@ -232,7 +233,7 @@ export function remediationRoutes(app: App, { db, engine, events }: { db: Db; en
         await createSilence(trx, silence);
         await recordEvent(trx, { incidentId: null, at: now, actor: 'user', by: req.operator.actor, kind: 'silence_created', detail: { silence_id: silence.id, ...req.body } });
       });
-      return reply.code(201).send(silenceView({ ...silence, deleted_at: null }));
+      return reply.code(201).send(silenceView({ ...silence, deleted_at: null }, now));
     },
   );
 
@@ -246,14 +247,14 @@ export function remediationRoutes(app: App, { db, engine, events }: { db: Db; en
         response: { 200: Type.Object({ silences: Type.Array(SilenceView) }), ...errorResponses },
       },
     },
-    async (req) => ({ silences: (await listSilences(db, req.query.all, new Date())).map((s) => silenceView(s)) }),
+    async (req) => ({ silences: (await listSilences(db, req.query.all, clock.now())).map((s) => silenceView(s, clock.now())) }),
   );
 
   app.delete(
     '/v1/silences/:id',
     { schema: { tags: ['silences'], summary: 'End a silence now: what it held back is notified', params: IdParams, response: { 204: Type.Null(), ...errorResponses } } },
     async (req, reply) => {
-      const at = new Date();
+      const at = clock.now();
       const gone = await db.transaction().execute(async (trx) => {
         const s = await deleteSilence(trx, req.params.id, at);
         if (s) {

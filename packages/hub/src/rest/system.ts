@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import type { Clock } from '../clock.ts';
 import { newId } from '@opspilot/protocol';
 import { SCOPES, type Scope } from '../auth/admin.ts';
 import { ADMIN_TOKEN_PREFIX, generateToken, hashToken } from '../auth/tokens.ts';
@@ -37,7 +38,7 @@ const AuditEvent = Type.Object({
 });
 
 /** The kill switch, per-agent autonomy, scoped API tokens and the audit trail. */
-export function systemRoutes(app: App, { db, adminAuth }: { db: Db; adminAuth: AdminAuth }): void {
+export function systemRoutes(app: App, { db, adminAuth, clock }: { db: Db; adminAuth: AdminAuth; clock: Clock }): void {
 
   app.get(
     '/v1/system/autonomy',
@@ -60,7 +61,7 @@ export function systemRoutes(app: App, { db, adminAuth }: { db: Db; adminAuth: A
       },
     },
     async (req) => {
-      const at = new Date();
+      const at = clock.now();
       const before = await getAutonomy(db);
       await db.transaction().execute(async (trx) => {
         await setAutonomy(trx, req.body.enabled, req.operator.actor, at);
@@ -84,7 +85,7 @@ export function systemRoutes(app: App, { db, adminAuth }: { db: Db; adminAuth: A
       },
     },
     async (req) => {
-      const at = new Date();
+      const at = clock.now();
       const found = await db.transaction().execute(async (trx) => {
         if (!(await setAgentAutonomy(trx, req.params.id, req.body.enabled))) return false;
         await recordEvent(trx, { incidentId: null, agentId: req.params.id, at, actor: 'user', by: req.operator.actor, kind: 'autonomy_changed', detail: { enabled: req.body.enabled } });
@@ -119,7 +120,7 @@ export function systemRoutes(app: App, { db, adminAuth }: { db: Db; adminAuth: A
       if (req.body.name.toLowerCase() === 'admin') throw new HubError('HUB_NAME_TAKEN', 'the name "admin" is reserved for the admin token');
       const token = generateToken(ADMIN_TOKEN_PREFIX);
       const id = newId();
-      const at = new Date();
+      const at = clock.now();
       const scopes = req.body.scopes as Scope[];
       const created = await db.transaction().execute(async (trx) => {
         if (!(await createApiToken(trx, { id, name: req.body.name, scopes, tokenHash: hashToken(token), createdBy: req.operator.actor }))) return false;
@@ -143,7 +144,7 @@ export function systemRoutes(app: App, { db, adminAuth }: { db: Db; adminAuth: A
     '/v1/tokens/:id',
     { config: { scope: 'admin' }, schema: { tags: ['tokens'], summary: 'Delete an API token: it stops working', params: IdParams, response: { 204: Type.Null(), ...errorResponses } } },
     async (req, reply) => {
-      const at = new Date();
+      const at = clock.now();
       const gone = await db.transaction().execute(async (trx) => {
         const row = await deleteApiToken(trx, req.params.id);
         if (row) await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'token_deleted', detail: { token_id: req.params.id, name: row.name } });

@@ -1,4 +1,5 @@
 import type { App as BoltApp, BlockButtonAction } from '@slack/bolt';
+import type { Clock } from '../clock.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ExecParams } from '@opspilot/protocol';
 import type { ExecBroker } from '../exec/broker.ts';
@@ -17,6 +18,7 @@ import { ignoreByPerson, personActed } from '../incidents/lifecycle.ts';
 
 export interface ActionDeps {
   db: Db;
+  clock: Clock;
   broker: ExecBroker;
   redactor: Redactor;
   log: FastifyBaseLogger;
@@ -74,7 +76,7 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
     if (result === 'not_waiting') return tell('OpsPilot: that request was already answered.');
     if (result === 'blocked') return tell('OpsPilot: that action may no longer run (resolved, rule suspended, or autonomy off). Nothing was run.');
     const attempt = result as { incident_id: string; command: string; rule_name: string };
-    await enqueueThread(deps.db, attempt.incident_id, `${approve ? '👍' : '👎'} <@${user}> ${approve ? 'approved' : 'rejected'} \`${escapeCode(attempt.command)}\` of rule \`${escapeCode(attempt.rule_name)}\`.`, new Date());
+    await enqueueThread(deps.db, attempt.incident_id, `${approve ? '👍' : '👎'} <@${user}> ${approve ? 'approved' : 'rejected'} \`${escapeCode(attempt.command)}\` of rule \`${escapeCode(attempt.rule_name)}\`.`, deps.clock.now());
     deps.kick();
   });
 }
@@ -84,10 +86,10 @@ export function registerActions(bolt: BoltApp, deps: ActionDeps): void {
  * second request with the same ones is a replay of a signed request (valid for 5 minutes) and
  * runs nothing. Without a trigger id there is nothing to tell a replay by: it is refused.
  */
-async function firstTime(deps: Pick<ActionDeps, 'db' | 'log'>, body: { trigger_id?: unknown; user?: { id?: unknown } }, action: { action_id: string; action_ts?: unknown }): Promise<boolean> {
+async function firstTime(deps: Pick<ActionDeps, 'db' | 'log' | 'clock'>, body: { trigger_id?: unknown; user?: { id?: unknown } }, action: { action_id: string; action_ts?: unknown }): Promise<boolean> {
   if (typeof body.trigger_id !== 'string' || body.trigger_id.length === 0 || body.trigger_id.length > 200) return false;
   const key = `${body.trigger_id}|${String(action.action_ts ?? '')}|${action.action_id}`;
-  if (await firstSight(deps.db, key, new Date())) return true;
+  if (await firstSight(deps.db, key, deps.clock.now())) return true;
   deps.log.warn({ user: body.user?.id, action: action.action_id }, 'slack interaction replayed: ignored');
   return false;
 }
@@ -102,7 +104,7 @@ function ephemeral(client: { chat: { postEphemeral(args: { channel: string; user
 
 async function handle(deps: ActionDeps, name: ActionName, incident: Incident, user: string, tell: (text: string) => Promise<void>): Promise<void> {
   const by = `slack:${user}`;
-  const at = new Date();
+  const at = deps.clock.now();
   const plan = planFor(name, incident);
   if ('refusal' in plan) return tell(`OpsPilot: ${plan.refusal}`);
 
@@ -145,7 +147,7 @@ async function handle(deps: ActionDeps, name: ActionName, incident: Incident, us
     if (!(err instanceof HubError)) throw err;
     failure = err;
   }
-  const done = new Date();
+  const done = deps.clock.now();
   const status = result?.status ?? 'failed';
   const outcome = result ? describeResult(result) : failure!.message;
   await deps.db.transaction().execute(async (trx) => {

@@ -1,4 +1,5 @@
 import bolt from '@slack/bolt';
+import type { Clock } from '../clock.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { HubConfig } from '../config.ts';
 import type { App } from '../http.ts';
@@ -33,10 +34,10 @@ export function slackMode(config: Readonly<HubConfig>): Slack['mode'] | null {
  */
 export function setupSlack(
   app: App,
-  deps: { config: Readonly<HubConfig>; db: Db; broker: ExecBroker; redactor: Redactor; log: FastifyBaseLogger; remediation: ActionDeps['remediation'] },
+  deps: { config: Readonly<HubConfig>; db: Db; clock: Clock; broker: ExecBroker; redactor: Redactor; log: FastifyBaseLogger; remediation: ActionDeps['remediation'] },
 ): Slack | null {
   const { config, db, log } = deps;
-  const notifierOptions = { paceMs: config.slackPaceMs, pollMs: 5000, maxAttempts: 10 };
+  const notifierOptions = { paceMs: config.slackPaceMs, pollMs: 5000, maxAttempts: 10, clock: deps.clock };
   if (config.slackBotToken && config.slackSigningSecret && config.slackChannel) {
     const receiver = new FastifyReceiver(config.slackSigningSecret);
     const boltApp = new bolt.App({
@@ -50,6 +51,7 @@ export function setupSlack(
     const notifier = new SlackNotifier(db, redactingTransport(webApiTransport(outboxClient(config.slackBotToken, config.slackApiUrl)), deps.redactor), { channel: config.slackChannel, ...notifierOptions }, log);
     registerActions(boltApp, {
       db,
+      clock: deps.clock,
       broker: deps.broker,
       redactor: deps.redactor,
       log,

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { Clock } from '../clock.ts';
 import { Worker } from '../worker.ts';
 import type { Db } from '../storage/database.ts';
 import {
@@ -56,6 +57,8 @@ export interface NotifierOptions {
   /** Look for due work at least this often (retries that came due, other hubs' leftovers). */
   pollMs: number;
   maxAttempts: number;
+  /** What time it is for the outbox's rows (pacing and Slack's rate limits use real time). */
+  clock: Clock;
 }
 
 const LEASE_MS = 60_000;
@@ -83,7 +86,7 @@ export class SlackNotifier {
         name: 'slack notifier',
         pollMs: opts.pollMs,
         prepare: async () => {
-          const pending = await retryPendingNow(this.db, new Date());
+          const pending = await retryPendingNow(this.db, this.opts.clock.now());
           if (pending > 0) this.log.info({ pending }, 'slack notifications pending from before: sending');
         },
         run: () => this.#drain(),
@@ -109,7 +112,7 @@ export class SlackNotifier {
         setTimeout(() => this.kick(), wait).unref();
         return;
       }
-      const due = await claimDue(this.db, 10, new Date(), LEASE_MS);
+      const due = await claimDue(this.db, 10, this.opts.clock.now(), LEASE_MS);
       if (due.length === 0) return;
       for (const [i, n] of due.entries()) {
         if (this.worker.stopped) {
@@ -119,7 +122,7 @@ export class SlackNotifier {
         }
         if (this.#pausedUntil > Date.now()) {
           // Rate limited midway: the rest of the batch waits too, in order.
-          await retryNotification(this.db, n.id, new Date(this.#pausedUntil), 'waiting out a rate limit', false);
+          await retryNotification(this.db, n.id, new Date(this.opts.clock.now().getTime() + (this.#pausedUntil - Date.now())), 'waiting out a rate limit', false);
           continue;
         }
         await this.#deliver(n);
@@ -137,9 +140,9 @@ export class SlackNotifier {
           await this.#reply(n.incident_id, q.text, q.blocks);
         }
       } else await this.#reply(n.incident_id, n.body ?? '');
-      await completeNotification(this.db, n, new Date());
+      await completeNotification(this.db, n, this.opts.clock.now());
     } catch (err) {
-      const now = Date.now();
+      const now = this.opts.clock.now().getTime();
       if (err instanceof Silenced) {
         await deferNotification(this.db, n.id, err.until, SILENCED);
         // Come back as the silence ends, not at the next poll.
@@ -147,15 +150,15 @@ export class SlackNotifier {
         return;
       }
       if (err instanceof SlackRateLimited) {
-        this.#pausedUntil = now + err.retryAfterMs;
+        this.#pausedUntil = Date.now() + err.retryAfterMs; // real time: Slack's own clock
         this.log.warn({ retryAfterMs: err.retryAfterMs }, 'slack rate limit: pausing');
-        await retryNotification(this.db, n.id, new Date(this.#pausedUntil), err.message, false);
+        await retryNotification(this.db, n.id, new Date(now + err.retryAfterMs), err.message, false);
         return;
       }
       const message = (err as Error).message ?? String(err);
       if (err instanceof SlackRefused || n.attempts + 1 >= this.opts.maxAttempts) {
         this.log.error({ incidentId: n.incident_id, kind: n.kind, error: message }, 'slack notification failed for good');
-        await failNotification(this.db, n.id, new Date(), message);
+        await failNotification(this.db, n.id, this.opts.clock.now(), message);
         return;
       }
       this.log.warn({ incidentId: n.incident_id, kind: n.kind, error: message, attempts: n.attempts + 1 }, 'slack notification failed; retrying');
@@ -174,15 +177,15 @@ export class SlackNotifier {
       return posted;
     }
     // Never posted: a muted or ignored incident stays out of the channel.
-    if (data.incident.status === 'ignored' || (await isMuted(this.db, data.incident, new Date()))) return undefined;
+    if (data.incident.status === 'ignored' || (await isMuted(this.db, data.incident, this.opts.clock.now()))) return undefined;
     // Silenced: wait for the silence to end; then only what is still open is posted.
     const subject = await subjectOf(this.db, incidentId);
-    const silence = subject ? await silencing(this.db, subject, new Date()) : undefined;
+    const silence = subject ? await silencing(this.db, subject, this.opts.clock.now()) : undefined;
     if (silence && n) throw new Silenced(silence.until);
     if (n?.body === SILENCED && data.incident.status === 'resolved') return undefined;
     await this.#pace();
     const { ts } = await this.transport.post(this.opts.channel, msg);
-    await saveSlackMessage(this.db, incidentId, this.opts.channel, ts, new Date());
+    await saveSlackMessage(this.db, incidentId, this.opts.channel, ts, this.opts.clock.now());
     return { channel: this.opts.channel, ts };
   }
 

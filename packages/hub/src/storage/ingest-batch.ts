@@ -35,6 +35,8 @@ export type EventItem = { agentId: string; msgId?: string; at: Date } & (
 export interface EventBatch {
   items: EventItem[];
   ids: { agentId: string; msgId: string }[];
+  /** When the hub received the batch's last frame (its clock): the ids' received_at. */
+  receivedAt: Date;
 }
 
 export interface EventOutcome {
@@ -128,7 +130,8 @@ function bulkOf(batch: BulkBatch, agents: Set<string>): BulkBatch {
  * per-row parameters. Rows for an agent deleted meanwhile are skipped.
  */
 export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
-  const ids = batch.ids.map((r) => ({ agent_id: r.agentId, msg_id: r.msgId }));
+  // An id's received_at is its agent's latest frame time in this batch (the hub's clock).
+  const ids = batch.ids.map((r) => ({ agent_id: r.agentId, msg_id: r.msgId, at: (batch.seen.get(r.agentId)?.at ?? new Date(0)).toISOString() }));
   const seen = [...batch.seen].map(([id, s]) => ({
     id,
     at: s.at.toISOString(),
@@ -167,9 +170,9 @@ export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
   // ids `fresh` inserted, so a resent metrics frame is not stored twice.
   await sql`
     WITH fresh AS (
-      INSERT INTO received_envelopes (agent_id, msg_id)
-      SELECT v.agent_id, v.msg_id
-      FROM json_to_recordset(${JSON.stringify(ids)}::json) AS v(agent_id text, msg_id text)
+      INSERT INTO received_envelopes (agent_id, msg_id, received_at)
+      SELECT v.agent_id, v.msg_id, v.at
+      FROM json_to_recordset(${JSON.stringify(ids)}::json) AS v(agent_id text, msg_id text, at timestamptz)
       JOIN agents a ON a.id = v.agent_id
       ON CONFLICT DO NOTHING
       RETURNING agent_id, msg_id
@@ -201,12 +204,12 @@ export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
  * Record envelope ids of agents that exist; returns the keys (`idKey`) of those new to the hub.
  * An id already known is a resend: its message was stored before.
  */
-export async function claimEnvelopeIds(db: Db, ids: { agentId: string; msgId: string }[]): Promise<Set<string>> {
+export async function claimEnvelopeIds(db: Db, ids: { agentId: string; msgId: string }[], receivedAt: Date): Promise<Set<string>> {
   const fresh = new Set<string>();
   if (ids.length === 0) return fresh;
   const rows = await sql<{ agent_id: string; msg_id: string }>`
-    INSERT INTO received_envelopes (agent_id, msg_id)
-    SELECT v.agent_id, v.msg_id
+    INSERT INTO received_envelopes (agent_id, msg_id, received_at)
+    SELECT v.agent_id, v.msg_id, ${receivedAt.toISOString()}::timestamptz
     FROM json_to_recordset(${JSON.stringify(ids.map((r) => ({ agent_id: r.agentId, msg_id: r.msgId })))}::json) AS v(agent_id text, msg_id text)
     JOIN agents a ON a.id = v.agent_id
     ON CONFLICT DO NOTHING

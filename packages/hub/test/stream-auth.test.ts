@@ -158,7 +158,10 @@ eachBackend(t, 'a live connection that answers pings stays open', async (t, back
   const { token } = await hub.enroll();
   const agent = await ScriptedAgent.connect(hub.wsUrl, token);
   await agent.next('welcome');
-  await new Promise((r) => setTimeout(r, 300));
+  // Ten pings answered (the ws client pongs by itself): five times the two-miss limit.
+  let pings = 0;
+  agent.ws.on('ping', () => pings++);
+  await eventually(async () => pings >= 10, 5000, 'ten pings');
   t.equal(agent.ws.readyState, agent.ws.OPEN);
   agent.close();
 });
@@ -224,7 +227,7 @@ eachBackend(t, 'raw TCP connections are capped, and one that sends nothing is cl
   t.ok(atOnce >= 3, `the connections over the cap are closed at once (${atOnce} of 6)`);
   // The silent ones that got in are closed by the headers timeout (300 ms, checked every second).
   t.ok(closed.some((ms) => ms >= 250), 'a silent connection that got in is closed after the timeout');
-  await new Promise((r) => setTimeout(r, 300));
+  // The check that closed them ran past the agent's own headers timeout (it connected first).
   t.equal(agent.ws.readyState, agent.ws.OPEN, 'the upgraded agent is not subject to it');
   agent.send('heartbeat', { uptime_s: 1 }, { id: 'after-flood' });
   await agent.acked(['after-flood']);

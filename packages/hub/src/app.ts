@@ -4,11 +4,8 @@ import addFormats from 'ajv-formats';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import websocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
 import path from 'node:path';
-import { CLOSE_CODES } from '@opspilot/protocol';
 import { AdminAuth, allows, type Operator, type Scope } from './auth/admin.ts';
 import { bearerToken } from './auth/tokens.ts';
 import { resolveConfig, type HubConfig } from './config.ts';
@@ -28,7 +25,7 @@ import { AgentRegistry } from './ingest/registry.ts';
 import { setupSlack, slackMode } from './slack/index.ts';
 import { RemediationEngine } from './remediation/engine.ts';
 import { enqueueApproval } from './storage/notifications.ts';
-import { streamRoute } from './ingest/stream-route.ts';
+import { streamPlugin } from './ingest/stream-route.ts';
 import { IngestWriter } from './ingest/writer.ts';
 import { agentRoutes } from './rest/agents.ts';
 import { execRoutes } from './rest/exec.ts';
@@ -36,8 +33,9 @@ import { systemRoutes } from './rest/system.ts';
 import { remediationRoutes } from './rest/remediation.ts';
 import { incidentRoutes } from './rest/incidents.ts';
 import { ErrorResponse } from './rest/schemas.ts';
-import { metricsRoute } from './observability/metrics.ts';
-import { openDatabase, ping, type HubDatabase } from './storage/database.ts';
+import { metricsPlugin } from './observability/metrics.ts';
+import { healthPlugin } from './observability/health.ts';
+import { openDatabase, type HubDatabase } from './storage/database.ts';
 import { migrate } from './storage/migrate.ts';
 import { Retention } from './retention.ts';
 
@@ -202,16 +200,6 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       },
     });
     await app.register(swaggerUi, { routePrefix: '/docs' });
-    await app.register(websocket, {
-      options: { maxPayload: config.maxFrameBytes, perMessageDeflate: false },
-      // On shutdown, tell agents the hub is restarting so they come back with backoff.
-      preClose(done) {
-        for (const conn of registry.connections()) conn.close(CLOSE_CODES.restarting, 'hub restarting');
-        for (const client of app.websocketServer.clients) client.close(CLOSE_CODES.restarting, 'hub restarting');
-        done();
-      },
-    });
-
     // Text no store can keep (NUL, lone surrogates) is a bad request, wherever it is.
     app.addHook('preValidation', async (req) => {
       const bad = unstorableText(req.params, 'params') ?? unstorableText(req.query, 'query') ?? unstorableText(req.body, 'body');
@@ -229,25 +217,6 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     });
     app.setNotFoundHandler((req, reply) =>
       reply.code(404).send(errorBody('HUB_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)),
-    );
-
-    app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is up', security: [], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
-      status: 'ok' as const,
-    }));
-    app.get(
-      '/readyz',
-      {
-        schema: {
-          tags: ['health'],
-          summary: 'The database answers',
-          security: [],
-          response: { 200: Type.Object({ status: Type.Literal('ready'), agents_online: Type.Integer() }), 503: Type.Ref('ErrorResponse') },
-        },
-      },
-      async () => {
-        if (!(await ping(database.db))) throw new HubError('HUB_UNAVAILABLE', 'database is not reachable');
-        return { status: 'ready' as const, agents_online: registry.size };
-      },
     );
 
     // The HTTP surfaces, after the error handler they share: Slack's, the agents' stream, /metrics, /v1.
@@ -277,8 +246,9 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, sweepOffline };
     app.decorate('hub', hub);
 
-    streamRoute(app, { config, clock, db, registry, writer, lifecycle, events });
-    metricsRoute(app, { writer, registry, broker }, async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined);
+    await app.register(healthPlugin, { db, registry });
+    await app.register(streamPlugin, { config, clock, db, registry, writer, lifecycle, events });
+    await app.register(metricsPlugin, { writer, registry, broker, authenticate: async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined });
 
     await app.register(async (v1: App) => {
       v1.decorateRequest('operator', null as unknown as Operator);

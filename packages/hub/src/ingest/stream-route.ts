@@ -1,3 +1,4 @@
+import websocket from '@fastify/websocket';
 import { CLOSE_CODES } from '@opspilot/protocol';
 import type { Clock } from '../clock.ts';
 import { bearerToken, hashToken, hashesEqual } from '../auth/tokens.ts';
@@ -37,7 +38,24 @@ export interface StreamDeps {
   events: HubEvents;
 }
 
-export function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle, events }: StreamDeps): void {
+/**
+ * The agents' surface as a Fastify plugin that owns its lifetime: the WebSocket server (no
+ * per-message deflate: payloads carry their own gzip), the route, the pinger; on close it tells
+ * every agent the hub is restarting (1012) so they come back with backoff, and stops pinging.
+ */
+export async function streamPlugin(scope: App, deps: StreamDeps): Promise<void> {
+  await scope.register(websocket, {
+    options: { maxPayload: deps.config.maxFrameBytes, perMessageDeflate: false },
+    preClose(done) {
+      for (const conn of deps.registry.connections()) conn.close(CLOSE_CODES.restarting, 'hub restarting');
+      for (const client of scope.websocketServer.clients) client.close(CLOSE_CODES.restarting, 'hub restarting');
+      done();
+    },
+  });
+  streamRoute(scope, deps);
+}
+
+function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle, events }: StreamDeps): void {
 
   async function authenticate(token: string): Promise<AuthenticatedAgent | undefined> {
     const hash = hashToken(token);

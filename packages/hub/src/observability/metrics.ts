@@ -11,7 +11,11 @@ import { HubError } from '../errors.ts';
  * connected agents, pending execs, and the process's own CPU, memory and event-loop lag.
  * Each app has its own registry, so several hubs in one process (tests) do not collide.
  */
-export function metricsRoute(app: App, hub: { writer: IngestWriter; registry: AgentRegistry; broker: ExecBroker }, authenticate: (authorization: string | undefined) => Promise<boolean>): void {
+export async function metricsPlugin(
+  app: App,
+  hub: { writer: IngestWriter; registry: AgentRegistry; broker: ExecBroker; authenticate: (authorization: string | undefined) => Promise<boolean> },
+): Promise<void> {
+  const { authenticate } = hub;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'opspilot_hub_' });
   new Counter({

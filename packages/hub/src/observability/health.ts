@@ -1,0 +1,27 @@
+import { Type } from '@sinclair/typebox';
+import type { App } from '../http.ts';
+import { HubError } from '../errors.ts';
+import type { AgentRegistry } from '../ingest/registry.ts';
+import { ping, type Db } from '../storage/database.ts';
+
+/** `/healthz` (the process is up) and `/readyz` (the database answers): no token, for probes. */
+export async function healthPlugin(app: App, { db, registry }: { db: Db; registry: AgentRegistry }): Promise<void> {
+  app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is up', security: [], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
+    status: 'ok' as const,
+  }));
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'The database answers',
+        security: [],
+        response: { 200: Type.Object({ status: Type.Literal('ready'), agents_online: Type.Integer() }), 503: Type.Ref('ErrorResponse') },
+      },
+    },
+    async () => {
+      if (!(await ping(db))) throw new HubError('HUB_UNAVAILABLE', 'database is not reachable');
+      return { status: 'ready' as const, agents_online: registry.size };
+    },
+  );
+}

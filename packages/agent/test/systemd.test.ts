@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { AlertPayload, ResolvePayload } from '@opspilot/protocol';
 import { SystemdWatcher, field } from '../src/collectors/systemd.ts';
 import { assessRecovery, parseShow, type UnitState } from '../src/collectors/unit-state.ts';
-import { cursorTime } from '../src/collectors/journal.ts';
+import { SYSTEMD_MESSAGES, cursorTime } from '../src/collectors/journal.ts';
 
 const FIXTURES = path.resolve(import.meta.dirname, 'fixtures');
 const LOOP = readFileSync(path.join(FIXTURES, 'journal-crash-loop-unit.jsonl'), 'utf8')
@@ -165,7 +165,7 @@ t.test('what happened while the agent was down: failures reported, recoveries re
   // Started again: nothing new to say.
   const third = h.watcher();
   await third.w.start();
-  await sleep(500);
+  await third.w.idle; // it read from its saved position to the end, and handled it
   t.same(third.alerts, [], 'nothing reported twice');
   await third.w.stop();
 
@@ -205,7 +205,11 @@ t.test('only the configured units; hostile or odd lines are ignored', async (t) 
     { __CURSOR: `s=0a21aff6f1834e578a73afde52a7c2ef;i=ff0;b=${BOOT}`, MESSAGE_ID: 5, UNIT: 'worker.service' },
     { __CURSOR: `s=0a21aff6f1834e578a73afde52a7c2ef;i=ff1;b=${BOOT}`, MESSAGE_ID: 'd9b373ed55a64feb8242e02dbe79a49c' },
   ]);
-  await sleep(600);
+  // The watcher asks journalctl for systemd's own messages only: the odd lines never reach it.
+  // Wait until it has read the last line that does.
+  const known = new Set<unknown>(Object.values(SYSTEMD_MESSAGES));
+  const last = entriesOf(0).filter((e) => known.has(e.MESSAGE_ID)).at(-1)!.__CURSOR;
+  await until(() => w.cursor === last, 5000, 'the last matched line read');
   await w.idle;
   t.same(alerts, []);
   t.equal(field({ MESSAGE: [104, 105, 0xff] }, 'MESSAGE'), 'hi\ufffd', 'binary fields (byte arrays) are decoded');

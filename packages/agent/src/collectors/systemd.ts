@@ -158,6 +158,11 @@ export class SystemdWatcher {
     return this.#chain;
   }
 
+  /** The journal position read up to (tests wait on it rather than on time). */
+  get cursor(): string | null {
+    return this.#cursor;
+  }
+
   /** Units reported failed and not recovered yet. */
   get failingUnits(): string[] {
     return [...this.#failing.keys()];

@@ -61,7 +61,7 @@ eachBackend(t, 'a stored suggestion for another unit is refused at the click; a 
   const body = clickBody({ actionId: 'opspilot_logs', incidentId: id, user: 'UALLOWED' });
   for (let i = 0; i < 4; i++) t.equal((await post(hub, body)).status, 200, 'answered (Slack must always get its 200)');
   await eventually(async () => agent.execs.length === 1, 5000, 'the exec');
-  await new Promise((r) => setTimeout(r, 500));
+  await hub.app.hub.slack!.listenersIdle(); // every copy was answered and handled
   t.equal(agent.execs.length, 1, 'replays ran nothing');
   agent.close();
 });

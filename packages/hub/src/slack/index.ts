@@ -18,6 +18,8 @@ export interface Slack {
   notifier: SlackNotifier;
   /** There may be notifications to send. */
   kick(): void;
+  /** Resolves once every Slack request received so far is fully handled (its clicks' work done). */
+  listenersIdle(): Promise<void>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -65,6 +67,7 @@ export function setupSlack(
       mode: 'app',
       notifier,
       kick: () => notifier.kick(),
+      listenersIdle: () => receiver.idle(),
       start: () => notifier.start(),
       stop: async () => {
         await receiver.stop();
@@ -74,7 +77,7 @@ export function setupSlack(
   }
   if (config.slackWebhookUrl) {
     const notifier = new SlackNotifier(db, redactingTransport(webhookTransport(config.slackWebhookUrl), deps.redactor), { channel: 'webhook', ...notifierOptions }, log);
-    return { mode: 'webhook', notifier, kick: () => notifier.kick(), start: () => notifier.start(), stop: () => notifier.stop() };
+    return { mode: 'webhook', notifier, kick: () => notifier.kick(), listenersIdle: async () => {}, start: () => notifier.start(), stop: () => notifier.stop() };
   }
   return null;
 }

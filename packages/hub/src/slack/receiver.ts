@@ -30,7 +30,12 @@ export class FastifyReceiver implements Receiver {
 
   /** Waits for listeners still working (a click's exec) so shutdown loses nothing. */
   async stop(): Promise<void> {
-    await Promise.allSettled([...this.#inFlight]);
+    await this.idle();
+  }
+
+  /** Resolves once no listener is working: every request received so far is fully handled. */
+  async idle(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
   register(app: App): void {

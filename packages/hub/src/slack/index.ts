@@ -40,7 +40,8 @@ export function setupSlack(
 ): Slack | null {
   const { config, db, log } = deps;
   const notifierOptions = { paceMs: config.slackPaceMs, pollMs: 5000, maxAttempts: 10, clock: deps.clock };
-  if (config.slackBotToken && config.slackSigningSecret && config.slackChannel) {
+  const mode = slackMode(config);
+  if (mode === 'app' && config.slackBotToken && config.slackSigningSecret && config.slackChannel) {
     const receiver = new FastifyReceiver(config.slackSigningSecret);
     const boltApp = new bolt.App({
       token: config.slackBotToken,
@@ -75,7 +76,7 @@ export function setupSlack(
       },
     };
   }
-  if (config.slackWebhookUrl) {
+  if (mode === 'webhook' && config.slackWebhookUrl) {
     const notifier = new SlackNotifier(db, redactingTransport(webhookTransport(config.slackWebhookUrl), deps.redactor), { channel: 'webhook', ...notifierOptions }, log);
     return { mode: 'webhook', notifier, kick: () => notifier.kick(), listenersIdle: async () => {}, start: () => notifier.start(), stop: () => notifier.stop() };
   }

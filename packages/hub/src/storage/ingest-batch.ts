@@ -130,8 +130,6 @@ function bulkOf(batch: BulkBatch, agents: Set<string>): BulkBatch {
  * per-row parameters. Rows for an agent deleted meanwhile are skipped.
  */
 export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
-  // An id's received_at is its agent's latest frame time in this batch (the hub's clock).
-  const ids = batch.ids.map((r) => ({ agent_id: r.agentId, msg_id: r.msgId, at: (batch.seen.get(r.agentId)?.at ?? new Date(0)).toISOString() }));
   const seen = [...batch.seen].map(([id, s]) => ({
     id,
     at: s.at.toISOString(),
@@ -139,6 +137,9 @@ export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
     facts: s.hello ? helloFacts(s.hello) : null,
     actions: s.hello ? s.hello.actions : null,
   }));
+  // An id's received_at is its agent's latest frame time in this batch (the hub's clock).
+  const seenAt = new Map(seen.map((s) => [s.id, s.at]));
+  const ids = batch.ids.map((r) => ({ agent_id: r.agentId, msg_id: r.msgId, at: seenAt.get(r.agentId) ?? null }));
   const samples: Record<string, unknown>[] = [];
   const framesSeen = new Set<string>();
   for (const frame of batch.metrics) {
@@ -171,7 +172,7 @@ export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
   await sql`
     WITH fresh AS (
       INSERT INTO received_envelopes (agent_id, msg_id, received_at)
-      SELECT v.agent_id, v.msg_id, v.at
+      SELECT v.agent_id, v.msg_id, COALESCE(v.at, now())
       FROM json_to_recordset(${JSON.stringify(ids)}::json) AS v(agent_id text, msg_id text, at timestamptz)
       JOIN agents a ON a.id = v.agent_id
       ON CONFLICT DO NOTHING

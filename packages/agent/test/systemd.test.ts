@@ -14,6 +14,7 @@ import type { AlertPayload, ResolvePayload } from '@opspilot/protocol';
 import { SystemdWatcher, field } from '../src/collectors/systemd.ts';
 import { assessRecovery, parseShow, type UnitState } from '../src/collectors/unit-state.ts';
 import { SYSTEMD_MESSAGES, cursorTime } from '../src/collectors/journal.ts';
+import { ManualClock } from './util.ts';
 
 const FIXTURES = path.resolve(import.meta.dirname, 'fixtures');
 const LOOP = readFileSync(path.join(FIXTURES, 'journal-crash-loop-unit.jsonl'), 'utf8')
@@ -51,7 +52,7 @@ function host(t: Test) {
         return [];
       }
     },
-    watcher(opts: { settleMs?: number; repeatWindowMs?: number; units?: string[] } = {}) {
+    watcher(opts: { settleMs?: number; repeatWindowMs?: number; units?: string[]; clock?: ManualClock } = {}) {
       const alerts: AlertPayload[] = [];
       const resolves: (ResolvePayload & { at: number })[] = [];
       const w = new SystemdWatcher({
@@ -60,11 +61,12 @@ function host(t: Test) {
         stateDir: dir,
         ...(opts.units ? { units: opts.units } : {}),
         alert: (a) => alerts.push(a),
-        resolve: (r) => resolves.push({ ...r, at: Date.now() }),
+        resolve: (r) => resolves.push({ ...r, at: opts.clock?.now() ?? Date.now() }),
         log: { info() {}, warn() {}, error() {} },
         journalctl: [process.execPath, path.join(FIXTURES, 'fake-journalctl.mjs'), journal, argsFile],
         systemctl: [process.execPath, path.join(FIXTURES, 'fake-systemctl.mjs'), units],
         isSystemd: () => true,
+        ...(opts.clock ? { clock: opts.clock } : {}),
       });
       t.teardown(() => w.stop());
       return { w, alerts, resolves };
@@ -79,14 +81,21 @@ async function until(cond: () => boolean, ms = 5000, what = 'the condition'): Pr
     await new Promise((r) => setTimeout(r, 20));
   }
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const mono = () => String(process.hrtime.bigint() / 1000n);
 const restarting = { ActiveState: 'activating', SubState: 'auto-restart', Result: 'exit-code' };
-const running = (run: number) => ({ ActiveState: 'active', SubState: 'running', Result: 'success', InvocationID: RUNS[run]!, ActiveEnterTimestampMonotonic: mono() });
+const running = (run: number, clock?: ManualClock) => ({ ActiveState: 'active', SubState: 'running', Result: 'success', InvocationID: RUNS[run]!, ActiveEnterTimestampMonotonic: String(clock?.monotonicUs() ?? process.hrtime.bigint() / 1000n) });
+const KNOWN = new Set<unknown>(Object.values(SYSTEMD_MESSAGES));
+/** Append entries and wait until the watcher has read and handled the last one it asks journalctl for. */
+async function feed(h: ReturnType<typeof host>, w: SystemdWatcher, entries: Record<string, string>[]): Promise<void> {
+  h.append(entries);
+  const last = entries.filter((e) => KNOWN.has(e.MESSAGE_ID)).at(-1)?.__CURSOR;
+  if (last) await until(() => w.cursor === last, 5000, 'the entries read');
+  await w.idle;
+}
 
 t.test('a crash loop under Restart=on-failure: alerts with the failing run, merged repeats, one resolve once healthy', async (t) => {
   const h = host(t);
-  const { w, alerts, resolves } = h.watcher({ settleMs: 1000, repeatWindowMs: 2000 });
+  const clock = new ManualClock();
+  const { w, alerts, resolves } = h.watcher({ settleMs: 1000, repeatWindowMs: 2000, clock });
   t.equal(await w.start(), true);
   await until(() => h.args().some((a) => a.includes('--follow')), 5000, 'journalctl --follow');
   const follow = h.args().find((a) => a.includes('--follow'))!;
@@ -94,37 +103,46 @@ t.test('a crash loop under Restart=on-failure: alerts with the failing run, merg
   t.ok(follow.includes(`--after-cursor=${SEED.__CURSOR}`), 'followed from the newest entry at start');
 
   h.unit('flapper.service', restarting);
-  h.append(entriesOf(0));
-  await until(() => alerts.length === 1, 5000, 'the first alert');
+  await feed(h, w, entriesOf(0));
+  t.equal(alerts.length, 1, 'the first failure is reported at once');
   t.match(alerts[0], { type: 'systemd', source: 'flapper.service', message: "flapper.service: Failed with result 'exit-code'.", status: 'exit-code', exit_code: 1, context: { exit_code_kind: 'exited', invocation_id: RUNS[0] } });
   t.same(alerts[0]!.logs!.split('\n'), entriesOf(0).map((e) => e.MESSAGE), "the failing run's lines, nothing of other runs");
   t.match(alerts[0]!.logs, /flapper: lost connection to upstream\nflapper\.service: Main process exited/);
 
-  // Runs 2-4: systemd's restart starts the unit ("Started"), it crashes within the settle time.
+  // Runs 2-4: systemd's restart starts the unit ("Started"), it crashes 300 ms later, within the
+  // settle time, and systemd restarts it 200 ms after that.
   for (const run of [1, 2, 3]) {
     const entries = entriesOf(run);
-    h.unit('flapper.service', running(run));
-    h.append(entries.slice(0, 1)); // Started
-    await sleep(300);
+    h.unit('flapper.service', running(run, clock));
+    await feed(h, w, entries.slice(0, 1)); // Started
+    clock.advance(300);
     h.unit('flapper.service', restarting);
-    h.append(entries.slice(1));
-    await sleep(200);
+    await feed(h, w, entries.slice(1));
+    clock.advance(200);
+    await w.idle;
   }
-  await until(() => alerts.length >= 2, 3000, 'the merged repeats');
-  await sleep(1200);
+  t.equal(alerts.length, 1, 'repeats within the window wait for it to close');
+  clock.advance(2000); // the repeat window closes; then well past the settle time
+  await w.idle;
   t.same(resolves, [], 'never resolved while it crash-loops');
-  t.ok(alerts.length >= 2 && alerts.length <= 3, `repeats within the window are merged (${alerts.length} alerts for 4 failures)`);
-  t.equal(alerts.reduce((n, a) => n + ((a.context?.failures as number | undefined) ?? 1), 0), 4, 'every failure is counted in some alert');
+  t.equal(alerts.length, 2, 'the three repeats within the window are merged into one alert');
+  t.equal(alerts[1]!.context?.failures, 3);
+  t.equal(alerts[1]!.context?.invocation_id, RUNS[3], 'with the last failing run');
   t.same(w.failingUnits, ['flapper.service']);
 
-  // Run 5 stays up: resolved once it has been active for the settle time.
-  h.unit('flapper.service', running(4));
-  const started = Date.now();
-  h.append(entriesOf(4));
+  // Run 5 stays up: resolved once it has been active for the settle time, and not before.
+  h.unit('flapper.service', running(4, clock));
+  const started = clock.now();
+  await feed(h, w, entriesOf(4));
+  clock.advance(999);
+  await w.idle;
+  t.same(resolves, [], 'not before the settle time');
+  clock.advance(1);
   await until(() => resolves.length === 1, 5000, 'the resolve');
-  t.ok(resolves[0]!.at - started >= 1000, 'not before the settle time');
-  t.match(resolves[0], { type: 'systemd', source: 'flapper.service', message: /^flapper\.service: active for \d+ s$/ });
+  t.equal(resolves[0]!.at - started, 1000, 'resolved when the settle time is up');
+  t.match(resolves[0], { type: 'systemd', source: 'flapper.service', message: 'flapper.service: active for 1 s' });
   t.same(w.failingUnits, []);
+  t.equal(clock.pending, 0, 'no timer left behind');
 });
 
 t.test("lines journald could not tie to a run count when they lie within the failing run's span", async (t) => {

@@ -6,7 +6,8 @@ import type { AlertPayload, ResolvePayload } from '@opspilot/protocol';
 import type { Logger } from '../client.ts';
 import { readJsonState, writeFileDurably } from '../state-file.ts';
 import { Journal, SYSTEMD_MESSAGES, cursorTime, field, parseEntry, type JournalEntry } from './journal.ts';
-import { Units, assessRecovery, monotonicNowUs, type UnitState } from './unit-state.ts';
+import { systemClock, type AgentClock, type Timer } from '../clock.ts';
+import { Units, assessRecovery, type UnitState } from './unit-state.ts';
 
 export { SYSTEMD_MESSAGES, field } from './journal.ts';
 
@@ -27,8 +28,8 @@ export interface SystemdWatcherOptions {
   systemctl?: string[];
   /** Whether systemd runs this host (default: /run/systemd/system exists, as sd_booted(3) checks). */
   isSystemd?: () => boolean;
-  now?: () => number;
-  monotonicNowUs?: () => bigint;
+  /** Wall and monotonic time and the settle, repeat-window and log timers (tests move it). */
+  clock?: AgentClock;
 }
 
 /** A "start job failed" this soon after "unit failed" is the same failure. */
@@ -72,8 +73,8 @@ interface UnitTrack {
   failedAt?: number;
   lastAlertAt?: number;
   /** Failures merged since the last alert, sent when the window closes. */
-  merged?: { failure: Failure; count: number; timer: NodeJS.Timeout };
-  checkTimer?: NodeJS.Timeout;
+  merged?: { failure: Failure; count: number; timer: Timer };
+  checkTimer?: Timer;
   checkDue?: number;
 }
 
@@ -95,8 +96,7 @@ export class SystemdWatcher {
   readonly #failing = new Map<string, { invocation: string | undefined; since: number }>();
   readonly #journal: Journal;
   readonly #units: Units;
-  readonly #now: () => number;
-  readonly #mono: () => bigint;
+  readonly #clock: AgentClock;
   readonly #stateFile: string;
   readonly #matches = Object.values(SYSTEMD_MESSAGES).map((id) => `MESSAGE_ID=${id}`);
   #cursor: string | null = null;
@@ -114,8 +114,7 @@ export class SystemdWatcher {
   constructor(private readonly opts: SystemdWatcherOptions) {
     this.#journal = new Journal(opts.journalctl);
     this.#units = new Units(opts.systemctl);
-    this.#now = opts.now ?? Date.now;
-    this.#mono = opts.monotonicNowUs ?? monotonicNowUs;
+    this.#clock = opts.clock ?? systemClock;
     this.#stateFile = path.join(opts.stateDir, 'systemd.json');
   }
 
@@ -145,7 +144,7 @@ export class SystemdWatcher {
     if (this.#followTimer) clearTimeout(this.#followTimer);
     this.#child?.kill('SIGTERM');
     for (const [unit, track] of this.#tracks) {
-      if (track.checkTimer) clearTimeout(track.checkTimer);
+      track.checkTimer?.cancel();
       if (track.merged) this.#flush(unit);
     }
     await this.#chain;
@@ -283,12 +282,12 @@ export class SystemdWatcher {
         track.oomInvocation = invocation;
         return;
       case SYSTEMD_MESSAGES.unitFailed:
-        track.failedAt = this.#now();
+        track.failedAt = this.#clock.now();
         await this.#fail(this.#failure(unit, invocation, message, field(entry, 'UNIT_RESULT') ?? 'failed', entry));
         return;
       case SYSTEMD_MESSAGES.startFailed: {
-        if (track.failedAt !== undefined && this.#now() - track.failedAt < SAME_FAILURE_MS) return; // the same failure
-        track.failedAt = this.#now();
+        if (track.failedAt !== undefined && this.#clock.now() - track.failedAt < SAME_FAILURE_MS) return; // the same failure
+        track.failedAt = this.#clock.now();
         await this.#fail(this.#failure(unit, invocation, message, field(entry, 'JOB_RESULT') ?? 'failed', entry));
         return;
       }
@@ -323,9 +322,9 @@ export class SystemdWatcher {
   async #fail(failure: Failure): Promise<void> {
     const track = this.#track(failure.unit);
     this.#cancelCheck(track);
-    this.#failing.set(failure.unit, { invocation: failure.invocation, since: this.#failing.get(failure.unit)?.since ?? this.#now() });
+    this.#failing.set(failure.unit, { invocation: failure.invocation, since: this.#failing.get(failure.unit)?.since ?? this.#clock.now() });
     this.#save(true);
-    const now = this.#now();
+    const now = this.#clock.now();
     if (track.merged) {
       track.merged.failure = failure;
       track.merged.count++;
@@ -333,7 +332,7 @@ export class SystemdWatcher {
     }
     const window = this.opts.repeatWindowMs ?? REPEAT_WINDOW_MS;
     if (track.lastAlertAt !== undefined && now - track.lastAlertAt < window) {
-      const timer = setTimeout(() => this.#flush(failure.unit), track.lastAlertAt + window - now);
+      const timer = this.#clock.after(track.lastAlertAt + window - now, () => this.#flush(failure.unit));
       track.merged = { failure, count: 1, timer };
       return;
     }
@@ -345,15 +344,15 @@ export class SystemdWatcher {
     const track = this.#track(unit);
     const merged = track.merged;
     if (!merged) return;
-    clearTimeout(merged.timer);
+    merged.timer.cancel();
     track.merged = undefined;
-    track.lastAlertAt = this.#now();
+    track.lastAlertAt = this.#clock.now();
     this.#enqueue(() => this.#send(merged.failure, merged.count));
   }
 
   async #send(f: Failure, failures: number): Promise<void> {
-    const wait = f.at === undefined ? 0 : f.at + LOG_SETTLE_MS - this.#now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, Math.min(wait, LOG_SETTLE_MS)));
+    const wait = f.at === undefined ? 0 : f.at + LOG_SETTLE_MS - this.#clock.now();
+    if (wait > 0) await new Promise<void>((r) => this.#clock.after(Math.min(wait, LOG_SETTLE_MS), r));
     const alert: AlertPayload = { type: 'systemd', source: f.unit, message: f.message, status: f.result, logs: await this.#journal.unitLines(f.unit, f.invocation) };
     if (f.exitStatus !== undefined) alert.exit_code = f.exitStatus;
     const context: Record<string, unknown> = {};
@@ -373,14 +372,14 @@ export class SystemdWatcher {
   #check(unit: string, delayMs: number, ran?: string): void {
     if (!this.#failing.has(unit) || this.#stopped) return;
     const track = this.#track(unit);
-    const due = this.#now() + delayMs;
+    const due = this.#clock.now() + delayMs;
     if (track.checkTimer && track.checkDue! <= due) return; // an earlier look is coming; it reschedules if needed
     this.#cancelCheck(track);
     track.checkDue = due;
-    track.checkTimer = setTimeout(() => {
+    track.checkTimer = this.#clock.after(delayMs, () => {
       track.checkTimer = undefined;
       this.#enqueue(() => this.#recheck(unit, ran));
-    }, delayMs);
+    });
   }
 
   async #recheck(unit: string, ran: string | undefined): Promise<void> {
@@ -388,14 +387,14 @@ export class SystemdWatcher {
     if (!failing) return;
     const state = await this.#units.show(unit);
     if (!state) return;
-    const verdict = assessRecovery(state, failing.invocation, this.#mono(), this.opts.settleMs, ran);
+    const verdict = assessRecovery(state, failing.invocation, this.#clock.monotonicUs(), this.opts.settleMs, ran);
     if (verdict.kind === 'wait') this.#check(unit, verdict.ms, ran);
     if (verdict.kind !== 'healthy') return;
     const track = this.#track(unit);
     if (track.merged) {
       // Failures still merged belong before the recovery.
       const merged = track.merged;
-      clearTimeout(merged.timer);
+      merged.timer.cancel();
       track.merged = undefined;
       await this.#send(merged.failure, merged.count);
     }
@@ -408,7 +407,7 @@ export class SystemdWatcher {
   }
 
   #cancelCheck(track: UnitTrack): void {
-    if (track.checkTimer) clearTimeout(track.checkTimer);
+    track.checkTimer?.cancel();
     track.checkTimer = undefined;
   }
 
@@ -436,7 +435,7 @@ export class SystemdWatcher {
 
   /** Write the state now (`urgent`), or within a second when only the cursor moved. */
   #save(urgent: boolean): void {
-    if (!urgent && this.#now() - this.#savedAt < SAVE_EVERY_MS) {
+    if (!urgent && this.#clock.now() - this.#savedAt < SAVE_EVERY_MS) {
       this.#saveTimer ??= setTimeout(() => {
         this.#saveTimer = null;
         this.#save(true);
@@ -445,7 +444,7 @@ export class SystemdWatcher {
     }
     if (this.#saveTimer) clearTimeout(this.#saveTimer);
     this.#saveTimer = null;
-    this.#savedAt = this.#now();
+    this.#savedAt = this.#clock.now();
     const failing: SavedState['failing'] = {};
     for (const [unit, f] of this.#failing) failing[unit] = { invocation: f.invocation ?? null, since: f.since };
     try {

@@ -106,8 +106,3 @@ export class Units {
     return runCommand([cmd!, ...prefix, '--no-pager', ...args], 15_000, ENV);
   }
 }
-
-/** CLOCK_MONOTONIC in microseconds, the clock of systemd's *TimestampMonotonic properties. */
-export function monotonicNowUs(): bigint {
-  return process.hrtime.bigint() / 1000n; // libuv reads CLOCK_MONOTONIC on Linux
-}

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { eventually, freePort } from './util.ts';
@@ -68,16 +68,20 @@ t.test('log lines → incidents, exactly once across hub and agent restarts', as
   const first = await eventually(incident, 15_000, 'the incident');
   t.match(first, { type: 'log', source: logFile, message: 'ERROR: payment worker crashed (code 137)', count: 1, status: 'open' });
 
-  // The hub goes away. A line while the agent runs (merged, the 60 s window is still open), the
-  // agent stops (the merged alert goes to its outbox), a line while both are down, the agent
-  // starts again with no hub to talk to.
+  // The hub goes away. A line while the agent runs (merged, the 60 s window is still open; the
+  // agent reads the file once more as it stops), the agent stops (the merged alert goes to its
+  // outbox), a line while both are down, the agent starts again with no hub to talk to and
+  // puts the line's alert in its outbox (its read position reaches the end only then).
   t.equal(await stop(hub), 0);
   appendFileSync(logFile, 'ERROR: second failure\n');
-  await new Promise((r) => setTimeout(r, 1500));
   t.equal(await stop(agent), 0);
   appendFileSync(logFile, 'FATAL: third, written while the agent was down\n');
   agent = startAgent();
-  await new Promise((r) => setTimeout(r, 2000));
+  const tailState = path.join(dir, 'agent-state', 'logs');
+  await eventually(async () => {
+    const saved = readdirSync(tailState).map((f) => JSON.parse(readFileSync(path.join(tailState, f), 'utf8')) as { offset: number });
+    return saved.length === 1 && saved[0]!.offset === statSync(logFile).size;
+  }, 30_000, 'the third line read into the outbox with no hub');
 
   hub = await startHub();
   const latest = await eventually(async () => {
@@ -86,12 +90,18 @@ t.test('log lines → incidents, exactly once across hub and agent restarts', as
   }, 90_000, 'both alerts after the hub came back');
   t.equal(latest.message, 'FATAL: third, written while the agent was down');
 
-  // Another agent restart sends nothing again.
+  // Another agent restart sends nothing again: a line written after it comes next, alone. (The
+  // agent reads in file order and sends its outbox in order, so a line sent twice would arrive
+  // before it.)
   t.equal(await stop(agent), 0);
   agent = startAgent();
   await eventually(async () => (await api('GET', `/v1/agents/${id}`)).status === 'online', 60_000, 'the agent back');
-  await new Promise((r) => setTimeout(r, 2500));
-  t.equal((await incident()).count, 3, 'each alert exactly once');
+  appendFileSync(logFile, 'ERROR: fourth, after the restart\n');
+  const after = await eventually(async () => {
+    const i = await incident();
+    return i?.message === 'ERROR: fourth, after the restart' && i;
+  }, 30_000, 'the line after the restart');
+  t.equal(after.count, 4, 'each alert exactly once');
   t.notOk(agent.output().includes(token) || hub.output().includes(token), 'the agent token is in no output');
   await stop(agent);
   await stop(hub);

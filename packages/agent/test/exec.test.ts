@@ -91,10 +91,9 @@ t.test('output is capped at 64 KiB per stream', async (t) => {
 });
 
 t.test('a command past its timeout is killed and reported', async (t) => {
-  const started = Date.now();
+  t.setTimeout(15_000); // the command would sleep 30 s: an answer at all means it was killed
   const res = await runner(t).run(exec('sleep', {}, 300));
   t.match(res, { ok: false, error_code: 'EXEC_TIMEOUT' });
-  t.ok(Date.now() - started < 5000, 'killed, not waited for');
 });
 
 t.test('exit codes and start failures', async (t) => {

@@ -66,8 +66,10 @@ async function main(): Promise<void> {
     await sh('/bin/systemctl', 'start', 'loop.service');
     const found = await eventually(() => incidentOf('loop.service'), 30_000, 'the incident for loop.service');
     // Several crash-restart cycles: every "Started" in between is systemd's own restart, not a recovery.
-    await new Promise((r) => setTimeout(r, 4 * (SETTLE_S + 3) * 1000));
-    const restarts = Number((await sh('/bin/systemctl', 'show', '--property=NRestarts', '--value', 'loop.service')).trim());
+    const restarts = await eventually(async () => {
+      const n = Number((await sh('/bin/systemctl', 'show', '--property=NRestarts', '--value', 'loop.service')).trim());
+      return n >= 5 && n;
+    }, 120_000, 'five restarts of loop.service');
     t.ok(restarts >= 5, `systemd restarted it ${restarts} times`);
     let now = await incident(found.id);
     t.not(now.status, 'resolved', 'never resolved while it crash-loops');
@@ -120,10 +122,16 @@ async function main(): Promise<void> {
     await eventually(async () => (await incident(flaky.id)).status === 'resolved', 30_000, 'flaky.service resolved: it ran fine later');
     t.match(await incident(flaky.id), { exit_code: 2, logs: /upstream not ready/ });
 
-    // Restarting the agent again reports nothing twice.
+    // Restarting the agent again reports nothing twice: a failure after the restart comes next.
+    // (The agent reads the journal in order and sends in order, so a failure reported twice
+    // would arrive before it.)
+    script('opspilot-marker', 'echo "marker: failed after the agent restarted" >&2\nexit 6');
+    unit('marker.service', 'Type=oneshot\nExecStart=/usr/local/bin/opspilot-marker');
+    await reload();
     await sh('/bin/systemctl', 'restart', 'opspilot-agent.service');
     await ga.waitOnline(30_000);
-    await new Promise((r) => setTimeout(r, 3000));
+    await systemctl('start', 'marker.service');
+    await eventually(() => incidentOf('marker.service'), 30_000, 'the incident for marker.service');
     t.equal((await incident(down.id)).count, 1, 'a failure already reported is not reported again');
   });
 

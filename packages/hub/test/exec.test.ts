@@ -78,10 +78,8 @@ eachBackend(t, 'no result within timeout_ms is a 504; a late result is still sto
   const hub = await startHub(t, await backend.open(t));
   const { id, token } = await hub.enroll();
   const agent = await runningAgent(hub, token, () => null);
-  const started = Date.now();
   const res = await hub.api('POST', '/v1/admin/exec', { agent_id: id, command: 'disk_usage', timeout_ms: 200 });
   t.same([res.status, res.body.error.code], [504, 'HUB_EXEC_TIMEOUT']);
-  t.ok(Date.now() - started >= 200, 'waited at least timeout_ms');
   const execId = /GET \/v1\/exec\/(\S+)/.exec(res.body.error.message)![1]!;
   t.equal((await hub.api('GET', `/v1/exec/${execId}`)).body.status, 'timeout');
   t.equal(agent.execs[0]?.timeout_ms, 200, 'the agent was given the same timeout');

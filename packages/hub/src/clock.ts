@@ -1,12 +1,21 @@
 /**
  * What time it is, for everything the hub records or decides by the time (incident times,
- * reopen and flapping windows, offline deadlines, verification deadlines, retention, silences).
- * Passed to the hub's parts by buildApp, so a test moves time by moving the clock instead of
- * rewriting rows. Pacing and rate limits (how long to wait before the next Slack post, an
- * agent's read budget) measure real elapsed time and do not use it.
+ * reopen and flapping windows, offline deadlines, verification deadlines, retention, silences),
+ * and waiting on that time (the pace between Slack posts, a rate limit's pause, coming back when
+ * a silence ends). Passed to the hub's parts by buildApp, so a test moves time by moving the
+ * clock instead of rewriting rows or sleeping. An agent's read budget and the ingest flush
+ * measure real elapsed time and do not use it.
  */
 export interface Clock {
   now(): Date;
+  /** Resolves once `ms` of this clock's time has passed. */
+  wait(ms: number): Promise<void>;
+  /** Calls `fn` once `ms` of this clock's time has passed; never keeps the process alive. */
+  after(ms: number, fn: () => void): void;
 }
 
-export const systemClock: Clock = { now: () => new Date() };
+export const systemClock: Clock = {
+  now: () => new Date(),
+  wait: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  after: (ms, fn) => void setTimeout(fn, ms).unref(),
+};

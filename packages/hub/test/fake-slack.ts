@@ -13,7 +13,8 @@ export interface SlackCall {
   at: number;
 }
 
-export async function fakeSlack(t: Test) {
+/** `now` stamps each call (default: real time; a test on a fast-forwarded hub clock passes that). */
+export async function fakeSlack(t: Test, opts: { now?: () => number } = {}) {
   const calls: SlackCall[] = [];
   const webhook: { body: any; at: number }[] = [];
   /** Answer the next n calls of a method with 429 and this Retry-After (seconds). */
@@ -25,7 +26,7 @@ export async function fakeSlack(t: Test) {
     let raw = '';
     req.on('data', (c: Buffer) => (raw += c.toString()));
     req.on('end', () => {
-      const at = Date.now();
+      const at = opts.now?.() ?? Date.now();
       if (req.url === '/webhook') {
         webhook.push({ body: JSON.parse(raw), at });
         res.writeHead(200, { 'content-type': 'text/plain' });

@@ -19,7 +19,7 @@ import {
   type PayloadOf,
 } from '@opspilot/protocol';
 import { buildApp, type App, type HubConfig } from '../src/index.ts';
-import type { Clock } from '../src/clock.ts';
+import { systemClock, type Clock } from '../src/clock.ts';
 import { openDatabase, type HubDatabase } from '../src/storage/database.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
@@ -88,13 +88,16 @@ export function eachBackend(t: Test, name: string, fn: (t: Test, backend: Backen
 }
 
 /**
- * The hub's clock in tests: real time plus an offset the test moves forward. Timers still run in
+ * The hub's clock in tests: real time plus an offset the test moves forward. Its waits run in
  * real time; what the hub records and decides by the time (windows, deadlines) sees the offset.
+ * After `fastForward()`, time stands still except when the hub waits: each wait jumps the clock
+ * to its end at once, so pacing and pauses are exact and take no real time.
  */
 export class TestClock implements Clock {
   #offsetMs = 0;
+  #frozenAt: number | null = null;
   now(): Date {
-    return new Date(Date.now() + this.#offsetMs);
+    return new Date((this.#frozenAt ?? Date.now()) + this.#offsetMs);
   }
   /** Unix seconds, as an agent whose clock moves with the hub's stamps envelopes. */
   seconds(): number {
@@ -102,6 +105,24 @@ export class TestClock implements Clock {
   }
   advance(ms: number): void {
     this.#offsetMs += ms;
+  }
+  fastForward(): void {
+    this.#frozenAt ??= Date.now();
+  }
+  wait(ms: number): Promise<void> {
+    if (this.#frozenAt === null) return systemClock.wait(ms);
+    const due = this.now().getTime() + Math.max(0, ms);
+    return new Promise((resolve) =>
+      setImmediate(() => {
+        const behind = due - this.now().getTime();
+        if (behind > 0) this.advance(behind);
+        resolve();
+      }),
+    );
+  }
+  after(ms: number, fn: () => void): void {
+    if (this.#frozenAt === null) return systemClock.after(ms, fn);
+    void this.wait(ms).then(fn);
   }
 }
 
@@ -123,8 +144,8 @@ export async function startHub(
   db: HubDatabase,
   config: Partial<HubConfig> = {},
   logStream: NodeJS.WritableStream | false = false,
+  clock = new TestClock(),
 ): Promise<TestHub> {
-  const clock = new TestClock();
   const app = await buildApp({
     database: db,
     config: { adminToken: ADMIN_TOKEN, logLevel: 'silent', flushIntervalMs: 5, ...config },

@@ -57,7 +57,7 @@ export interface NotifierOptions {
   /** Look for due work at least this often (retries that came due, other hubs' leftovers). */
   pollMs: number;
   maxAttempts: number;
-  /** What time it is for the outbox's rows (pacing and Slack's rate limits use real time). */
+  /** What time it is for the outbox's rows, and the waits between posts and after a 429. */
   clock: Clock;
 }
 
@@ -106,10 +106,10 @@ export class SlackNotifier {
   async #drain(): Promise<void> {
     for (;;) {
       if (this.worker.stopped) return;
-      const wait = this.#pausedUntil - Date.now();
+      const wait = this.#pausedUntil - this.#now();
       if (wait > 0) {
         // Rate limited: come back when Slack said to.
-        setTimeout(() => this.kick(), wait).unref();
+        this.opts.clock.after(wait, this.kick);
         return;
       }
       const due = await claimDue(this.db, 10, this.opts.clock.now(), LEASE_MS);
@@ -120,9 +120,9 @@ export class SlackNotifier {
           await releaseLeases(this.db, due.slice(i).map((d) => d.id));
           return;
         }
-        if (this.#pausedUntil > Date.now()) {
+        if (this.#pausedUntil > this.#now()) {
           // Rate limited midway: the rest of the batch waits too, in order.
-          await retryNotification(this.db, n.id, new Date(this.opts.clock.now().getTime() + (this.#pausedUntil - Date.now())), 'waiting out a rate limit', false);
+          await retryNotification(this.db, n.id, new Date(this.#pausedUntil), 'waiting out a rate limit', false);
           continue;
         }
         await this.#deliver(n);
@@ -146,11 +146,11 @@ export class SlackNotifier {
       if (err instanceof Silenced) {
         await deferNotification(this.db, n.id, err.until, SILENCED);
         // Come back as the silence ends, not at the next poll.
-        setTimeout(() => this.kick(), Math.max(0, err.until.getTime() - now) + 10).unref();
+        this.opts.clock.after(Math.max(0, err.until.getTime() - now) + 10, this.kick);
         return;
       }
       if (err instanceof SlackRateLimited) {
-        this.#pausedUntil = Date.now() + err.retryAfterMs; // real time: Slack's own clock
+        this.#pausedUntil = now + err.retryAfterMs;
         this.log.warn({ retryAfterMs: err.retryAfterMs }, 'slack rate limit: pausing');
         await retryNotification(this.db, n.id, new Date(now + err.retryAfterMs), err.message, false);
         return;
@@ -201,9 +201,14 @@ export class SlackNotifier {
     return agentHostname(this.db, agentId);
   }
 
+  /** Wait until the last post is `paceMs` ago (never longer, should the clock be set back). */
   async #pace(): Promise<void> {
-    const wait = this.#lastPostAt + this.opts.paceMs - Date.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    this.#lastPostAt = Date.now();
+    const wait = Math.min(this.opts.paceMs, this.#lastPostAt + this.opts.paceMs - this.#now());
+    if (wait > 0) await this.opts.clock.wait(wait);
+    this.#lastPostAt = this.#now();
+  }
+
+  #now(): number {
+    return this.opts.clock.now().getTime();
   }
 }

@@ -22,7 +22,7 @@ import { createLlmClient } from './incidents/llm.ts';
 import { createRedactor, loadRedactions } from './incidents/redact.ts';
 import { loggableError, unstorableText } from './rest/text-guard.ts';
 import { AgentRegistry } from './ingest/registry.ts';
-import { setupSlack, slackMode } from './slack/index.ts';
+import { setupSlack, slackMode, slackPlugin } from './slack/index.ts';
 import { RemediationEngine } from './remediation/engine.ts';
 import { enqueueApproval } from './storage/notifications.ts';
 import { streamPlugin } from './ingest/stream-route.ts';
@@ -219,8 +219,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       reply.code(404).send(errorBody('HUB_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)),
     );
 
-    // The HTTP surfaces, after the error handler they share: Slack's, the agents' stream, /metrics, /v1.
-    const slack = setupSlack(app, { config, db, clock, broker, redactor, log: app.log, remediation });
+    const slack = setupSlack({ config, db, clock, broker, redactor, log: app.log, remediation });
 
     // Every 30 s: agents silent for 3 heartbeat intervals get an "agent offline" incident.
     const sweepOffline = async (now = clock.now()) => {
@@ -246,7 +245,32 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, sweepOffline };
     app.decorate('hub', hub);
 
+    // Background work starts once the routes are ready. Fastify runs onClose hooks in reverse
+    // order of registration: this one, added before the HTTP surfaces, runs after theirs (a
+    // Slack click still working can write), and closes the database last.
+    app.addHook('onReady', async () => {
+      retention.start();
+      await analyzer.start();
+      await remediation.start();
+    });
+    const sweeper = cron.schedule('*/30 * * * * *', () => sweepOffline().then(() => undefined, (err) => app.log.warn({ err }, 'offline sweep failed')), {
+      name: 'opspilot-offline-sweep',
+      noOverlap: true,
+    });
+
+    app.addHook('onClose', async () => {
+      await retention.stop();
+      await sweeper.destroy();
+      await writer.close();
+      await analyzer.stop();
+      await remediation.stop();
+      if (ownsDatabase) await database.close();
+    });
+    // The HTTP surfaces, after the error handler they share; each owns its start and shutdown.
+    // Execs waiting on agents are answered "shutting down" first, so no surface waits on one.
+    app.addHook('preClose', async () => broker.shutdown());
     await app.register(healthPlugin, { db, registry });
+    if (slack) await app.register(slackPlugin, { slack });
     await app.register(streamPlugin, { config, clock, db, registry, writer, lifecycle, events });
     await app.register(metricsPlugin, { writer, registry, broker, authenticate: async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined });
 
@@ -275,28 +299,6 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       remediationRoutes(v1, { db, engine: remediation, events, clock });
     });
 
-    // Background work starts once the routes are ready, and stops in reverse order on close.
-    app.addHook('onReady', async () => {
-      retention.start();
-      await analyzer.start();
-      await slack?.start();
-      await remediation.start();
-    });
-    const sweeper = cron.schedule('*/30 * * * * *', () => sweepOffline().then(() => undefined, (err) => app.log.warn({ err }, 'offline sweep failed')), {
-      name: 'opspilot-offline-sweep',
-      noOverlap: true,
-    });
-
-    app.addHook('onClose', async () => {
-      await retention.stop();
-      await sweeper.destroy();
-      await writer.close();
-      await analyzer.stop();
-      broker.shutdown();
-      await remediation.stop();
-      await slack?.stop();
-      if (ownsDatabase) await database.close();
-    });
     return app as unknown as App;
   } catch (err) {
     if (ownsDatabase) await database.close().catch(() => {});

@@ -20,8 +20,23 @@ export interface Slack {
   kick(): void;
   /** Resolves once every Slack request received so far is fully handled (its clicks' work done). */
   listenersIdle(): Promise<void>;
-  start(): Promise<void>;
-  stop(): Promise<void>;
+  /** In app mode, Bolt's receiver: `POST /slack/events`. */
+  receiver: FastifyReceiver | null;
+}
+
+/**
+ * Slack's HTTP surface and background work as one Fastify plugin: the receiver's route, the
+ * notifier started when the hub is ready, and on close the clicks still working finished (their
+ * execs are answered or told the hub is stopping: the broker shuts down at preClose) before the
+ * notifier stops.
+ */
+export async function slackPlugin(app: App, { slack }: { slack: Slack }): Promise<void> {
+  slack.receiver?.routes(app);
+  app.addHook('onReady', () => slack.notifier.start());
+  app.addHook('onClose', async () => {
+    await slack.receiver?.stop();
+    await slack.notifier.stop();
+  });
 }
 
 /** Which Slack the config sets up: `app` (Bolt, buttons), `webhook` (post only), or none. */
@@ -35,7 +50,6 @@ export function slackMode(config: Readonly<HubConfig>): Slack['mode'] | null {
  * the buttons' listeners. Without Slack settings, null: the hub runs as before.
  */
 export function setupSlack(
-  app: App,
   deps: { config: Readonly<HubConfig>; db: Db; clock: Clock; broker: ExecBroker; redactor: Redactor; log: FastifyBaseLogger; remediation: ActionDeps['remediation'] },
 ): Slack | null {
   const { config, db, log } = deps;
@@ -50,7 +64,6 @@ export function setupSlack(
       clientOptions: { slackApiUrl: config.slackApiUrl, retryConfig: { retries: 2 }, timeout: 10_000 },
       logger: boltLogger(log),
     });
-    receiver.register(app);
     const notifier = new SlackNotifier(db, redactingTransport(webApiTransport(outboxClient(config.slackBotToken, config.slackApiUrl)), deps.redactor), { channel: config.slackChannel, ...notifierOptions }, log);
     registerActions(boltApp, {
       db,
@@ -64,21 +77,11 @@ export function setupSlack(
       kick: () => notifier.kick(),
       remediation: deps.remediation,
     });
-    return {
-      mode: 'app',
-      notifier,
-      kick: () => notifier.kick(),
-      listenersIdle: () => receiver.idle(),
-      start: () => notifier.start(),
-      stop: async () => {
-        await receiver.stop();
-        await notifier.stop();
-      },
-    };
+    return { mode: 'app', notifier, receiver, kick: () => notifier.kick(), listenersIdle: () => receiver.idle() };
   }
   if (mode === 'webhook' && config.slackWebhookUrl) {
     const notifier = new SlackNotifier(db, redactingTransport(webhookTransport(config.slackWebhookUrl), deps.redactor), { channel: 'webhook', ...notifierOptions }, log);
-    return { mode: 'webhook', notifier, kick: () => notifier.kick(), listenersIdle: async () => {}, start: () => notifier.start(), stop: () => notifier.stop() };
+    return { mode: 'webhook', notifier, receiver: null, kick: () => notifier.kick(), listenersIdle: async () => {} };
   }
   return null;
 }

@@ -38,7 +38,8 @@ export class FastifyReceiver implements Receiver {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
-  register(app: App): void {
+  /** `POST /slack/events`, in a scope of its own (it reads raw bodies). */
+  routes(app: App): void {
     void app.register(async (scope) => {
       // Raw text, so the signature is checked over the exact bytes Slack signed.
       scope.removeAllContentTypeParsers();

@@ -81,12 +81,57 @@ CREATE INDEX metric_samples_rollup_ts ON metric_samples (ts) WHERE period_s > 0;
 -- acknowledged → resolved, or ignored. An alert of a fingerprint resolved less than 30 minutes
 -- ago reopens that incident; four or more opens, reopens and resolves within 15 minutes mark it
 -- flapping.
+-- Senders of alerts from other tools (intake/): each has its own URL and secret. The secret is
+-- stored as its SHA-256 (it authenticates as a bearer, a basic-auth password or a routing key);
+-- only where the sender signs with it (Sentry, Grafana) is it kept as well, in signing_secret,
+-- and it is never shown again after it is made. host_labels: where an alert names its host.
+CREATE TABLE integrations (
+  id                 text PRIMARY KEY,
+  name               text NOT NULL UNIQUE,
+  kind               text NOT NULL CHECK (kind IN ('alertmanager', 'grafana', 'sentry', 'pagerduty', 'error_report', 'generic')),
+  labels             jsonb NOT NULL DEFAULT '{}',  -- added to every incident it opens
+  host_labels        jsonb NOT NULL,               -- label names tried in order: ["host", "hostname", "instance", …]
+  secret_hash        text NOT NULL UNIQUE,
+  signing_secret     text,
+  enabled            boolean NOT NULL DEFAULT true,
+  created_at         timestamptz NOT NULL,
+  created_by         text NOT NULL,
+  updated_at         timestamptz NOT NULL,
+  secret_rotated_at  timestamptz,
+  last_delivery_at   timestamptz,
+  last_error         text,                         -- the last request refused after it authenticated
+  last_error_at      timestamptz
+);
+
+-- Each request an integration took, once: key is the sender's delivery id (Sentry's Request-ID)
+-- or the SHA-256 of the body, so the same delivery resent changes nothing. body: the first 64 KiB,
+-- secrets redacted. Kept as long as received envelope ids.
+CREATE TABLE integration_deliveries (
+  id              text PRIMARY KEY,                -- ULID: time order
+  integration_id  text NOT NULL REFERENCES integrations(id) ON DELETE CASCADE,
+  key             text NOT NULL,
+  received_at     timestamptz NOT NULL,
+  bytes           integer NOT NULL CHECK (bytes >= 0),
+  body            text NOT NULL,
+  alerts          integer NOT NULL CHECK (alerts >= 0),
+  changed         integer NOT NULL CHECK (changed >= 0),  -- incidents opened, repeated, reopened or resolved
+  errors          jsonb,                           -- alerts in it that were skipped, and why
+  CONSTRAINT integration_deliveries_once UNIQUE (integration_id, key)
+);
+CREATE INDEX integration_deliveries_recent ON integration_deliveries (integration_id, id DESC);
+CREATE INDEX integration_deliveries_received ON integration_deliveries (received_at);
+
 CREATE TABLE incidents (
   id                     text PRIMARY KEY,
-  agent_id               text NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
-  type                   text NOT NULL,
-  source                 text NOT NULL,
+  -- An agent's alert, or an integration's (then linked to the agent of the host it names, if any).
+  agent_id               text REFERENCES agents(id) ON DELETE CASCADE,
+  integration_id         text REFERENCES integrations(id) ON DELETE CASCADE,
+  type                   text NOT NULL,           -- an agent's alert type, or the integration's kind
+  source                 text NOT NULL,           -- what failed, or the sender's key (Alertmanager fingerprint, dedup_key…)
   message                text NOT NULL,
+  service                text,                    -- from the sender's labels or payload
+  labels                 jsonb NOT NULL DEFAULT '{}',
+  occurrence             text,                    -- the sender's start of this firing (Alertmanager startsAt)
   logs                   text,
   exit_code              integer,
   unit_status            text,                    -- the alert's `status` (for example systemd's "failed")
@@ -117,15 +162,19 @@ CREATE TABLE incidents (
   flapping_since         timestamptz,
   -- An automatic fix failed and a person was called.
   escalated              boolean NOT NULL DEFAULT false,
-  escalated_at           timestamptz
+  escalated_at           timestamptz,
+  CONSTRAINT incidents_subject_check CHECK (agent_id IS NOT NULL OR integration_id IS NOT NULL)
 );
--- One unresolved incident per fingerprint: a repeat bumps its count.
-CREATE UNIQUE INDEX incidents_open_fingerprint ON incidents (agent_id, type, source) WHERE status <> 'resolved';
+-- One unresolved incident per fingerprint: (agent, type, source), or (integration, sender's key).
+CREATE UNIQUE INDEX incidents_open_fingerprint ON incidents (agent_id, type, source) WHERE status <> 'resolved' AND integration_id IS NULL;
+CREATE UNIQUE INDEX incidents_open_external ON incidents (integration_id, source) WHERE status <> 'resolved' AND integration_id IS NOT NULL;
 CREATE INDEX incidents_last_seen ON incidents (last_seen_at DESC);
 CREATE INDEX incidents_agent_last_seen ON incidents (agent_id, last_seen_at DESC);
 CREATE INDEX incidents_severity ON incidents (severity) WHERE status <> 'resolved';
 CREATE INDEX incidents_analysis_queue ON incidents (analysis_requested_at) WHERE analysis_status IN ('pending', 'running');
-CREATE INDEX incidents_fingerprint_resolved ON incidents (agent_id, type, source, resolved_at DESC) WHERE status = 'resolved';
+CREATE INDEX incidents_fingerprint_resolved ON incidents (agent_id, type, source, resolved_at DESC) WHERE status = 'resolved' AND integration_id IS NULL;
+CREATE INDEX incidents_external_resolved ON incidents (integration_id, source, resolved_at DESC) WHERE status = 'resolved' AND integration_id IS NOT NULL;
+CREATE INDEX incidents_labels ON incidents USING gin (labels jsonb_path_ops);
 
 -- Every exec asked of an agent, by whom, and its result. No foreign key: the audit trail outlives
 -- a deleted agent.
@@ -163,7 +212,7 @@ CREATE TABLE incident_events (
   incident_id  text,
   agent_id     text,
   at           timestamptz NOT NULL,
-  actor        text NOT NULL CHECK (actor IN ('agent', 'rule', 'user', 'llm', 'heuristic', 'hub')),
+  actor        text NOT NULL CHECK (actor IN ('agent', 'rule', 'user', 'llm', 'heuristic', 'hub', 'integration')),
   by           text,                              -- who, when the actor is a user (token:<name>)
   kind         text NOT NULL CHECK (kind IN (
                  'opened', 'repeated', 'reopened', 'classified', 'analysis_requested', 'analyzing', 'analyzed',
@@ -171,7 +220,8 @@ CREATE TABLE incident_events (
                  'action_completed', 'action_refused', 'rule_fired', 'rule_skipped', 'approval_requested',
                  'approved', 'rejected', 'verified', 'verification_failed', 'escalated', 'rule_suspended',
                  'exec_completed', 'autonomy_changed', 'rule_created', 'rule_updated', 'rule_deleted',
-                 'token_created', 'token_deleted', 'silence_created', 'silence_deleted', 'silence_ended')),
+                 'token_created', 'token_deleted', 'silence_created', 'silence_deleted', 'silence_ended',
+                 'integration_created', 'integration_updated', 'integration_deleted', 'integration_secret_rotated', 'linked')),
   detail       jsonb
 );
 CREATE INDEX incident_events_incident ON incident_events (incident_id, id);
@@ -217,14 +267,17 @@ CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE done_at 
 
 -- Fingerprints muted from Slack (the Ignore button): incidents are still recorded, not posted.
 CREATE TABLE fingerprint_mutes (
-  agent_id    text NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
-  type        text NOT NULL,
-  source      text NOT NULL,
-  until       timestamptz NOT NULL,
-  muted_by    text NOT NULL,
-  muted_at    timestamptz NOT NULL,
-  PRIMARY KEY (agent_id, type, source)
+  agent_id        text REFERENCES agents(id) ON DELETE CASCADE,
+  integration_id  text REFERENCES integrations(id) ON DELETE CASCADE,
+  type            text NOT NULL,
+  source          text NOT NULL,
+  until           timestamptz NOT NULL,
+  muted_by        text NOT NULL,
+  muted_at        timestamptz NOT NULL,
+  CONSTRAINT fingerprint_mutes_subject_check CHECK ((agent_id IS NULL) <> (integration_id IS NULL))
 );
+CREATE UNIQUE INDEX fingerprint_mutes_agent ON fingerprint_mutes (agent_id, type, source) WHERE agent_id IS NOT NULL;
+CREATE UNIQUE INDEX fingerprint_mutes_external ON fingerprint_mutes (integration_id, source) WHERE integration_id IS NOT NULL;
 
 -- Slack interactions already acted on (trigger id, action time, action id): a signed click
 -- replayed within Slack's 5-minute window runs nothing. Kept for an hour.

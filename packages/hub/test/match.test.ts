@@ -31,5 +31,5 @@ t.test('a hostile glob is just a glob: the silence pattern that blocked the hub 
   const hostile = '*?'.repeat(200) + '#';
   t.notOk(globMatch(hostile, 'a'.repeat(1024)));
   t.ok(globMatch(hostile, `${'a'.repeat(1023)}#`));
-  t.ok(matches({ source: hostile.slice(0, 512) }, { type: 'systemd', source: 'a'.repeat(300), severity: null, category: null, agent_id: 'x', labels: {} }) === false);
+  t.ok(matches({ source: hostile.slice(0, 512) }, { type: 'systemd', source: 'a'.repeat(300), severity: null, category: null, agent_id: 'x', integration_id: null, service: null, labels: {} }) === false);
 });

@@ -66,10 +66,27 @@ export function missingParams(command: string, names: readonly string[]): string
  * that names a unit must name the incident's own (a model's answer must not steer a click to
  * another service: "Restart nginx" that stops sshd).
  */
-export function concernsIncident(action: { command: string; params: Record<string, unknown> }, incident: { type: string; source: string }): boolean {
+export function concernsIncident(action: { command: string; params: Record<string, unknown> }, incident: UnitSubject): boolean {
   const service = action.params.service;
   if (service === undefined) return true;
-  return incident.type === 'systemd' && service === incident.source;
+  const unit = unitOf(incident);
+  return unit !== null && service === unit;
+}
+
+export type UnitSubject = { type: string; source: string; agent_id?: string | null; integration_id?: string | null; service?: string | null; labels?: Record<string, string> | null };
+
+/** Label names an alert from another tool names its systemd unit by (node_exporter's systemd collector says `name`). */
+const UNIT_LABELS = ['systemd_unit', 'unit', 'name'] as const;
+
+/**
+ * The systemd unit an incident is about, if any: an agent's systemd alert's source; for an
+ * integration's alert linked to a host, a unit its labels or service name (`….service`).
+ */
+export function unitOf(i: UnitSubject): string | null {
+  if (!i.integration_id) return i.type === 'systemd' ? i.source : null;
+  if (!i.agent_id) return null;
+  const named = [...UNIT_LABELS.map((k) => i.labels?.[k]), i.service].find((v) => typeof v === 'string' && /^[A-Za-z0-9@:._\\-]{1,240}\.service$/.test(v));
+  return named ?? null;
 }
 
 /** What an action does, in the hub's words: the command and its parameter values. */

@@ -106,8 +106,9 @@ export class Analyzer {
   }
 
   async #ask(incident: QueuedIncident) {
-    const { agent, metrics } = await hostContext(this.db, incident.agent_id);
-    const catalogue = this.opts.liveCatalogue(incident.agent_id) ?? agent?.actions ?? null;
+    // An integration's alert not linked to a host: no host, metrics or catalogue to tell.
+    const { agent, metrics } = incident.agent_id ? await hostContext(this.db, incident.agent_id) : { agent: undefined, metrics: undefined };
+    const catalogue = incident.agent_id ? (this.opts.liveCatalogue(incident.agent_id) ?? agent?.actions ?? null) : [];
     return analyze(
       this.opts.llm,
       {

@@ -22,6 +22,8 @@ export interface ClassificationRule {
   exitCodes?: readonly number[];
   /** Only when the same incident has repeated this often within this many seconds. */
   repeats?: { count: number; withinS: number };
+  /** The alert's labels (an integration's alerts) include all of these, exactly. */
+  labels?: Readonly<Record<string, string>>;
 }
 
 export interface IncidentFacts {
@@ -33,6 +35,9 @@ export interface IncidentFacts {
   count: number;
   firstSeenAt: Date;
   lastSeenAt: Date;
+  /** An integration's alert: its labels, and the sender's own severity (used when no rule matches). */
+  labels?: Readonly<Record<string, string>>;
+  senderSeverity?: Severity | null;
 }
 
 export interface Classification {
@@ -151,9 +156,11 @@ export function classify(rules: readonly ClassificationRule[], facts: IncidentFa
       const spanS = (facts.lastSeenAt.getTime() - facts.firstSeenAt.getTime()) / 1000;
       if (facts.count < rule.repeats.count || spanS > rule.repeats.withinS) continue;
     }
+    if (rule.labels && !Object.entries(rule.labels).every(([k, v]) => facts.labels?.[k] === v)) continue;
     if (rule.pattern && !rule.pattern.test(text)) continue;
     return { severity: rule.severity, category: rule.category, rule: rule.name };
   }
+  if (facts.senderSeverity) return { severity: facts.senderSeverity, category: 'unknown', rule: 'sender' };
   return { severity: 'medium', category: 'unknown', rule: 'unclassified' };
 }
 
@@ -166,7 +173,7 @@ export class RulesFileError extends StartupError {
 
 /**
  * Operator rules (OPSPILOT_RULES_FILE): a JSON array of
- * `{name, severity, category, types?, pattern?, exit_codes?, repeats?: {count, within_s}}`, tried before the
+ * `{name, severity, category, types?, pattern?, exit_codes?, repeats?: {count, within_s}, labels?}`, tried before the
  * built-in ones, in order.
  */
 export function loadRules(file: string | null): ClassificationRule[] {
@@ -178,7 +185,7 @@ export function loadRules(file: string | null): ClassificationRule[] {
     if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new RulesFileError(file, at, 'must be an object');
     const o = item as Record<string, unknown>;
     for (const key of Object.keys(o)) {
-      if (!['name', 'severity', 'category', 'types', 'pattern', 'exit_codes', 'repeats'].includes(key)) throw new RulesFileError(file, `${at}.${key}`, 'unknown key');
+      if (!['name', 'severity', 'category', 'types', 'pattern', 'exit_codes', 'repeats', 'labels'].includes(key)) throw new RulesFileError(file, `${at}.${key}`, 'unknown key');
     }
     if (typeof o.name !== 'string' || !/^[a-z0-9_.-]{1,64}$/i.test(o.name)) throw new RulesFileError(file, `${at}.name`, 'must be 1-64 characters of [A-Za-z0-9_.-]');
     if (names.has(o.name)) throw new RulesFileError(file, `${at}.name`, `"${o.name}" is used twice`);
@@ -212,7 +219,15 @@ export function loadRules(file: string | null): ClassificationRule[] {
       }
       rule.repeats = { count: rep.count as number, withinS: rep.within_s as number };
     }
-    if (!rule.pattern && !rule.types && !rule.repeats && !rule.exitCodes) throw new RulesFileError(file, at, 'needs a pattern, types, exit_codes or repeats (it would match everything)');
+    if (o.labels !== undefined) {
+      const labels = o.labels as Record<string, unknown>;
+      const entries = typeof labels === 'object' && labels !== null && !Array.isArray(labels) ? Object.entries(labels) : [];
+      if (entries.length === 0 || entries.length > 32 || !entries.every(([k, v]) => k.length > 0 && k.length <= 128 && typeof v === 'string' && v.length <= 1024)) {
+        throw new RulesFileError(file, `${at}.labels`, 'must be an object of 1-32 label names and string values');
+      }
+      rule.labels = Object.fromEntries(entries) as Record<string, string>;
+    }
+    if (!rule.pattern && !rule.types && !rule.repeats && !rule.exitCodes && !rule.labels) throw new RulesFileError(file, at, 'needs a pattern, types, exit_codes, repeats or labels (it would match everything)');
     return rule;
   });
   return [...custom, ...BUILTIN_RULES];

@@ -1,11 +1,12 @@
 import { newId, type AlertPayload } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
 import { acknowledgeIncident, markEscalated, markIgnored, recordAlert, resolveIncident, resolveIncidentByFingerprint, setClassification, updateFlapping, type AlertChange } from '../storage/incidents.ts';
+import { recordExternalAlert, resolveExternal, type ExternalAlert, type ExternalChange } from '../storage/external-alerts.ts';
 import { enqueueMessage, muteFingerprint } from '../storage/notifications.ts';
 import { releaseHold } from '../storage/rules.ts';
 import type { Incident } from '../storage/tables.ts';
 import { recordEvent, type TimelineActor } from '../storage/timeline.ts';
-import { classify, type ClassificationRule } from './classify.ts';
+import { classify, type ClassificationRule, type IncidentFacts } from './classify.ts';
 
 export interface LifecycleOptions {
   rules: readonly ClassificationRule[];
@@ -29,6 +30,59 @@ export async function applyAlert(
   actor: TimelineActor,
 ): Promise<{ incidentId: string; change: AlertChange }> {
   const { incident, change } = await recordAlert(db, newId(), agentId, alert, at);
+  await afterAlert(db, opts, incident, change, at, actor, {});
+  return { incidentId: incident.id, change };
+}
+
+/**
+ * An integration's alert (intake/): firing opens, repeats or reopens the incident of its
+ * fingerprint (integration, sender's key), linked to `agentId` when the alert names a host an
+ * agent runs on; the same firing resent changes nothing. Classified with its labels, the
+ * sender's severity used when no rule matches; timeline, flapping and Slack as for an agent's.
+ */
+export async function applyExternalAlert(
+  db: Db,
+  opts: LifecycleOptions,
+  integration: { id: string; kind: string; name: string },
+  agentId: string | null,
+  alert: ExternalAlert,
+  at: Date,
+): Promise<{ incidentId: string; change: ExternalChange }> {
+  const { incident, change, linked } = await recordExternalAlert(db, newId(), integration, agentId, alert, at);
+  if (linked) await recordEvent(db, { incidentId: incident.id, at, actor: 'integration', by: `integration:${integration.name}`, kind: 'linked', detail: { agent_id: incident.agent_id, host: alert.host ?? null } });
+  if (change === 'unchanged') return { incidentId: incident.id, change };
+  await afterAlert(db, opts, incident, change, at, 'integration', { labels: incident.labels, senderSeverity: alert.severity ?? null }, `integration:${integration.name}`);
+  return { incidentId: incident.id, change };
+}
+
+/** An integration says an alert is resolved: its unresolved incident, if any, is resolved. */
+export async function applyExternalResolve(
+  db: Db,
+  opts: LifecycleOptions,
+  integration: { id: string; name: string },
+  key: string,
+  at: Date,
+): Promise<string | undefined> {
+  const by = `integration:${integration.name}`;
+  const id = await resolveExternal(db, integration.id, key, at, by);
+  if (!id) return undefined;
+  await recordEvent(db, { incidentId: id, at, actor: 'integration', by, kind: 'resolved' });
+  await flapCheck(db, id, at);
+  if (opts.notify) await enqueueMessage(db, id, at);
+  return id;
+}
+
+/** What follows every recorded alert: its timeline entry, classification, flapping and Slack. */
+async function afterAlert(
+  db: Db,
+  opts: LifecycleOptions,
+  incident: Pick<Incident, 'id' | 'type' | 'message' | 'logs' | 'unit_status' | 'exit_code' | 'count' | 'first_seen_at' | 'last_seen_at' | 'severity' | 'category' | 'rule'>,
+  change: 'opened' | 'repeated' | 'reopened',
+  at: Date,
+  actor: TimelineActor,
+  extra: Pick<IncidentFacts, 'labels' | 'senderSeverity'>,
+  by?: string,
+): Promise<void> {
   // Classified on every alert: a repeat can change the answer (a unit failing 3 times in 10 minutes).
   const c = classify(opts.rules, {
     type: incident.type,
@@ -39,11 +93,13 @@ export async function applyAlert(
     count: incident.count,
     firstSeenAt: incident.first_seen_at,
     lastSeenAt: incident.last_seen_at,
+    ...extra,
   });
   await recordEvent(db, {
     incidentId: incident.id,
     at,
     actor,
+    ...(by ? { by } : {}),
     kind: change,
     detail: change === 'repeated' ? { count: incident.count } : { message: incident.message.slice(0, 500) },
   });
@@ -53,7 +109,6 @@ export async function applyAlert(
   }
   if (change !== 'repeated') await flapCheck(db, incident.id, at);
   if (opts.notify) await enqueueMessage(db, incident.id, at);
-  return { incidentId: incident.id, change };
 }
 
 /** The unresolved incident of a fingerprint, if any, is resolved. */
@@ -71,6 +126,16 @@ export async function applyResolve(
   await flapCheck(db, id, at);
   if (opts.notify) await enqueueMessage(db, id, at);
   return id;
+}
+
+/** A rule's fix was verified: the incident is resolved, whoever raised it (an agent or an integration). */
+export async function resolveByRule(db: Db, opts: Pick<LifecycleOptions, 'notify'>, id: string, at: Date, message: string): Promise<boolean> {
+  const result = await resolveIncident(db, id, 'rule', at);
+  if (!result?.changed) return false;
+  await recordEvent(db, { incidentId: id, at, actor: 'rule', kind: 'resolved', detail: { message: message.slice(0, 500) } });
+  await flapCheck(db, id, at);
+  if (opts.notify) await enqueueMessage(db, id, at);
+  return true;
 }
 
 /** After an open, reopen or resolve: mark or clear flapping, with its own timeline entry. */
@@ -115,7 +180,7 @@ export async function personActed(db: Db, incidentId: string): Promise<boolean> 
 
 /** A person ignored it: its fingerprint is muted until `until`, and it is marked ignored. */
 export async function ignoreByPerson(db: Db, opts: Pick<LifecycleOptions, 'notify'>, incident: Incident, by: string, at: Date, until: Date, forText: string): Promise<void> {
-  await muteFingerprint(db, { agentId: incident.agent_id, type: incident.type, source: incident.source }, until, by, at);
+  await muteFingerprint(db, incident, until, by, at);
   await markIgnored(db, incident.id);
   await recordEvent(db, { incidentId: incident.id, at, actor: 'user', by, kind: 'ignored', detail: { until: until.toISOString(), for: forText } });
   if (opts.notify) await enqueueMessage(db, incident.id, at);

@@ -15,7 +15,8 @@ export interface LlmSettings {
 }
 
 export interface AnalysisContext {
-  incident: Pick<Incident, 'type' | 'source' | 'message' | 'logs' | 'exit_code' | 'unit_status' | 'severity' | 'category' | 'rule' | 'count'>;
+  incident: Pick<Incident, 'type' | 'source' | 'message' | 'logs' | 'exit_code' | 'unit_status' | 'severity' | 'category' | 'rule' | 'count'> &
+    Partial<Pick<Incident, 'service' | 'labels'>>;
   host: Record<string, unknown> | null;
   metrics: Record<string, unknown> | null;
   /** The agent's catalogue from `hello`; null when it sent none. */
@@ -56,7 +57,14 @@ export async function analyzeWithLlm(client: OpenAI, model: string, ctx: Analysi
   const logs = clean(ctx.incident.logs?.slice(-MAX_LOG_CHARS));
   const boundary = `LOGS-${randomBytes(6).toString('hex')}`;
   const facts = {
-    incident: { ...ctx.incident, logs: undefined, message: clean(ctx.incident.message), unit_status: clean(ctx.incident.unit_status) },
+    incident: {
+      ...ctx.incident,
+      logs: undefined,
+      message: clean(ctx.incident.message),
+      unit_status: clean(ctx.incident.unit_status),
+      ...(ctx.incident.service ? { service: clean(ctx.incident.service) } : {}),
+      ...(ctx.incident.labels && Object.keys(ctx.incident.labels).length > 0 ? { labels: redactValues(ctx.incident.labels, (text) => clean(text)!) } : { labels: undefined }),
+    },
     // Value by value: redacting the JSON text could cut an escape and leave JSON that no longer parses.
     host: ctx.host ? redactValues(ctx.host, (text) => clean(text)!) : null,
     last_metrics: ctx.metrics,

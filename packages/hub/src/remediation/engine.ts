@@ -4,7 +4,7 @@ import { newId } from '@opspilot/protocol';
 import type { ExecBroker } from '../exec/broker.ts';
 import { HubError } from '../errors.ts';
 import type { AgentRegistry } from '../ingest/registry.ts';
-import { applyResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
+import { resolveByRule, type LifecycleOptions } from '../incidents/lifecycle.ts';
 import type { Db } from '../storage/database.ts';
 import { getAgent } from '../storage/agents.ts';
 import { getIncident } from '../storage/incidents.ts';
@@ -113,11 +113,11 @@ export class RemediationEngine {
     if (this.worker.stopped) return;
     const rules = (await listRules(this.db)).filter((r) => r.enabled);
     if (rules.length === 0) return;
-    const incident = await getIncident(this.db, incidentId);
-    if (!incident || incident.status === 'resolved') return;
+    const incident = await incidentOnHost(this.db, incidentId);
+    if (!incident || incident.status === 'resolved') return; // an integration's alert acts only on the host it is linked to
     const agent = await getAgent(this.db, incident.agent_id);
     if (!agent) return;
-    const subject: MatchSubject = { ...incident, labels: agent.labels ?? {} };
+    const subject: MatchSubject = { ...incident, labels: { ...(agent.labels ?? {}), ...incident.labels } };
     const at = this.opts.clock.now();
     let fired: RemediationRule | null = null;
     for (const rule of rules) {
@@ -179,7 +179,7 @@ export class RemediationEngine {
   }
 
   /** Why this rule may not act on this incident now, or null. */
-  async #gate(rule: RemediationRule, incident: Incident, subject: MatchSubject, agentAutonomy: boolean, at: Date): Promise<string | null> {
+  async #gate(rule: RemediationRule, incident: OnHost, subject: MatchSubject, agentAutonomy: boolean, at: Date): Promise<string | null> {
     if (rule.suspended_at) return `circuit open: ${rule.suspended_reason ?? 'suspended'}`;
     if (!(await getAutonomy(this.db)).enabled) return 'kill switch: autonomy is off';
     if (!agentAutonomy) return "the agent's autonomy is off";
@@ -199,7 +199,7 @@ export class RemediationEngine {
   async approve(attemptId: string, by: string): Promise<RemediationAttempt | 'not_waiting' | 'blocked'> {
     const attempt = await getAttempt(this.db, attemptId);
     if (!attempt || attempt.status !== 'awaiting_approval') return 'not_waiting';
-    const incident = await getIncident(this.db, attempt.incident_id);
+    const incident = await incidentOnHost(this.db, attempt.incident_id);
     const rule = (await listRules(this.db)).find((r) => r.id === attempt.rule_id);
     const at = this.opts.clock.now();
     if (!incident || !rule || incident.status === 'resolved' || !(await getAutonomy(this.db)).enabled || rule.suspended_at) {
@@ -218,7 +218,7 @@ export class RemediationEngine {
     const at = this.opts.clock.now();
     const moved = await moveAttempt(this.db, attemptId, ['awaiting_approval'], { status: 'rejected', decided_by: by, finished_at: at, outcome: 'rejected' });
     if (!moved) return 'not_waiting';
-    const incident = await getIncident(this.db, moved.incident_id);
+    const incident = await incidentOnHost(this.db, moved.incident_id);
     if (incident) await this.#audit(incident, at, 'rejected', { id: moved.rule_id, name: moved.rule_name }, { attempt_id: attemptId }, this.db, by);
     return moved;
   }
@@ -262,7 +262,7 @@ export class RemediationEngine {
    */
   async #verify(attempt: RemediationAttempt): Promise<void> {
     if (attempt.status !== 'verifying') return;
-    const incident = await getIncident(this.db, attempt.incident_id);
+    const incident = await incidentOnHost(this.db, attempt.incident_id);
     if (!incident) {
       await this.#verified(attempt, 'the incident was deleted');
       return;
@@ -296,7 +296,7 @@ export class RemediationEngine {
         if (status?.status === 'succeeded' && status.exit_code === 0) {
           const verified = await this.#verified(attempt, `${attempt.params.service} is active again`);
           if (verified) {
-            await applyResolve(this.db, this.opts.lifecycle, { agentId: incident.agent_id, type: incident.type, source: incident.source }, this.opts.clock.now(), 'rule', `${attempt.params.service} active again after ${attempt.command} by rule ${attempt.rule_name}`);
+            await resolveByRule(this.db, this.opts.lifecycle, incident.id, this.opts.clock.now(), `${attempt.params.service} active again after ${attempt.command} by rule ${attempt.rule_name}`);
             this.opts.events.emit('notification.queued', {});
           }
           return;
@@ -310,7 +310,7 @@ export class RemediationEngine {
     const at = this.opts.clock.now();
     const moved = await moveAttempt(this.db, attempt.id, ['verifying'], { status: 'verified', finished_at: at, outcome: how });
     if (!moved) return false;
-    const incident = await getIncident(this.db, attempt.incident_id);
+    const incident = await incidentOnHost(this.db, attempt.incident_id);
     if (incident) await this.#audit(incident, at, 'verified', { id: attempt.rule_id, name: attempt.rule_name }, { attempt_id: attempt.id, how, exec_id: attempt.exec_id });
     this.log.info({ incidentId: attempt.incident_id, rule: attempt.rule_name }, 'automatic fix verified');
     return true;
@@ -321,7 +321,7 @@ export class RemediationEngine {
     const at = this.opts.clock.now();
     const moved = await moveAttempt(this.db, attempt.id, ['running', 'verifying'], { status: 'failed', finished_at: at, outcome: `${what}: ${outcome}` });
     if (!moved) return;
-    const incident = await getIncident(this.db, attempt.incident_id);
+    const incident = await incidentOnHost(this.db, attempt.incident_id);
     const rule = { id: attempt.rule_id, name: attempt.rule_name };
     let suspended = false;
     await this.db.transaction().execute(async (trx) => {
@@ -371,4 +371,12 @@ export class RemediationEngine {
       detail: { ...(rule ? { rule_id: rule.id, rule: rule.name } : {}), ...detail },
     });
   }
+}
+
+/** An incident on a host (an agent's, or an integration's linked to one): what rules act on. */
+type OnHost = Incident & { agent_id: string };
+
+async function incidentOnHost(db: Db, id: string): Promise<OnHost | undefined> {
+  const incident = await getIncident(db, id);
+  return incident && incident.agent_id !== null ? (incident as OnHost) : undefined;
 }

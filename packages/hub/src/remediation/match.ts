@@ -44,6 +44,8 @@ export function matches(spec: MatchSpec, s: MatchSubject): boolean {
   if (spec.severity !== undefined && spec.severity !== s.severity) return false;
   if (spec.category !== undefined && spec.category !== s.category) return false;
   if (spec.agent_id !== undefined && spec.agent_id !== s.agent_id) return false;
+  if (spec.integration_id !== undefined && spec.integration_id !== s.integration_id) return false;
+  if (spec.service !== undefined && (s.service === null || !globMatch(spec.service, s.service))) return false;
   for (const [k, v] of Object.entries(spec.labels ?? {})) if (s.labels[k] !== v) return false;
   return true;
 }

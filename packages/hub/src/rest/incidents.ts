@@ -6,20 +6,35 @@ import type { LifecycleOptions } from '../incidents/lifecycle.ts';
 import type { Db } from '../storage/database.ts';
 import { HubError } from '../errors.ts';
 import { getAgent } from '../storage/agents.ts';
-import { getIncident, listIncidents, type IncidentSummary } from '../storage/incidents.ts';
+import { getIncident, listIncidents, type IncidentFilter, type IncidentSummary } from '../storage/incidents.ts';
 import type { Incident, IncidentStatus as IncidentStatusT } from '../storage/tables.ts';
 import { requestAnalysis } from '../storage/analysis.ts';
 import { acknowledgeByPerson, resolveByPerson } from '../incidents/lifecycle.ts';
 import { incidentTimeline, recordEvent } from '../storage/timeline.ts';
 import { Id, IdParams, IncidentStatus, IncidentSummaryView, IncidentView, errorResponses, iso, type IncidentSummaryViewT, type IncidentViewT } from './schemas.ts';
 
+const LABEL_FILTER = '^[^=]{1,128}=.{0,1024}$';
+
+/** `?label=k=v` (once or repeated) as an object; the schema has checked each. */
+function labelFilter(q: string | string[] | undefined): Record<string, string> | undefined {
+  if (q === undefined) return undefined;
+  const pairs = (Array.isArray(q) ? q : [q]).map((p) => {
+    const at = p.indexOf('=');
+    return [p.slice(0, at), p.slice(at + 1)] as const;
+  });
+  return Object.fromEntries(pairs);
+}
+
 function summary(i: IncidentSummary): IncidentSummaryViewT {
   return {
     id: i.id,
     agent_id: i.agent_id,
+    integration_id: i.integration_id,
     type: i.type,
     source: i.source,
     message: i.message,
+    service: i.service,
+    labels: i.labels ?? {},
     exit_code: i.exit_code,
     unit_status: i.unit_status,
     status: i.status,
@@ -55,6 +70,13 @@ function full(i: Incident): IncidentViewT {
 const ListQuery = Type.Object({
   status: Type.Optional(IncidentStatus),
   agent_id: Type.Optional(Id),
+  integration: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: "An integration's id or name" })),
+  service: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  label: Type.Optional(
+    Type.Union([Type.String({ pattern: LABEL_FILTER, maxLength: 1200 }), Type.Array(Type.String({ pattern: LABEL_FILTER, maxLength: 1200 }), { maxItems: 16 })], {
+      description: '`name=value`; repeat for several (all must hold)',
+    }),
+  ),
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
   before: Type.Optional(Id),
 });
@@ -68,7 +90,7 @@ export function incidentRoutes(app: App, { db, lifecycle, events, clock }: { db:
   /** After a person's change (committed by the lifecycle, with its message and hold release). */
   const changed = (id: string) => events.emit('incident.changed', { incidentIds: [id], opened: [] });
 
-  const list = async (filter: { status?: IncidentStatusT; agentId?: string; limit: number; before?: string }) => {
+  const list = async (filter: IncidentFilter) => {
     const rows = await listIncidents(db, filter);
     return { incidents: rows.map(summary), next_before: rows.length === filter.limit ? rows[rows.length - 1]!.id : null };
   };
@@ -77,7 +99,15 @@ export function incidentRoutes(app: App, { db, lifecycle, events, clock }: { db:
     '/v1/incidents',
     { schema: { tags, summary: 'List incidents, newest first', querystring: ListQuery, response: { 200: ListResponse, ...errorResponses } } },
     async (req) =>
-      list({ limit: req.query.limit, status: req.query.status, agentId: req.query.agent_id, before: req.query.before }),
+      list({
+        limit: req.query.limit,
+        status: req.query.status,
+        agentId: req.query.agent_id,
+        before: req.query.before,
+        integration: req.query.integration,
+        service: req.query.service,
+        labels: labelFilter(req.query.label),
+      }),
   );
 
   app.get(

@@ -58,10 +58,13 @@ export const IncidentStatus = Type.Union(INCIDENT_STATUSES.map((s) => Type.Liter
 
 const incidentFields = {
   id: Type.String(),
-  agent_id: Type.String(),
-  type: Type.String(),
-  source: Type.String(),
+  agent_id: Type.Union([Type.String(), Type.Null()], { description: "The agent whose alert it is, or the agent of the host an integration's alert names; null when none" }),
+  integration_id: Type.Union([Type.String(), Type.Null()], { description: 'The integration it came from (alerts from other tools)' }),
+  type: Type.String({ description: "An agent's alert type, or the integration's kind" }),
+  source: Type.String({ description: "What failed, or the sender's key for an integration's alert" }),
   message: Type.String(),
+  service: Type.Union([Type.String(), Type.Null()]),
+  labels: Type.Record(Type.String(), Type.String()),
   exit_code: Type.Union([Type.Integer(), Type.Null()]),
   unit_status: Type.Union([Type.String(), Type.Null()]),
   status: IncidentStatus,

@@ -4,7 +4,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ExecParams } from '@opspilot/protocol';
 import type { ExecBroker } from '../exec/broker.ts';
 import { HubError } from '../errors.ts';
-import { READ_ONLY_ACTIONS, concernsIncident } from '../exec/actions.ts';
+import { READ_ONLY_ACTIONS, concernsIncident, unitOf } from '../exec/actions.ts';
 import { firstSight } from '../storage/slack-interactions.ts';
 import type { Redactor } from '../incidents/redact.ts';
 import type { Db } from '../storage/database.ts';
@@ -135,7 +135,7 @@ async function handle(deps: ActionDeps, name: ActionName, incident: Incident, us
   let failure: HubError | undefined;
   try {
     result = await deps.broker.run({
-      agentId: incident.agent_id,
+      agentId: plan.agentId,
       command: plan.command,
       params: plan.params,
       timeoutMs: deps.execTimeoutMs,
@@ -165,23 +165,26 @@ async function handle(deps: ActionDeps, name: ActionName, incident: Incident, us
   deps.kick();
 }
 
-type Plan = { kind: 'ignore' } | { kind: 'exec'; command: string; params: ExecParams } | { refusal: string };
+type Plan = { kind: 'ignore' } | { kind: 'exec'; agentId: string; command: string; params: ExecParams } | { refusal: string };
 
 /** What a button does for this incident; decided here, never taken from the click. */
 function planFor(name: ActionName, incident: Incident): Plan {
   if (name === 'ignore') return { kind: 'ignore' };
+  const agentId = incident.agent_id;
+  if (!agentId) return { refusal: 'this alert is not linked to a host OpsPilot runs on; nothing was run.' };
   if (name === 'runSuggested') {
     const suggested = (incident.analysis as { suggested_action?: { command: string; params: ExecParams } | null } | null)?.suggested_action;
     if (!suggested) return { refusal: 'this incident has no suggested action.' };
     // Checked again at the click: an analysis stored before this rule may name another unit.
     if (!concernsIncident(suggested, incident)) return { refusal: `the suggested action names another unit than ${incident.source}; nothing was run.` };
-    return { kind: 'exec', command: suggested.command, params: suggested.params };
+    return { kind: 'exec', agentId, command: suggested.command, params: suggested.params };
   }
-  if (incident.type !== 'systemd') return { refusal: 'this incident is not about a systemd unit.' };
+  const unit = unitOf(incident);
+  if (!unit) return { refusal: 'this incident is not about a systemd unit on a host OpsPilot runs on.' };
   if (incident.status === 'resolved' && name === 'restart') return { refusal: 'this incident is resolved; nothing was restarted.' };
   return name === 'restart'
-    ? { kind: 'exec', command: 'restart_service', params: { service: incident.source } }
-    : { kind: 'exec', command: 'service_logs', params: { service: incident.source, lines: 50 } };
+    ? { kind: 'exec', agentId, command: 'restart_service', params: { service: unit } }
+    : { kind: 'exec', agentId, command: 'service_logs', params: { service: unit, lines: 50 } };
 }
 
 function describeResult(r: ExecRequest): string {

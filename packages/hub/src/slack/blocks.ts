@@ -1,5 +1,5 @@
 import type { MessageData } from '../storage/notifications.ts';
-import { READ_ONLY_ACTIONS, describeCommand } from '../exec/actions.ts';
+import { READ_ONLY_ACTIONS, describeCommand, unitOf } from '../exec/actions.ts';
 
 /** Stable action ids of the message's buttons. A button's value is only the incident id. */
 export const ACTION_IDS = {
@@ -33,11 +33,18 @@ export function clip(text: string, max: number): string {
 const SEVERITY_ICON: Record<string, string> = { critical: '🔴', high: '🟠', medium: '🟡', low: '🔵' };
 const HEADLINE: Record<string, string> = { systemd: 'Service down', log: 'Log alert', host: 'Host alert', agent: 'Agent offline' };
 
-/** `🚨 Service down: <source> (<hostname>)`, as the original OpsPilot wrote it. */
+/**
+ * `🚨 Service down: <source> (<hostname>)`, as the original OpsPilot wrote it; an alert from
+ * another tool says what it says, and where: the host, else the service, else the integration.
+ */
 export function headline(d: MessageData): string {
   const i = d.incident;
-  const host = d.hostname ?? i.agent_id;
   const icon = i.status === 'resolved' ? '✅' : i.status === 'ignored' ? '🔕' : '🚨';
+  if (i.integration_id) {
+    const where = d.hostname ?? i.service ?? d.integration ?? i.type;
+    return clip(`${icon} ${i.status === 'resolved' ? 'Resolved: ' : ''}${i.message} (${where})`, 150);
+  }
+  const host = d.hostname ?? i.agent_id;
   const what = i.status === 'resolved' ? 'Resolved' : (HEADLINE[i.type] ?? 'Alert');
   return clip(`${icon} ${what}: ${i.source} (${host})`, 150);
 }
@@ -59,10 +66,11 @@ export function offeredActions(d: MessageData): ActionName[] {
   if (i.status === 'resolved') return [];
   const offers = (command: string) => d.catalogue === null || d.catalogue.includes(command);
   const actions: ActionName[] = [];
-  if (i.type === 'systemd' && offers('restart_service')) actions.push('restart');
-  if (i.type === 'systemd' && offers('service_logs')) actions.push('logs');
+  const unit = unitOf(i);
+  if (unit && offers('restart_service')) actions.push('restart');
+  if (unit && offers('service_logs')) actions.push('logs');
   if (i.status !== 'ignored') actions.push('ignore');
-  if ((i.analysis as Analysis | null)?.suggested_action) actions.push('runSuggested');
+  if (i.agent_id && (i.analysis as Analysis | null)?.suggested_action) actions.push('runSuggested');
   return actions;
 }
 
@@ -76,7 +84,9 @@ export function renderMessage(d: MessageData, opts: { buttons: boolean }): { tex
     type: 'section',
     fields: [
       field('Severity', `${SEVERITY_ICON[i.severity ?? ''] ?? '⚪'} ${escapeMrkdwn(i.severity ?? 'unclassified')}${i.category ? ` · ${escapeMrkdwn(i.category)}` : ''}`),
-      field('Host', escapeMrkdwn(d.hostname ?? i.agent_id)),
+      i.integration_id
+        ? field('From', escapeMrkdwn([d.integration ?? i.type, i.service, d.hostname].filter(Boolean).join(' · ')))
+        : field('Host', escapeMrkdwn(d.hostname ?? i.agent_id ?? '')),
       field('Status', `${escapeMrkdwn(i.status)}${i.flapping ? ' · flapping' : ''}${i.escalated ? ' · ⚠️ escalated' : ''}${i.acknowledged_by ? ` (ack: ${actorLabel(i.acknowledged_by)})` : ''}`),
       field('Count', String(i.count)),
       field('First seen', when(i.first_seen_at)),

@@ -6,7 +6,7 @@ import { clippedLogs } from './incidents.ts';
 
 export type QueuedIncident = Pick<
   Incident,
-  'id' | 'agent_id' | 'type' | 'source' | 'message' | 'logs' | 'exit_code' | 'unit_status' | 'severity' | 'category' | 'rule' | 'count' | 'analysis_reuse'
+  'id' | 'agent_id' | 'integration_id' | 'service' | 'labels' | 'type' | 'source' | 'message' | 'logs' | 'exit_code' | 'unit_status' | 'severity' | 'category' | 'rule' | 'count' | 'analysis_reuse'
 >;
 
 /** Queue an incident for a fresh analysis (an operator asked: a recent one is not reused). */
@@ -31,7 +31,7 @@ export async function claimAnalyses(db: Db, n: number): Promise<QueuedIncident[]
       SELECT id FROM incidents WHERE analysis_status = 'pending'
       ORDER BY analysis_requested_at LIMIT ${n} FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, agent_id, type, source, message, ${clippedLogs}, exit_code, unit_status, severity, category, rule, count, analysis_reuse`.execute(db);
+    RETURNING id, agent_id, integration_id, service, labels, type, source, message, ${clippedLogs}, exit_code, unit_status, severity, category, rule, count, analysis_reuse`.execute(db);
   return result.rows;
 }
 
@@ -65,13 +65,14 @@ export async function storeAnalysis(db: Db, id: string, analysis: StoredAnalysis
  * model's answers are reused: the heuristics cost nothing, and a fallback should not stop the
  * model from being tried again.
  */
-export async function recentAnalysis(db: Db, fp: { id: string; agent_id: string; type: string; source: string }, since: Date): Promise<{ id: string; analysis: StoredAnalysis } | undefined> {
-  const row = await db
-    .selectFrom('incidents')
-    .select(['id', 'analysis'])
-    .where('agent_id', '=', fp.agent_id)
-    .where('type', '=', fp.type)
-    .where('source', '=', fp.source)
+export async function recentAnalysis(
+  db: Db,
+  fp: { id: string; agent_id: string | null; integration_id: string | null; type: string; source: string },
+  since: Date,
+): Promise<{ id: string; analysis: StoredAnalysis } | undefined> {
+  let q = db.selectFrom('incidents').select(['id', 'analysis']).where('source', '=', fp.source);
+  q = fp.integration_id !== null ? q.where('integration_id', '=', fp.integration_id) : q.where('agent_id', '=', fp.agent_id).where('type', '=', fp.type).where('integration_id', 'is', null);
+  const row = await q
     // Its own earlier analysis counts too: a reopened incident keeps it while queued again.
     .where('analysis', 'is not', null)
     .where(sql<boolean>`analysis->>'source' = 'llm'`)

@@ -206,9 +206,12 @@ export async function resolveIncidentByFingerprint(
 const LIST_COLUMNS = [
   'id',
   'agent_id',
+  'integration_id',
   'type',
   'source',
   'message',
+  'service',
+  'labels',
   'exit_code',
   'unit_status',
   'status',
@@ -231,19 +234,34 @@ const LIST_COLUMNS = [
 ] as const;
 export type IncidentSummary = Pick<Incident, (typeof LIST_COLUMNS)[number]>;
 
-export async function listIncidents(
-  db: Db,
-  filter: { status?: IncidentStatus; agentId?: string; limit: number; before?: string },
-): Promise<IncidentSummary[]> {
+export interface IncidentFilter {
+  status?: IncidentStatus;
+  agentId?: string;
+  /** An integration's id or name. */
+  integration?: string;
+  service?: string;
+  /** Labels the incident has, all of them. */
+  labels?: Record<string, string>;
+  limit: number;
+  before?: string;
+}
+
+export async function listIncidents(db: Db, filter: IncidentFilter): Promise<IncidentSummary[]> {
   let q = db.selectFrom('incidents').select(LIST_COLUMNS);
   if (filter.status) q = q.where('status', '=', filter.status);
   if (filter.agentId) q = q.where('agent_id', '=', filter.agentId);
+  if (filter.integration) {
+    const named = filter.integration;
+    q = q.where('integration_id', 'in', (eb) => eb.selectFrom('integrations').select('id').where((w) => w.or([w('id', '=', named), w('name', '=', named)])));
+  }
+  if (filter.service) q = q.where('service', '=', filter.service);
+  if (filter.labels && Object.keys(filter.labels).length > 0) q = q.where(sql<boolean>`labels @> ${JSON.stringify(filter.labels)}::jsonb`);
   if (filter.before) q = q.where('id', '<', filter.before);
   return q.orderBy('id', 'desc').limit(filter.limit).execute();
 }
 
 /** Every column but the logs. */
-const ALL_BUT_LOGS = [...LIST_COLUMNS, 'context', 'analysis', 'analysis_status', 'analysis_requested_at', 'analysis_reuse'] as const;
+const ALL_BUT_LOGS = [...LIST_COLUMNS, 'occurrence', 'context', 'analysis', 'analysis_status', 'analysis_requested_at', 'analysis_reuse'] as const;
 
 /** An incident, its logs clipped (see clippedLogs) unless `fullLogs`. */
 export async function getIncident(db: Db, id: string, opts: { fullLogs?: boolean } = {}): Promise<Incident | undefined> {

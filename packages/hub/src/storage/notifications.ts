@@ -130,31 +130,39 @@ export async function saveSlackMessage(db: Db, incidentId: string, channel: stri
 }
 
 /** Mute a fingerprint until `until` (a later mute replaces an earlier one). */
-export async function muteFingerprint(db: Db, fp: { agentId: string; type: string; source: string }, until: Date, by: string, at: Date): Promise<void> {
+/** An incident's fingerprint: (agent, type, source), or (integration, sender's key) for an integration's alert. */
+export type Fingerprint = { agent_id: string | null; integration_id: string | null; type: string; source: string };
+
+/** Mute a fingerprint until `until` (Slack's Ignore): its incidents are recorded, not posted. */
+export async function muteFingerprint(db: Db, fp: Fingerprint, until: Date, by: string, at: Date): Promise<void> {
+  const update = { until, muted_by: by, muted_at: at };
+  if (fp.integration_id !== null) {
+    await db
+      .insertInto('fingerprint_mutes')
+      .values({ agent_id: null, integration_id: fp.integration_id, type: fp.type, source: fp.source, ...update })
+      .onConflict((oc) => oc.columns(['integration_id', 'source']).where('integration_id', 'is not', null).doUpdateSet(update))
+      .execute();
+    return;
+  }
   await db
     .insertInto('fingerprint_mutes')
-    .values({ agent_id: fp.agentId, type: fp.type, source: fp.source, until, muted_by: by, muted_at: at })
-    .onConflict((oc) => oc.columns(['agent_id', 'type', 'source']).doUpdateSet({ until, muted_by: by, muted_at: at }))
+    .values({ agent_id: fp.agent_id, type: fp.type, source: fp.source, ...update })
+    .onConflict((oc) => oc.columns(['agent_id', 'type', 'source']).where('agent_id', 'is not', null).doUpdateSet(update))
     .execute();
 }
 
-export async function isMuted(db: Db, fp: { agent_id: string; type: string; source: string }, at: Date): Promise<boolean> {
-  const row = await db
-    .selectFrom('fingerprint_mutes')
-    .select('until')
-    .where('agent_id', '=', fp.agent_id)
-    .where('type', '=', fp.type)
-    .where('source', '=', fp.source)
-    .where('until', '>', at)
-    .executeTakeFirst();
-  return row !== undefined;
+export async function isMuted(db: Db, fp: Fingerprint, at: Date): Promise<boolean> {
+  let q = db.selectFrom('fingerprint_mutes').select('until').where('source', '=', fp.source).where('until', '>', at);
+  q = fp.integration_id !== null ? q.where('integration_id', '=', fp.integration_id) : q.where('agent_id', '=', fp.agent_id!).where('type', '=', fp.type);
+  return (await q.executeTakeFirst()) !== undefined;
 }
 
 /** Everything the message shows: the incident, its host, and the latest actions on it. */
 export async function messageData(db: Db, incidentId: string): Promise<MessageData | undefined> {
   const incident = await getIncident(db, incidentId);
   if (!incident) return undefined;
-  const agent = await db.selectFrom('agents').select(['hostname', 'actions']).where('id', '=', incident.agent_id).executeTakeFirst();
+  const agent = incident.agent_id ? await db.selectFrom('agents').select(['hostname', 'actions']).where('id', '=', incident.agent_id).executeTakeFirst() : undefined;
+  const integration = incident.integration_id ? await db.selectFrom('integrations').select('name').where('id', '=', incident.integration_id).executeTakeFirst() : undefined;
   const actions = await db
     .selectFrom('incident_events')
     .select(['at', 'by', 'kind', 'detail'])
@@ -163,12 +171,14 @@ export async function messageData(db: Db, incidentId: string): Promise<MessageDa
     .orderBy('id', 'desc')
     .limit(3)
     .execute();
-  return { incident, hostname: agent?.hostname ?? null, catalogue: agent?.actions ?? null, actions: actions.reverse() };
+  return { incident, hostname: agent?.hostname ?? null, integration: integration?.name ?? null, catalogue: agent?.actions ?? null, actions: actions.reverse() };
 }
 
 export interface MessageData {
   incident: Incident;
   hostname: string | null;
+  /** The integration an alert came from (its name), for alerts from other tools. */
+  integration: string | null;
   catalogue: string[] | null;
   actions: { at: Date; by: string | null; kind: string; detail: Record<string, unknown> | null }[];
 }

@@ -45,11 +45,13 @@ export async function liveSilences(db: Db, at: Date): Promise<Silence[]> {
 export async function subjectOf(db: Db, incidentId: string): Promise<MatchSubject | undefined> {
   const row = await db
     .selectFrom('incidents as i')
-    .innerJoin('agents as a', 'a.id', 'i.agent_id')
-    .select(['i.type', 'i.source', 'i.severity', 'i.category', 'i.agent_id', 'a.labels'])
+    .leftJoin('agents as a', 'a.id', 'i.agent_id')
+    .select(['i.type', 'i.source', 'i.severity', 'i.category', 'i.agent_id', 'i.integration_id', 'i.service', 'i.labels as own', 'a.labels'])
     .where('i.id', '=', incidentId)
     .executeTakeFirst();
-  return row ? { ...row, labels: row.labels ?? {} } : undefined;
+  if (!row) return undefined;
+  const { own, labels, ...rest } = row;
+  return { ...rest, labels: { ...(labels ?? {}), ...(own ?? {}) } };
 }
 
 export async function createSilence(db: Db, s: Omit<Silence, 'deleted_at'>): Promise<void> {

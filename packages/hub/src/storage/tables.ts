@@ -72,12 +72,51 @@ export type IncidentStatus = (typeof INCIDENT_STATUSES)[number];
 export const ANALYSIS_STATUSES = ['pending', 'running', 'done'] as const;
 export type AnalysisStatus = (typeof ANALYSIS_STATUSES)[number];
 
+/** Senders of alerts from other tools (intake/). */
+export const INTEGRATION_KINDS = ['alertmanager', 'grafana', 'sentry', 'pagerduty', 'error_report', 'generic'] as const;
+export type IntegrationKind = (typeof INTEGRATION_KINDS)[number];
+
+export interface IntegrationsTable {
+  id: string;
+  name: string;
+  kind: IntegrationKind;
+  labels: Json<Record<string, string>>;
+  host_labels: Json<string[]>;
+  secret_hash: string;
+  signing_secret: string | null;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  created_at: Timestamp;
+  created_by: string;
+  updated_at: Timestamp;
+  secret_rotated_at: TimestampNullable;
+  last_delivery_at: TimestampNullable;
+  last_error: string | null;
+  last_error_at: TimestampNullable;
+}
+
+export interface IntegrationDeliveriesTable {
+  id: string;
+  integration_id: string;
+  key: string;
+  received_at: Timestamp;
+  bytes: number;
+  body: string;
+  alerts: number;
+  changed: number;
+  errors: JsonNullable<{ alert: number; error: string }[]>;
+}
+
 export interface IncidentsTable {
   id: string;
-  agent_id: string;
+  /** The agent whose alert it is, or the agent of the host an integration's alert names (if any). */
+  agent_id: string | null;
+  integration_id: ColumnType<string | null, string | null | undefined, string | null>;
   type: string;
   source: string;
   message: string;
+  service: ColumnType<string | null, string | null | undefined, string | null>;
+  labels: ColumnType<Record<string, string>, string | undefined, string>;
+  occurrence: ColumnType<string | null, string | null | undefined, string | null>;
   logs: string | null;
   exit_code: number | null;
   unit_status: string | null;
@@ -169,7 +208,8 @@ export interface NotificationsTable {
 }
 
 export interface FingerprintMutesTable {
-  agent_id: string;
+  agent_id: string | null;
+  integration_id: ColumnType<string | null, string | null | undefined, string | null>;
   type: string;
   source: string;
   until: Timestamp;
@@ -195,12 +235,17 @@ export interface SystemSettingsTable {
 }
 
 /** What a rule or a silence is matched against. */
+/** What rules and silences match an incident by: its fingerprint, classification, host and labels. */
 export interface MatchSubject {
   type: string;
   source: string;
   severity: string | null;
   category: string | null;
-  agent_id: string;
+  /** The agent's, or the agent of the host an integration's alert names; null when there is none. */
+  agent_id: string | null;
+  integration_id: string | null;
+  service: string | null;
+  /** The agent's labels, with an integration alert's own labels over them. */
   labels: Record<string, string>;
 }
 
@@ -210,6 +255,8 @@ export type MatchSpec = {
   severity?: string;
   category?: string;
   agent_id?: string;
+  integration_id?: string;
+  service?: string;
   labels?: Record<string, string>;
 };
 
@@ -291,6 +338,8 @@ export interface Database {
   slack_messages: SlackMessagesTable;
   notifications: NotificationsTable;
   fingerprint_mutes: FingerprintMutesTable;
+  integrations: IntegrationsTable;
+  integration_deliveries: IntegrationDeliveriesTable;
   api_tokens: ApiTokensTable;
   system_settings: SystemSettingsTable;
   remediation_rules: RemediationRulesTable;

@@ -6,7 +6,7 @@ import type { Db } from './database.ts';
  * The audit trail (table incident_events, append-only): every change to an incident, with its
  * actor, and the system-wide events that are not about one incident (incident_id null).
  */
-export const TIMELINE_ACTORS = ['agent', 'rule', 'user', 'llm', 'heuristic', 'hub'] as const;
+export const TIMELINE_ACTORS = ['agent', 'rule', 'user', 'llm', 'heuristic', 'hub', 'integration'] as const;
 export type TimelineActor = (typeof TIMELINE_ACTORS)[number];
 export const TIMELINE_KINDS = [
   'opened',
@@ -45,6 +45,11 @@ export const TIMELINE_KINDS = [
   'silence_created',
   'silence_deleted',
   'silence_ended',
+  'integration_created',
+  'integration_updated',
+  'integration_deleted',
+  'integration_secret_rotated',
+  'linked',
 ] as const;
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];
 

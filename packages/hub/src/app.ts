@@ -23,6 +23,8 @@ import { createRedactor, loadRedactions } from './incidents/redact.ts';
 import { loggableError, unstorableText } from './rest/text-guard.ts';
 import { AgentRegistry } from './ingest/registry.ts';
 import { setupSlack, slackMode, slackPlugin } from './slack/index.ts';
+import { intakePlugin } from './intake/plugin.ts';
+import { integrationRoutes } from './rest/integrations.ts';
 import { RemediationEngine } from './remediation/engine.ts';
 import { enqueueApproval } from './storage/notifications.ts';
 import { streamPlugin } from './ingest/stream-route.ts';
@@ -297,7 +299,10 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       execRoutes(v1, { config, db, broker });
       systemRoutes(v1, { db, adminAuth, clock });
       remediationRoutes(v1, { db, engine: remediation, events, clock });
+      integrationRoutes(v1, { db, clock });
     });
+    // Alerts from other tools: authenticated per integration, not by API token.
+    await app.register(intakePlugin, { config, db, lifecycle, redactor, events, clock });
 
     return app as unknown as App;
   } catch (err) {

@@ -70,6 +70,10 @@ export interface HubConfig {
   requestHeadersTimeoutMs: number;
   /** REST requests one token may make per minute. */
   apiRateLimit: number;
+  /** The largest request an integration may send (an Alertmanager group of thousands of alerts). */
+  intakeMaxBytes: number;
+  /** Requests one integration may send per minute. */
+  intakeRateLimit: number;
 }
 
 export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
@@ -116,6 +120,8 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   maxConnections: 16_000, // under the 20,000 open files a process may hold on these machines
   requestHeadersTimeoutMs: 10_000,
   apiRateLimit: 600,
+  intakeMaxBytes: 16 * 1024 * 1024, // 16 MiB: ~10,000 Alertmanager alerts with their labels and annotations
+  intakeRateLimit: 600,
 });
 
 type Rule = (value: unknown) => string | null;
@@ -170,6 +176,8 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   maxConnections: int(1, 10_000_000),
   requestHeadersTimeoutMs: int(100, 600_000),
   apiRateLimit: int(1, 10_000_000),
+  intakeMaxBytes: int(1024, 256 * 1024 * 1024),
+  intakeRateLimit: int(1, 10_000_000),
 };
 
 export class ConfigError extends StartupError {
@@ -237,6 +245,8 @@ export const ENV_KEYS = {
   OPSPILOT_MAX_CONNECTIONS: 'maxConnections',
   OPSPILOT_MAX_UNAUTHENTICATED: 'maxUnauthenticated',
   OPSPILOT_API_RATE_LIMIT: 'apiRateLimit',
+  OPSPILOT_INTAKE_MAX_BYTES: 'intakeMaxBytes',
+  OPSPILOT_INTAKE_RATE_LIMIT: 'intakeRateLimit',
 } as const satisfies Record<string, keyof HubConfig>;
 
 // Every key whose default is a number is read as an integer.

@@ -2,7 +2,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Clock } from './clock.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from './storage/database.ts';
-import { deleteMetricsBefore, downsampleMetrics, pruneReceivedEnvelopes } from './storage/retention.ts';
+import { deleteMetricsBefore, downsampleMetrics, pruneDeliveries, pruneReceivedEnvelopes } from './storage/retention.ts';
 
 export interface RetentionSettings {
   /** Metric samples are kept as sent this long, then as 5-minute averages... */
@@ -15,6 +15,8 @@ export interface RetentionSettings {
 
 export interface RetentionReport {
   envelopeIds: number;
+  /** Integration deliveries older than the envelope ids' window. */
+  deliveries: number;
   expiredSamples: number;
   downsampledSamples: number;
 }
@@ -63,14 +65,14 @@ export class Retention {
   async #runLogged(): Promise<void> {
     try {
       const report = await this.run();
-      if (report.envelopeIds + report.expiredSamples + report.downsampledSamples > 0) this.log.info(report, 'retention: old data pruned');
+      if (report.envelopeIds + report.deliveries + report.expiredSamples + report.downsampledSamples > 0) this.log.info(report, 'retention: old data pruned');
     } catch (err) {
       this.log.warn({ err }, 'retention run failed; the next run retries');
     }
   }
 
   async #run(now: Date): Promise<RetentionReport> {
-    const report: RetentionReport = { envelopeIds: 0, expiredSamples: 0, downsampledSamples: 0 };
+    const report: RetentionReport = { envelopeIds: 0, deliveries: 0, expiredSamples: 0, downsampledSamples: 0 };
     let statements = 0;
     const drain = async (step: () => Promise<number>, key: keyof RetentionReport) => {
       while (statements < MAX_STATEMENTS) {
@@ -83,6 +85,7 @@ export class Retention {
     };
     const days = (d: number) => new Date(now.getTime() - d * 86_400_000);
     await drain(() => pruneReceivedEnvelopes(this.db, days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'envelopeIds');
+    await drain(() => pruneDeliveries(this.db, days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'deliveries');
     await drain(() => deleteMetricsBefore(this.db, days(this.settings.metricsRetentionDays), BATCH_ROWS), 'expiredSamples');
     await drain(() => downsampleMetrics(this.db, new Date(now.getTime() - this.settings.metricsRawHours * 3_600_000), BATCH_ROWS), 'downsampledSamples');
     return report;

@@ -147,21 +147,34 @@ export function scannedText(facts: Pick<IncidentFacts, 'message' | 'status' | 'l
 
 export function classify(rules: readonly ClassificationRule[], facts: IncidentFacts): Classification {
   const text = scannedText(facts);
-  for (const rule of rules) {
-    if (rule.types && !rule.types.includes(facts.type)) continue;
-    // A unit failure wants a person soon: only a rule written for units may say otherwise.
-    if (facts.type === 'systemd' && !rule.types?.includes('systemd') && RANK[rule.severity] > RANK.high) continue;
-    if (rule.exitCodes && (facts.exitCode === undefined || facts.exitCode === null || !rule.exitCodes.includes(facts.exitCode))) continue;
-    if (rule.repeats) {
-      const spanS = (facts.lastSeenAt.getTime() - facts.firstSeenAt.getTime()) / 1000;
-      if (facts.count < rule.repeats.count || spanS > rule.repeats.withinS) continue;
+  for (const [i, rule] of rules.entries()) {
+    // An alert from another tool: its sender's severity outranks the built-in rules (written for
+    // what hosts say about themselves); they may still name the category.
+    if (facts.senderSeverity && BUILTIN.has(rule)) {
+      const known = rules.slice(i).find((r) => ruleHolds(r, facts, text));
+      return { severity: facts.senderSeverity, category: known?.category ?? 'unknown', rule: 'sender' };
     }
-    if (rule.labels && !Object.entries(rule.labels).every(([k, v]) => facts.labels?.[k] === v)) continue;
-    if (rule.pattern && !rule.pattern.test(text)) continue;
-    return { severity: rule.severity, category: rule.category, rule: rule.name };
+    if (ruleHolds(rule, facts, text)) return { severity: rule.severity, category: rule.category, rule: rule.name };
   }
   if (facts.senderSeverity) return { severity: facts.senderSeverity, category: 'unknown', rule: 'sender' };
   return { severity: 'medium', category: 'unknown', rule: 'unclassified' };
+}
+
+const BUILTIN: ReadonlySet<ClassificationRule> = new Set(BUILTIN_RULES);
+
+/** Every condition the rule gives holds for these facts (`text` is their scanned text). */
+function ruleHolds(rule: ClassificationRule, facts: IncidentFacts, text: string): boolean {
+  if (rule.types && !rule.types.includes(facts.type)) return false;
+  // A unit failure wants a person soon: only a rule written for units may say otherwise.
+  if (facts.type === 'systemd' && !rule.types?.includes('systemd') && RANK[rule.severity] > RANK.high) return false;
+  if (rule.exitCodes && (facts.exitCode === undefined || facts.exitCode === null || !rule.exitCodes.includes(facts.exitCode))) return false;
+  if (rule.repeats) {
+    const spanS = (facts.lastSeenAt.getTime() - facts.firstSeenAt.getTime()) / 1000;
+    if (facts.count < rule.repeats.count || spanS > rule.repeats.withinS) return false;
+  }
+  if (rule.labels && !Object.entries(rule.labels).every(([k, v]) => facts.labels?.[k] === v)) return false;
+  if (rule.pattern && !rule.pattern.test(text)) return false;
+  return true;
 }
 
 export class RulesFileError extends StartupError {

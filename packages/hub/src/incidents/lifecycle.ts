@@ -1,7 +1,7 @@
 import { newId, type AlertPayload } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
 import { acknowledgeIncident, markEscalated, markIgnored, recordAlert, resolveIncident, resolveIncidentByFingerprint, setClassification, updateFlapping, type AlertChange } from '../storage/incidents.ts';
-import { recordExternalAlert, resolveExternal, type ExternalAlert, type ExternalChange } from '../storage/external-alerts.ts';
+import { openExternal, recordExternalAlert, resolveExternal, type ExternalAlert, type ExternalChange } from '../storage/external-alerts.ts';
 import { enqueueMessage, muteFingerprint } from '../storage/notifications.ts';
 import { releaseHold } from '../storage/rules.ts';
 import type { Incident } from '../storage/tables.ts';
@@ -68,6 +68,24 @@ export async function applyExternalResolve(
   if (!id) return undefined;
   await recordEvent(db, { incidentId: id, at, actor: 'integration', by, kind: 'resolved' });
   await flapCheck(db, id, at);
+  if (opts.notify) await enqueueMessage(db, id, at);
+  return id;
+}
+
+/** An integration says someone acknowledged an alert (Events v2 `acknowledge`). */
+export async function applyExternalAcknowledge(
+  db: Db,
+  opts: Pick<LifecycleOptions, 'notify'>,
+  integration: { id: string; name: string },
+  key: string,
+  at: Date,
+): Promise<string | undefined> {
+  const id = await openExternal(db, integration.id, key);
+  if (!id) return undefined;
+  const by = `integration:${integration.name}`;
+  const result = await acknowledgeIncident(db, id, by, at);
+  if (!result || result === 'resolved' || !result.changed) return undefined;
+  await recordEvent(db, { incidentId: id, at, actor: 'integration', by, kind: 'acknowledged' });
   if (opts.notify) await enqueueMessage(db, id, at);
   return id;
 }

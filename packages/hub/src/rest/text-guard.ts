@@ -18,6 +18,7 @@ export function unstorableText(value: unknown, where: string, depth = 0): string
     }
   }
   if (value === null || typeof value !== 'object' || depth > MAX_DEPTH) return null;
+  if (Buffer.isBuffer(value)) return null; // a raw body (intake/): its reader makes its text storable
   for (const [key, v] of Array.isArray(value) ? value.entries() : Object.entries(value)) {
     const at = `${where}.${String(key)}`;
     const bad = (typeof key === 'string' ? unstorableText(key, `${where} key`, depth + 1) : null) ?? unstorableText(v, at, depth + 1);

@@ -9,7 +9,8 @@ import { REOPEN_WINDOW_MS, clippedLogs, logsToStore, type AlertChange, type Upse
  */
 export interface ExternalAlert {
   key: string;
-  status: 'firing' | 'resolved';
+  /** Firing opens or repeats; resolved resolves; acknowledged (Events v2) acknowledges. */
+  status: 'firing' | 'resolved' | 'acknowledged';
   title: string;
   /** The longer text (a description, a stack trace): kept as the incident's logs. */
   details?: string;
@@ -136,6 +137,12 @@ export async function recordExternalAlert(
     .returning([...RETURNED, clippedLogs])
     .executeTakeFirstOrThrow();
   return { incident, change: 'opened', linked: false };
+}
+
+/** The unresolved incident of an integration's key, if there is one. */
+export async function openExternal(db: Db, integrationId: string, key: string): Promise<string | undefined> {
+  const row = await db.selectFrom('incidents').select('id').where('integration_id', '=', integrationId).where('source', '=', key).where('status', '<>', 'resolved').executeTakeFirst();
+  return row?.id;
 }
 
 /** Resolve the unresolved incident of an integration's key, if there is one. */

@@ -63,6 +63,7 @@ export async function recordAlert(db: Db, id: string, agentId: string, alert: Al
     .where('type', '=', alert.type)
     .where('source', '=', alert.source)
     .where('status', '<>', 'resolved')
+    .where('integration_id', 'is', null)
     .returning([...RETURNED, clippedLogs])
     .executeTakeFirst();
   if (repeated) return { incident: repeated, change: 'repeated' };
@@ -93,6 +94,7 @@ export async function recordAlert(db: Db, id: string, agentId: string, alert: Al
         .where('type', '=', alert.type)
         .where('source', '=', alert.source)
         .where('status', '=', 'resolved')
+        .where('integration_id', 'is', null)
         .where('resolved_at', '>=', new Date(at.getTime() - REOPEN_WINDOW_MS))
         .orderBy('resolved_at', 'desc')
         .limit(1),
@@ -121,6 +123,7 @@ export async function recordAlert(db: Db, id: string, agentId: string, alert: Al
       oc
         .columns(['agent_id', 'type', 'source'])
         .where('status', '<>', 'resolved')
+        .where('integration_id', 'is', null)
         .doUpdateSet((eb) => ({ count: eb('incidents.count', '+', 1), last_seen_at: eb.ref('excluded.last_seen_at') })),
     )
     .returning([...RETURNED, clippedLogs])
@@ -197,6 +200,7 @@ export async function resolveIncidentByFingerprint(
     .where('type', '=', fp.type)
     .where('source', '=', fp.source)
     .where('status', '<>', 'resolved')
+    .where('integration_id', 'is', null)
     .returning('id')
     .executeTakeFirst();
   return row?.id;

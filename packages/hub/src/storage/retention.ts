@@ -74,3 +74,12 @@ export async function pruneReceivedEnvelopes(db: Db, before: Date, limit: number
     )`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }
+
+/** Forget up to `limit` integration deliveries received before `before` (their keys dedupe resends). */
+export async function pruneDeliveries(db: Db, before: Date, limit: number): Promise<number> {
+  const result = await sql`
+    DELETE FROM integration_deliveries WHERE id IN (
+      SELECT id FROM integration_deliveries WHERE received_at < ${before} LIMIT ${limit}
+    )`.execute(db);
+  return Number(result.numAffectedRows ?? 0);
+}

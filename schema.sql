@@ -88,7 +88,7 @@ CREATE INDEX metric_samples_rollup_ts ON metric_samples (ts) WHERE period_s > 0;
 CREATE TABLE integrations (
   id                 text PRIMARY KEY,
   name               text NOT NULL UNIQUE,
-  kind               text NOT NULL CHECK (kind IN ('alertmanager', 'grafana', 'sentry', 'pagerduty', 'error_report', 'generic')),
+  kind               text NOT NULL CHECK (kind IN ('alertmanager', 'grafana', 'sentry', 'pagerduty', 'error_report', 'generic', 'heartbeat')),
   labels             jsonb NOT NULL DEFAULT '{}',  -- added to every incident it opens
   host_labels        jsonb NOT NULL,               -- label names tried in order: ["host", "hostname", "instance", …]
   secret_hash        text NOT NULL UNIQUE,
@@ -221,7 +221,8 @@ CREATE TABLE incident_events (
                  'approved', 'rejected', 'verified', 'verification_failed', 'escalated', 'rule_suspended',
                  'exec_completed', 'autonomy_changed', 'rule_created', 'rule_updated', 'rule_deleted',
                  'token_created', 'token_deleted', 'silence_created', 'silence_deleted', 'silence_ended',
-                 'integration_created', 'integration_updated', 'integration_deleted', 'integration_secret_rotated', 'linked')),
+                 'integration_created', 'integration_updated', 'integration_deleted', 'integration_secret_rotated', 'linked',
+                 'heartbeat_created', 'heartbeat_updated', 'heartbeat_deleted')),
   detail       jsonb
 );
 CREATE INDEX incident_events_incident ON incident_events (incident_id, id);
@@ -368,3 +369,50 @@ CREATE TABLE silences (
   CONSTRAINT silences_end_check CHECK (ends_at IS NOT NULL OR cron IS NOT NULL),
   CONSTRAINT silences_window_check CHECK (ends_at IS NULL OR ends_at > starts_at)
 );
+
+-- Heartbeat checks for cron jobs and timers (heartbeats/): each expects a success ping on a
+-- schedule (every period_s, or on a cron expression in time zone tz) and is down when none came
+-- within grace_s after it was due (or after a run started). due_at and down_at are when it next
+-- turns late and down: the hub evaluates them from the database, so restarts lose nothing.
+-- Their incidents belong to the hub's own integration of kind 'heartbeat', keyed by check id.
+CREATE TABLE heartbeat_checks (
+  id               text PRIMARY KEY,
+  ping_key         text NOT NULL UNIQUE,            -- the UUID in /ping/<ping_key>: whoever has it can ping
+  name             text NOT NULL UNIQUE,
+  period_s         integer CHECK (period_s BETWEEN 60 AND 31536000),
+  cron             text,
+  tz               text NOT NULL DEFAULT 'UTC',
+  grace_s          integer NOT NULL CHECK (grace_s BETWEEN 60 AND 31536000),
+  service          text,
+  host             text,                            -- links its incidents to the agent on this host
+  labels           jsonb NOT NULL DEFAULT '{}',
+  status           text NOT NULL CHECK (status IN ('new', 'up', 'started', 'late', 'down', 'paused')),
+  last_ping_at     timestamptz,
+  last_success_at  timestamptz,
+  started_at       timestamptz,                     -- a run said /start and has not ended
+  started_rid      text,
+  due_at           timestamptz,
+  down_at          timestamptz,
+  created_at       timestamptz NOT NULL,
+  created_by       text NOT NULL,
+  updated_at       timestamptz NOT NULL,
+  CONSTRAINT heartbeat_checks_schedule_check CHECK ((period_s IS NULL) <> (cron IS NULL))
+);
+CREATE INDEX heartbeat_checks_down ON heartbeat_checks (down_at) WHERE status IN ('up', 'started', 'late');
+CREATE INDEX heartbeat_checks_due ON heartbeat_checks (due_at) WHERE status IN ('up', 'started');
+
+-- Each ping: success, start, fail (or an exit status), or log; a POST's body is the run's output
+-- (the first 100 KB). Kept as long as received envelope ids.
+CREATE TABLE heartbeat_pings (
+  id           text PRIMARY KEY,                    -- ULID: time order
+  check_id     text NOT NULL REFERENCES heartbeat_checks(id) ON DELETE CASCADE,
+  at           timestamptz NOT NULL,
+  kind         text NOT NULL CHECK (kind IN ('success', 'start', 'fail', 'log')),
+  exit_status  integer CHECK (exit_status BETWEEN 0 AND 255),
+  rid          text,
+  duration_ms  integer,                             -- from its run's start, when there was one
+  body         text,
+  body_bytes   integer NOT NULL DEFAULT 0
+);
+CREATE INDEX heartbeat_pings_check ON heartbeat_pings (check_id, id DESC);
+CREATE INDEX heartbeat_pings_at ON heartbeat_pings (at);

@@ -25,6 +25,9 @@ import { AgentRegistry } from './ingest/registry.ts';
 import { setupSlack, slackMode, slackPlugin } from './slack/index.ts';
 import { intakePlugin } from './intake/plugin.ts';
 import { integrationRoutes } from './rest/integrations.ts';
+import { heartbeatRoutes } from './rest/heartbeats.ts';
+import { HeartbeatMonitor } from './heartbeats/monitor.ts';
+import { pingPlugin } from './heartbeats/ping-route.ts';
 import { RemediationEngine } from './remediation/engine.ts';
 import { enqueueApproval } from './storage/notifications.ts';
 import { streamPlugin } from './ingest/stream-route.ts';
@@ -186,6 +189,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       },
       app.log,
     );
+    // Heartbeat checks: overdue ones turn late and down by the times stored with them.
+    const heartbeats = new HeartbeatMonitor(db, { clock, lifecycle, events, redactor, pollMs: 10_000 }, app.log);
     // Query strings and path parameters arrive as text and are coerced to their schema's types;
     // bodies are JSON and are taken as sent (Fastify's default would turn ["a"] into "a").
     const ajvOptions = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const;
@@ -244,7 +249,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     events.on('analysis.stored', () => slack?.kick());
     events.on('notification.queued', () => slack?.kick());
 
-    const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, sweepOffline };
+    const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, heartbeats, sweepOffline };
     app.decorate('hub', hub);
 
     // Background work starts once the routes are ready. Fastify runs onClose hooks in reverse
@@ -254,6 +259,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       retention.start();
       await analyzer.start();
       await remediation.start();
+      await heartbeats.start();
     });
     const sweeper = cron.schedule('*/30 * * * * *', () => sweepOffline().then(() => undefined, (err) => app.log.warn({ err }, 'offline sweep failed')), {
       name: 'opspilot-offline-sweep',
@@ -266,6 +272,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       await writer.close();
       await analyzer.stop();
       await remediation.stop();
+      await heartbeats.stop();
       if (ownsDatabase) await database.close();
     });
     // The HTTP surfaces, after the error handler they share; each owns its start and shutdown.
@@ -300,9 +307,11 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       systemRoutes(v1, { db, adminAuth, clock });
       remediationRoutes(v1, { db, engine: remediation, events, clock });
       integrationRoutes(v1, { db, clock });
+      heartbeatRoutes(v1, { db, clock, lifecycle, events, kick: heartbeats.kick });
     });
     // Alerts from other tools: authenticated per integration, not by API token.
     await app.register(intakePlugin, { config, db, lifecycle, redactor, events, clock });
+    await app.register(pingPlugin, { monitor: heartbeats, maxBytes: config.intakeMaxBytes });
 
     return app as unknown as App;
   } catch (err) {

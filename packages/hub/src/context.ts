@@ -8,6 +8,7 @@ import type { HubDatabase } from './storage/database.ts';
 import type { LifecycleOptions } from './incidents/lifecycle.ts';
 import type { Slack } from './slack/index.ts';
 import type { RemediationEngine } from './remediation/engine.ts';
+import type { HeartbeatMonitor } from './heartbeats/monitor.ts';
 import type { Retention } from './retention.ts';
 import type { HubEvents } from './events.ts';
 import type { Clock } from './clock.ts';
@@ -33,6 +34,8 @@ export interface Hub {
   slack: Slack | null;
   /** Remediation rules. */
   remediation: RemediationEngine;
+  /** Heartbeat checks (tests call its sweep after moving the clock). */
+  heartbeats: HeartbeatMonitor;
   /** Open "agent offline" incidents for silent agents now (also run every 30 s); returns their ids. */
   sweepOffline(now?: Date): Promise<string[]>;
 }

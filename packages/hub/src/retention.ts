@@ -2,7 +2,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Clock } from './clock.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from './storage/database.ts';
-import { deleteMetricsBefore, downsampleMetrics, pruneDeliveries, pruneReceivedEnvelopes } from './storage/retention.ts';
+import { deleteMetricsBefore, downsampleMetrics, pruneDeliveries, prunePings, pruneReceivedEnvelopes } from './storage/retention.ts';
 
 export interface RetentionSettings {
   /** Metric samples are kept as sent this long, then as 5-minute averages... */
@@ -15,7 +15,7 @@ export interface RetentionSettings {
 
 export interface RetentionReport {
   envelopeIds: number;
-  /** Integration deliveries older than the envelope ids' window. */
+  /** Integration deliveries and heartbeat pings older than the envelope ids' window. */
   deliveries: number;
   expiredSamples: number;
   downsampledSamples: number;
@@ -86,6 +86,7 @@ export class Retention {
     const days = (d: number) => new Date(now.getTime() - d * 86_400_000);
     await drain(() => pruneReceivedEnvelopes(this.db, days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'envelopeIds');
     await drain(() => pruneDeliveries(this.db, days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'deliveries');
+    await drain(() => prunePings(this.db, days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'deliveries');
     await drain(() => deleteMetricsBefore(this.db, days(this.settings.metricsRetentionDays), BATCH_ROWS), 'expiredSamples');
     await drain(() => downsampleMetrics(this.db, new Date(now.getTime() - this.settings.metricsRawHours * 3_600_000), BATCH_ROWS), 'downsampledSamples');
     return report;

@@ -65,6 +65,12 @@ const ROUTES: Record<string, Case> = {
   'DELETE /v1/integrations/:id': { unknown: 'HUB_INTEGRATION_NOT_FOUND' },
   'POST /v1/integrations/:id/rotate-secret': { unknown: 'HUB_INTEGRATION_NOT_FOUND' },
   'GET /v1/integrations/:id/deliveries': { unknown: 'HUB_INTEGRATION_NOT_FOUND' },
+  'POST /v1/heartbeats': { body: { name: 'backup', period_s: 86_400 }, badBody: { name: 'backup', period_s: 1 } },
+  'GET /v1/heartbeats': {},
+  'GET /v1/heartbeats/:id': { unknown: 'HUB_HEARTBEAT_NOT_FOUND' },
+  'GET /v1/heartbeats/:id/pings': { unknown: 'HUB_HEARTBEAT_NOT_FOUND' },
+  'PATCH /v1/heartbeats/:id': { body: { paused: true }, badBody: { paused: 'yes' }, unknown: 'HUB_HEARTBEAT_NOT_FOUND' },
+  'DELETE /v1/heartbeats/:id': { unknown: 'HUB_HEARTBEAT_NOT_FOUND' },
 };
 
 async function inject(app: App, method: Method, url: string, body?: unknown, token: string | null = ADMIN_TOKEN) {
@@ -148,5 +154,12 @@ t.test('every REST route, in-process', async (t) => {
   t.equal((await inject(app, 'GET', '/v1/integrations')).body.integrations.length, 1);
   t.equal((await inject(app, 'GET', `/v1/integrations/${integration.body.id}`)).body.name, 'prometheus');
   t.equal((await inject(app, 'DELETE', `/v1/integrations/${integration.body.id}`)).status, 204);
+  const hb = await inject(app, 'POST', '/v1/heartbeats', ROUTES['POST /v1/heartbeats']!.body);
+  t.match(hb, { status: 201, body: { status: 'new', ping_path: /^\/ping\// } });
+  t.equal((await inject(app, 'PATCH', `/v1/heartbeats/${hb.body.id}`, { paused: true })).body.status, 'paused');
+  t.same((await inject(app, 'GET', `/v1/heartbeats/${hb.body.id}/pings`)).body.pings, []);
+  t.equal((await inject(app, 'GET', '/v1/heartbeats')).body.heartbeats.length, 1);
+  t.equal((await inject(app, 'GET', `/v1/heartbeats/${hb.body.id}`)).body.name, 'backup');
+  t.equal((await inject(app, 'DELETE', `/v1/heartbeats/${hb.body.id}`)).status, 204);
   t.equal((await inject(app, 'DELETE', `/v1/agents/${id}`)).status, 204);
 });

@@ -17,7 +17,7 @@ import {
   updateIntegration,
   type IntegrationView,
 } from '../storage/integrations.ts';
-import { INTEGRATION_KINDS, type IntegrationKind } from '../storage/tables.ts';
+import { SENDER_KINDS, type IntegrationKind } from '../storage/tables.ts';
 import { recordEvent } from '../storage/timeline.ts';
 import { IdParams, Timestamp, errorResponses, iso } from './schemas.ts';
 
@@ -37,7 +37,7 @@ const Secret = Type.String({
 const IntegrationBody = Type.Object(
   {
     name: Name,
-    kind: Type.Union(INTEGRATION_KINDS.map((k) => Type.Literal(k))),
+    kind: Type.Union(SENDER_KINDS.map((k) => Type.Literal(k))),
     labels: Type.Optional(Labels),
     host_labels: Type.Optional(HostLabels),
     secret: Type.Optional(Secret),
@@ -115,6 +115,12 @@ export function integrationRoutes(app: App, { db, clock }: { db: Db; clock: Cloc
     if (!i) throw new HubError('HUB_INTEGRATION_NOT_FOUND', `no integration ${id}`);
     return i;
   };
+  /** The hub's own integration (heartbeat checks' incidents) is changed through its checks. */
+  const changeable = async (id: string) => {
+    const i = await found(id);
+    if (i.kind === 'heartbeat') throw new HubError('HUB_INVALID_INTEGRATION', "this is the hub's own integration for heartbeat checks: change the checks (/v1/heartbeats) instead");
+    return i;
+  };
 
   app.post(
     '/v1/integrations',
@@ -145,6 +151,7 @@ export function integrationRoutes(app: App, { db, clock }: { db: Db; clock: Cloc
     '/v1/integrations/:id',
     { config: { scope: 'admin' }, schema: { tags, summary: "Rename, relabel, enable or disable an integration", params: IdParams, body: IntegrationPatch, response: { 200: IntegrationView, ...errorResponses } } },
     async (req) => {
+      await changeable(req.params.id);
       const at = clock.now();
       const updated = await db.transaction().execute(async (trx) => {
         const row = await updateIntegration(trx, req.params.id, req.body, at);
@@ -170,7 +177,7 @@ export function integrationRoutes(app: App, { db, clock }: { db: Db; clock: Cloc
       },
     },
     async (req) => {
-      const before = await found(req.params.id);
+      const before = await changeable(req.params.id);
       const s = secretFor(before.kind, req.body?.secret);
       if (req.body?.secret && (await secretInUse(db, s.hash))) throw new HubError('HUB_INVALID_INTEGRATION', 'this secret belongs to another integration');
       const at = clock.now();
@@ -186,6 +193,7 @@ export function integrationRoutes(app: App, { db, clock }: { db: Db; clock: Cloc
     '/v1/integrations/:id',
     { config: { scope: 'admin' }, schema: { tags, summary: 'Delete an integration, its incidents and deliveries (the audit trail stays)', params: IdParams, response: { 204: Type.Null(), ...errorResponses } } },
     async (req, reply) => {
+      await changeable(req.params.id);
       const at = clock.now();
       const gone = await db.transaction().execute(async (trx) => {
         const row = await deleteIntegration(trx, req.params.id);

@@ -21,6 +21,8 @@ const Match = Type.Object(
     severity: Type.Optional(Type.Union(['critical', 'high', 'medium', 'low'].map((s) => Type.Literal(s)))),
     category: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     agent_id: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    integration_id: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'alerts from this integration' })),
+    service: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'glob: * and ?' })),
     labels: Type.Optional(Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 256 }), { maxProperties: 32 })),
   },
   { additionalProperties: false },

@@ -83,3 +83,12 @@ export async function pruneDeliveries(db: Db, before: Date, limit: number): Prom
     )`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }
+
+/** Forget up to `limit` heartbeat pings older than `before` (a check keeps its state without them). */
+export async function prunePings(db: Db, before: Date, limit: number): Promise<number> {
+  const result = await sql`
+    DELETE FROM heartbeat_pings WHERE id IN (
+      SELECT id FROM heartbeat_pings WHERE at < ${before} LIMIT ${limit}
+    )`.execute(db);
+  return Number(result.numAffectedRows ?? 0);
+}

@@ -73,8 +73,51 @@ export const ANALYSIS_STATUSES = ['pending', 'running', 'done'] as const;
 export type AnalysisStatus = (typeof ANALYSIS_STATUSES)[number];
 
 /** Senders of alerts from other tools (intake/). */
-export const INTEGRATION_KINDS = ['alertmanager', 'grafana', 'sentry', 'pagerduty', 'error_report', 'generic'] as const;
+export const INTEGRATION_KINDS = ['alertmanager', 'grafana', 'sentry', 'pagerduty', 'error_report', 'generic', 'heartbeat'] as const;
 export type IntegrationKind = (typeof INTEGRATION_KINDS)[number];
+/** The kinds a person adds; `heartbeat` is the hub's own, for its heartbeat checks' incidents. */
+export const SENDER_KINDS = INTEGRATION_KINDS.filter((k): k is Exclude<IntegrationKind, 'heartbeat'> => k !== 'heartbeat');
+
+/** A heartbeat check's states, as Healthchecks.io names them (late is its "grace"). */
+export const HEARTBEAT_STATUSES = ['new', 'up', 'started', 'late', 'down', 'paused'] as const;
+export type HeartbeatStatus = (typeof HEARTBEAT_STATUSES)[number];
+export const PING_KINDS = ['success', 'start', 'fail', 'log'] as const;
+export type PingKind = (typeof PING_KINDS)[number];
+
+export interface HeartbeatChecksTable {
+  id: string;
+  ping_key: string;
+  name: string;
+  period_s: number | null;
+  cron: string | null;
+  tz: string;
+  grace_s: number;
+  service: string | null;
+  host: string | null;
+  labels: Json<Record<string, string>>;
+  status: HeartbeatStatus;
+  last_ping_at: TimestampNullable;
+  last_success_at: TimestampNullable;
+  started_at: TimestampNullable;
+  started_rid: string | null;
+  due_at: TimestampNullable;
+  down_at: TimestampNullable;
+  created_at: Timestamp;
+  created_by: string;
+  updated_at: Timestamp;
+}
+
+export interface HeartbeatPingsTable {
+  id: string;
+  check_id: string;
+  at: Timestamp;
+  kind: PingKind;
+  exit_status: number | null;
+  rid: string | null;
+  duration_ms: number | null;
+  body: string | null;
+  body_bytes: number;
+}
 
 export interface IntegrationsTable {
   id: string;
@@ -340,6 +383,8 @@ export interface Database {
   fingerprint_mutes: FingerprintMutesTable;
   integrations: IntegrationsTable;
   integration_deliveries: IntegrationDeliveriesTable;
+  heartbeat_checks: HeartbeatChecksTable;
+  heartbeat_pings: HeartbeatPingsTable;
   api_tokens: ApiTokensTable;
   system_settings: SystemSettingsTable;
   remediation_rules: RemediationRulesTable;

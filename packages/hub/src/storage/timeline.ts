@@ -50,6 +50,9 @@ export const TIMELINE_KINDS = [
   'integration_deleted',
   'integration_secret_rotated',
   'linked',
+  'heartbeat_created',
+  'heartbeat_updated',
+  'heartbeat_deleted',
 ] as const;
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];
 

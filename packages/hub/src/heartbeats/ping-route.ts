@@ -1,0 +1,55 @@
+import rateLimit from '@fastify/rate-limit';
+import { Type } from '@sinclair/typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { App } from '../http.ts';
+import type { HeartbeatMonitor, Ping } from './monitor.ts';
+
+const KEY = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const RID = /^[0-9a-fA-F-]{1,64}$/;
+/** Pings one check may send per minute (a cron job pings a few times a run). */
+const PINGS_PER_MINUTE = 120;
+
+/**
+ * Healthchecks.io's ping API, so cron jobs and scripts written for it work unchanged:
+ * `/ping/<uuid>` (success), `/start`, `/fail`, `/log`, `/<exit status 0-255>`, by HEAD, GET or
+ * POST, with `?rid=` pairing a start with its end. A POST's body is the run's output. The answer
+ * is `OK` (text/plain), or `404 not found` for a key no check has.
+ */
+export async function pingPlugin(app: App, { monitor, maxBytes }: { monitor: HeartbeatMonitor; maxBytes: number }): Promise<void> {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: maxBytes }, (_req, body, done) => done(null, body));
+  await app.register(rateLimit, {
+    max: PINGS_PER_MINUTE,
+    timeWindow: 60_000,
+    keyGenerator: (req) => `ping:${(req.params as { key?: string }).key ?? req.ip}`,
+  });
+
+  const answer = async (req: FastifyRequest<{ Params: { key: string; signal?: string }; Querystring: { rid?: string } }>, reply: FastifyReply) => {
+    const { key, signal } = req.params;
+    const rid = req.query.rid;
+    if (rid !== undefined && !RID.test(rid)) return reply.code(400).type('text/plain').send('invalid rid');
+    let ping: Ping;
+    if (signal === undefined) ping = { kind: 'success' };
+    else if (signal === 'start' || signal === 'fail' || signal === 'log') ping = { kind: signal };
+    else if (/^\d{1,3}$/.test(signal) && Number(signal) <= 255) ping = Number(signal) === 0 ? { kind: 'success', exitStatus: 0 } : { kind: 'fail', exitStatus: Number(signal) };
+    else return reply.code(404).type('text/plain').send('not found');
+    if (rid !== undefined) ping.rid = rid;
+    if (Buffer.isBuffer(req.body) && req.body.length > 0) ping.body = req.body;
+    if (!KEY.test(key) || !(await monitor.ping(key, ping))) return reply.code(404).type('text/plain').send('not found');
+    return reply.code(200).type('text/plain').send('OK');
+  };
+
+  const schema = {
+    tags: ['heartbeats'],
+    security: [],
+    querystring: Type.Object({ rid: Type.Optional(Type.String({ maxLength: 64 })) }),
+  };
+  for (const url of ['/ping/:key', '/ping/:key/:signal']) {
+    app.route({
+      method: ['GET', 'POST'],
+      url,
+      schema: { ...schema, summary: url.endsWith(':signal') ? 'A heartbeat: start, fail, log, or an exit status (0 is success)' : 'A heartbeat: the run succeeded' },
+      handler: answer,
+    });
+  }
+}

@@ -281,3 +281,34 @@ eachBackend(t, "a host-linked alert from Alertmanager: Slack's Restart runs on t
   t.equal(agent.execs.length, 1, 'nothing else ran');
   agent.close();
 });
+
+eachBackend(t, "error reports: an SDK's errors open an incident at the third of a kind within 5 minutes; a monitoring agent's at once, on the seeds' paths", async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const reports = await integration(hub, { name: 'checkout-sdk', kind: 'error_report' });
+  const auth = { authorization: `Bearer ${reports.secret}` };
+  const sdk = (message: string, type = 'TypeError') =>
+    send(hub, '/api/webhooks/error-report', JSON.stringify({ projectId: 'checkout', error: { message, type, stack: `${type}: ${message}\n    at pay (src/pay.ts:12:7)` }, metadata: { release: '2.4.1', hostname: 'web-1' } }), auth);
+
+  t.match((await sdk('card is undefined')).body, { held: 1, changed: 0 });
+  t.match((await sdk('card is undefined')).body, { held: 1, changed: 0 });
+  t.match((await sdk('cart is empty', 'RangeError')).body, { held: 1 }, 'another kind is counted apart');
+  hub.clock.advance(6 * 60_000);
+  t.match((await sdk('card is undefined')).body, { held: 1, changed: 0 }, 'the first two are out of the 5-minute window');
+  t.match((await sdk('card is undefined')).body, { held: 1 });
+  const third = await sdk('card is undefined');
+  t.match(third.body, { held: 0, changed: 1 }, 'the third within 5 minutes opens it');
+  const incident = (await hub.api('GET', `/v1/incidents/${third.body.incident_ids[0]}`)).body;
+  t.match(incident, { type: 'error_report', service: 'checkout', message: 'TypeError: card is undefined', labels: { project: 'checkout', error_type: 'TypeError', release: '2.4.1' }, count: 1 });
+  t.match(incident.logs, /at pay \(src\/pay\.ts:12:7\)/);
+  t.match((await sdk('card is undefined')).body, { changed: 1, incident_ids: [incident.id] }, 'then each one repeats it');
+  t.equal((await hub.api('GET', `/v1/incidents/${incident.id}`)).body.count, 2);
+
+  const agentError = await send(hub, '/api/autonomous/error', JSON.stringify({ error: { message: 'queue consumer stalled' }, severity: 'LOW', source: 'test' }), auth);
+  t.equal(agentError.status, 201, 'created, with the incident id');
+  t.match((await hub.api('GET', `/v1/incidents/${agentError.body.incident_ids[0]}`)).body, { message: 'queue consumer stalled', severity: 'low', service: 'test' });
+
+  const other = await integration(hub, { name: 'scripts', kind: 'generic' });
+  t.match(await send(hub, '/api/autonomous/error', JSON.stringify({ error: { message: 'x' }, severity: 'LOW', source: 'test' }), { authorization: `Bearer ${other.secret}` }), { status: 401, body: { error: { code: 'HUB_INTAKE_UNAUTHORIZED' } } });
+  t.match(await send(hub, '/api/webhooks/error-report', JSON.stringify({ projectId: 'x' }), auth), { status: 400, body: { error: { code: 'HUB_INTAKE_MALFORMED', message: /"error" is required/ } } });
+  t.match(await send(hub, reports.url_path, JSON.stringify({ error: 'no project, no source' }), auth), { status: 400, body: { error: { code: 'HUB_INTAKE_MALFORMED' } } });
+});

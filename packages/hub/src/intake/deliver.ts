@@ -3,8 +3,8 @@ import { newId } from '@opspilot/protocol';
 import type { Redactor } from '../incidents/redact.ts';
 import { applyExternalAcknowledge, applyExternalAlert, applyExternalResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
 import type { Db } from '../storage/database.ts';
-import { agentOnHost } from '../storage/external-alerts.ts';
-import { finishDelivery, lockIntegration, recordDelivery, type Integration } from '../storage/integrations.ts';
+import { agentOnHost, openExternal } from '../storage/external-alerts.ts';
+import { countDeliveries, finishDelivery, lockIntegration, recordDelivery, type Integration } from '../storage/integrations.ts';
 import { storable, type ReadAlerts } from './normalize.ts';
 
 /** What is kept of a delivery's body to show (GET …/deliveries), after redaction. */
@@ -17,6 +17,8 @@ export interface DeliveryOutcome {
   deliveryId: string;
   alerts: number;
   changed: number;
+  /** Error reports counted towards their threshold, no incident yet. */
+  held: number;
   errors: ReadAlerts['errors'];
   /** Incidents this delivery changed, and which of them it opened or reopened. */
   incidentIds: string[];
@@ -29,9 +31,11 @@ export interface DeliveryOutcome {
  * unchanged when the webhook failed), or nothing: Events v2 and generic senders are idempotent
  * per alert (the same dedup_key and state changes nothing), so each request is new.
  */
-export function deliveryKey(kind: Integration['kind'], raw: Buffer, requestId: string | undefined): string {
+export function deliveryKey(kind: Integration['kind'], raw: Buffer, requestId: string | undefined, read: ReadAlerts): string {
   if (requestId && /^[A-Za-z0-9_.:-]{1,128}$/.test(requestId)) return `request:${requestId}`;
-  if (kind === 'pagerduty' || kind === 'generic' || kind === 'error_report') return `new:${newId()}`;
+  // An error report is counted by its kind (REPORT_THRESHOLD): its key starts with it.
+  if (kind === 'error_report') return `report:${read.alerts[0]?.key ?? 'none'}:${newId()}`;
+  if (kind === 'pagerduty' || kind === 'generic') return `new:${newId()}`;
   return `sha256:${createHash('sha256').update(raw).digest('hex')}`;
 }
 
@@ -50,7 +54,7 @@ export async function takeDelivery(
 ): Promise<DeliveryOutcome> {
   const deliveryId = newId();
   const body = storable(deps.redactor.redact(raw.subarray(0, STORED_BODY_BYTES).toString('utf8')).text);
-  const outcome: DeliveryOutcome = { duplicate: false, deliveryId, alerts: read.alerts.length, changed: 0, errors: [...read.errors], incidentIds: [], opened: [] };
+  const outcome: DeliveryOutcome = { duplicate: false, deliveryId, alerts: read.alerts.length, changed: 0, held: 0, errors: [...read.errors], incidentIds: [], opened: [] };
   await deps.db.transaction().execute(async (trx) => {
     await lockIntegration(trx, integration.id);
     const fresh = await recordDelivery(
@@ -70,6 +74,13 @@ export async function takeDelivery(
       if (alert.status === 'resolved') id = await applyExternalResolve(trx, deps.lifecycle, integration, alert.key, at);
       else if (alert.status === 'acknowledged') id = await applyExternalAcknowledge(trx, deps.lifecycle, integration, alert.key, at);
       else {
+        if (alert.threshold && !(await openExternal(trx, integration.id, alert.key))) {
+          const seen = await countDeliveries(trx, integration.id, `report:${alert.key}:`, new Date(at.getTime() - alert.threshold.withinMs));
+          if (seen < alert.threshold.count) {
+            outcome.held++;
+            continue; // not yet: the next reports of this kind are counted with it
+          }
+        }
         let agentId: string | null = null;
         if (alert.host) {
           if (!hosts.has(alert.host)) hosts.set(alert.host, await agentOnHost(trx, alert.host));

@@ -14,6 +14,7 @@ import { getIntegration, integrationBySecretHash, noteIntegrationError, type Int
 import { readAlertmanager } from './alertmanager.ts';
 import { fresh, hmacMatches, presentedSecret, secretMatches } from './credentials.ts';
 import { deliveryKey, takeDelivery, type DeliveryOutcome } from './deliver.ts';
+import { readErrorReport } from './error-report.ts';
 import { readGeneric } from './generic.ts';
 import { IntakeFormatError, type ReadAlerts } from './normalize.ts';
 import { readPagerDuty, routingKeyOf } from './pagerduty.ts';
@@ -116,7 +117,7 @@ export async function intakePlugin(app: App, deps: IntakeDeps): Promise<void> {
     }
     let outcome: DeliveryOutcome;
     try {
-      outcome = await takeDelivery(deps, integration, raw, deliveryKey(integration.kind, raw, header(req, 'request-id')), read, now);
+      outcome = await takeDelivery(deps, integration, raw, deliveryKey(integration.kind, raw, header(req, 'request-id'), read), read, now);
     } catch (err) {
       req.log.error({ err, integration: integration.id }, 'intake: the delivery could not be stored');
       throw new HubError('HUB_UNAVAILABLE', 'the delivery could not be stored; nothing of it was kept: send it again');
@@ -131,6 +132,8 @@ export async function intakePlugin(app: App, deps: IntakeDeps): Promise<void> {
     duplicate: Type.Boolean({ description: 'The same delivery was taken before: nothing changed' }),
     alerts: Type.Integer(),
     changed: Type.Integer({ description: 'Incidents opened, repeated, reopened, acknowledged or resolved' }),
+    held: Type.Integer({ description: 'Error reports counted towards their threshold (3 of a kind within 5 minutes), no incident yet' }),
+    incident_ids: Type.Array(Type.String(), { description: 'The incidents it changed' }),
     errors: Type.Array(Type.Object({ alert: Type.Integer(), error: Type.String() }), { description: 'Alerts skipped, and why' }),
   });
   const EventsAnswer = Type.Object({ status: Type.Literal('success'), message: Type.String(), dedup_key: Type.String() });
@@ -153,6 +156,27 @@ export async function intakePlugin(app: App, deps: IntakeDeps): Promise<void> {
       return reply.code(200).send(answer(outcome));
     },
   });
+
+  // The paths the error-reporting SDKs of the systems OpsPilot replaces post to, for an
+  // error_report integration named by its secret.
+  for (const [url, created] of [
+    ['/api/webhooks/error-report', false],
+    ['/api/autonomous/error', true],
+  ] as const) {
+    app.post(
+      url,
+      {
+        schema: { tags: ['intake'], summary: `Error reports to an error_report integration, by its secret (the ${created ? 'monitoring agent' : 'SDK'}'s path)`, security: [], response: { 200: Answer, 201: Answer } },
+        onRequest: async (req) => {
+          verified.set(req, await bySecret(db, req.headers.authorization, 'error_report'));
+        },
+      },
+      async (req, reply) => {
+        const { outcome } = await handle(req, verified.get(req)!, rawBody(req.body));
+        return reply.code(created && outcome.opened.length > 0 ? 201 : 200).send(answer(outcome));
+      },
+    );
+  }
 
   app.post(
     '/v2/enqueue',
@@ -183,8 +207,17 @@ export async function intakePlugin(app: App, deps: IntakeDeps): Promise<void> {
   );
 }
 
+/** The integration whose secret a bearer header presents (the seeds' paths name no integration). */
+async function bySecret(db: Db, authorization: string | undefined, kind: Integration['kind']): Promise<Integration> {
+  const secret = presentedSecret(authorization);
+  // Found by the secret's hash: the secret itself is never compared, so no timing tells it.
+  const integration = secret ? await integrationBySecretHash(db, hashToken(secret)) : undefined;
+  if (!integration || integration.kind !== kind) throw new HubError('HUB_INTAKE_UNAUTHORIZED', `no ${kind} integration has this secret (Authorization: Bearer <secret>)`);
+  return integration;
+}
+
 function answer(o: DeliveryOutcome) {
-  return { status: 'ok' as const, delivery_id: o.deliveryId, duplicate: o.duplicate, alerts: o.alerts, changed: o.changed, errors: o.errors };
+  return { status: 'ok' as const, delivery_id: o.deliveryId, duplicate: o.duplicate, alerts: o.alerts, changed: o.changed, held: o.held, incident_ids: o.incidentIds, errors: o.errors };
 }
 
 function rawBody(body: unknown): Buffer {
@@ -209,6 +242,8 @@ function reader(i: Integration): (body: unknown, opts: { labels: Record<string, 
       return readPagerDuty;
     case 'generic':
       return readGeneric;
+    case 'error_report':
+      return readErrorReport;
     default:
       return () => {
         throw new IntakeFormatError(`${i.kind} integrations are not taken yet`);

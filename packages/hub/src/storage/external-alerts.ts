@@ -24,6 +24,8 @@ export interface ExternalAlert {
   occurrence?: string;
   /** Anything else worth keeping (annotations, links, the sender's URL). */
   context?: Record<string, unknown>;
+  /** Open an incident only once this many of this key came within the window (an SDK's errors); then each repeats it. */
+  threshold?: { count: number; withinMs: number };
 }
 
 export type ExternalChange = AlertChange | 'unchanged';

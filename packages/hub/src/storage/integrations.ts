@@ -159,6 +159,18 @@ export async function listDeliveries(db: Db, integrationId: string, limit: numbe
     .execute();
 }
 
+/** Deliveries of an integration since `since` whose key starts with `prefix` (error reports of one kind). */
+export async function countDeliveries(db: Db, integrationId: string, prefix: string, since: Date): Promise<number> {
+  const row = await db
+    .selectFrom('integration_deliveries')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('integration_id', '=', integrationId)
+    .where('received_at', '>=', since)
+    .where(sql<boolean>`starts_with(key, ${prefix})`)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
 /** Serialise deliveries of one integration (two at once could open one fingerprint twice). */
 export async function lockIntegration(db: Db, id: string): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(hashtext(${'integration:' + id}))`.execute(db);

@@ -312,3 +312,35 @@ eachBackend(t, "error reports: an SDK's errors open an incident at the third of 
   t.match(await send(hub, '/api/webhooks/error-report', JSON.stringify({ projectId: 'x' }), auth), { status: 400, body: { error: { code: 'HUB_INTAKE_MALFORMED', message: /"error" is required/ } } });
   t.match(await send(hub, reports.url_path, JSON.stringify({ error: 'no project, no source' }), auth), { status: 400, body: { error: { code: 'HUB_INTAKE_MALFORMED' } } });
 });
+
+eachBackend(t, 'a burst: one Alertmanager group of 2,000 alerts is taken in one request, each alert once', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { analysisConcurrency: 0 });
+  await hub.enroll({ hostname: 'host-7' });
+  const am = await integration(hub, { name: 'am', kind: 'alertmanager' });
+  const alerts = Array.from({ length: 2000 }, (_, i) => ({
+    status: 'firing',
+    labels: { alertname: 'NodeDown', instance: `host-${i}:9100`, severity: i % 2 ? 'warning' : 'critical' },
+    annotations: { summary: `host-${i} is down` },
+    startsAt: '2026-11-29T10:00:00Z',
+    endsAt: '0001-01-01T00:00:00Z',
+    fingerprint: `fp-${i}`,
+  }));
+  alerts.push({ ...alerts[5]!, annotations: { summary: 'the same alert twice in one group' } });
+  const body = { version: '4', status: 'firing', receiver: 'opspilot', groupLabels: { alertname: 'NodeDown' }, commonLabels: { alertname: 'NodeDown' }, commonAnnotations: {}, externalURL: 'http://am', alerts };
+  const res = await send(hub, am.url_path, JSON.stringify(body), { authorization: `Bearer ${am.secret}` });
+  t.equal(res.status, 200, res.text.slice(0, 200));
+  t.match(res.body, { alerts: 2001, changed: 2000, errors: [] }, 'the same alert twice is one firing');
+  const open = (await hub.api('GET', '/v1/incidents?integration=am&limit=1000')).body.incidents as any[];
+  const rest = (await hub.api('GET', `/v1/incidents?integration=am&limit=1000&before=${open.at(-1).id}`)).body.incidents as any[];
+  t.equal(new Set([...open, ...rest].map((i) => i.source)).size, 2000, 'one incident per alert');
+  const linked = [...open, ...rest].filter((i) => i.agent_id !== null);
+  t.match(linked, [{ labels: { instance: 'host-7:9100' } }], 'the one host with an agent is linked');
+  t.equal([...open, ...rest].filter((i) => i.severity === 'critical').length, 1000);
+  const events = await hub.api('GET', `/v1/incidents/${open[0].id}/timeline`);
+  t.match(events.body.events.map((e: { kind: string }) => e.kind).slice(0, 2), ['opened', 'classified']);
+  t.match(events.body.events[0].detail, { delivery_id: res.body.delivery_id }, 'the audit trail leads to the delivery');
+  // Resolved, all at once.
+  const resolved = { ...body, status: 'resolved', alerts: alerts.slice(0, 2000).map((a) => ({ ...a, status: 'resolved', endsAt: '2026-11-29T11:00:00Z' })) };
+  t.match((await send(hub, am.url_path, JSON.stringify(resolved), { authorization: `Bearer ${am.secret}` })).body, { changed: 2000 });
+  t.equal((await hub.api('GET', '/v1/incidents?integration=am&status=new')).body.incidents.length, 0);
+});

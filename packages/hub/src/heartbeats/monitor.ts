@@ -89,7 +89,7 @@ export class HeartbeatMonitor {
       const integration = await heartbeatIntegration(trx, at);
       if (p.kind === 'success') {
         await setCheck(trx, check.id, { status: 'up', last_ping_at: at, last_success_at: at, started_at: null, started_rid: null, due_at: due, down_at: new Date(due.getTime() + check.grace_s * 1000) });
-        const resolved = await applyExternalResolve(trx, this.opts.lifecycle, integration, check.id, at);
+        const resolved = await applyExternalResolve(trx, this.opts.lifecycle, integration, check.id, at, { ping_id: pingId });
         if (resolved) changed.push(resolved);
         return true;
       }
@@ -97,7 +97,7 @@ export class HeartbeatMonitor {
       await setCheck(trx, check.id, { status: 'down', last_ping_at: at, started_at: null, started_rid: null, due_at: due, down_at: null });
       const why = p.exitStatus !== undefined ? `failed (exit status ${p.exitStatus})` : 'failed';
       const alert = await this.#alert(trx, check, `${check.name}: run ${why}`, `fail:${pingId}`, body ?? undefined);
-      const r = await applyExternalAlert(trx, this.opts.lifecycle, integration, alert.agentId, alert.alert, at);
+      const r = await applyExternalAlert(trx, this.opts.lifecycle, integration, alert.agentId, alert.alert, at, { ping_id: pingId });
       if (r.change !== 'unchanged') changed.push(r.incidentId);
       if (r.change === 'opened' || r.change === 'reopened') opened.push(r.incidentId);
       return true;

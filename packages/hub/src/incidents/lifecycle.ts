@@ -1,11 +1,20 @@
 import { newId, type AlertPayload } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
 import { acknowledgeIncident, markEscalated, markIgnored, recordAlert, resolveIncident, resolveIncidentByFingerprint, setClassification, updateFlapping, type AlertChange } from '../storage/incidents.ts';
-import { openExternal, recordExternalAlert, resolveExternal, type ExternalAlert, type ExternalChange } from '../storage/external-alerts.ts';
+import {
+  insertExternalIncidents,
+  knownKeys,
+  openExternal,
+  recordExternalAlert,
+  resolveExternal,
+  type ExternalAlert,
+  type ExternalChange,
+  type NewExternalIncident,
+} from '../storage/external-alerts.ts';
 import { enqueueMessage, muteFingerprint } from '../storage/notifications.ts';
 import { releaseHold } from '../storage/rules.ts';
 import type { Incident } from '../storage/tables.ts';
-import { recordEvent, type TimelineActor } from '../storage/timeline.ts';
+import { recordEvent, recordEvents, type TimelineActor, type TimelineEvent } from '../storage/timeline.ts';
 import { classify, type ClassificationRule, type IncidentFacts } from './classify.ts';
 
 export interface LifecycleOptions {
@@ -47,12 +56,65 @@ export async function applyExternalAlert(
   agentId: string | null,
   alert: ExternalAlert,
   at: Date,
+  /** What it came in (`{delivery_id}`, `{ping_id}`): on the timeline entry, so the audit trail leads to it. */
+  cause: Record<string, unknown> = {},
 ): Promise<{ incidentId: string; change: ExternalChange }> {
   const { incident, change, linked } = await recordExternalAlert(db, newId(), integration, agentId, alert, at);
   if (linked) await recordEvent(db, { incidentId: incident.id, at, actor: 'integration', by: `integration:${integration.name}`, kind: 'linked', detail: { agent_id: incident.agent_id, host: alert.host ?? null } });
   if (change === 'unchanged') return { incidentId: incident.id, change };
-  await afterAlert(db, opts, incident, change, at, 'integration', { labels: incident.labels, senderSeverity: alert.severity ?? null }, `integration:${integration.name}`);
+  await afterAlert(db, opts, incident, change, at, 'integration', { labels: incident.labels, senderSeverity: alert.severity ?? null }, `integration:${integration.name}`, cause);
   return { incidentId: incident.id, change };
+}
+
+/**
+ * A delivery's firing alerts, in order, as applyExternalAlert would take them one by one, with
+ * the new incidents among them (keys no incident answers for) opened together: a group of
+ * thousands costs a few statements, not thousands.
+ */
+export async function applyExternalAlerts(
+  db: Db,
+  opts: LifecycleOptions,
+  integration: { id: string; kind: string; name: string },
+  items: readonly { alert: ExternalAlert; agentId: string | null }[],
+  at: Date,
+  cause: Record<string, unknown> = {},
+): Promise<{ incidentId: string; change: ExternalChange }[]> {
+  const known = await knownKeys(db, integration.id, [...new Set(items.map((i) => i.alert.key))], at);
+  const fresh: NewExternalIncident[] = [];
+  const results: ({ incidentId: string; change: ExternalChange } | null)[] = items.map(() => null);
+  items.forEach(({ alert, agentId }, i) => {
+    if (known.has(alert.key)) return;
+    known.add(alert.key); // the same key again in this delivery repeats it (below)
+    const classification = classify(opts.rules, {
+      type: integration.kind,
+      message: alert.title,
+      logs: alert.details ?? null,
+      status: alert.severity ?? null,
+      exitCode: null,
+      count: 1,
+      firstSeenAt: at,
+      lastSeenAt: at,
+      labels: alert.labels,
+      senderSeverity: alert.severity ?? null,
+    });
+    const id = newId();
+    fresh.push({ id, agentId, alert, classification });
+    results[i] = { incidentId: id, change: 'opened' };
+  });
+  await insertExternalIncidents(db, integration, fresh, at);
+  const by = `integration:${integration.name}`;
+  await recordEvents(
+    db,
+    fresh.flatMap(({ id, agentId, alert, classification }) => [
+      { incidentId: id, agentId, at, actor: 'integration' as const, by, kind: 'opened' as const, detail: { message: alert.title.slice(0, 500), ...cause } },
+      { incidentId: id, agentId, at, actor: 'rule' as const, kind: 'classified' as const, detail: { ...classification } },
+    ]),
+  );
+  if (opts.notify) for (const f of fresh) await enqueueMessage(db, f.id, at);
+  for (const [i, { alert, agentId }] of items.entries()) {
+    results[i] ??= await applyExternalAlert(db, opts, integration, agentId, alert, at, cause);
+  }
+  return results as { incidentId: string; change: ExternalChange }[];
 }
 
 /** An integration says an alert is resolved: its unresolved incident, if any, is resolved. */
@@ -62,11 +124,12 @@ export async function applyExternalResolve(
   integration: { id: string; name: string },
   key: string,
   at: Date,
+  cause: Record<string, unknown> = {},
 ): Promise<string | undefined> {
   const by = `integration:${integration.name}`;
   const id = await resolveExternal(db, integration.id, key, at, by);
   if (!id) return undefined;
-  await recordEvent(db, { incidentId: id, at, actor: 'integration', by, kind: 'resolved' });
+  await recordEvent(db, { incidentId: id, at, actor: 'integration', by, kind: 'resolved', ...(Object.keys(cause).length ? { detail: cause } : {}) });
   await flapCheck(db, id, at);
   if (opts.notify) await enqueueMessage(db, id, at);
   return id;
@@ -79,13 +142,14 @@ export async function applyExternalAcknowledge(
   integration: { id: string; name: string },
   key: string,
   at: Date,
+  cause: Record<string, unknown> = {},
 ): Promise<string | undefined> {
   const id = await openExternal(db, integration.id, key);
   if (!id) return undefined;
   const by = `integration:${integration.name}`;
   const result = await acknowledgeIncident(db, id, by, at);
   if (!result || result === 'resolved' || !result.changed) return undefined;
-  await recordEvent(db, { incidentId: id, at, actor: 'integration', by, kind: 'acknowledged' });
+  await recordEvent(db, { incidentId: id, at, actor: 'integration', by, kind: 'acknowledged', ...(Object.keys(cause).length ? { detail: cause } : {}) });
   if (opts.notify) await enqueueMessage(db, id, at);
   return id;
 }
@@ -100,6 +164,7 @@ async function afterAlert(
   actor: TimelineActor,
   extra: Pick<IncidentFacts, 'labels' | 'senderSeverity'>,
   by?: string,
+  detail: Record<string, unknown> = {},
 ): Promise<void> {
   // Classified on every alert: a repeat can change the answer (a unit failing 3 times in 10 minutes).
   const c = classify(opts.rules, {
@@ -113,19 +178,23 @@ async function afterAlert(
     lastSeenAt: incident.last_seen_at,
     ...extra,
   });
-  await recordEvent(db, {
-    incidentId: incident.id,
-    at,
-    actor,
-    ...(by ? { by } : {}),
-    kind: change,
-    detail: change === 'repeated' ? { count: incident.count } : { message: incident.message.slice(0, 500) },
-  });
+  const events: TimelineEvent[] = [
+    {
+      incidentId: incident.id,
+      at,
+      actor,
+      ...(by ? { by } : {}),
+      kind: change,
+      detail: { ...(change === 'repeated' ? { count: incident.count } : { message: incident.message.slice(0, 500) }), ...detail },
+    },
+  ];
   if (c.severity !== incident.severity || c.category !== incident.category || c.rule !== incident.rule) {
     await setClassification(db, incident.id, c);
-    await recordEvent(db, { incidentId: incident.id, at, actor: 'rule', kind: 'classified', detail: { ...c } });
+    events.push({ incidentId: incident.id, at, actor: 'rule', kind: 'classified', detail: { ...c } });
   }
-  if (change !== 'repeated') await flapCheck(db, incident.id, at);
+  await recordEvents(db, events);
+  // A new incident has one change in its window: it cannot be flapping yet.
+  if (change === 'reopened') await flapCheck(db, incident.id, at);
   if (opts.notify) await enqueueMessage(db, incident.id, at);
 }
 

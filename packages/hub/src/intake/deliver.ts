@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { newId } from '@opspilot/protocol';
 import type { Redactor } from '../incidents/redact.ts';
-import { applyExternalAcknowledge, applyExternalAlert, applyExternalResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
+import { applyExternalAcknowledge, applyExternalAlerts, applyExternalResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
 import type { Db } from '../storage/database.ts';
-import { agentOnHost, openExternal } from '../storage/external-alerts.ts';
+import { agentsOnHosts, openExternal, type ExternalAlert } from '../storage/external-alerts.ts';
 import { countDeliveries, finishDelivery, lockIntegration, recordDelivery, type Integration } from '../storage/integrations.ts';
 import { storable, type ReadAlerts } from './normalize.ts';
 
@@ -68,12 +68,25 @@ export async function takeDelivery(
       outcome.duplicate = true;
       return;
     }
-    const hosts = new Map<string, string | null>();
+    const hosts = await agentsOnHosts(trx, [...new Set(read.alerts.filter((a) => a.status === 'firing' && a.host).map((a) => a.host!))]);
+    const cause = { delivery_id: deliveryId };
+    const changed = (id: string | undefined) => {
+      if (!id) return;
+      outcome.changed++;
+      outcome.incidentIds.push(id);
+    };
+    // Firing alerts are taken a run at a time (new incidents among them opened together); a
+    // resolve or an acknowledgement between them keeps its place.
+    let run: { alert: ExternalAlert; agentId: string | null }[] = [];
+    const flush = async () => {
+      for (const r of await applyExternalAlerts(trx, deps.lifecycle, integration, run, at, cause)) {
+        if (r.change !== 'unchanged') changed(r.incidentId);
+        if (r.change === 'opened' || r.change === 'reopened') outcome.opened.push(r.incidentId);
+      }
+      run = [];
+    };
     for (const alert of read.alerts) {
-      let id: string | undefined;
-      if (alert.status === 'resolved') id = await applyExternalResolve(trx, deps.lifecycle, integration, alert.key, at);
-      else if (alert.status === 'acknowledged') id = await applyExternalAcknowledge(trx, deps.lifecycle, integration, alert.key, at);
-      else {
+      if (alert.status === 'firing') {
         if (alert.threshold && !(await openExternal(trx, integration.id, alert.key))) {
           const seen = await countDeliveries(trx, integration.id, `report:${alert.key}:`, new Date(at.getTime() - alert.threshold.withinMs));
           if (seen < alert.threshold.count) {
@@ -81,20 +94,14 @@ export async function takeDelivery(
             continue; // not yet: the next reports of this kind are counted with it
           }
         }
-        let agentId: string | null = null;
-        if (alert.host) {
-          if (!hosts.has(alert.host)) hosts.set(alert.host, await agentOnHost(trx, alert.host));
-          agentId = hosts.get(alert.host)!;
-        }
-        const r = await applyExternalAlert(trx, deps.lifecycle, integration, agentId, alert, at);
-        if (r.change !== 'unchanged') id = r.incidentId;
-        if (r.change === 'opened' || r.change === 'reopened') outcome.opened.push(r.incidentId);
+        run.push({ alert, agentId: alert.host ? (hosts.get(alert.host) ?? null) : null });
+        continue;
       }
-      if (id) {
-        outcome.changed++;
-        outcome.incidentIds.push(id);
-      }
+      await flush();
+      if (alert.status === 'resolved') changed(await applyExternalResolve(trx, deps.lifecycle, integration, alert.key, at, cause));
+      else changed(await applyExternalAcknowledge(trx, deps.lifecycle, integration, alert.key, at, cause));
     }
+    await flush();
     await finishDelivery(trx, deliveryId, outcome.changed, outcome.errors);
   });
   return outcome;

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Db } from './database.ts';
 import type { Incident } from './tables.ts';
 import { REOPEN_WINDOW_MS, clippedLogs, logsToStore, type AlertChange, type UpsertedIncident } from './incidents.ts';
@@ -141,6 +142,68 @@ export async function recordExternalAlert(
   return { incident, change: 'opened', linked: false };
 }
 
+/**
+ * Of these keys, those an incident already answers for: unresolved, or resolved within the
+ * reopen window. An alert whose key is not among them opens a new incident.
+ */
+export async function knownKeys(db: Db, integrationId: string, keys: readonly string[], at: Date): Promise<Set<string>> {
+  if (keys.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('incidents')
+    .select('source')
+    .distinct()
+    .where('integration_id', '=', integrationId)
+    .where(sql<boolean>`source = ANY(${[...keys]}::text[])`)
+    .where((eb) => eb.or([eb('status', '<>', 'resolved'), eb('resolved_at', '>=', new Date(at.getTime() - REOPEN_WINDOW_MS))]))
+    .execute();
+  return new Set(rows.map((r) => r.source));
+}
+
+export interface NewExternalIncident {
+  id: string;
+  agentId: string | null;
+  alert: ExternalAlert;
+  classification: { severity: string; category: string; rule: string };
+}
+
+/** Rows per INSERT: well under PostgreSQL's 65,535 parameters. */
+const INSERT_ROWS = 500;
+
+/**
+ * New incidents for alerts whose keys no incident answers for (see knownKeys), classified, in a
+ * few statements however many there are (an Alertmanager group of thousands).
+ */
+export async function insertExternalIncidents(db: Db, integration: { id: string; kind: string }, rows: readonly NewExternalIncident[], at: Date): Promise<void> {
+  for (let i = 0; i < rows.length; i += INSERT_ROWS) {
+    await db
+      .insertInto('incidents')
+      .values(
+        rows.slice(i, i + INSERT_ROWS).map(({ id, agentId, alert, classification }) => ({
+          id,
+          agent_id: agentId,
+          integration_id: integration.id,
+          type: integration.kind,
+          source: alert.key,
+          message: alert.title,
+          unit_status: alert.severity ?? null,
+          context: alert.context ? JSON.stringify(alert.context) : null,
+          service: alert.service ?? null,
+          labels: JSON.stringify(alert.labels),
+          logs: logsToStore(alert.details),
+          exit_code: null,
+          occurrence: alert.occurrence ?? null,
+          status: 'new' as const,
+          first_seen_at: at,
+          last_seen_at: at,
+          analysis_status: 'pending' as const,
+          analysis_requested_at: at,
+          ...classification,
+        })),
+      )
+      .execute();
+  }
+}
+
 /** The unresolved incident of an integration's key, if there is one. */
 export async function openExternal(db: Db, integrationId: string, key: string): Promise<string | undefined> {
   const row = await db.selectFrom('incidents').select('id').where('integration_id', '=', integrationId).where('source', '=', key).where('status', '<>', 'resolved').executeTakeFirst();
@@ -161,22 +224,36 @@ export async function resolveExternal(db: Db, integrationId: string, key: string
 }
 
 /**
- * The agent on the host an alert names: the one agent whose hostname is `host` (any case), or,
- * failing that, whose short name is the host's first label (`web-1` for `web-1.example.com`).
- * None when no agent, or more than one, fits: a wrong link would run a fix on the wrong host.
+ * The agent on each host the alerts name: the one agent whose hostname is the host (any case),
+ * or, failing that, whose short name is the host's first label (`web-1` for `web-1.example.com`).
+ * Null when no agent, or more than one, fits: a wrong link would run a fix on the wrong host.
+ * One query for all of a delivery's hosts.
  */
-export async function agentOnHost(db: Db, host: string): Promise<string | null> {
-  const name = host.toLowerCase();
-  const exact = await db.selectFrom('agents').select('id').where((eb) => eb(eb.fn('lower', ['hostname']), '=', name)).limit(2).execute();
-  if (exact.length === 1) return exact[0]!.id;
-  if (exact.length > 1) return null;
-  const short = name.split('.')[0]!;
-  if (!short) return null;
+export async function agentsOnHosts(db: Db, hosts: readonly string[]): Promise<Map<string, string | null>> {
+  const out = new Map<string, string | null>();
+  if (hosts.length === 0) return out;
+  const names = [...new Set(hosts.map((h) => h.toLowerCase()))];
+  const shorts = [...new Set(names.map((n) => n.split('.')[0]!).filter(Boolean))];
   const rows = await db
     .selectFrom('agents')
-    .select('id')
-    .where((eb) => eb(eb.fn('split_part', [eb.fn('lower', ['hostname']), eb.val('.'), eb.val(1)]), '=', short))
-    .limit(2)
+    .select(['id', sql<string>`lower(hostname)`.as('name')])
+    .where((eb) => eb.or([eb(sql`lower(hostname)`, '=', sql`ANY(${names}::text[])`), eb(sql`split_part(lower(hostname), '.', 1)`, '=', sql`ANY(${shorts}::text[])`)]))
     .execute();
-  return rows.length === 1 ? rows[0]!.id : null;
+  const only = (ids: string[]) => (ids.length === 1 ? ids[0]! : null);
+  for (const host of hosts) {
+    const name = host.toLowerCase();
+    const exact = rows.filter((r) => r.name === name).map((r) => r.id);
+    if (exact.length > 0) {
+      out.set(host, only(exact));
+      continue;
+    }
+    const short = name.split('.')[0]!;
+    out.set(host, only(rows.filter((r) => r.name?.split('.')[0] === short).map((r) => r.id)));
+  }
+  return out;
+}
+
+/** The agent on one host (see agentsOnHosts). */
+export async function agentOnHost(db: Db, host: string): Promise<string | null> {
+  return (await agentsOnHosts(db, [host])).get(host) ?? null;
 }

@@ -77,6 +77,21 @@ export async function recordEvent(db: Db, e: TimelineEvent): Promise<void> {
             ${e.detail ? JSON.stringify(e.detail) : null}::jsonb)`.execute(db);
 }
 
+/** Several events of one incident in one statement, in order (an alert's and its classification). */
+export async function recordEvents(db: Db, events: TimelineEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  if (events.length === 1) return recordEvent(db, events[0]!);
+  const rows = events.map((e) => {
+    const agentId =
+      e.agentId !== undefined || e.incidentId === null ? sql`${e.agentId ?? null}::text` : sql`(SELECT agent_id FROM incidents WHERE id = ${e.incidentId})`;
+    return sql`(${newId()}, ${e.incidentId}, ${agentId}, ${e.at.toISOString()}::timestamptz, ${e.actor}, ${e.kind}, ${e.by ?? null}, ${e.detail ? JSON.stringify(e.detail) : null}::jsonb)`;
+  });
+  // Rows per statement: well under PostgreSQL's 65,535 parameters.
+  for (let i = 0; i < rows.length; i += 1000) {
+    await sql`INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind, by, detail) VALUES ${sql.join(rows.slice(i, i + 1000))}`.execute(db);
+  }
+}
+
 export async function incidentTimeline(db: Db, incidentId: string) {
   return db.selectFrom('incident_events').select(['at', 'actor', 'by', 'kind', 'detail']).where('incident_id', '=', incidentId).orderBy('id').execute();
 }

@@ -83,6 +83,17 @@ if (!SERVER) {
     t.teardown(() => hub.stop());
     const enrolled = await hub.api('POST', '/v1/agents', { hostname: 'faults' });
     await hub.api('POST', '/v1/rules', { name: 'r', match: { type: 'systemd' }, action: { command: 'service_status', params: { service: '{{source}}' } }, verify_s: 1 });
+    const am = (await hub.api('POST', '/v1/integrations', { name: 'am', kind: 'alertmanager' })).body as { url_path: string; secret: string };
+    const notification = JSON.stringify({
+      version: '4',
+      status: 'firing',
+      receiver: 'opspilot',
+      alerts: [0, 1].map((i) => ({ status: 'firing', labels: { alertname: 'DiskFull', instance: `db-${i}:9100` }, annotations: {}, startsAt: '2026-11-29T10:00:00Z', fingerprint: `f${i}` })),
+    });
+    const deliver = async () => {
+      const res = await fetch(`http://127.0.0.1:${hub.port}${am.url_path}`, { method: 'POST', body: notification, headers: { 'content-type': 'application/json', authorization: `Bearer ${am.secret}` } });
+      return { status: res.status, body: (await res.json()) as any };
+    };
     const wsUrl = `ws://127.0.0.1:${hub.port}/v1/stream`;
     let agent = await ScriptedAgent.connect(wsUrl, enrolled.body.token);
     await agent.next('welcome');
@@ -111,10 +122,18 @@ if (!SERVER) {
     let refused = 0;
     await eventually(async () => (await hub.api('GET', '/readyz')).status === 503 && ++refused >= 20, 30_000, '/readyz to say not ready twenty times');
     t.equal(hub.child.exitCode, null, 'alive after twenty refused connections and the traffic meanwhile');
+    // An integration's delivery while the database is away: 503 with retry, so its sender retries.
+    t.match(await deliver(), { status: 503, body: { error: { code: 'HUB_UNAVAILABLE', retry: true } } });
     await proxy.listen();
     await eventually(async () => (await hub.api('GET', '/readyz')).status === 200, 30_000, '/readyz ready again');
     stop = true;
     await traffic;
+
+    // The sender's retry is taken, whole and once; nothing of the failed attempt was kept.
+    t.match(await deliver(), { status: 200, body: { duplicate: false, changed: 2 } });
+    t.match(await deliver(), { status: 200, body: { duplicate: true, changed: 0 } });
+    const external = (await hub.api('GET', '/v1/incidents?integration=am')).body.incidents as { count: number }[];
+    t.same(external.map((i) => i.count), [1, 1], 'each alert once');
 
     // Writes flow again.
     const fresh = await ScriptedAgent.connect(wsUrl, enrolled.body.token);

@@ -1,6 +1,6 @@
 import rateLimit from '@fastify/rate-limit';
 import { Type } from '@sinclair/typebox';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../http.ts';
 import type { HeartbeatMonitor, Ping } from './monitor.ts';
 
@@ -16,6 +16,15 @@ const PINGS_PER_MINUTE = 120;
  * is `OK` (text/plain), or `404 not found` for a key no check has.
  */
 export async function pingPlugin(app: App, { monitor, maxBytes }: { monitor: HeartbeatMonitor; maxBytes: number }): Promise<void> {
+  // Plain text, as Healthchecks.io answers; a failure that is not the ping's fault (the database
+  // is away) is a 503, which `curl --retry` retries.
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).type('text/plain').send('payload too large');
+    if (err.statusCode === 429) return reply.code(429).type('text/plain').send('rate limited');
+    if (err.validation || (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500)) return reply.code(400).type('text/plain').send('bad request');
+    req.log.error({ err }, 'heartbeat ping could not be taken');
+    return reply.code(503).type('text/plain').send('try again');
+  });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: maxBytes }, (_req, body, done) => done(null, body));
   await app.register(rateLimit, {

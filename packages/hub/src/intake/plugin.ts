@@ -1,9 +1,9 @@
 import rateLimit from '@fastify/rate-limit';
 import { Type } from '@sinclair/typebox';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyRequest } from 'fastify';
 import type { Clock } from '../clock.ts';
 import type { HubConfig } from '../config.ts';
-import { HubError } from '../errors.ts';
+import { HubError, errorBody } from '../errors.ts';
 import type { HubEvents } from '../events.ts';
 import type { App } from '../http.ts';
 import { hashToken } from '../auth/tokens.ts';
@@ -50,6 +50,16 @@ const header = (req: FastifyRequest, name: string): string | undefined => {
 export async function intakePlugin(app: App, deps: IntakeDeps): Promise<void> {
   const { config, db } = deps;
   const verified = new WeakMap<FastifyRequest, Integration>();
+
+  // A sender retries on 5xx: whatever failed that is not the request's fault (the database is
+  // away, a bug) answers 503 with nothing kept, so the delivery comes again.
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err instanceof HubError) return reply.code(err.statusCode).send(err.body());
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send(errorBody('HUB_PAYLOAD_TOO_LARGE', err.message));
+    if (err.validation || (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500)) return reply.code(err.statusCode ?? 400).send(errorBody('HUB_BAD_REQUEST', err.message));
+    req.log.error({ err }, 'intake: the request could not be taken');
+    return reply.code(503).send(errorBody('HUB_UNAVAILABLE', 'the request could not be taken; nothing of it was kept: send it again'));
+  });
 
   // The raw bytes, so a signature is checked over exactly what was signed.
   app.removeAllContentTypeParsers();
@@ -115,13 +125,8 @@ export async function intakePlugin(app: App, deps: IntakeDeps): Promise<void> {
       await noteIntegrationError(db, integration.id, err.message, now).catch(() => undefined);
       throw new HubError('HUB_INTAKE_MALFORMED', `${integration.kind}: ${err.message}`);
     }
-    let outcome: DeliveryOutcome;
-    try {
-      outcome = await takeDelivery(deps, integration, raw, deliveryKey(integration.kind, raw, header(req, 'request-id'), read), read, now);
-    } catch (err) {
-      req.log.error({ err, integration: integration.id }, 'intake: the delivery could not be stored');
-      throw new HubError('HUB_UNAVAILABLE', 'the delivery could not be stored; nothing of it was kept: send it again');
-    }
+    // A failure here answers 503 (the error handler above): the transaction kept nothing.
+    const outcome = await takeDelivery(deps, integration, raw, deliveryKey(integration.kind, raw, header(req, 'request-id'), read), read, now);
     if (outcome.incidentIds.length > 0) deps.events.emit('incident.changed', { incidentIds: outcome.incidentIds, opened: outcome.opened });
     return { outcome, dedupKey: read.dedupKey };
   };

@@ -7,7 +7,10 @@
  * Then Slack interaction answers (scripts/bench/slack.ts), and unit failure to incident on a real
  * systemd (scripts/bench/systemd.ts; root, as the real-systemd test); then the event-loop delay
  * under hostile input (scripts/bench/hostile.ts). `pnpm bench hub`, `pnpm bench slack`,
- * `pnpm bench agent`, `pnpm bench systemd` or `pnpm bench hostile` runs one part. Environment:
+ * `pnpm bench agent`, `pnpm bench systemd`, `pnpm bench hostile` or `pnpm bench intake` runs one
+ * part (intake: Alertmanager notifications stored, beside a bare JSON server). Environment:
+ *   BENCH_INTAKE_SINGLES, BENCH_INTAKE_GROUPS, BENCH_INTAKE_CONCURRENCY  notifications of 1 alert
+ *                  (2000) and of 100 (100), and how many at a time (4)
  *   BENCH_HOSTILE_SECONDS  seconds per phase of the hostile-input part (20)
  *   BENCH_FAILURES  unit failures to time on the real systemd (24)
  *   BENCH_CLICKS, BENCH_CLICK_CONCURRENCY  Slack clicks to time (500), and how many at a time (10)
@@ -29,6 +32,7 @@ import WebSocket from 'ws';
 import { agentBench } from './bench/agent.ts';
 import { hostileBench, type HostileResult } from './bench/hostile.ts';
 import { slackBench } from './bench/slack.ts';
+import { intakeBench, type IntakeRow } from './bench/intake.ts';
 import { systemdBench } from './bench/systemd.ts';
 import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
@@ -315,6 +319,7 @@ async function main(): Promise<void> {
   const part = process.argv[2] ?? 'all';
   if (part === 'all' || part === 'hub') await hubBench();
   if (part === 'all' || part === 'slack') await slackPart();
+  if (part === 'all' || part === 'intake') await intakePart();
   if (part === 'all' || part === 'systemd') await systemdPart();
   if (part === 'all' || part === 'hostile') await hostilePart();
   if (part === 'all' || part === 'agent') {
@@ -381,6 +386,30 @@ async function systemdPart(): Promise<void> {
       `Unit failure to committed incident — ${failures} failures on systemd 252 under nspawn`,
       `  via the agent (journal → incident row)   ${row(r.systemd)}`,
       `  baseline: alert sent over the protocol   ${row(r.direct)}`,
+    ].join('\n'),
+  );
+  console.log(JSON.stringify(r));
+}
+
+/** Alertmanager notifications stored, and request-to-committed latency, beside a bare JSON server. */
+async function intakePart(): Promise<void> {
+  const { url } = await throwawayDatabase();
+  const concurrency = Number(process.env.BENCH_INTAKE_CONCURRENCY ?? 4);
+  const plan = [
+    { group: 1, requests: Number(process.env.BENCH_INTAKE_SINGLES ?? 2000) },
+    { group: 100, requests: Number(process.env.BENCH_INTAKE_GROUPS ?? 100) },
+  ];
+  log(`intake: Alertmanager notifications of 1 and of 100 new alerts, ${concurrency} at a time, then the same to a bare JSON server`);
+  const r = await intakeBench({ databaseUrl: url.toString(), port: await freePort(), root: ROOT, concurrency, plan });
+  const row = (x: IntakeRow) => `${x.notifications_per_s} notifications/s (${x.alerts_per_s} alerts/s), latency p50 ${x.p50_ms} ms, p99 ${x.p99_ms} ms, max ${x.max_ms} ms`;
+  console.log(
+    [
+      `Alertmanager intake — ${concurrency} requests at a time; an answer means the incidents are committed (${r.incidents_stored} stored)`,
+      ...r.rows.flatMap(({ hub, bare }) => [
+        `  groups of ${hub.group} (${hub.requests} notifications)`,
+        `    hub (stored, PostgreSQL)        ${row(hub)}`,
+        `    baseline: bare JSON server      ${row(bare)}`,
+      ]),
     ].join('\n'),
   );
   console.log(JSON.stringify(r));

@@ -344,3 +344,35 @@ eachBackend(t, 'a burst: one Alertmanager group of 2,000 alerts is taken in one 
   t.match((await send(hub, am.url_path, JSON.stringify(resolved), { authorization: `Bearer ${am.secret}` })).body, { changed: 2000 });
   t.equal((await hub.api('GET', '/v1/incidents?integration=am&status=new')).body.incidents.length, 0);
 });
+
+eachBackend(t, "silences and remediation rules match an integration's alerts by their labels and sender, and act on the linked host", async (t, backend) => {
+  const slack = await fakeSlack(t);
+  const hub = await startHub(t, await backend.open(t), slackConfig(slack.apiUrl, { analysisConcurrency: 0 }));
+  const { token } = await hub.enroll({ hostname: 'web-1' });
+  const ok = { ok: true, exit_code: 0, stdout: 'restarted', stderr: '', duration_ms: 30, truncated: false };
+  const agent = await runningAgent(hub, token, () => ok, { ...HELLO, hostname: 'web-1', actions: ['restart_service', 'service_logs', 'service_status'] });
+  const am = await integration(hub, { name: 'prometheus', kind: 'alertmanager', labels: { team: 'payments' } });
+  t.equal((await hub.api('POST', '/v1/silences', { match: { labels: { team: 'payments', alertname: 'Noisy' } }, ends_at: '2099-01-01T00:00:00Z', reason: 'known noisy' })).status, 201);
+  const rule = await hub.api('POST', '/v1/rules', {
+    name: 'restart-failed-unit',
+    match: { type: 'alertmanager', integration_id: am.id, labels: { alertname: 'UnitFailed' } },
+    action: { command: 'restart_service', params: { service: '{{unit}}' } },
+    mode: 'auto',
+    verify_s: 60,
+  });
+  t.equal(rule.status, 201, rule.text);
+
+  const body = JSON.parse(fixture('alertmanager-firing.json'));
+  const noisy = { ...body.alerts[0], labels: { ...body.alerts[0].labels, alertname: 'Noisy' }, fingerprint: 'noisy0000000001' };
+  const failed = { ...body.alerts[0], labels: { ...body.alerts[0].labels, alertname: 'UnitFailed', name: 'api.service' }, fingerprint: 'unit00000000001' };
+  t.match((await send(hub, am.url_path, JSON.stringify({ ...body, alerts: [noisy, failed] }), { authorization: `Bearer ${am.secret}` })).body, { changed: 2 });
+
+  await eventually(async () => agent.execs.length === 1, 5000, 'the rule ran');
+  t.match(agent.execs[0], { command: 'restart_service', params: { service: 'api.service' } }, '{{unit}} is the unit the alert names');
+  await eventually(async () => slack.of('chat.postMessage').length >= 1, 5000, 'a post');
+  await hub.app.hub.slack!.notifier.idle();
+  const headers = slack.of('chat.postMessage').filter((c) => !c.args.thread_ts).map((c) => c.args.blocks[0].text.text as string);
+  t.ok(headers.some((h) => h.includes('UnitFailed')), 'the unit failure is posted');
+  t.notOk(headers.some((h) => h.includes('Noisy')), 'the silenced one is not');
+  agent.close();
+});

@@ -4,6 +4,7 @@ import { newId } from '@opspilot/protocol';
 import type { ExecBroker } from '../exec/broker.ts';
 import { HubError } from '../errors.ts';
 import type { AgentRegistry } from '../ingest/registry.ts';
+import { unitOf } from '../exec/actions.ts';
 import { resolveByRule, type LifecycleOptions } from '../incidents/lifecycle.ts';
 import type { Db } from '../storage/database.ts';
 import { getAgent } from '../storage/agents.ts';
@@ -135,6 +136,8 @@ export class RemediationEngine {
         incident_id: incident.id,
         severity: incident.severity,
         category: incident.category,
+        unit: unitOf(incident),
+        service: incident.service,
       });
       if ('problem' in filled) {
         await this.#audit(incident, at, 'rule_skipped', rule, { reason: `params: ${filled.problem}` });

@@ -1,7 +1,11 @@
 import { missingParams, paramProblem, paramsProblem } from '../exec/actions.ts';
 
-/** Incident fields a rule's params may name: `{"service": "{{source}}"}`. */
-export const TEMPLATE_FIELDS = ['source', 'type', 'agent_id', 'hostname', 'incident_id', 'severity', 'category'] as const;
+/**
+ * Incident fields a rule's params may name: `{"service": "{{source}}"}`. `unit` is the systemd
+ * unit the incident is about (an agent's systemd alert's source, or the unit an integration's
+ * alert names: see unitOf); `service` the service an integration's alert names.
+ */
+export const TEMPLATE_FIELDS = ['source', 'type', 'agent_id', 'hostname', 'incident_id', 'severity', 'category', 'unit', 'service'] as const;
 export type TemplateField = (typeof TEMPLATE_FIELDS)[number];
 const WHOLE = /^\{\{\s*([a-z_]+)\s*\}\}$/;
 

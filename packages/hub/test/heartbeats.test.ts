@@ -170,3 +170,17 @@ eachBackend(t, 'REST: schedules are checked, names unique, admin to change', asy
   const audit = (await hub.api('GET', '/v1/audit')).body.events.map((e: { kind: string }) => e.kind);
   t.ok(audit.includes('heartbeat_created') && audit.includes('heartbeat_updated'));
 });
+
+eachBackend(t, "Uptime Kuma's push form works the same: down opens, up resolves", async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const made = (await hub.api('POST', '/v1/heartbeats', { name: 'kuma-job', period_s: 300 })).body as { id: string; ping_path: string };
+  const key = made.ping_path.slice('/ping/'.length);
+  const down = await ping(hub, `/api/push/${key}?status=down&msg=${encodeURIComponent('disk check failed')}`);
+  t.same([down.status, JSON.parse(down.text)], [200, { ok: true }]);
+  const incident = await incidentOf(hub, made.id);
+  t.match(incident, { message: 'kuma-job: run failed' });
+  t.equal((await hub.api('GET', `/v1/incidents/${incident.id}`)).body.logs, 'disk check failed');
+  t.equal((await ping(hub, `/api/push/${key}?status=up&msg=OK&ping=12`)).status, 200);
+  t.equal((await hub.api('GET', `/v1/incidents/${incident.id}`)).body.status, 'resolved');
+  t.same(await ping(hub, '/api/push/00000000-0000-4000-8000-000000000000').then((r) => [r.status, JSON.parse(r.text)]), [404, { ok: false, msg: 'not found' }]);
+});

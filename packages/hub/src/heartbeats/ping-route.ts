@@ -53,6 +53,27 @@ export async function pingPlugin(app: App, { monitor, maxBytes }: { monitor: Hea
     security: [],
     querystring: Type.Object({ rid: Type.Optional(Type.String({ maxLength: 64 })) }),
   };
+  // Uptime Kuma's push form: `/api/push/<key>?status=up|down&msg=…` (msg is the run's output).
+  app.route({
+    method: ['GET', 'POST'],
+    url: '/api/push/:key',
+    schema: {
+      tags: ['heartbeats'],
+      security: [],
+      summary: "A heartbeat in Uptime Kuma's push form: status up (default) or down, msg kept as the output",
+      querystring: Type.Object({ status: Type.Optional(Type.String({ maxLength: 16 })), msg: Type.Optional(Type.String({ maxLength: 4096 })), ping: Type.Optional(Type.String({ maxLength: 32 })) }),
+    },
+    handler: async (req: FastifyRequest<{ Params: { key: string }; Querystring: { status?: string; msg?: string } }>, reply) => {
+      const { key } = req.params;
+      const down = req.query.status === 'down';
+      const ping: Ping = { kind: down ? 'fail' : 'success' };
+      const body = req.query.msg ? Buffer.from(req.query.msg) : Buffer.isBuffer(req.body) && req.body.length > 0 ? req.body : undefined;
+      if (body) ping.body = body;
+      if (!KEY.test(key) || !(await monitor.ping(key, ping))) return reply.code(404).send({ ok: false, msg: 'not found' });
+      return reply.code(200).send({ ok: true });
+    },
+  });
+
   for (const url of ['/ping/:key', '/ping/:key/:signal']) {
     app.route({
       method: ['GET', 'POST'],

@@ -88,7 +88,7 @@ CREATE INDEX metric_samples_rollup_ts ON metric_samples (ts) WHERE period_s > 0;
 CREATE TABLE integrations (
   id                 text PRIMARY KEY,
   name               text NOT NULL UNIQUE,
-  kind               text NOT NULL CHECK (kind IN ('alertmanager', 'grafana', 'sentry', 'pagerduty', 'error_report', 'generic', 'heartbeat')),
+  kind               text NOT NULL CHECK (kind IN ('alertmanager', 'grafana', 'sentry', 'pagerduty', 'error_report', 'generic', 'heartbeat', 'monitor')),
   labels             jsonb NOT NULL DEFAULT '{}',  -- added to every incident it opens
   host_labels        jsonb NOT NULL,               -- label names tried in order: ["host", "hostname", "instance", …]
   secret_hash        text NOT NULL UNIQUE,
@@ -222,7 +222,7 @@ CREATE TABLE incident_events (
                  'exec_completed', 'autonomy_changed', 'rule_created', 'rule_updated', 'rule_deleted',
                  'token_created', 'token_deleted', 'silence_created', 'silence_deleted', 'silence_ended',
                  'integration_created', 'integration_updated', 'integration_deleted', 'integration_secret_rotated', 'linked',
-                 'heartbeat_created', 'heartbeat_updated', 'heartbeat_deleted')),
+                 'heartbeat_created', 'heartbeat_updated', 'heartbeat_deleted', 'monitor_created', 'monitor_updated', 'monitor_deleted')),
   detail       jsonb
 );
 CREATE INDEX incident_events_incident ON incident_events (incident_id, id);
@@ -416,3 +416,64 @@ CREATE TABLE heartbeat_pings (
 );
 CREATE INDEX heartbeat_pings_check ON heartbeat_pings (check_id, id DESC);
 CREATE INDEX heartbeat_pings_at ON heartbeat_pings (at);
+
+-- Uptime monitors (monitors/): an HTTP, TCP, DNS or TLS check (packages/checks) run every
+-- interval_s from where run_on says ("hub" for now), judged by its conditions (Gatus-style text,
+-- parsed when saved). A location is down after failure_threshold failures in a row and up after
+-- success_threshold successes; the monitor is down when quorum locations are (default: a
+-- majority), unknown while none has a state. next_run_at is when the hub runs it next. Their
+-- incidents belong to the hub's own integration of kind 'monitor', keyed by monitor id.
+CREATE TABLE monitors (
+  id                 text PRIMARY KEY,
+  name               text NOT NULL UNIQUE,
+  kind               text NOT NULL CHECK (kind IN ('http', 'tcp', 'dns', 'tls')),
+  target             text NOT NULL,                 -- http(s): a URL; tcp, tls: host:port; dns: a name
+  interval_s         integer NOT NULL CHECK (interval_s BETWEEN 10 AND 86400),
+  timeout_ms         integer NOT NULL CHECK (timeout_ms BETWEEN 100 AND 60000),
+  run_on             jsonb NOT NULL,                -- "hub"
+  quorum             integer CHECK (quorum >= 1),
+  conditions         jsonb NOT NULL DEFAULT '[]',
+  options            jsonb NOT NULL DEFAULT '{}',   -- {http?, dns?, tls?}: as packages/checks' CheckSpec
+  failure_threshold  integer NOT NULL CHECK (failure_threshold BETWEEN 1 AND 100),
+  success_threshold  integer NOT NULL CHECK (success_threshold BETWEEN 1 AND 100),
+  cert_warn_days     integer NOT NULL CHECK (cert_warn_days BETWEEN 0 AND 365),  -- a certificate this close to expiry opens a low incident
+  labels             jsonb NOT NULL DEFAULT '{}',
+  enabled            boolean NOT NULL DEFAULT true,
+  status             text NOT NULL CHECK (status IN ('up', 'down', 'unknown')),
+  status_since       timestamptz,
+  next_run_at        timestamptz,
+  created_at         timestamptz NOT NULL,
+  created_by         text NOT NULL,
+  updated_at         timestamptz NOT NULL
+);
+CREATE INDEX monitors_due ON monitors (next_run_at) WHERE enabled;
+
+-- Where a monitor runs from ('hub', or an agent's id) and that location's state.
+CREATE TABLE monitor_locations (
+  monitor_id        text NOT NULL REFERENCES monitors(id) ON DELETE CASCADE,
+  location          text NOT NULL,
+  state             text NOT NULL CHECK (state IN ('up', 'down', 'unknown')),
+  failures          integer NOT NULL DEFAULT 0,     -- in a row
+  successes         integer NOT NULL DEFAULT 0,     -- in a row
+  last_result_at    timestamptz,
+  last_ok           boolean,
+  last_status       integer,
+  last_response_ms  real,
+  last_error        text,
+  PRIMARY KEY (monitor_id, location)
+);
+
+-- Every check result. Kept for OPSPILOT_METRICS_RETENTION_DAYS.
+CREATE TABLE monitor_results (
+  id               text PRIMARY KEY,                -- ULID: time order
+  monitor_id       text NOT NULL REFERENCES monitors(id) ON DELETE CASCADE,
+  location         text NOT NULL,
+  at               timestamptz NOT NULL,
+  ok               boolean NOT NULL,
+  status           integer,
+  response_ms      real,
+  error            text,
+  cert_expires_at  timestamptz
+);
+CREATE INDEX monitor_results_monitor ON monitor_results (monitor_id, at);
+CREATE INDEX monitor_results_at ON monitor_results (at);

@@ -28,6 +28,8 @@ import { integrationRoutes } from './rest/integrations.ts';
 import { heartbeatRoutes } from './rest/heartbeats.ts';
 import { HeartbeatMonitor } from './heartbeats/monitor.ts';
 import { pingPlugin } from './heartbeats/ping-route.ts';
+import { MonitorRunner } from './monitors/runner.ts';
+import { monitorRoutes } from './rest/monitors.ts';
 import { RemediationEngine } from './remediation/engine.ts';
 import { enqueueApproval } from './storage/notifications.ts';
 import { streamPlugin } from './ingest/stream-route.ts';
@@ -191,6 +193,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     );
     // Heartbeat checks: overdue ones turn late and down by the times stored with them.
     const heartbeats = new HeartbeatMonitor(db, { clock, lifecycle, events, redactor, pollMs: 10_000 }, app.log);
+    // Uptime monitors the hub runs: each at its next_run_at (looked for every second).
+    const monitors = new MonitorRunner(db, { clock, lifecycle, events, pollMs: 1000 }, app.log);
     // Query strings and path parameters arrive as text and are coerced to their schema's types;
     // bodies are JSON and are taken as sent (Fastify's default would turn ["a"] into "a").
     const ajvOptions = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const;
@@ -249,7 +253,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     events.on('analysis.stored', () => slack?.kick());
     events.on('notification.queued', () => slack?.kick());
 
-    const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, heartbeats, sweepOffline };
+    const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, heartbeats, monitors, sweepOffline };
     app.decorate('hub', hub);
 
     // Background work starts once the routes are ready. Fastify runs onClose hooks in reverse
@@ -260,6 +264,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       await analyzer.start();
       await remediation.start();
       await heartbeats.start();
+      await monitors.start();
     });
     const sweeper = cron.schedule('*/30 * * * * *', () => sweepOffline().then(() => undefined, (err) => app.log.warn({ err }, 'offline sweep failed')), {
       name: 'opspilot-offline-sweep',
@@ -273,6 +278,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       await analyzer.stop();
       await remediation.stop();
       await heartbeats.stop();
+      await monitors.stop();
       if (ownsDatabase) await database.close();
     });
     // The HTTP surfaces, after the error handler they share; each owns its start and shutdown.
@@ -308,6 +314,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       remediationRoutes(v1, { db, engine: remediation, events, clock });
       integrationRoutes(v1, { db, clock });
       heartbeatRoutes(v1, { db, clock, lifecycle, events, kick: heartbeats.kick });
+      monitorRoutes(v1, { db, clock, lifecycle, events, kick: monitors.kick });
     });
     // Alerts from other tools: authenticated per integration, not by API token.
     await app.register(intakePlugin, { config, db, lifecycle, redactor, events, clock });

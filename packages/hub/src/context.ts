@@ -9,6 +9,7 @@ import type { LifecycleOptions } from './incidents/lifecycle.ts';
 import type { Slack } from './slack/index.ts';
 import type { RemediationEngine } from './remediation/engine.ts';
 import type { HeartbeatMonitor } from './heartbeats/monitor.ts';
+import type { MonitorRunner } from './monitors/runner.ts';
 import type { Retention } from './retention.ts';
 import type { HubEvents } from './events.ts';
 import type { Clock } from './clock.ts';
@@ -36,6 +37,8 @@ export interface Hub {
   remediation: RemediationEngine;
   /** Heartbeat checks (tests call its sweep after moving the clock). */
   heartbeats: HeartbeatMonitor;
+  /** Uptime monitors the hub runs (tests wait on its idle()). */
+  monitors: MonitorRunner;
   /** Open "agent offline" incidents for silent agents now (also run every 30 s); returns their ids. */
   sweepOffline(now?: Date): Promise<string[]>;
 }

@@ -16,6 +16,8 @@ export const HUB_ERRORS = {
   HUB_INVALID_INTEGRATION: { status: 400, retry: false },
   HUB_HEARTBEAT_NOT_FOUND: { status: 404, retry: false },
   HUB_INVALID_HEARTBEAT: { status: 400, retry: false },
+  HUB_MONITOR_NOT_FOUND: { status: 404, retry: false },
+  HUB_INVALID_MONITOR: { status: 400, retry: false },
   HUB_FORBIDDEN: { status: 403, retry: false },
   HUB_RATE_LIMITED: { status: 429, retry: true },
   HUB_BAD_REQUEST: { status: 400, retry: false },

@@ -2,7 +2,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Clock } from './clock.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from './storage/database.ts';
-import { deleteMetricsBefore, downsampleMetrics, pruneDeliveries, prunePings, pruneReceivedEnvelopes } from './storage/retention.ts';
+import { deleteMetricsBefore, downsampleMetrics, pruneDeliveries, pruneMonitorResults, prunePings, pruneReceivedEnvelopes } from './storage/retention.ts';
 
 export interface RetentionSettings {
   /** Metric samples are kept as sent this long, then as 5-minute averages... */
@@ -88,6 +88,7 @@ export class Retention {
     await drain(() => pruneDeliveries(this.db, days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'deliveries');
     await drain(() => prunePings(this.db, days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'deliveries');
     await drain(() => deleteMetricsBefore(this.db, days(this.settings.metricsRetentionDays), BATCH_ROWS), 'expiredSamples');
+    await drain(() => pruneMonitorResults(this.db, days(this.settings.metricsRetentionDays), BATCH_ROWS), 'expiredSamples');
     await drain(() => downsampleMetrics(this.db, new Date(now.getTime() - this.settings.metricsRawHours * 3_600_000), BATCH_ROWS), 'downsampledSamples');
     return report;
   }

@@ -19,7 +19,7 @@ t.test('every path docs/ARCHITECTURE.md names exists', async (t) => {
 });
 
 // The hub's folders, bottom to top: each imports only folders before it (and the root modules).
-const LAYERS = ['storage', 'auth', 'exec', 'incidents', 'ingest', 'intake', 'heartbeats', 'remediation', 'slack', 'rest', 'observability'];
+const LAYERS = ['storage', 'auth', 'exec', 'incidents', 'ingest', 'intake', 'heartbeats', 'monitors', 'remediation', 'slack', 'rest', 'observability'];
 
 t.test("the hub's folders import only the ones below them", async (t) => {
   const src = path.join(root, 'packages/hub/src');

@@ -7,7 +7,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { sql } from 'kysely';
 import { migrate, readMigrations, MIGRATIONS_DIR, SCHEMA_PATH } from '../src/storage/migrate.ts';
-import { EXEC_ORIGINS, EXEC_STATUSES, INCIDENT_STATUSES, ATTEMPT_STATUSES, ANALYSIS_STATUSES, NOTIFICATION_KINDS, RULE_MODES, INTEGRATION_KINDS, HEARTBEAT_STATUSES, PING_KINDS } from '../src/storage/tables.ts';
+import { EXEC_ORIGINS, EXEC_STATUSES, INCIDENT_STATUSES, ATTEMPT_STATUSES, ANALYSIS_STATUSES, NOTIFICATION_KINDS, RULE_MODES, INTEGRATION_KINDS, HEARTBEAT_STATUSES, PING_KINDS, MONITOR_KINDS, MONITOR_STATES } from '../src/storage/tables.ts';
 import { TIMELINE_ACTORS, TIMELINE_KINDS } from '../src/storage/timeline.ts';
 import { SEVERITIES } from '../src/incidents/classify.ts';
 import type { HubDatabase } from '../src/storage/database.ts';
@@ -110,6 +110,9 @@ t.test('schema.sql lists the values the code uses', async (t) => {
   t.same(listed('integrations', 'kind'), INTEGRATION_KINDS);
   t.same(listed('heartbeat_checks', 'status'), HEARTBEAT_STATUSES);
   t.same(listed('heartbeat_pings', 'kind'), PING_KINDS);
+  t.same(listed('monitors', 'kind'), MONITOR_KINDS);
+  t.same(listed('monitors', 'status'), MONITOR_STATES);
+  t.same(listed('monitor_locations', 'state'), MONITOR_STATES);
 });
 
 t.test('migration files are numbered without a gap', async (t) => {

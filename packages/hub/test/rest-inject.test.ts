@@ -71,6 +71,12 @@ const ROUTES: Record<string, Case> = {
   'GET /v1/heartbeats/:id/pings': { unknown: 'HUB_HEARTBEAT_NOT_FOUND' },
   'PATCH /v1/heartbeats/:id': { body: { paused: true }, badBody: { paused: 'yes' }, unknown: 'HUB_HEARTBEAT_NOT_FOUND' },
   'DELETE /v1/heartbeats/:id': { unknown: 'HUB_HEARTBEAT_NOT_FOUND' },
+  'POST /v1/monitors': { body: { name: 'site', kind: 'http', target: 'http://127.0.0.1:9/', enabled: false }, badBody: { name: 'site', kind: 'ping', target: 'x' } },
+  'GET /v1/monitors': {},
+  'GET /v1/monitors/:id': { unknown: 'HUB_MONITOR_NOT_FOUND' },
+  'GET /v1/monitors/:id/results': { unknown: 'HUB_MONITOR_NOT_FOUND' },
+  'PATCH /v1/monitors/:id': { body: { interval_s: 120 }, badBody: { interval_s: 1 }, unknown: 'HUB_MONITOR_NOT_FOUND' },
+  'DELETE /v1/monitors/:id': { unknown: 'HUB_MONITOR_NOT_FOUND' },
 };
 
 async function inject(app: App, method: Method, url: string, body?: unknown, token: string | null = ADMIN_TOKEN) {
@@ -161,5 +167,12 @@ t.test('every REST route, in-process', async (t) => {
   t.equal((await inject(app, 'GET', '/v1/heartbeats')).body.heartbeats.length, 1);
   t.equal((await inject(app, 'GET', `/v1/heartbeats/${hb.body.id}`)).body.name, 'backup');
   t.equal((await inject(app, 'DELETE', `/v1/heartbeats/${hb.body.id}`)).status, 204);
+  const mon = await inject(app, 'POST', '/v1/monitors', ROUTES['POST /v1/monitors']!.body);
+  t.match(mon, { status: 201, body: { status: 'unknown', enabled: false } });
+  t.equal((await inject(app, 'PATCH', `/v1/monitors/${mon.body.id}`, { interval_s: 120 })).body.interval_s, 120);
+  t.same((await inject(app, 'GET', `/v1/monitors/${mon.body.id}/results`)).body.results, []);
+  t.equal((await inject(app, 'GET', '/v1/monitors')).body.monitors.length, 1);
+  t.match((await inject(app, 'GET', `/v1/monitors/${mon.body.id}`)).body, { name: 'site', locations: [], uptime: { '24h': { results: 0, uptime_pct: null } } });
+  t.equal((await inject(app, 'DELETE', `/v1/monitors/${mon.body.id}`)).status, 204);
   t.equal((await inject(app, 'DELETE', `/v1/agents/${id}`)).status, 204);
 });

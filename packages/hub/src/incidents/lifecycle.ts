@@ -86,7 +86,7 @@ export async function applyExternalAlerts(
     if (known.has(alert.key)) return;
     known.add(alert.key); // the same key again in this delivery repeats it (below)
     const classification = classify(opts.rules, {
-      type: integration.kind,
+      type: alert.type ?? integration.kind,
       message: alert.title,
       logs: alert.details ?? null,
       status: alert.severity ?? null,

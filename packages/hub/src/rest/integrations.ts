@@ -118,7 +118,7 @@ export function integrationRoutes(app: App, { db, clock }: { db: Db; clock: Cloc
   /** The hub's own integration (heartbeat checks' incidents) is changed through its checks. */
   const changeable = async (id: string) => {
     const i = await found(id);
-    if (i.kind === 'heartbeat') throw new HubError('HUB_INVALID_INTEGRATION', "this is the hub's own integration for heartbeat checks: change the checks (/v1/heartbeats) instead");
+    if (i.kind === 'heartbeat' || i.kind === 'monitor') throw new HubError('HUB_INVALID_INTEGRATION', `this is the hub's own integration for its ${i.kind === 'heartbeat' ? 'heartbeat checks: change the checks (/v1/heartbeats)' : 'monitors: change the monitors (/v1/monitors)'} instead`);
     return i;
   };
 

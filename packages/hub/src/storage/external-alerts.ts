@@ -25,6 +25,8 @@ export interface ExternalAlert {
   occurrence?: string;
   /** Anything else worth keeping (annotations, links, the sender's URL). */
   context?: Record<string, unknown>;
+  /** The incident's type, when not the integration's kind (a monitor's: http, tcp, dns, tls). */
+  type?: string;
   /** Open an incident only once this many of this key came within the window (an SDK's errors); then each repeats it. */
   threshold?: { count: number; withinMs: number };
 }
@@ -125,7 +127,7 @@ export async function recordExternalAlert(
       id,
       agent_id: agentId,
       integration_id: integration.id,
-      type: integration.kind,
+      type: alert.type ?? integration.kind,
       source: alert.key,
       ...details,
       logs: stored,
@@ -182,7 +184,7 @@ export async function insertExternalIncidents(db: Db, integration: { id: string;
           id,
           agent_id: agentId,
           integration_id: integration.id,
-          type: integration.kind,
+          type: alert.type ?? integration.kind,
           source: alert.key,
           message: alert.title,
           unit_status: alert.severity ?? null,

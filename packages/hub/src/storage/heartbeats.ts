@@ -1,7 +1,6 @@
-import { sql, type Selectable } from 'kysely';
-import { newId } from '@opspilot/protocol';
+import type { Selectable } from 'kysely';
 import type { Db } from './database.ts';
-import type { Integration } from './integrations.ts';
+import { hubIntegration, type Integration } from './integrations.ts';
 import type { HeartbeatChecksTable, HeartbeatPingsTable, HeartbeatStatus } from './tables.ts';
 
 export type HeartbeatCheck = Selectable<HeartbeatChecksTable>;
@@ -120,22 +119,7 @@ export async function claimDown(db: Db, now: Date, limit: number): Promise<Heart
     .execute();
 }
 
-/**
- * The hub's own integration for heartbeat checks' incidents (kind `heartbeat`), made the first
- * time it is needed. Its secret hash is no SHA-256 of anything: nothing can post to it.
- */
-export async function heartbeatIntegration(db: Db, at: Date): Promise<Pick<Integration, 'id' | 'kind' | 'name'>> {
-  const found = await db.selectFrom('integrations').select(['id', 'kind', 'name']).where('kind', '=', 'heartbeat').orderBy('id').executeTakeFirst();
-  if (found) return found;
-  await sql`SELECT pg_advisory_xact_lock(hashtext('opspilot:heartbeat-integration'))`.execute(db);
-  const again = await db.selectFrom('integrations').select(['id', 'kind', 'name']).where('kind', '=', 'heartbeat').orderBy('id').executeTakeFirst();
-  if (again) return again;
-  const id = newId();
-  const taken = await db.selectFrom('integrations').select('id').where('name', '=', 'heartbeats').executeTakeFirst();
-  const name = taken ? `heartbeats-${id.slice(-6).toLowerCase()}` : 'heartbeats';
-  return db
-    .insertInto('integrations')
-    .values({ id, name, kind: 'heartbeat', labels: '{}', host_labels: '[]', secret_hash: `none:${id}`, signing_secret: null, enabled: true, created_at: at, created_by: 'hub', updated_at: at })
-    .returning(['id', 'kind', 'name'])
-    .executeTakeFirstOrThrow();
+/** The hub's own integration for heartbeat checks' incidents (see hubIntegration). */
+export function heartbeatIntegration(db: Db, at: Date): Promise<Pick<Integration, 'id' | 'kind' | 'name'>> {
+  return hubIntegration(db, 'heartbeat', at);
 }

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { newId } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 import type { IntegrationKind, IntegrationsTable } from './tables.ts';
 import type { Selectable } from 'kysely';
@@ -174,4 +175,28 @@ export async function countDeliveries(db: Db, integrationId: string, prefix: str
 /** Serialise deliveries of one integration (two at once could open one fingerprint twice). */
 export async function lockIntegration(db: Db, id: string): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(hashtext(${'integration:' + id}))`.execute(db);
+}
+
+/**
+ * The hub's own integration of a kind (`heartbeat`, `monitor`), for the incidents of its heartbeat
+ * checks and monitors, made the first time it is needed (named `heartbeats` or `monitors`, or with
+ * a suffix if a person took the name). Its secret hash is no SHA-256 of anything: nothing can post
+ * to it.
+ */
+export async function hubIntegration(db: Db, kind: 'heartbeat' | 'monitor', at: Date): Promise<Pick<Integration, 'id' | 'kind' | 'name'>> {
+  const find = () => db.selectFrom('integrations').select(['id', 'kind', 'name']).where('kind', '=', kind).orderBy('id').executeTakeFirst();
+  const found = await find();
+  if (found) return found;
+  await sql`SELECT pg_advisory_xact_lock(hashtext(${`opspilot:${kind}-integration`}))`.execute(db);
+  const again = await find();
+  if (again) return again;
+  const id = newId();
+  const wanted = `${kind}s`;
+  const taken = await db.selectFrom('integrations').select('id').where('name', '=', wanted).executeTakeFirst();
+  const name = taken ? `${wanted}-${id.slice(-6).toLowerCase()}` : wanted;
+  return db
+    .insertInto('integrations')
+    .values({ id, name, kind, labels: '{}', host_labels: '[]', secret_hash: `none:${id}`, signing_secret: null, enabled: true, created_at: at, created_by: 'hub', updated_at: at })
+    .returning(['id', 'kind', 'name'])
+    .executeTakeFirstOrThrow();
 }

@@ -92,3 +92,12 @@ export async function prunePings(db: Db, before: Date, limit: number): Promise<n
     )`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }
+
+/** Forget up to `limit` monitor results older than `before`. */
+export async function pruneMonitorResults(db: Db, before: Date, limit: number): Promise<number> {
+  const result = await sql`
+    DELETE FROM monitor_results WHERE id IN (
+      SELECT id FROM monitor_results WHERE at < ${before} LIMIT ${limit}
+    )`.execute(db);
+  return Number(result.numAffectedRows ?? 0);
+}

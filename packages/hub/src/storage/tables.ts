@@ -73,10 +73,66 @@ export const ANALYSIS_STATUSES = ['pending', 'running', 'done'] as const;
 export type AnalysisStatus = (typeof ANALYSIS_STATUSES)[number];
 
 /** Senders of alerts from other tools (intake/). */
-export const INTEGRATION_KINDS = ['alertmanager', 'grafana', 'sentry', 'pagerduty', 'error_report', 'generic', 'heartbeat'] as const;
+export const INTEGRATION_KINDS = ['alertmanager', 'grafana', 'sentry', 'pagerduty', 'error_report', 'generic', 'heartbeat', 'monitor'] as const;
 export type IntegrationKind = (typeof INTEGRATION_KINDS)[number];
-/** The kinds a person adds; `heartbeat` is the hub's own, for its heartbeat checks' incidents. */
-export const SENDER_KINDS = INTEGRATION_KINDS.filter((k): k is Exclude<IntegrationKind, 'heartbeat'> => k !== 'heartbeat');
+/** The hub's own integrations, for its heartbeat checks' and monitors' incidents. */
+export const HUB_OWN_KINDS = ['heartbeat', 'monitor'] as const satisfies readonly IntegrationKind[];
+/** The kinds a person adds. */
+export const SENDER_KINDS = INTEGRATION_KINDS.filter((k): k is Exclude<IntegrationKind, (typeof HUB_OWN_KINDS)[number]> => !(HUB_OWN_KINDS as readonly string[]).includes(k));
+
+export const MONITOR_KINDS = ['http', 'tcp', 'dns', 'tls'] as const;
+export type MonitorKind = (typeof MONITOR_KINDS)[number];
+export const MONITOR_STATES = ['up', 'down', 'unknown'] as const;
+export type MonitorState = (typeof MONITOR_STATES)[number];
+
+export interface MonitorsTable {
+  id: string;
+  name: string;
+  kind: MonitorKind;
+  target: string;
+  interval_s: number;
+  timeout_ms: number;
+  run_on: Json<'hub' | { agents: string[] } | { labels: Record<string, string> }>;
+  quorum: number | null;
+  conditions: Json<string[]>;
+  options: Json<Record<string, unknown>>;
+  failure_threshold: number;
+  success_threshold: number;
+  cert_warn_days: number;
+  labels: Json<Record<string, string>>;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  status: MonitorState;
+  status_since: TimestampNullable;
+  next_run_at: TimestampNullable;
+  created_at: Timestamp;
+  created_by: string;
+  updated_at: Timestamp;
+}
+
+export interface MonitorLocationsTable {
+  monitor_id: string;
+  location: string;
+  state: MonitorState;
+  failures: number;
+  successes: number;
+  last_result_at: TimestampNullable;
+  last_ok: boolean | null;
+  last_status: number | null;
+  last_response_ms: number | null;
+  last_error: string | null;
+}
+
+export interface MonitorResultsTable {
+  id: string;
+  monitor_id: string;
+  location: string;
+  at: Timestamp;
+  ok: boolean;
+  status: number | null;
+  response_ms: number | null;
+  error: string | null;
+  cert_expires_at: TimestampNullable;
+}
 
 /** A heartbeat check's states, as Healthchecks.io names them (late is its "grace"). */
 export const HEARTBEAT_STATUSES = ['new', 'up', 'started', 'late', 'down', 'paused'] as const;
@@ -385,6 +441,9 @@ export interface Database {
   integration_deliveries: IntegrationDeliveriesTable;
   heartbeat_checks: HeartbeatChecksTable;
   heartbeat_pings: HeartbeatPingsTable;
+  monitors: MonitorsTable;
+  monitor_locations: MonitorLocationsTable;
+  monitor_results: MonitorResultsTable;
   api_tokens: ApiTokensTable;
   system_settings: SystemSettingsTable;
   remediation_rules: RemediationRulesTable;

@@ -53,6 +53,9 @@ export const TIMELINE_KINDS = [
   'heartbeat_created',
   'heartbeat_updated',
   'heartbeat_deleted',
+  'monitor_created',
+  'monitor_updated',
+  'monitor_deleted',
 ] as const;
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];
 

@@ -400,7 +400,7 @@ async function intakePart(): Promise<void> {
     { group: 100, requests: Number(process.env.BENCH_INTAKE_GROUPS ?? 100) },
   ];
   log(`intake: Alertmanager notifications of 1 and of 100 new alerts, ${concurrency} at a time, then the same to a bare JSON server`);
-  const r = await intakeBench({ databaseUrl: url.toString(), port: await freePort(), root: ROOT, concurrency, plan });
+  const r = await intakeBench({ databaseUrl: url.toString(), concurrency, plan });
   const row = (x: IntakeRow) => `${x.notifications_per_s} notifications/s (${x.alerts_per_s} alerts/s), latency p50 ${x.p50_ms} ms, p99 ${x.p99_ms} ms, max ${x.max_ms} ms`;
   console.log(
     [

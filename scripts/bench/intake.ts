@@ -5,13 +5,9 @@
  * committed. Beside it, in the same run, a bare node:http server that reads and parses the same
  * bodies and answers: the floor of HTTP and JSON alone.
  */
-import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import path from 'node:path';
 import pg from 'pg';
-
-const ADMIN = `bench-admin-${randomBytes(8).toString('hex')}`;
+import { spawnHub } from '../hub-process.ts';
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -78,7 +74,7 @@ async function drive(url: string, headers: Record<string, string>, group: number
   };
 }
 
-export async function intakeBench(opts: { databaseUrl: string; port: number; root: string; concurrency: number; plan: { group: number; requests: number }[] }) {
+export async function intakeBench(opts: { databaseUrl: string; concurrency: number; plan: { group: number; requests: number }[] }) {
   // The baseline: read, parse, answer.
   const bare = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -92,28 +88,10 @@ export async function intakeBench(opts: { databaseUrl: string; port: number; roo
   await new Promise<void>((r) => bare.listen(0, '127.0.0.1', r));
   const barePort = (bare.address() as { port: number }).port;
 
-  const hub = spawn(process.execPath, ['--import', 'tsx', path.join(opts.root, 'packages/hub/src/main.ts')], {
-    cwd: opts.root,
-    env: {
-      ...process.env,
-      OPSPILOT_PORT: String(opts.port),
-      OPSPILOT_HOST: '127.0.0.1',
-      OPSPILOT_ADMIN_TOKEN: ADMIN,
-      DATABASE_URL: opts.databaseUrl,
-      OPSPILOT_LOG_LEVEL: 'error',
-      OPSPILOT_INTAKE_RATE_LIMIT: '1000000',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const base = `http://127.0.0.1:${opts.port}`;
+  const hub = await spawnHub({ DATABASE_URL: opts.databaseUrl, OPSPILOT_LOG_LEVEL: 'error', OPSPILOT_INTAKE_RATE_LIMIT: '1000000' });
+  const base = hub.url;
   try {
-    for (let i = 0; ; i++) {
-      if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) break;
-      if (i > 300) throw new Error('the hub did not start');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const created = await fetch(`${base}/v1/integrations`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench', kind: 'alertmanager' }) });
-    const { url_path: urlPath, secret } = (await created.json()) as { url_path: string; secret: string };
+    const { url_path: urlPath, secret } = (await hub.api('POST', '/v1/integrations', { name: 'bench', kind: 'alertmanager' })).body as { url_path: string; secret: string };
     // Warm up both (JIT, connection pool) with a few requests that are not counted.
     await drive(`${base}${urlPath}`, { authorization: `Bearer ${secret}` }, 1, 50, opts.concurrency);
     await drive(`http://127.0.0.1:${barePort}/`, {}, 1, 50, opts.concurrency);
@@ -132,8 +110,7 @@ export async function intakeBench(opts: { databaseUrl: string; port: number; roo
     if (stored !== expected) throw new Error(`the hub stored ${stored} incidents for ${expected} alerts`);
     return { concurrency: opts.concurrency, rows, incidents_stored: stored };
   } finally {
-    hub.kill('SIGTERM');
-    await new Promise((r) => hub.once('exit', r));
+    await hub.stop();
     await new Promise<void>((r) => bare.close(() => r()));
   }
 }

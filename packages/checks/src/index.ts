@@ -1,2 +1,3 @@
 export * from './conditions.ts';
 export * from './probes.ts';
+export * from './guard.ts';

@@ -4,6 +4,7 @@ import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { evaluate, parseConditions, type Observed } from './conditions.ts';
+import { RefusedAddress, guardedLookup, internalAddress } from './guard.ts';
 
 export const CHECK_KINDS = ['http', 'tcp', 'dns', 'tls'] as const;
 export type CheckKind = (typeof CHECK_KINDS)[number];
@@ -55,13 +56,21 @@ export interface CheckResult {
 export const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_REDIRECTS = 5;
 
+export interface RunOptions {
+  now?: () => number;
+  /** Refuse loopback, link-local and metadata addresses (the hub's checks, unless allowed). */
+  guard?: boolean;
+}
+
 /** Run one check; never throws: a failure is a result with `ok: false` and its error. */
-export async function runCheck(spec: CheckSpec, now: () => number = Date.now): Promise<CheckResult> {
+export async function runCheck(spec: CheckSpec, opts: RunOptions = {}): Promise<CheckResult> {
+  const now = opts.now ?? Date.now;
+  const guard = opts.guard ?? false;
   const started = performance.now();
   const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
   try {
     const conditions = parseConditions(spec.conditions ?? []);
-    const seen = await probe(spec, now);
+    const seen = await probe(spec, now, guard);
     const result: CheckResult = { ok: true, response_ms: seen.responseMs ?? elapsed(), ...seen.result };
     const judged = evaluate(conditions, seen);
     const defaults = defaultProblems(spec, seen, conditions.map((c) => c.text).join(' '));
@@ -96,17 +105,24 @@ function defaultProblems(spec: CheckSpec, seen: Observed & { result: Partial<Che
   return out;
 }
 
-async function probe(spec: CheckSpec, now: () => number): Promise<Observed & { result: Partial<CheckResult> }> {
+async function probe(spec: CheckSpec, now: () => number, guard: boolean): Promise<Observed & { result: Partial<CheckResult> }> {
   switch (spec.kind) {
     case 'http':
-      return httpProbe(spec, now);
+      return httpProbe(spec, now, guard);
     case 'tcp':
-      return tcpProbe(spec);
+      return tcpProbe(spec, guard);
     case 'dns':
       return dnsProbe(spec);
     case 'tls':
-      return tlsProbe(spec, now);
+      return tlsProbe(spec, now, guard);
   }
+}
+
+/** A literal address is checked here (no lookup is made for it); a name when it is resolved. */
+function checkLiteral(host: string, guard: boolean): void {
+  if (!guard) return;
+  const reason = internalAddress(host.replace(/^\[|\]$/g, ''));
+  if (reason) throw new RefusedAddress(reason);
 }
 
 /** host:port, with [v6]:port. */
@@ -123,13 +139,14 @@ function certExpiry(cert: tls.PeerCertificate | undefined, now: () => number): {
   return { cert_expires_at: new Date(at).toISOString(), ms: at - now() };
 }
 
-async function httpProbe(spec: CheckSpec, now: () => number): Promise<Observed & { result: Partial<CheckResult> }> {
+async function httpProbe(spec: CheckSpec, now: () => number, guard: boolean): Promise<Observed & { result: Partial<CheckResult> }> {
   const h = spec.http ?? {};
   const deadline = performance.now() + spec.timeout_ms;
   const started = performance.now();
   let url = new URL(spec.target);
   for (let hop = 0; ; hop++) {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`${url.protocol} is not http or https`);
+    checkLiteral(url.hostname, guard);
     const answer = await new Promise<{ status: number; location?: string; body: string; cert?: tls.PeerCertificate; authorized?: boolean; ip?: string }>((resolve, reject) => {
       const lib = url.protocol === 'https:' ? https : http;
       const req = lib.request(
@@ -139,6 +156,7 @@ async function httpProbe(spec: CheckSpec, now: () => number): Promise<Observed &
           headers: { 'user-agent': 'OpsPilot-monitor/0.1', ...(h.headers ?? {}) },
           timeout: Math.max(1, deadline - performance.now()),
           agent: false,
+          ...(guard ? { lookup: guardedLookup } : {}),
           ...(url.protocol === 'https:' ? { rejectUnauthorized: h.verify_tls ?? true } : {}),
         },
         (res) => {
@@ -191,11 +209,12 @@ async function httpProbe(spec: CheckSpec, now: () => number): Promise<Observed &
   }
 }
 
-async function tcpProbe(spec: CheckSpec): Promise<Observed & { result: Partial<CheckResult> }> {
+async function tcpProbe(spec: CheckSpec, guard: boolean): Promise<Observed & { result: Partial<CheckResult> }> {
   const { host, port } = hostPort(spec.target);
+  checkLiteral(host, guard);
   const started = performance.now();
   const ip = await new Promise<string>((resolve, reject) => {
-    const socket = net.connect({ host, port, timeout: spec.timeout_ms });
+    const socket = net.connect({ host, port, timeout: spec.timeout_ms, ...(guard ? { lookup: guardedLookup } : {}) });
     socket.once('connect', () => {
       const addr = socket.remoteAddress ?? '';
       socket.destroy();
@@ -243,12 +262,13 @@ function isMx(a: unknown): a is { priority: number; exchange: string } {
   return typeof a === 'object' && a !== null && 'exchange' in a;
 }
 
-async function tlsProbe(spec: CheckSpec, now: () => number): Promise<Observed & { result: Partial<CheckResult> }> {
+async function tlsProbe(spec: CheckSpec, now: () => number, guard: boolean): Promise<Observed & { result: Partial<CheckResult> }> {
   const { host, port } = hostPort(spec.target);
+  checkLiteral(host, guard);
   const started = performance.now();
   const { cert, authorized, ip } = await new Promise<{ cert: tls.PeerCertificate; authorized: boolean; ip: string }>((resolve, reject) => {
     // Connect even to a bad chain, to tell when its certificate expires; whether it is valid is reported.
-    const socket = tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: false, timeout: spec.timeout_ms });
+    const socket = tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: false, timeout: spec.timeout_ms, ...(guard ? { lookup: guardedLookup } : {}) });
     socket.once('secureConnect', () => {
       const out = { cert: socket.getPeerCertificate(), authorized: socket.authorized, ip: socket.remoteAddress ?? '' };
       socket.destroy();

@@ -194,7 +194,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     // Heartbeat checks: overdue ones turn late and down by the times stored with them.
     const heartbeats = new HeartbeatMonitor(db, { clock, lifecycle, events, redactor, pollMs: 10_000 }, app.log);
     // Uptime monitors the hub runs: each at its next_run_at (looked for every second).
-    const monitors = new MonitorRunner(db, { clock, lifecycle, events, pollMs: 1000 }, app.log);
+    const monitors = new MonitorRunner(db, { clock, lifecycle, events, pollMs: 1000, allowInternal: config.monitorAllowInternal }, app.log);
     // Query strings and path parameters arrive as text and are coerced to their schema's types;
     // bodies are JSON and are taken as sent (Fastify's default would turn ["a"] into "a").
     const ajvOptions = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const;

@@ -74,6 +74,8 @@ export interface HubConfig {
   intakeMaxBytes: number;
   /** Requests one integration may send per minute. */
   intakeRateLimit: number;
+  /** Monitors the hub runs may reach its loopback, link-local and cloud-metadata addresses (off: a monitor is not a way in). */
+  monitorAllowInternal: boolean;
 }
 
 export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
@@ -122,6 +124,7 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   apiRateLimit: 600,
   intakeMaxBytes: 16 * 1024 * 1024, // 16 MiB: ~10,000 Alertmanager alerts with their labels and annotations
   intakeRateLimit: 600,
+  monitorAllowInternal: false,
 });
 
 type Rule = (value: unknown) => string | null;
@@ -178,6 +181,7 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   apiRateLimit: int(1, 10_000_000),
   intakeMaxBytes: int(1024, 256 * 1024 * 1024),
   intakeRateLimit: int(1, 10_000_000),
+  monitorAllowInternal: (v) => (typeof v === 'boolean' ? null : 'must be true or false'),
 };
 
 export class ConfigError extends StartupError {
@@ -247,6 +251,7 @@ export const ENV_KEYS = {
   OPSPILOT_API_RATE_LIMIT: 'apiRateLimit',
   OPSPILOT_INTAKE_MAX_BYTES: 'intakeMaxBytes',
   OPSPILOT_INTAKE_RATE_LIMIT: 'intakeRateLimit',
+  OPSPILOT_MONITOR_ALLOW_INTERNAL: 'monitorAllowInternal',
 } as const satisfies Record<string, keyof HubConfig>;
 
 // Every key whose default is a number is read as an integer.
@@ -264,6 +269,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Readonly<HubConfig> {
       const n = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
       if (!Number.isSafeInteger(n)) throw new ConfigError(name, `expected an integer, got ${JSON.stringify(raw)}`);
       overrides[key] = n;
+    } else if (typeof DEFAULT_CONFIG[key] === 'boolean') {
+      const v = raw.trim().toLowerCase();
+      if (!['1', 'true', 'yes', '0', 'false', 'no'].includes(v)) throw new ConfigError(name, `expected true or false, got ${JSON.stringify(raw)}`);
+      overrides[key] = ['1', 'true', 'yes'].includes(v);
     } else if (key === 'slackAllowedUsers') {
       overrides[key] = raw.split(',').map((u) => u.trim()).filter((u) => u.length > 0);
     } else if (key === 'slackApiUrl') {

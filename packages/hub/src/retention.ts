@@ -2,7 +2,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Clock } from './clock.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from './storage/database.ts';
-import { deleteMetricsBefore, downsampleMetrics, pruneDeliveries, pruneMonitorResults, prunePings, pruneReceivedEnvelopes } from './storage/retention.ts';
+import { deleteMetricsBefore, downsampleMetrics, pruneOlder, pruneReceivedEnvelopes } from './storage/retention.ts';
 
 export interface RetentionSettings {
   /** Metric samples are kept as sent this long, then as 5-minute averages... */
@@ -85,10 +85,10 @@ export class Retention {
     };
     const days = (d: number) => new Date(now.getTime() - d * 86_400_000);
     await drain(() => pruneReceivedEnvelopes(this.db, days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'envelopeIds');
-    await drain(() => pruneDeliveries(this.db, days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'deliveries');
-    await drain(() => prunePings(this.db, days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'deliveries');
+    await drain(() => pruneOlder(this.db, 'integration_deliveries', days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'deliveries');
+    await drain(() => pruneOlder(this.db, 'heartbeat_pings', days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'deliveries');
     await drain(() => deleteMetricsBefore(this.db, days(this.settings.metricsRetentionDays), BATCH_ROWS), 'expiredSamples');
-    await drain(() => pruneMonitorResults(this.db, days(this.settings.metricsRetentionDays), BATCH_ROWS), 'expiredSamples');
+    await drain(() => pruneOlder(this.db, 'monitor_results', days(this.settings.metricsRetentionDays), BATCH_ROWS), 'expiredSamples');
     await drain(() => downsampleMetrics(this.db, new Date(now.getTime() - this.settings.metricsRawHours * 3_600_000), BATCH_ROWS), 'downsampledSamples');
     return report;
   }

@@ -102,6 +102,11 @@ eachBackend(t, 'Alertmanager: a group notification opens one incident per alert,
   t.equal(seen.length, 3, 'each delivery once: the resend is not a new one');
   t.match(seen[0], { alerts: 1, changed: 1, bytes: JSON.stringify(resolved).length });
   t.notOk(JSON.stringify(seen).includes(am.secret));
+
+  // Deliveries are kept as long as envelope ids (30 days), then forgotten by retention.
+  hub.clock.advance(31 * 86_400_000);
+  t.match(await hub.app.hub.retention.run(), { deliveries: 3 });
+  t.same(await deliveries(hub, am.id), []);
   agent.close();
 });
 

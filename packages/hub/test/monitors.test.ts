@@ -39,7 +39,7 @@ eachBackend(t, 'an HTTP monitor: down after its failure threshold with an incide
   );
   const clock = new TestClock();
   clock.fastForward();
-  const hub = await startHub(t, await backend.open(t), {}, false, clock);
+  const hub = await startHub(t, await backend.open(t), { monitorAllowInternal: true }, false, clock);
   const made = await hub.api('POST', '/v1/monitors', {
     name: 'api-health',
     kind: 'http',
@@ -96,7 +96,7 @@ eachBackend(t, 'a TLS monitor: a certificate near its expiry opens a low-severit
   const port = await listen(t, tls.createServer({ key: readFileSync(path.join(dir, 'k.pem')), cert: readFileSync(path.join(dir, 'c.pem')) }, (s) => s.end()));
   const clock = new TestClock();
   clock.fastForward();
-  const hub = await startHub(t, await backend.open(t), {}, false, clock);
+  const hub = await startHub(t, await backend.open(t), { monitorAllowInternal: true }, false, clock);
   const made = await hub.api('POST', '/v1/monitors', { name: 'edge-cert', kind: 'tls', target: `127.0.0.1:${port}`, tls: { verify: false }, cert_warn_days: 14 });
   t.equal(made.status, 201, made.text);
   await hub.app.hub.monitors.idle();
@@ -134,4 +134,22 @@ eachBackend(t, 'REST: a monitor that cannot run is refused with the problem name
   const reader = (await hub.api('POST', '/v1/tokens', { name: 'viewer', scopes: ['read'] })).body.token as string;
   t.equal((await hub.api('POST', '/v1/monitors', { name: 'x', kind: 'http', target: 'http://127.0.0.1:9/' }, { authorization: `Bearer ${reader}` })).status, 403);
   t.match((await hub.api('GET', '/v1/monitors', undefined, { authorization: `Bearer ${reader}` })).body.monitors, [{ name: 'm', status: 'unknown', interval_s: 60, timeout_ms: 10_000, failure_threshold: 3, success_threshold: 2 }]);
+});
+
+eachBackend(t, "by default the hub's monitors do not reach its loopback, link-local or metadata addresses", async (t, backend) => {
+  const port = await listen(t, http.createServer((_req, res) => res.writeHead(200).end('secret admin page')));
+  const hub = await startHub(t, await backend.open(t));
+  const targets = [`http://127.0.0.1:${port}/`, `http://localhost:${port}/`, 'http://169.254.169.254/latest/meta-data/', `http://[::1]:${port}/`];
+  for (const [i, target] of targets.entries()) {
+    const made = await hub.api('POST', '/v1/monitors', { name: `internal-${i}`, kind: 'http', target, failure_threshold: 1 });
+    t.equal(made.status, 201, made.text);
+  }
+  const tcp = await hub.api('POST', '/v1/monitors', { name: 'internal-tcp', kind: 'tcp', target: `127.0.0.1:${port}`, failure_threshold: 1 });
+  t.equal(tcp.status, 201);
+  await hub.app.hub.monitors.idle();
+  const all = (await hub.api('GET', '/v1/monitors')).body.monitors as { id: string; name: string }[];
+  for (const m of all) {
+    const full = await monitor(hub, m.id);
+    t.match(full, { status: 'down', locations: [{ last_ok: false, last_error: /^refused: .* \(a hub-run monitor may reach it only with OPSPILOT_MONITOR_ALLOW_INTERNAL=true\)$/ }] }, `${m.name} refused`);
+  }
 });

@@ -56,7 +56,7 @@ export class MonitorRunner {
 
   constructor(
     private readonly db: Db,
-    private readonly opts: { clock: Clock; lifecycle: LifecycleOptions; events: HubEvents; pollMs: number },
+    private readonly opts: { clock: Clock; lifecycle: LifecycleOptions; events: HubEvents; pollMs: number; allowInternal: boolean },
     private readonly log: FastifyBaseLogger,
   ) {
     this.worker = new Worker({ name: 'monitors', pollMs: opts.pollMs, run: () => this.#runDue() }, log);
@@ -76,7 +76,7 @@ export class MonitorRunner {
       if (this.#running.has(m.id)) continue; // its last run is still going (a long timeout)
       this.#running.add(m.id);
       void this.worker.track(
-        runCheck(specOf(m))
+        runCheck(specOf(m), { guard: !this.opts.allowInternal })
           .then((result) => this.take(m, 'hub', result, this.opts.clock.now()))
           .finally(() => {
             this.#running.delete(m.id);

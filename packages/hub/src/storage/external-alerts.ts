@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from './database.ts';
 import type { Incident } from './tables.ts';
-import { REOPEN_WINDOW_MS, clippedLogs, logsToStore, type AlertChange, type UpsertedIncident } from './incidents.ts';
+import { REOPEN_WINDOW_MS, clippedLogs, logsToStore, reopening, type AlertChange, type UpsertedIncident } from './incidents.ts';
 
 /**
  * An alert from another tool, as every intake format is read into (intake/formats/): the
@@ -92,18 +92,7 @@ export async function recordExternalAlert(
       ...details,
       logs: eb.fn.coalesce(eb.val(stored), 'logs'),
       occurrence: alert.occurrence ?? null,
-      status: 'new',
-      count: eb('count', '+', 1),
-      last_seen_at: at,
-      reopened_at: at,
-      reopen_count: eb('reopen_count', '+', 1),
-      resolved_at: null,
-      resolved_by: null,
-      acknowledged_at: null,
-      acknowledged_by: null,
-      analysis_status: 'pending',
-      analysis_requested_at: at,
-      analysis_reuse: true,
+      ...reopening(eb, at),
       ...(agentId ? { agent_id: agentId } : {}),
     }))
     .where('id', '=', (eb) =>

@@ -1,7 +1,7 @@
-import { sql } from 'kysely';
+import { sql, type ExpressionBuilder } from 'kysely';
 import type { AlertPayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
-import type { Incident, IncidentStatus } from './tables.ts';
+import type { Database, Incident, IncidentStatus } from './tables.ts';
 
 /** An alert of a fingerprint resolved less than this long ago reopens that incident. */
 export const REOPEN_WINDOW_MS = 30 * 60_000;
@@ -70,22 +70,7 @@ export async function recordAlert(db: Db, id: string, agentId: string, alert: Al
 
   const reopened = await db
     .updateTable('incidents')
-    .set((eb) => ({
-      ...details,
-      logs: eb.fn.coalesce(eb.val(stored), 'logs'),
-      status: 'new',
-      count: eb('count', '+', 1),
-      last_seen_at: at,
-      reopened_at: at,
-      reopen_count: eb('reopen_count', '+', 1),
-      resolved_at: null,
-      resolved_by: null,
-      acknowledged_at: null,
-      acknowledged_by: null,
-      analysis_status: 'pending',
-      analysis_requested_at: at,
-      analysis_reuse: true,
-    }))
+    .set((eb) => ({ ...details, logs: eb.fn.coalesce(eb.val(stored), 'logs'), ...reopening(eb, at) }))
     .where('id', '=', (eb) =>
       eb
         .selectFrom('incidents')
@@ -129,6 +114,24 @@ export async function recordAlert(db: Db, id: string, agentId: string, alert: Al
     .returning([...RETURNED, clippedLogs])
     .executeTakeFirstOrThrow();
   return { incident: row, change: row.count === 1 ? 'opened' : 'repeated' };
+}
+
+/** What reopening an incident sets: new again, counted, its resolution and acknowledgement cleared, queued for analysis. */
+export function reopening(eb: ExpressionBuilder<Database, 'incidents'>, at: Date) {
+  return {
+    status: 'new' as const,
+    count: eb('count', '+', 1),
+    last_seen_at: at,
+    reopened_at: at,
+    reopen_count: eb('reopen_count', '+', 1),
+    resolved_at: null,
+    resolved_by: null,
+    acknowledged_at: null,
+    acknowledged_by: null,
+    analysis_status: 'pending' as const,
+    analysis_requested_at: at,
+    analysis_reuse: true,
+  };
 }
 
 /** Changes that count towards flapping: the fingerprint firing and clearing. */

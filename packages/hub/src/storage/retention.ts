@@ -75,29 +75,21 @@ export async function pruneReceivedEnvelopes(db: Db, before: Date, limit: number
   return Number(result.numAffectedRows ?? 0);
 }
 
-/** Forget up to `limit` integration deliveries received before `before` (their keys dedupe resends). */
-export async function pruneDeliveries(db: Db, before: Date, limit: number): Promise<number> {
-  const result = await sql`
-    DELETE FROM integration_deliveries WHERE id IN (
-      SELECT id FROM integration_deliveries WHERE received_at < ${before} LIMIT ${limit}
-    )`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
-}
+/**
+ * Rows kept for a window, not for ever, and what dates them: integration deliveries (their keys
+ * dedupe resends), heartbeat pings (a check keeps its state without them), monitor results.
+ */
+const DATED = {
+  integration_deliveries: 'received_at',
+  heartbeat_pings: 'at',
+  monitor_results: 'at',
+} as const;
 
-/** Forget up to `limit` heartbeat pings older than `before` (a check keeps its state without them). */
-export async function prunePings(db: Db, before: Date, limit: number): Promise<number> {
+/** Forget up to `limit` rows of a dated table older than `before`. */
+export async function pruneOlder(db: Db, table: keyof typeof DATED, before: Date, limit: number): Promise<number> {
   const result = await sql`
-    DELETE FROM heartbeat_pings WHERE id IN (
-      SELECT id FROM heartbeat_pings WHERE at < ${before} LIMIT ${limit}
-    )`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
-}
-
-/** Forget up to `limit` monitor results older than `before`. */
-export async function pruneMonitorResults(db: Db, before: Date, limit: number): Promise<number> {
-  const result = await sql`
-    DELETE FROM monitor_results WHERE id IN (
-      SELECT id FROM monitor_results WHERE at < ${before} LIMIT ${limit}
+    DELETE FROM ${sql.table(table)} WHERE id IN (
+      SELECT id FROM ${sql.table(table)} WHERE ${sql.ref(DATED[table])} < ${before} LIMIT ${limit}
     )`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }

@@ -9,6 +9,7 @@
  * under hostile input (scripts/bench/hostile.ts). `pnpm bench hub`, `pnpm bench slack`,
  * `pnpm bench agent`, `pnpm bench systemd`, `pnpm bench hostile` or `pnpm bench intake` runs one
  * part (intake: Alertmanager notifications stored, beside a bare JSON server). Environment:
+ *   BENCH_MONITORS, BENCH_MONITOR_SECONDS  HTTP monitors at 1-minute intervals (1200), window (60)
  *   BENCH_INTAKE_SINGLES, BENCH_INTAKE_GROUPS, BENCH_INTAKE_CONCURRENCY  notifications of 1 alert
  *                  (2000) and of 100 (100), and how many at a time (4)
  *   BENCH_HOSTILE_SECONDS  seconds per phase of the hostile-input part (20)
@@ -33,6 +34,7 @@ import { agentBench } from './bench/agent.ts';
 import { hostileBench, type HostileResult } from './bench/hostile.ts';
 import { slackBench } from './bench/slack.ts';
 import { intakeBench, type IntakeRow } from './bench/intake.ts';
+import { monitorsBench, type MonitorsRow } from './bench/monitors.ts';
 import { systemdBench } from './bench/systemd.ts';
 import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
@@ -320,6 +322,7 @@ async function main(): Promise<void> {
   if (part === 'all' || part === 'hub') await hubBench();
   if (part === 'all' || part === 'slack') await slackPart();
   if (part === 'all' || part === 'intake') await intakePart();
+  if (part === 'all' || part === 'monitors') await monitorsPart();
   if (part === 'all' || part === 'systemd') await systemdPart();
   if (part === 'all' || part === 'hostile') await hostilePart();
   if (part === 'all' || part === 'agent') {
@@ -410,6 +413,24 @@ async function intakePart(): Promise<void> {
         `    hub (stored, PostgreSQL)        ${row(hub)}`,
         `    baseline: bare JSON server      ${row(bare)}`,
       ]),
+    ].join('\n'),
+  );
+  console.log(JSON.stringify(r));
+}
+
+/** HTTP monitors at 1-minute intervals on one hub: checks/s, CPU and RSS, beside the probes alone. */
+async function monitorsPart(): Promise<void> {
+  const { url } = await throwawayDatabase();
+  const monitors = Number(process.env.BENCH_MONITORS ?? 1200);
+  const seconds = Number(process.env.BENCH_MONITOR_SECONDS ?? 60);
+  log(`monitors: ${monitors} HTTP monitors at 1-minute intervals, ${seconds} s windows; first the same checks by packages/checks alone`);
+  const r = await monitorsBench({ databaseUrl: url.toString(), monitors, seconds, root: ROOT });
+  const row = (x: MonitorsRow) => `${x.checks_per_s} checks/s, CPU ${x.cpu_pct}% of a core, RSS ${x.rss_mib} MiB (peak ${x.peak_rss_mib})`;
+  console.log(
+    [
+      `HTTP monitors — ${r.monitors} at 1-minute intervals (${r.failed_results} failed results)`,
+      `  hub (checked, stored, decided)   ${row(r.hub)}`,
+      `  baseline: the probes alone       ${row(r.baseline)}`,
     ].join('\n'),
   );
   console.log(JSON.stringify(r));

@@ -25,7 +25,7 @@ export interface Footprint {
   bytes_per_s: number;
 }
 
-function procStats(pid: number): { cpuSeconds: number; rss: number; peak: number } {
+export function procStats(pid: number): { cpuSeconds: number; rss: number; peak: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

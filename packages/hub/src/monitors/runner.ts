@@ -11,8 +11,8 @@ import { claimDueMonitors, lockLocation, locationsOf, recordResult, setLocation,
 import type { MonitorState } from '../storage/tables.ts';
 import { Worker } from '../worker.ts';
 
-/** Checks the hub runs at once, at most. */
-const CONCURRENCY = 16;
+/** Checks the hub runs at once, at most (a slow target holds one slot, not the schedule). */
+const CONCURRENCY = 64;
 const DAY_MS = 86_400_000;
 
 /** What a monitor asks of the probe. */
@@ -80,6 +80,7 @@ export class MonitorRunner {
           .then((result) => this.take(m, 'hub', result, this.opts.clock.now()))
           .finally(() => {
             this.#running.delete(m.id);
+            this.kick(); // a slot is free: more may be due
           }),
       );
     }

@@ -40,7 +40,8 @@ export function nextLocationState(l: Pick<MonitorLocation, 'state' | 'failures' 
  */
 export function monitorState(states: readonly MonitorState[], quorum: number | null, locations: number): MonitorState {
   if (states.every((s) => s === 'unknown')) return 'unknown';
-  const need = quorum ?? Math.floor(locations / 2) + 1;
+  // A quorum above the locations there are (an agent gone) asks for all of them, never the impossible.
+  const need = Math.min(quorum ?? Math.floor(locations / 2) + 1, locations);
   return states.filter((s) => s === 'down').length >= need ? 'down' : 'up';
 }
 

@@ -234,6 +234,7 @@ eachBackend(t, 'Grafana with its HMAC signature, Sentry signed by its client sec
   const backup = (await incidentsOf(hub, 'integration=backups'));
   t.equal(backup.length, 1);
   t.match(backup[0], { count: 1, severity: 'high', service: 'postgresql', message: 'Nightly backup of db-1 failed: pg_dump exited 1' }, 'the same dedup_key and state changes nothing');
+  t.same((await hub.api('GET', `/v1/incidents/${backup[0].id}`)).body.context.links, [{ href: 'https://backups.example/db-1/runs/812', text: 'Run 812' }], 'its links are kept');
   t.match(await enqueue(trigger.replace(pd.secret, 'f'.repeat(32))), { status: 401, body: { error: { code: 'HUB_INTAKE_UNAUTHORIZED' } } });
   t.match(await enqueue(JSON.stringify({ routing_key: pd.secret, event_action: 'trigger', payload: { summary: 'x', source: 'y' } })), { status: 400, body: { error: { code: 'HUB_INTAKE_MALFORMED', message: /severity/ } } });
   t.match(await enqueue(JSON.stringify({ routing_key: grafana.secret, event_action: 'resolve', dedup_key: 'k' })), { status: 401 }, "another kind's secret is not a routing key");

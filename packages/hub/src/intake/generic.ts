@@ -1,6 +1,6 @@
 import type { ExternalAlert } from '../storage/external-alerts.ts';
 import type { ReaderOptions } from './alertmanager.ts';
-import { IntakeFormatError, LIMITS, detailsOf, hostName, hostOf, isObject, keyOf, labelsOf, severityOf, text, withLabels, type ReadAlerts } from './normalize.ts';
+import { IntakeFormatError, LIMITS, detailsOf, hostName, hostOf, isObject, keyOf, labelsOf, linksOf, severityOf, text, withLabels, type ReadAlerts } from './normalize.ts';
 
 const MAX_ALERTS = 1000;
 
@@ -43,14 +43,8 @@ export function readGeneric(body: unknown, opts: ReaderOptions): ReadAlerts {
     const context: Record<string, unknown> = {};
     const occurred = text(a.occurred_at, 64);
     if (occurred) context.occurred_at = occurred;
-    if (Array.isArray(a.links)) {
-      const links = a.links
-        .slice(0, 10)
-        .filter(isObject)
-        .map((l) => ({ href: text(l.href, 2048), text: text(l.text, 256) }))
-        .filter((l) => l.href);
-      if (links.length) context.links = links;
-    }
+    const links = linksOf(a.links);
+    if (links.length) context.links = links;
     if (Object.keys(context).length) alert.context = context;
     out.alerts.push(alert);
   });

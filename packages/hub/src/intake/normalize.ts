@@ -141,3 +141,14 @@ export function detailsOf(lines: (string | undefined)[]): string | undefined {
   if (!t) return undefined;
   return t.length <= LIMITS.details ? t : `${t.slice(0, LIMITS.details - 1)}…`;
 }
+
+/** A sender's `links` (`[{href, text}]`): at most 10, bounded, those with an href. */
+export function linksOf(v: unknown): { href: string; text?: string }[] {
+  if (!Array.isArray(v)) return [];
+  return v
+    .slice(0, 10)
+    .filter(isObject)
+    .map((l) => ({ href: text(l.href, 2048), text: text(l.text, 256) }))
+    .filter((l): l is { href: string; text: string | undefined } => l.href !== undefined)
+    .map((l) => (l.text ? { href: l.href, text: l.text } : { href: l.href }));
+}

@@ -1,7 +1,7 @@
 import { newId } from '@opspilot/protocol';
 import type { ExternalAlert } from '../storage/external-alerts.ts';
 import type { ReaderOptions } from './alertmanager.ts';
-import { IntakeFormatError, LIMITS, detailsOf, hostName, isObject, labelsOf, severityOf, text, withLabels, type ReadAlerts } from './normalize.ts';
+import { IntakeFormatError, LIMITS, detailsOf, hostName, isObject, labelsOf, linksOf, severityOf, text, withLabels, type ReadAlerts } from './normalize.ts';
 
 const ACTIONS = ['trigger', 'acknowledge', 'resolve'] as const;
 const SEVERITIES = ['critical', 'error', 'warning', 'info'] as const;
@@ -52,14 +52,8 @@ export function readPagerDuty(body: unknown, opts: ReaderOptions): ReadAlerts & 
     const v = text(body[k], 2048);
     if (v) context[k] = v;
   }
-  if (Array.isArray(body.links)) {
-    const links = body.links
-      .slice(0, 10)
-      .filter(isObject)
-      .map((l) => ({ href: text(l.href, 2048), text: text(l.text, 256) }))
-      .filter((l) => l.href);
-    if (links.length) context.links = links;
-  }
+  const links = linksOf(body.links);
+  if (links.length) context.links = links;
   if (Object.keys(context).length) alert.context = context;
   return { dedupKey: key, errors: [], alerts: [alert] };
 }

@@ -473,7 +473,14 @@ CREATE TABLE monitor_results (
   status           integer,
   response_ms      real,
   error            text,
-  cert_expires_at  timestamptz
+  cert_expires_at  timestamptz,
+  -- 0 for a result as checked; 3600 for an hour of one location's results downsampled into one
+  -- row (retention), which counts its checks and the ok ones (ok: all were), the mean response
+  -- time in response_ms and the slowest in max_response_ms.
+  period_s         integer NOT NULL DEFAULT 0,
+  checks           integer NOT NULL DEFAULT 1,
+  ok_checks        integer,
+  max_response_ms  real
 );
 CREATE INDEX monitor_results_monitor ON monitor_results (monitor_id, at);
 CREATE INDEX monitor_results_at ON monitor_results (at);

@@ -13,6 +13,7 @@ import {
   type ExecPayload,
   type ExecResultPayload,
   type HelloPayload,
+  type MonitorsPayload,
   type PayloadOf,
 } from '@opspilot/protocol';
 import { Backoff } from './backoff.ts';
@@ -34,6 +35,10 @@ export interface ClientOptions {
   heartbeatIntervalS: number;
   outbox: Outbox;
   exec: (exec: ExecPayload) => Promise<ExecResultPayload>;
+  /** The checks the hub wants run here (protocol 2). */
+  monitors?: (set: MonitorsPayload) => void;
+  /** Each welcome, with the message set agreed (after the outbox is replayed). */
+  welcomed?: (protocol: number) => void;
   log: Logger;
   backoff?: Backoff;
   /** After 4401 (bad token) or 4409 (another process took over), wait this long before trying again. */
@@ -204,6 +209,7 @@ export class HubClient {
         // Everything not yet acked goes again, oldest first, with its original id.
         for (const entry of this.opts.outbox.pending()) ws.send(entry.frame);
         this.#startHeartbeats();
+        this.opts.welcomed?.(this.protocol);
         const waiting = this.#welcomed;
         this.#welcomed = [];
         for (const w of waiting) w(welcome.agent_id);
@@ -220,6 +226,9 @@ export class HubClient {
         );
         break;
       }
+      case 'monitors':
+        this.opts.monitors?.(message.payload as PayloadOf<'monitors'>);
+        break;
       case 'error': {
         const error = message.payload as PayloadOf<'error'>;
         this.opts.log.warn('the hub refused a frame', { code: error.code, message: error.message, ref_id: error.ref_id });

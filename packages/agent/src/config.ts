@@ -16,6 +16,12 @@ export interface AgentConfig {
   actions: Record<string, ActionSpec>;
   max_concurrent_execs: number;
   outbox_max_entries: number;
+  /**
+   * Uptime checks the hub sends (protocol 2): run them (default), how many at once, and whether
+   * they may reach link-local and metadata addresses (default not: a monitor is not a way to the
+   * host's cloud credentials).
+   */
+  monitors: { enabled: boolean; max_concurrent: number; allow_link_local: boolean };
   /** Where the token came from, for messages: "OPSPILOT_AGENT_TOKEN" or "token in <file>". */
   token_from?: string;
 }
@@ -142,6 +148,7 @@ const TOP_KEYS = [
   'actions',
   'max_concurrent_execs',
   'outbox_max_entries',
+  'monitors',
 ] as const;
 
 /** Validate a parsed config (file contents merged with the environment). */
@@ -151,6 +158,7 @@ export function resolveAgentConfig(input: unknown, defaults: { stateDir: string 
   const thresholdsRaw = raw.thresholds === undefined ? {} : object(raw.thresholds, 'thresholds', ['cpu_pct', 'mem_pct', 'disk_pct', 'for_s']);
   if (raw.logs !== undefined && !Array.isArray(raw.logs)) throw new AgentConfigError('logs', 'must be an array');
   const actionsRaw = raw.actions === undefined ? {} : object(raw.actions, 'actions', Object.keys(raw.actions as object));
+  const monitorsRaw = raw.monitors === undefined ? {} : object(raw.monitors, 'monitors', ['enabled', 'max_concurrent', 'allow_link_local']);
 
   const systemd: AgentConfig['systemd'] = {
     enabled: systemdRaw.enabled === undefined ? true : boolean(systemdRaw.enabled, 'systemd.enabled'),
@@ -192,6 +200,11 @@ export function resolveAgentConfig(input: unknown, defaults: { stateDir: string 
     actions,
     max_concurrent_execs: raw.max_concurrent_execs === undefined ? 4 : integer(raw.max_concurrent_execs, 'max_concurrent_execs', 1, 64),
     outbox_max_entries: raw.outbox_max_entries === undefined ? 10_000 : integer(raw.outbox_max_entries, 'outbox_max_entries', 10, 1_000_000),
+    monitors: {
+      enabled: monitorsRaw.enabled === undefined ? true : boolean(monitorsRaw.enabled, 'monitors.enabled'),
+      max_concurrent: monitorsRaw.max_concurrent === undefined ? 8 : integer(monitorsRaw.max_concurrent, 'monitors.max_concurrent', 1, 64),
+      allow_link_local: monitorsRaw.allow_link_local === undefined ? false : boolean(monitorsRaw.allow_link_local, 'monitors.allow_link_local'),
+    },
   };
   return Object.freeze(config);
 }

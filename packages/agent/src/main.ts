@@ -10,6 +10,8 @@ import { AgentConfigError, loadAgentConfig } from './config.ts';
 import { BUILTIN_ACTIONS } from './exec/catalogue.ts';
 import { ExecRunner } from './exec/runner.ts';
 import { Outbox } from './outbox.ts';
+import { MonitorScheduler } from './monitors.ts';
+import { systemClock } from './clock.ts';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -56,8 +58,21 @@ async function main(): Promise<void> {
     log: (entry) => log.info('exec', entry),
   });
   let last: Awaited<ReturnType<typeof sampleMetrics>> | null = null;
+  // Set once the client exists (the scheduler sends through it, the client hands it sets).
+  let client: HubClient | null = null;
+  const monitors = config.monitors.enabled
+    ? new MonitorScheduler({
+        clock: systemClock,
+        send: (results) => client?.sendDurable('check_results', { results }),
+        connected: () => client?.connected ?? false,
+        stateDir: config.state_dir,
+        maxConcurrent: config.monitors.max_concurrent,
+        guard: config.monitors.allow_link_local ? false : 'link-local',
+        log,
+      })
+    : null;
   const bootTime = Math.floor(Date.now() / 1000 - uptime());
-  const client = new HubClient({
+  client = new HubClient({
     url: config.hub_url,
     token: config.token,
     ...(config.token_from ? { tokenFrom: config.token_from } : {}),
@@ -74,17 +89,27 @@ async function main(): Promise<void> {
     heartbeatIntervalS: config.heartbeat_interval_s,
     outbox,
     exec: (e) => runner.run(e),
+    monitors: (set) => {
+      if (monitors) monitors.set(set);
+      else log.info('the hub sent monitors; they are off in this agent (monitors.enabled: false)', { monitors: set.monitors.length });
+    },
+    welcomed: (protocol) => {
+      // A hub before protocol 2 has no monitors for this agent, and would refuse their results.
+      if (protocol < 2) monitors?.set({ version: 'none', monitors: [] });
+      monitors?.flush();
+    },
     log,
   });
+  const hub = client;
 
   const thresholds = new ThresholdWatcher(config.thresholds);
   const collect = async () => {
     try {
       last = await sampleMetrics();
-      client.sendVolatile('metrics', { samples: [last] });
+      hub.sendVolatile('metrics', { samples: [last] });
       for (const event of thresholds.update(last, Date.now())) {
-        if (event.kind === 'alert') client.sendDurable('alert', { type: 'host', source: event.source, message: event.message, context: event.context });
-        else client.sendDurable('resolve', { type: 'host', source: event.source, message: event.message });
+        if (event.kind === 'alert') hub.sendDurable('alert', { type: 'host', source: event.source, message: event.message, context: event.context });
+        else hub.sendDurable('resolve', { type: 'host', source: event.source, message: event.message });
       }
     } catch (err) {
       log.warn('metrics collection failed', { error: (err as Error).message });
@@ -101,7 +126,7 @@ async function main(): Promise<void> {
         stateDir: path.join(config.state_dir, 'logs'),
         windowMs: 60_000,
         contextLines: 10,
-        send: (id, alert) => client.sendDurable('alert', alert, id),
+        send: (id, alert) => hub.sendDurable('alert', alert, id),
       }),
   );
   const pollLogs = () => {
@@ -120,20 +145,22 @@ async function main(): Promise<void> {
         ...(config.systemd.units ? { units: config.systemd.units } : {}),
         settleMs: config.systemd.settle_s * 1000,
         stateDir: config.state_dir,
-        alert: (a) => client.sendDurable('alert', a),
-        resolve: (r) => client.sendDurable('resolve', r),
+        alert: (a) => hub.sendDurable('alert', a),
+        resolve: (r) => hub.sendDurable('resolve', r),
         log,
       })
     : null;
 
   stateTrouble = (alert, message) => {
     const payload = { type: 'host', source: 'agent-state-dir', message };
-    if (alert) client.sendDurable('alert', payload);
-    else client.sendDurable('resolve', payload);
+    if (alert) hub.sendDurable('alert', payload);
+    else hub.sendDurable('resolve', payload);
   };
 
   log.info('opspilot-agent starting', { hub: config.hub_url, state_dir: config.state_dir, actions: runner.actionNames, outbox: outbox.size });
-  client.start();
+  // The checks of the last run go on while the hub is away; the hub's set replaces them.
+  monitors?.restore();
+  hub.start();
   // Catching up on the journal may take a while after a long stop; the connection does not wait.
   void systemd?.start().catch((err: Error) => log.error('systemd watcher did not start', { error: err.message }));
 
@@ -149,7 +176,8 @@ async function main(): Promise<void> {
     await systemd?.stop();
     pollLogs();
     for (const tail of tails) tail.close();
-    await client.stop();
+    monitors?.stop();
+    await hub.stop();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

@@ -1,3 +1,4 @@
 export * from './conditions.ts';
 export * from './probes.ts';
 export * from './guard.ts';
+export * from './state.ts';

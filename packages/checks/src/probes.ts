@@ -3,12 +3,13 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
+import type { CHECK_KINDS, DNS_RECORD_TYPES } from '@opspilot/protocol';
 import { evaluate, parseConditions, type Observed } from './conditions.ts';
-import { RefusedAddress, guardedLookup, internalAddress } from './guard.ts';
+import { RefusedAddress, guardedLookupFor, refusedAddress, type Guard } from './guard.ts';
 
-export const CHECK_KINDS = ['http', 'tcp', 'dns', 'tls'] as const;
+// One list of kinds and record types: the protocol's, which carries checks to agents.
+export { CHECK_KINDS, DNS_RECORD_TYPES } from '@opspilot/protocol';
 export type CheckKind = (typeof CHECK_KINDS)[number];
-export const DNS_RECORD_TYPES = ['A', 'AAAA', 'CNAME', 'MX', 'TXT', 'NS'] as const;
 export type DnsRecordType = (typeof DNS_RECORD_TYPES)[number];
 
 /** What a check does: the same on the hub and on an agent. */
@@ -58,14 +59,17 @@ const MAX_REDIRECTS = 5;
 
 export interface RunOptions {
   now?: () => number;
-  /** Refuse loopback, link-local and metadata addresses (the hub's checks, unless allowed). */
-  guard?: boolean;
+  /**
+   * Addresses refused (guard.ts): true or 'internal' for the hub's checks (loopback, link-local,
+   * metadata, its own), 'link-local' for an agent's (link-local and metadata). Default none.
+   */
+  guard?: boolean | Guard;
 }
 
 /** Run one check; never throws: a failure is a result with `ok: false` and its error. */
 export async function runCheck(spec: CheckSpec, opts: RunOptions = {}): Promise<CheckResult> {
   const now = opts.now ?? Date.now;
-  const guard = opts.guard ?? false;
+  const guard: Guard = opts.guard === true ? 'internal' : (opts.guard ?? false);
   const started = performance.now();
   const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
   try {
@@ -105,7 +109,7 @@ function defaultProblems(spec: CheckSpec, seen: Observed & { result: Partial<Che
   return out;
 }
 
-async function probe(spec: CheckSpec, now: () => number, guard: boolean): Promise<Observed & { result: Partial<CheckResult> }> {
+async function probe(spec: CheckSpec, now: () => number, guard: Guard): Promise<Observed & { result: Partial<CheckResult> }> {
   switch (spec.kind) {
     case 'http':
       return httpProbe(spec, now, guard);
@@ -119,10 +123,10 @@ async function probe(spec: CheckSpec, now: () => number, guard: boolean): Promis
 }
 
 /** A literal address is checked here (no lookup is made for it); a name when it is resolved. */
-function checkLiteral(host: string, guard: boolean): void {
+function checkLiteral(host: string, guard: Guard): void {
   if (!guard) return;
-  const reason = internalAddress(host.replace(/^\[|\]$/g, ''));
-  if (reason) throw new RefusedAddress(reason);
+  const reason = refusedAddress(host.replace(/^\[|\]$/g, ''), guard);
+  if (reason) throw new RefusedAddress(reason, guard);
 }
 
 /** host:port, with [v6]:port. */
@@ -139,7 +143,7 @@ function certExpiry(cert: tls.PeerCertificate | undefined, now: () => number): {
   return { cert_expires_at: new Date(at).toISOString(), ms: at - now() };
 }
 
-async function httpProbe(spec: CheckSpec, now: () => number, guard: boolean): Promise<Observed & { result: Partial<CheckResult> }> {
+async function httpProbe(spec: CheckSpec, now: () => number, guard: Guard): Promise<Observed & { result: Partial<CheckResult> }> {
   const h = spec.http ?? {};
   const deadline = performance.now() + spec.timeout_ms;
   const started = performance.now();
@@ -156,7 +160,7 @@ async function httpProbe(spec: CheckSpec, now: () => number, guard: boolean): Pr
           headers: { 'user-agent': 'OpsPilot-monitor/0.1', ...(h.headers ?? {}) },
           timeout: Math.max(1, deadline - performance.now()),
           agent: false,
-          ...(guard ? { lookup: guardedLookup } : {}),
+          ...(guard ? { lookup: guardedLookupFor(guard) } : {}),
           ...(url.protocol === 'https:' ? { rejectUnauthorized: h.verify_tls ?? true } : {}),
         },
         (res) => {
@@ -209,12 +213,12 @@ async function httpProbe(spec: CheckSpec, now: () => number, guard: boolean): Pr
   }
 }
 
-async function tcpProbe(spec: CheckSpec, guard: boolean): Promise<Observed & { result: Partial<CheckResult> }> {
+async function tcpProbe(spec: CheckSpec, guard: Guard): Promise<Observed & { result: Partial<CheckResult> }> {
   const { host, port } = hostPort(spec.target);
   checkLiteral(host, guard);
   const started = performance.now();
   const ip = await new Promise<string>((resolve, reject) => {
-    const socket = net.connect({ host, port, timeout: spec.timeout_ms, ...(guard ? { lookup: guardedLookup } : {}) });
+    const socket = net.connect({ host, port, timeout: spec.timeout_ms, ...(guard ? { lookup: guardedLookupFor(guard) } : {}) });
     socket.once('connect', () => {
       const addr = socket.remoteAddress ?? '';
       socket.destroy();
@@ -262,13 +266,13 @@ function isMx(a: unknown): a is { priority: number; exchange: string } {
   return typeof a === 'object' && a !== null && 'exchange' in a;
 }
 
-async function tlsProbe(spec: CheckSpec, now: () => number, guard: boolean): Promise<Observed & { result: Partial<CheckResult> }> {
+async function tlsProbe(spec: CheckSpec, now: () => number, guard: Guard): Promise<Observed & { result: Partial<CheckResult> }> {
   const { host, port } = hostPort(spec.target);
   checkLiteral(host, guard);
   const started = performance.now();
   const { cert, authorized, ip } = await new Promise<{ cert: tls.PeerCertificate; authorized: boolean; ip: string }>((resolve, reject) => {
     // Connect even to a bad chain, to tell when its certificate expires; whether it is valid is reported.
-    const socket = tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: false, timeout: spec.timeout_ms, ...(guard ? { lookup: guardedLookup } : {}) });
+    const socket = tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, rejectUnauthorized: false, timeout: spec.timeout_ms, ...(guard ? { lookup: guardedLookupFor(guard) } : {}) });
     socket.once('secureConnect', () => {
       const out = { cert: socket.getPeerCertificate(), authorized: socket.authorized, ip: socket.remoteAddress ?? '' };
       socket.destroy();

@@ -15,7 +15,7 @@ import { ExecBroker } from './exec/broker.ts';
 import { HubEvents } from './events.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { loadRules } from './incidents/classify.ts';
-import { sweepOfflineAgents } from './incidents/offline.ts';
+import { MISSED_HEARTBEATS, sweepOfflineAgents } from './incidents/offline.ts';
 import cron from 'node-cron';
 import { Analyzer } from './incidents/analyzer.ts';
 import { createLlmClient } from './incidents/llm.ts';
@@ -29,6 +29,7 @@ import { heartbeatRoutes } from './rest/heartbeats.ts';
 import { HeartbeatMonitor } from './heartbeats/monitor.ts';
 import { pingPlugin } from './heartbeats/ping-route.ts';
 import { MonitorRunner } from './monitors/runner.ts';
+import { MonitorAssignments } from './monitors/assign.ts';
 import { monitorRoutes } from './rest/monitors.ts';
 import { RemediationEngine } from './remediation/engine.ts';
 import { enqueueApproval } from './storage/notifications.ts';
@@ -168,6 +169,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       onEventsStored: (outcome) => {
         if (outcome.completedExecs.length > 0) events.emit('exec.finished', { execs: outcome.completedExecs });
         if (outcome.incidents.length > 0) events.emit('incident.changed', { incidentIds: outcome.incidents, opened: outcome.opened });
+        if (outcome.monitors.length > 0) events.emit('monitor.results', { monitorIds: outcome.monitors });
       },
     });
     // Old envelope ids and metric samples: forgotten, expired or downsampled, in bounded steps.
@@ -193,8 +195,14 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     );
     // Heartbeat checks: overdue ones turn late and down by the times stored with them.
     const heartbeats = new HeartbeatMonitor(db, { clock, lifecycle, events, redactor, pollMs: 10_000 }, app.log);
-    // Uptime monitors the hub runs: each at its next_run_at (looked for every second).
-    const monitors = new MonitorRunner(db, { clock, lifecycle, events, pollMs: 1000, allowInternal: config.monitorAllowInternal }, app.log);
+    // Uptime monitors the hub runs: each at its next_run_at (looked for every second); agents'
+    // locations turn unknown once their agent counts as offline.
+    const monitors = new MonitorRunner(
+      db,
+      { clock, lifecycle, events, pollMs: 1000, allowInternal: config.monitorAllowInternal, offlineAfterMs: MISSED_HEARTBEATS * config.heartbeatIntervalS * 1000 },
+      app.log,
+    );
+    const assignments = new MonitorAssignments(db, registry, app.log);
     // Query strings and path parameters arrive as text and are coerced to their schema's types;
     // bodies are JSON and are taken as sent (Fastify's default would turn ["a"] into "a").
     const ajvOptions = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const;
@@ -252,8 +260,10 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     events.on('analysis.requested', () => analyzer.kick());
     events.on('analysis.stored', () => slack?.kick());
     events.on('notification.queued', () => slack?.kick());
+    events.on('monitor.results', (e) => monitors.decide(e.monitorIds));
+    events.on('monitors.changed', () => assignments.refresh());
 
-    const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, heartbeats, monitors, sweepOffline };
+    const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, heartbeats, monitors, assignments, sweepOffline };
     app.decorate('hub', hub);
 
     // Background work starts once the routes are ready. Fastify runs onClose hooks in reverse
@@ -286,7 +296,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     app.addHook('preClose', async () => broker.shutdown());
     await app.register(healthPlugin, { db, registry });
     if (slack) await app.register(slackPlugin, { slack });
-    await app.register(streamPlugin, { config, clock, db, registry, writer, lifecycle, events });
+    await app.register(streamPlugin, { config, clock, db, registry, writer, lifecycle, events, onHello: (conn) => assignments.hello(conn) });
     await app.register(metricsPlugin, { writer, registry, broker, authenticate: async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined });
 
     await app.register(async (v1: App) => {
@@ -314,7 +324,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       remediationRoutes(v1, { db, engine: remediation, events, clock });
       integrationRoutes(v1, { db, clock });
       heartbeatRoutes(v1, { db, clock, lifecycle, events, kick: heartbeats.kick });
-      monitorRoutes(v1, { db, clock, lifecycle, events, kick: monitors.kick });
+      monitorRoutes(v1, { db, clock, lifecycle, events, kick: monitors.kick, decide: (ids) => monitors.decide(ids) });
     });
     // Alerts from other tools: authenticated per integration, not by API token.
     await app.register(intakePlugin, { config, db, lifecycle, redactor, events, clock });

@@ -64,6 +64,10 @@ export interface HubConfig {
   metricsRawHours: number;
   /** ...until they are this old. */
   metricsRetentionDays: number;
+  /** Monitor results are kept as checked this long, then as one row per location and hour... */
+  monitorResultsRawDays: number;
+  /** ...until they are this old. */
+  monitorResultsRetentionDays: number;
   /** TCP connections the hub holds at once (agents, REST, anything); more are closed at once. */
   maxConnections: number;
   /** A connection that has not sent a whole request (or upgrade) in this time is closed. */
@@ -119,6 +123,8 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   metricSamplesPerMinute: 240, // one sample per metrics message: 4 a minute at the default interval
   metricsRawHours: 48,
   metricsRetentionDays: 30,
+  monitorResultsRawDays: 7,
+  monitorResultsRetentionDays: 90,
   maxConnections: 16_000, // under the 20,000 open files a process may hold on these machines
   requestHeadersTimeoutMs: 10_000,
   apiRateLimit: 600,
@@ -176,6 +182,8 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   metricSamplesPerMinute: int(1, 10_000_000),
   metricsRawHours: int(1, 24 * 3650),
   metricsRetentionDays: int(1, 3650),
+  monitorResultsRawDays: int(1, 3650),
+  monitorResultsRetentionDays: int(1, 3650),
   maxConnections: int(1, 10_000_000),
   requestHeadersTimeoutMs: int(100, 600_000),
   apiRateLimit: int(1, 10_000_000),
@@ -214,6 +222,9 @@ export function resolveConfig(overrides: Partial<HubConfig> = {}): Readonly<HubC
   if (config.metricsRawHours > config.metricsRetentionDays * 24) {
     throw new ConfigError('metricsRawHours', 'must not exceed metricsRetentionDays (in hours)');
   }
+  if (config.monitorResultsRawDays > config.monitorResultsRetentionDays) {
+    throw new ConfigError('monitorResultsRawDays', 'must not exceed monitorResultsRetentionDays');
+  }
   return Object.freeze(config);
 }
 
@@ -246,6 +257,8 @@ export const ENV_KEYS = {
   OPSPILOT_METRIC_SAMPLES_PER_MINUTE: 'metricSamplesPerMinute',
   OPSPILOT_METRICS_RAW_HOURS: 'metricsRawHours',
   OPSPILOT_METRICS_RETENTION_DAYS: 'metricsRetentionDays',
+  OPSPILOT_MONITOR_RESULTS_RAW_DAYS: 'monitorResultsRawDays',
+  OPSPILOT_MONITOR_RESULTS_RETENTION_DAYS: 'monitorResultsRetentionDays',
   OPSPILOT_MAX_CONNECTIONS: 'maxConnections',
   OPSPILOT_MAX_UNAUTHENTICATED: 'maxUnauthenticated',
   OPSPILOT_API_RATE_LIMIT: 'apiRateLimit',

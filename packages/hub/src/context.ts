@@ -10,6 +10,7 @@ import type { Slack } from './slack/index.ts';
 import type { RemediationEngine } from './remediation/engine.ts';
 import type { HeartbeatMonitor } from './heartbeats/monitor.ts';
 import type { MonitorRunner } from './monitors/runner.ts';
+import type { MonitorAssignments } from './monitors/assign.ts';
 import type { Retention } from './retention.ts';
 import type { HubEvents } from './events.ts';
 import type { Clock } from './clock.ts';
@@ -37,8 +38,10 @@ export interface Hub {
   remediation: RemediationEngine;
   /** Heartbeat checks (tests call its sweep after moving the clock). */
   heartbeats: HeartbeatMonitor;
-  /** Uptime monitors the hub runs (tests wait on its idle()). */
+  /** Uptime monitors: the ones the hub runs, and every monitor's state and incidents (tests wait on its idle()). */
   monitors: MonitorRunner;
+  /** Which agents run which monitors: sent to them after hello and on every change. */
+  assignments: MonitorAssignments;
   /** Open "agent offline" incidents for silent agents now (also run every 30 s); returns their ids. */
   sweepOffline(now?: Date): Promise<string[]>;
 }

@@ -14,6 +14,8 @@ import type { ExecRequest } from './storage/tables.ts';
  * | analysis.stored | analyzer | Slack notifier |
  * | exec.finished | ingest (exec results) | exec broker (REST calls, Slack clicks and rules waiting for the result) |
  * | notification.queued | remediation, REST (silence deleted), Slack (replies) | Slack notifier |
+ * | monitor.results | ingest (agents' check results that moved a location's state) | monitor runner (decides the monitor's state) |
+ * | monitors.changed | REST (a monitor added, changed or deleted) | monitor assignments (agents get their new set) |
  */
 export interface HubEventMap {
   /** Incidents changed (opened, repeated, reopened, resolved, acknowledged, ignored, escalated). */
@@ -23,9 +25,11 @@ export interface HubEventMap {
   'exec.finished': { execs: ExecRequest[] };
   /** Something was put in the Slack outbox. */
   'notification.queued': Record<string, never>;
+  'monitor.results': { monitorIds: string[] };
+  'monitors.changed': Record<string, never>;
 }
 export type HubEventName = keyof HubEventMap;
-export const HUB_EVENT_NAMES = ['incident.changed', 'analysis.requested', 'analysis.stored', 'exec.finished', 'notification.queued'] as const satisfies readonly HubEventName[];
+export const HUB_EVENT_NAMES = ['incident.changed', 'analysis.requested', 'analysis.stored', 'exec.finished', 'notification.queued', 'monitor.results', 'monitors.changed'] as const satisfies readonly HubEventName[];
 
 type Listener<K extends HubEventName> = (event: HubEventMap[K]) => void | Promise<void>;
 

@@ -2,7 +2,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Clock } from './clock.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from './storage/database.ts';
-import { deleteMetricsBefore, downsampleMetrics, pruneOlder, pruneReceivedEnvelopes } from './storage/retention.ts';
+import { deleteMetricsBefore, downsampleMetrics, downsampleMonitorResults, pruneOlder, pruneReceivedEnvelopes } from './storage/retention.ts';
 
 export interface RetentionSettings {
   /** Metric samples are kept as sent this long, then as 5-minute averages... */
@@ -11,6 +11,10 @@ export interface RetentionSettings {
   metricsRetentionDays: number;
   /** Envelope ids are remembered (for dedupe) this long. */
   dedupeRetentionDays: number;
+  /** Monitor results are kept as checked this long, then hourly... */
+  monitorResultsRawDays: number;
+  /** ...until they are this old. */
+  monitorResultsRetentionDays: number;
 }
 
 export interface RetentionReport {
@@ -19,6 +23,8 @@ export interface RetentionReport {
   deliveries: number;
   expiredSamples: number;
   downsampledSamples: number;
+  expiredResults: number;
+  downsampledResults: number;
 }
 
 /** Rows per statement, and statements per run: a run is bounded, the next one goes on. */
@@ -65,14 +71,14 @@ export class Retention {
   async #runLogged(): Promise<void> {
     try {
       const report = await this.run();
-      if (report.envelopeIds + report.deliveries + report.expiredSamples + report.downsampledSamples > 0) this.log.info(report, 'retention: old data pruned');
+      if (Object.values(report).some((n) => n > 0)) this.log.info(report, 'retention: old data pruned');
     } catch (err) {
       this.log.warn({ err }, 'retention run failed; the next run retries');
     }
   }
 
   async #run(now: Date): Promise<RetentionReport> {
-    const report: RetentionReport = { envelopeIds: 0, deliveries: 0, expiredSamples: 0, downsampledSamples: 0 };
+    const report: RetentionReport = { envelopeIds: 0, deliveries: 0, expiredSamples: 0, downsampledSamples: 0, expiredResults: 0, downsampledResults: 0 };
     let statements = 0;
     const drain = async (step: () => Promise<number>, key: keyof RetentionReport) => {
       while (statements < MAX_STATEMENTS) {
@@ -88,8 +94,9 @@ export class Retention {
     await drain(() => pruneOlder(this.db, 'integration_deliveries', days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'deliveries');
     await drain(() => pruneOlder(this.db, 'heartbeat_pings', days(this.settings.dedupeRetentionDays), BATCH_ROWS), 'deliveries');
     await drain(() => deleteMetricsBefore(this.db, days(this.settings.metricsRetentionDays), BATCH_ROWS), 'expiredSamples');
-    await drain(() => pruneOlder(this.db, 'monitor_results', days(this.settings.metricsRetentionDays), BATCH_ROWS), 'expiredSamples');
+    await drain(() => pruneOlder(this.db, 'monitor_results', days(this.settings.monitorResultsRetentionDays), BATCH_ROWS), 'expiredResults');
     await drain(() => downsampleMetrics(this.db, new Date(now.getTime() - this.settings.metricsRawHours * 3_600_000), BATCH_ROWS), 'downsampledSamples');
+    await drain(() => downsampleMonitorResults(this.db, days(this.settings.monitorResultsRawDays), BATCH_ROWS), 'downsampledResults');
     return report;
   }
 }

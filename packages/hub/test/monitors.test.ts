@@ -11,7 +11,6 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { monitorState, nextLocationState } from '../src/monitors/runner.ts';
 import { TestClock, eachBackend, startHub, type TestHub } from './helpers.ts';
 
 async function listen(t: Test, server: net.Server): Promise<number> {
@@ -128,7 +127,14 @@ eachBackend(t, 'REST: a monitor that cannot run is refused with the problem name
   await bad({ kind: 'dns', target: 'bad..name' }, 'HUB_INVALID_MONITOR', /not a DNS name/);
   await bad({ kind: 'tcp', target: 'db-1:5432', http: { method: 'GET' } }, 'HUB_INVALID_MONITOR', /options for another kind/);
   await bad({ interval_s: 5 }, 'HUB_BAD_REQUEST');
-  await bad({ run_on: { agents: ['01J'] } }, 'HUB_BAD_REQUEST');
+  await bad({ run_on: { agents: ['01J'] } }, 'HUB_INVALID_MONITOR', /^run_on\.agents: no agent 01J$/);
+  await bad({ run_on: { hub: false } }, 'HUB_INVALID_MONITOR', /^run_on: name where the check runs/);
+  await bad({ run_on: {} }, 'HUB_BAD_REQUEST');
+  await bad({ run_on: { labels: {} } }, 'HUB_BAD_REQUEST');
+  await bad({ run_on: { agents: [] } }, 'HUB_BAD_REQUEST');
+  await bad({ run_on: { agents: ['a', 'a'] } }, 'HUB_BAD_REQUEST');
+  await bad({ run_on: { agents: ["a'; DROP TABLE agents; --"] } }, 'HUB_BAD_REQUEST');
+  await bad({ run_on: 'everywhere' }, 'HUB_BAD_REQUEST');
   await bad({ http: { headers: { 'x-a': 'line\r\nInjected: 1' } } }, 'HUB_BAD_REQUEST');
   t.equal((await hub.api('POST', '/v1/monitors', { name: 'm', kind: 'http', target: 'http://127.0.0.1:9/', enabled: false })).status, 201);
   await bad({}, 'HUB_NAME_TAKEN');
@@ -155,28 +161,3 @@ eachBackend(t, "by default the hub's monitors do not reach its loopback, link-lo
   }
 });
 
-t.test('a location moves by its thresholds; a monitor is down when a quorum of its locations is', async (t) => {
-  const m = { failure_threshold: 3, success_threshold: 2 };
-  let l = { state: 'unknown' as const, failures: 0, successes: 0 } as { state: 'up' | 'down' | 'unknown'; failures: number; successes: number };
-  l = nextLocationState(l, true, m);
-  t.same(l, { state: 'up', failures: 0, successes: 1 }, 'a location never seen is up at its first success');
-  for (const expected of ['up', 'up', 'down'] as const) {
-    l = nextLocationState(l, false, m);
-    t.equal(l.state, expected, `after ${l.failures} failures: ${expected}`);
-  }
-  l = nextLocationState(l, true, m);
-  t.same(l, { state: 'down', failures: 0, successes: 1 }, 'one success is not up');
-  l = nextLocationState(l, false, m);
-  t.same(l, { state: 'down', failures: 1, successes: 0 }, 'a failure between resets the successes');
-  l = nextLocationState(nextLocationState(l, true, m), true, m);
-  t.equal(l.state, 'up');
-
-  t.equal(monitorState(['unknown', 'unknown'], null, 2), 'unknown', 'no location has a state');
-  t.equal(monitorState(['down', 'up', 'up'], null, 3), 'up', 'one of three down is not an outage');
-  t.equal(monitorState(['down', 'down', 'up'], null, 3), 'down', 'a majority of three is');
-  t.equal(monitorState(['down', 'unknown', 'unknown'], null, 3), 'up', 'one down of three, the others unknown: not a majority');
-  t.equal(monitorState(['down', 'up', 'up'], 1, 3), 'down', 'an explicit quorum of 1');
-  t.equal(monitorState(['down', 'down'], 3, 2), 'down', 'a quorum larger than the locations asks for all of them');
-  t.equal(monitorState(['down', 'up'], 3, 2), 'up');
-  t.equal(monitorState(['down'], null, 1), 'down');
-});

@@ -1,20 +1,27 @@
 import { PROTOCOL_ERROR_CODES, ProtocolError } from './errors.ts';
 import { ID_PATTERN } from './limits.ts';
-import { arr, bool, int, jsonDocument, jsonObject, nullable, num, obj, oneOf, SchemaViolation, str, type Check, type Infer } from './schema.ts';
+import { arr, bool, int, jsonDocument, jsonObject, nullable, num, obj, oneOf, pair, record, SchemaViolation, str, type Check, type Infer } from './schema.ts';
 
 /** Message types an agent sends, in PROTOCOL.md order. */
-export const AGENT_MESSAGE_TYPES = ['hello', 'heartbeat', 'metrics', 'alert', 'resolve', 'exec_result'] as const;
+export const AGENT_MESSAGE_TYPES = ['hello', 'heartbeat', 'metrics', 'alert', 'resolve', 'exec_result', 'check_results'] as const;
 export type AgentMessageType = (typeof AGENT_MESSAGE_TYPES)[number];
 
 /** Message types the hub sends. */
-export const HUB_MESSAGE_TYPES = ['welcome', 'ack', 'exec', 'error'] as const;
+export const HUB_MESSAGE_TYPES = ['welcome', 'ack', 'exec', 'error', 'monitors'] as const;
 export type HubMessageType = (typeof HUB_MESSAGE_TYPES)[number];
 
 export const MESSAGE_TYPES = [...AGENT_MESSAGE_TYPES, ...HUB_MESSAGE_TYPES] as const;
 export type MessageType = AgentMessageType | HubMessageType;
 
 /** Types the agent keeps in its durable outbox until the hub acks them. */
-export const DURABLE_MESSAGE_TYPES = ['alert', 'resolve', 'exec_result'] as const satisfies readonly AgentMessageType[];
+export const DURABLE_MESSAGE_TYPES = ['alert', 'resolve', 'exec_result', 'check_results'] as const satisfies readonly AgentMessageType[];
+
+/**
+ * Messages added by each protocol version: a side sends one only when the negotiated version
+ * has it (a hub never sends `monitors` to an agent that said 1; an agent sends `check_results`
+ * only to a hub that said 2).
+ */
+export const MESSAGE_SINCE: Partial<Record<MessageType, number>> = { monitors: 2, check_results: 2 };
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -35,7 +42,7 @@ const unixSeconds = num({ min: 0, max: MAX_UNIX_SECONDS });
  * agent keeps working with a newer hub and the other way round. The envelope's `ver` is separate:
  * it changes only if the envelope itself does.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** The oldest message set a hub of this code still serves. */
 export const MIN_PROTOCOL_VERSION = 1;
 
@@ -160,6 +167,70 @@ export const execPayload = obj({
   timeout_ms: int({ min: 1, max: 600_000 }),
 });
 
+/** Checks an agent runs for the hub (protocol 2): the same shapes as the hub's /v1/monitors. */
+export const CHECK_KINDS = ['http', 'tcp', 'dns', 'tls'] as const;
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+export const DNS_RECORD_TYPES = ['A', 'AAAA', 'CNAME', 'MX', 'TXT', 'NS'] as const;
+const status = int({ min: 100, max: 599 });
+const headerName = str({ min: 1, max: 128, pattern: /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/ });
+const headerValue = str({ max: 4096, pattern: /^[^\r\n]*$/ });
+
+export const monitorDefinition = obj(
+  {
+    id: str({ pattern: ID_PATTERN, max: 64 }),
+    kind: oneOf(CHECK_KINDS),
+    target: str({ min: 1, max: 2048 }),
+    interval_s: int({ min: 10, max: 86_400 }),
+    timeout_ms: int({ min: 100, max: 60_000 }),
+  },
+  {
+    conditions: arr(str({ min: 1, max: 256 }), { max: 20 }),
+    http: obj(
+      {},
+      {
+        method: oneOf(HTTP_METHODS),
+        headers: record(headerName, headerValue, { max: 32 }),
+        body: str({ max: 64 * KiB }),
+        follow_redirects: bool,
+        accept_status: arr(pair(status, status), { min: 1, max: 16 }),
+        body_contains: str({ min: 1, max: 1024 }),
+        verify_tls: bool,
+      },
+    ),
+    dns: obj({}, { record_type: oneOf(DNS_RECORD_TYPES), expected: str({ min: 1, max: 255 }), resolver: str({ min: 2, max: 60, pattern: /^[0-9A-Fa-f.:[\]]+$/ }) }),
+    tls: obj({}, { verify: bool }),
+  },
+);
+
+/**
+ * hub → agent (protocol 2): every check this agent is to run, replacing the set it had. `version`
+ * names the set (the same set has the same version), so an agent can tell a resend from a change.
+ */
+export const monitorsPayload = obj({
+  version: str({ min: 1, max: 64, pattern: /^[A-Za-z0-9_.:-]+$/ }),
+  monitors: arr(monitorDefinition, { max: 500 }),
+});
+
+/** One check's outcome at an agent. */
+export const checkResult = obj(
+  {
+    monitor_id: str({ pattern: ID_PATTERN, max: 64 }),
+    /** When the check started, Unix seconds (fractions allowed). */
+    at: unixSeconds,
+    ok: bool,
+    response_ms: num({ min: 0, max: 3_600_000 }),
+  },
+  {
+    status: int({ min: 0, max: 999 }),
+    error: str({ max: 1000 }),
+    failures: arr(str({ max: 1000 }), { max: 20 }),
+    cert_expires_at: unixSeconds,
+  },
+);
+
+/** agent → hub (protocol 2, durable): results of the checks the hub sent. */
+export const checkResultsPayload = obj({ results: arr(checkResult, { min: 1, max: 1000 }) });
+
 export const errorPayload = obj(
   { code: oneOf(PROTOCOL_ERROR_CODES), message: str({ max: 4096 }) },
   { ref_id: str({ max: 64 }) },
@@ -176,6 +247,8 @@ export const PAYLOAD_SCHEMAS = {
   ack: ackPayload,
   exec: execPayload,
   error: errorPayload,
+  monitors: monitorsPayload,
+  check_results: checkResultsPayload,
 } as const satisfies Record<MessageType, Check<unknown>>;
 
 export type HelloPayload = Infer<typeof helloPayload>;
@@ -189,6 +262,10 @@ export type WelcomePayload = Infer<typeof welcomePayload>;
 export type AckPayload = Infer<typeof ackPayload>;
 export type ExecPayload = Infer<typeof execPayload>;
 export type ErrorPayload = Infer<typeof errorPayload>;
+export type MonitorDefinition = Infer<typeof monitorDefinition>;
+export type MonitorsPayload = Infer<typeof monitorsPayload>;
+export type CheckResultPayload = Infer<typeof checkResult>;
+export type CheckResultsPayload = Infer<typeof checkResultsPayload>;
 export type ExecParams = Infer<typeof execParams>;
 
 export type PayloadOf<T extends MessageType> = Infer<(typeof PAYLOAD_SCHEMAS)[T]>;

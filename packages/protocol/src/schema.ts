@@ -161,3 +161,26 @@ export function obj<R extends Shape, O extends Shape = {}>(required: R, optional
     return out as Out<R, O>;
   };
 }
+
+/** An object used as a map: at most `max` keys, each checked by `key`, each value by `value`. */
+export function record<T>(key: Check<string>, value: Check<T>, opts: { max: number }): Check<Record<string, T>> {
+  return (input, path) => {
+    const o = jsonObject(input, path);
+    const keys = Object.keys(o);
+    if (keys.length > opts.max) throw new SchemaViolation(path, `must have at most ${opts.max} keys`);
+    const out: Record<string, T> = {};
+    for (const k of keys) {
+      key(k, `${path}.<key>`);
+      Object.defineProperty(out, k, { value: value(o[k], `${path}.${k}`), enumerable: true, writable: true, configurable: true });
+    }
+    return out;
+  };
+}
+
+/** A fixed-length array, each position with its own check. */
+export function pair<A, B>(a: Check<A>, b: Check<B>): Check<[A, B]> {
+  return (value, path) => {
+    if (!Array.isArray(value) || value.length !== 2) throw new SchemaViolation(path, 'expected an array of two');
+    return [a(value[0], `${path}[0]`), b(value[1], `${path}[1]`)];
+  };
+}

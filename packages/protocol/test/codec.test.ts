@@ -4,6 +4,8 @@ import { gzipSync as nodeGzip } from 'node:zlib';
 import {
   AGENT_MESSAGE_TYPES,
   CLOSE_CODES,
+  DURABLE_MESSAGE_TYPES,
+  MESSAGE_SINCE,
   DEFAULT_LIMITS,
   EXEC_ERROR_CODES,
   HUB_MESSAGE_TYPES,
@@ -23,7 +25,7 @@ import {
   wireSafe,
   type ProtocolErrorCode,
 } from '../src/index.ts';
-import { GO_ALERT, GO_ALERT_PLAIN, GO_HEARTBEAT } from '../src/vectors.ts';
+import { CHECK_RESULTS, CHECK_RESULTS_JSON, GO_ALERT, GO_ALERT_PLAIN, GO_HEARTBEAT, MONITORS, MONITORS_JSON } from '../src/vectors.ts';
 
 const fromAgent = AGENT_MESSAGE_TYPES;
 
@@ -61,6 +63,56 @@ t.test('the original OpsPilot gzip alert decodes', async (t) => {
   }
 });
 
+t.test('protocol 2 vectors: a monitor set and check results decode to their JSON exactly', async (t) => {
+  const monitors = decodeFrame(MONITORS, HUB_MESSAGE_TYPES);
+  t.same(monitors.message, { type: 'monitors', payload: JSON.parse(MONITORS_JSON) });
+  t.equal(monitors.envelope.token, undefined, 'hub envelopes carry no token');
+  const results = decodeFrame(CHECK_RESULTS, fromAgent);
+  t.same(results.message, { type: 'check_results', payload: JSON.parse(CHECK_RESULTS_JSON) });
+  t.equal(results.envelope.id, '01JRES0000000000000000000A');
+  t.ok(DURABLE_MESSAGE_TYPES.includes('check_results'), 'check results go through the outbox');
+  t.equal(MESSAGE_SINCE.monitors, 2);
+  t.equal(MESSAGE_SINCE.check_results, 2);
+  t.equal(PROTOCOL_VERSION, 2);
+  t.equal(negotiateProtocol(1), 1, 'an agent of protocol 1 is served protocol 1: it is never sent monitors');
+  t.equal(negotiateProtocol(2), 2);
+  t.equal(negotiateProtocol(7), 2, 'a newer agent is served what this hub has');
+});
+
+t.test('hostile monitor sets and check results are refused by their schema, naming the path', async (t) => {
+  const def = { id: 'm1', kind: 'http', target: 'http://x/', interval_s: 60, timeout_ms: 1000 };
+  const monitors = (m: unknown[], version = 'v') => frame({ type: 'monitors', data: b64(JSON.stringify({ version, monitors: m })) });
+  const results = (r: unknown[]) => frame({ type: 'check_results', data: b64(JSON.stringify({ results: r })) });
+  const refused: [string, string, RegExp][] = [
+    ['a header with CRLF (request splitting)', monitors([{ ...def, http: { headers: { 'X-A': 'a\r\nHost: evil' } } }]), /monitors\[0\]\.http\.headers\.X-A: does not match/],
+    ['a header name with a space', monitors([{ ...def, http: { headers: { 'Bad Name': 'x' } } }]), /http\.headers\.<key>: does not match/],
+    ['an unknown method', monitors([{ ...def, http: { method: 'TRACE' } }]), /http\.method: expected one of/],
+    ['an interval under 10 s', monitors([{ ...def, interval_s: 1 }]), /interval_s: must be >= 10/],
+    ['a kind the agent cannot run', monitors([{ ...def, kind: 'exec' }]), /kind: expected one of http, tcp, dns, tls/],
+    ['501 monitors', monitors(Array.from({ length: 501 }, (_, i) => ({ ...def, id: `m${i}` }))), /monitors: must have at most 500 items/],
+    ['33 headers', monitors([{ ...def, http: { headers: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`h${i}`, 'v'])) } }]), /headers: must have at most 32 keys/],
+    ['an accept range of three', monitors([{ ...def, http: { accept_status: [[200, 299, 300]] } }]), /accept_status\[0\]: expected an array of two/],
+    ['a version with a slash', monitors([], 'a/b'), /version: does not match/],
+    ['no results', results([]), /results: must have at least 1 items/],
+    ['1001 results', results(Array.from({ length: 1001 }, () => ({ monitor_id: 'm', at: 1, ok: true, response_ms: 1 }))), /results: must have at most 1000 items/],
+    ['a negative response time', results([{ monitor_id: 'm', at: 1, ok: true, response_ms: -1 }]), /response_ms: must be >= 0/],
+    ['a time past 9999', results([{ monitor_id: 'm', at: 1e15, ok: true, response_ms: 1 }]), /at: must be <=/],
+    ['a monitor id with a quote', results([{ monitor_id: "m'1", at: 1, ok: true, response_ms: 1 }]), /monitor_id: does not match/],
+    ['a NUL in an error', results([{ monitor_id: 'm', at: 1, ok: false, response_ms: 1, error: 'a\u0000b' }]), /error: contains a NUL/],
+  ];
+  for (const [what, wire, message] of refused) {
+    t.throws(() => decodeFrame(wire, [...fromAgent, ...HUB_MESSAGE_TYPES]), { code: 'PROTO_SCHEMA', message }, what);
+  }
+  // A header named __proto__ stays a header: the copy's prototype is untouched.
+  const { message } = decodeFrame(monitors([{ ...def, http: { headers: JSON.parse('{"__proto__":"x"}') } }]), HUB_MESSAGE_TYPES);
+  const headers = (message.payload as { monitors: { http: { headers: Record<string, string> } }[] }).monitors[0]!.http.headers;
+  t.equal(Object.getPrototypeOf(headers), Object.prototype);
+  t.equal(Object.getOwnPropertyDescriptor(headers, '__proto__')?.value, 'x');
+  // Unknown fields (a newer hub's) are dropped, not refused.
+  const newer = decodeFrame(monitors([{ ...def, shiny: true }]), HUB_MESSAGE_TYPES).message.payload as { monitors: object[] };
+  t.same(newer.monitors[0], def);
+});
+
 t.test('node:zlib gzip (another implementation) decodes', async (t) => {
   const data = b64(nodeGzip(JSON.stringify({ type: 'log', source: '/var/log/app.log', message: 'fatal: x' })));
   const { message } = decodeFrame(frame({ data, compression: 'gzip' }), fromAgent);
@@ -83,6 +135,15 @@ t.test('every message round-trips through encode and decode', async (t) => {
     ack: { ids: ['x1', 'x2'] },
     exec: { request_id: 'req_1', command: 'restart_service', params: { service: 'nginx' }, timeout_ms: 15000 },
     error: { code: 'PROTO_BAD_GZIP', message: 'bad', ref_id: 'x1' },
+    monitors: {
+      version: 'v1',
+      monitors: [
+        { id: 'm1', kind: 'http', target: 'https://example.com/health', interval_s: 60, timeout_ms: 5000, conditions: ['[STATUS] == 200'], http: { method: 'POST', headers: { 'X-Probe': 'opspilot' }, body: '{}', follow_redirects: false, accept_status: [[200, 204]], body_contains: 'ok', verify_tls: true } },
+        { id: 'm2', kind: 'dns', target: 'example.com', interval_s: 30, timeout_ms: 1000, dns: { record_type: 'AAAA', expected: '::1', resolver: '127.0.0.1:53' } },
+        { id: 'm3', kind: 'tls', target: 'example.com:443', interval_s: 3600, timeout_ms: 10000, tls: { verify: false } },
+      ],
+    },
+    check_results: { results: [{ monitor_id: 'm1', at: 1706140800.5, ok: false, response_ms: 120.5, status: 503, error: 'status 503 is not accepted', failures: ['[STATUS] (503) == 200'], cert_expires_at: 1806140800 }] },
   } as const;
   const all = [...AGENT_MESSAGE_TYPES, ...HUB_MESSAGE_TYPES];
   t.same(Object.keys(cases).sort(), [...all].sort(), 'a case for every message type');

@@ -49,6 +49,8 @@ export interface ConnectionContext {
   authenticate(token: string): Promise<AuthenticatedAgent | undefined>;
   /** The connection is authenticated: register it (closing an older one with 4409). */
   onAuthenticated(conn: AgentConnection): void;
+  /** The agent said hello: its message set is known (`conn.protocol`). */
+  onHello?(conn: AgentConnection): void;
   onClosed(conn: AgentConnection): void;
 }
 
@@ -78,6 +80,8 @@ export class AgentConnection implements AckTarget {
   actions: string[] | null = null;
   lastSeenAt: Date | null = null;
   connectedAt: Date | null = null;
+  /** The version of the monitors last sent to this agent (protocol 2), so an unchanged set is not sent again. */
+  monitorsVersion: string | null = null;
   /** Pings sent with neither a pong nor a frame since. */
   missedPongs = 0;
   #pausedForWriter = false;
@@ -145,7 +149,8 @@ export class AgentConnection implements AckTarget {
     // exec carries its request id as the envelope id too: an agent that cannot read the payload
     // can still answer that request with an error instead of leaving it to time out.
     const id = type === 'exec' ? (payload as PayloadOf<'exec'>).request_id : undefined;
-    const frame = encodeEnvelope(type, payload, { compression: 'none', ...(id ? { id } : {}) });
+    // A monitor set may be large: it is gzipped past a few hundred bytes like an agent's messages.
+    const frame = encodeEnvelope(type, payload, { ...(type === 'monitors' ? {} : { compression: 'none' }), ...(id ? { id } : {}) });
     this.socket.send(frame, done);
   }
 
@@ -295,6 +300,7 @@ export class AgentConnection implements AckTarget {
         }
         this.actions = message.payload.actions;
         frame.hello = message.payload;
+        this.ctx.onHello?.(this);
         break;
       case 'heartbeat':
         frame.stats = message.payload;
@@ -305,6 +311,7 @@ export class AgentConnection implements AckTarget {
       case 'alert':
       case 'resolve':
       case 'exec_result':
+      case 'check_results':
         frame.event = { kind: message.type, agentId, msgId, at, payload: message.payload } as EventItem;
         break;
     }
@@ -365,6 +372,7 @@ export class AgentConnection implements AckTarget {
         break;
       case 'hello':
       case 'heartbeat':
+      case 'check_results':
         charge('bulk', 1);
         break;
       case 'exec_result':

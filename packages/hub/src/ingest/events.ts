@@ -2,13 +2,14 @@ import type { Db } from '../storage/database.ts';
 import { completeExecRequests } from '../storage/exec-requests.ts';
 import { claimEnvelopeIds, existingAgents, idKey, inSavepoint, refusedData, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
 import { applyAlert, applyResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
+import { storeCheckResults } from '../storage/monitors.ts';
 
 const YIELD_AFTER_MS = 20;
 
 /**
- * Store alerts, resolves and exec results, each envelope id once. Exec results go in one
- * statement of their own (someone is waiting for them: one round trip); alerts and resolves in
- * one transaction, in the order they arrived. Events of an agent deleted meanwhile are skipped.
+ * Store alerts, resolves, exec results and check results, each envelope id once. Exec results go
+ * in one statement of their own (someone is waiting for them: one round trip); the others in one
+ * transaction, in the order they arrived. Events of an agent deleted meanwhile are skipped.
  */
 export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
   try {
@@ -24,7 +25,7 @@ export async function storeEvents(db: Db, batch: EventBatch, lifecycle: Lifecycl
  * back alone and named in `refused`; the others commit together.
  */
 async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
-  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], refused: [] };
+  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], monitors: [], refused: [] };
   await db.transaction().execute(async (trx) => {
     for (const [i, item] of batch.items.entries()) {
       const one = await inSavepoint(trx, `item_${i}`, () => storeEventsTogether(trx, { items: [item], ids: [], receivedAt: batch.receivedAt }, lifecycle, false));
@@ -32,6 +33,7 @@ async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: Lifecyc
         outcome.completedExecs.push(...one.value.completedExecs);
         outcome.incidents.push(...one.value.incidents);
         outcome.opened.push(...one.value.opened);
+        outcome.monitors.push(...one.value.monitors);
       } else if (item.msgId !== undefined) {
         outcome.refused.push({ agentId: item.agentId, msgId: item.msgId, reason: `the hub could not store this ${item.kind}: ${one.refused.message.replace(/"[^"\n]{17,}"/g, '"[value]"').slice(0, 300)}` });
       }
@@ -42,21 +44,21 @@ async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: Lifecyc
 
 async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, ownTransaction = true): Promise<EventOutcome> {
   const results = batch.items.filter((i): i is Extract<EventItem, { kind: 'exec_result' }> => i.kind === 'exec_result');
-  const incidents = batch.items.filter((i) => i.kind !== 'exec_result');
-  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], refused: [] };
+  const ordered = batch.items.filter((i) => i.kind !== 'exec_result');
+  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], monitors: [], refused: [] };
   if (results.length > 0) {
     outcome.completedExecs = await completeExecRequests(
       db,
       results.map((r) => ({ agentId: r.agentId, msgId: r.msgId, at: r.at, result: r.payload })),
     );
   }
-  if (incidents.length === 0) return outcome;
-  const ids = incidents.filter((i) => i.msgId !== undefined).map((i) => ({ agentId: i.agentId, msgId: i.msgId! }));
+  if (ordered.length === 0) return outcome;
+  const ids = ordered.filter((i) => i.msgId !== undefined).map((i) => ({ agentId: i.agentId, msgId: i.msgId! }));
   const write = async (trx: Db) => {
     const fresh = await claimEnvelopeIds(trx, ids, batch.receivedAt);
-    const existing = await existingAgents(trx, [...new Set(incidents.map((i) => i.agentId))]);
+    const existing = await existingAgents(trx, [...new Set(ordered.map((i) => i.agentId))]);
     let since = performance.now();
-    for (const item of incidents) {
+    for (const item of ordered) {
       // On the embedded database every statement runs on the hub's own thread: a batch of large
       // alerts would be one long stall. Past 20 ms of this batch, a turn of the event loop; a
       // batch of small alerts (the flood case) keeps its transaction short and never waits.
@@ -74,6 +76,8 @@ async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: Lifecyc
       } else if (item.kind === 'resolve') {
         const id = await applyResolve(trx, lifecycle, { agentId: item.agentId, ...item.payload }, item.at, 'agent', item.payload.message);
         if (id) outcome.incidents.push(id);
+      } else if (item.kind === 'check_results') {
+        outcome.monitors.push(...(await storeCheckResults(trx, item.agentId, item.payload.results, batch.receivedAt)));
       }
     }
   };

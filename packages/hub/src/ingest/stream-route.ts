@@ -36,6 +36,8 @@ export interface StreamDeps {
   writer: IngestWriter;
   lifecycle: LifecycleOptions;
   events: HubEvents;
+  /** An agent said hello (its message set is known). */
+  onHello?(conn: AgentConnection): void;
 }
 
 /**
@@ -55,7 +57,7 @@ export async function streamPlugin(scope: App, deps: StreamDeps): Promise<void> 
   streamRoute(scope, deps);
 }
 
-function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle, events }: StreamDeps): void {
+function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle, events, onHello }: StreamDeps): void {
 
   async function authenticate(token: string): Promise<AuthenticatedAgent | undefined> {
     const hash = hashToken(token);
@@ -80,6 +82,7 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
     readBudget: new ReadBudget(FRAMES_PER_TURN, RESUMES_PER_TURN),
     log: app.log,
     authenticate,
+    ...(onHello ? { onHello } : {}),
     onAuthenticated(conn) {
       unauthenticated.delete(conn);
       const agentId = conn.agentId!;

@@ -1,5 +1,5 @@
 import { newId } from '@opspilot/protocol';
-import { runCheck, type CheckResult, type CheckSpec } from '@opspilot/checks';
+import { monitorState, nextLocationState, runCheck, type CheckResult, type CheckSpec } from '@opspilot/checks';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Clock } from '../clock.ts';
 import type { HubEvents } from '../events.ts';
@@ -7,13 +7,33 @@ import { applyExternalAlert, applyExternalResolve, type LifecycleOptions } from 
 import type { Db } from '../storage/database.ts';
 import { openExternal, type ExternalAlert } from '../storage/external-alerts.ts';
 import { hubIntegration } from '../storage/integrations.ts';
-import { claimDueMonitors, lockLocation, locationsOf, recordResult, setLocation, setMonitorStatus, type Monitor, type MonitorLocation } from '../storage/monitors.ts';
-import type { MonitorState } from '../storage/tables.ts';
+import {
+  HUB_LOCATION,
+  claimDueMonitors,
+  dropLocationsExcept,
+  expireQuietLocations,
+  lockLocation,
+  lockMonitor,
+  locationsOf,
+  monitorAgents,
+  recordResult,
+  monitorsToReconsider,
+  runsOnHub,
+  setLocation,
+  setMonitorStatus,
+  type Monitor,
+  type MonitorLocation,
+} from '../storage/monitors.ts';
 import { Worker } from '../worker.ts';
 
 /** Checks the hub runs at once, at most (a slow target holds one slot, not the schedule). */
 const CONCURRENCY = 64;
 const DAY_MS = 86_400_000;
+
+/** How often agents' locations are looked at for silence, */
+const SWEEP_MS = 10_000;
+/** and every monitor run by agents for a state that disagrees with its locations'. */
+const RECONCILE_MS = 60_000;
 
 /** What a monitor asks of the probe. */
 export function specOf(m: Monitor): CheckSpec {
@@ -21,35 +41,13 @@ export function specOf(m: Monitor): CheckSpec {
 }
 
 /**
- * A location's state after one more result: down after `failure_threshold` failures in a row, up
- * after `success_threshold` successes in a row (a location never seen is up at its first success).
- */
-export function nextLocationState(l: Pick<MonitorLocation, 'state' | 'failures' | 'successes'>, ok: boolean, m: Pick<Monitor, 'failure_threshold' | 'success_threshold'>): Pick<MonitorLocation, 'state' | 'failures' | 'successes'> {
-  const failures = ok ? 0 : l.failures + 1;
-  const successes = ok ? l.successes + 1 : 0;
-  let state = l.state;
-  if (!ok && failures >= m.failure_threshold) state = 'down';
-  if (ok && (l.state === 'unknown' || successes >= m.success_threshold)) state = 'up';
-  return { state, failures, successes };
-}
-
-/**
- * The monitor's state from its locations': down when at least `quorum` are down (default: a
- * majority of the locations it runs from), so one place's trouble is not an outage; unknown
- * while no location has a state; up otherwise.
- */
-export function monitorState(states: readonly MonitorState[], quorum: number | null, locations: number): MonitorState {
-  if (states.every((s) => s === 'unknown')) return 'unknown';
-  // A quorum above the locations there are (an agent gone) asks for all of them, never the impossible.
-  const need = Math.min(quorum ?? Math.floor(locations / 2) + 1, locations);
-  return states.filter((s) => s === 'down').length >= need ? 'down' : 'up';
-}
-
-/**
- * Runs the monitors the hub runs, on their schedule (the next run of each is in the database, so
- * a restart loses nothing and with several hubs each run is taken once), and takes every result:
- * stored, the location's state moved, the monitor's state decided, and its incident opened or
- * resolved through the lifecycle; a certificate near its expiry opens a low incident of its own.
+ * Owns monitors' states and incidents. Runs the monitors the hub runs, on their schedule (the next
+ * run of each is in the database, so a restart loses nothing and with several hubs each run is
+ * taken once), and takes every result: stored, the location's state moved, the monitor's state
+ * decided from its locations', and its incident opened or resolved through the lifecycle; a
+ * certificate near its expiry opens a low incident of its own. Agents' results are stored by
+ * ingest; their monitors are decided here once committed (`decide`), and every 10 s the
+ * locations of agents gone quiet turn unknown.
  */
 export class MonitorRunner {
   readonly worker: Worker;
@@ -57,7 +55,7 @@ export class MonitorRunner {
 
   constructor(
     private readonly db: Db,
-    private readonly opts: { clock: Clock; lifecycle: LifecycleOptions; events: HubEvents; pollMs: number; allowInternal: boolean },
+    private readonly opts: { clock: Clock; lifecycle: LifecycleOptions; events: HubEvents; pollMs: number; allowInternal: boolean; offlineAfterMs: number },
     private readonly log: FastifyBaseLogger,
   ) {
     this.worker = new Worker({ name: 'monitors', pollMs: opts.pollMs, run: () => this.#runDue() }, log);
@@ -69,7 +67,11 @@ export class MonitorRunner {
   /** Resolves once no check is running (tests). */
   idle = (): Promise<void> => this.worker.idle();
 
+  #sweptAt = 0;
+  #reconciledAt = 0;
+
   async #runDue(): Promise<void> {
+    if (this.opts.clock.now().getTime() - this.#sweptAt >= SWEEP_MS) await this.sweep();
     const room = CONCURRENCY - this.#running.size;
     if (room <= 0) return;
     const due = await this.db.transaction().execute((trx) => claimDueMonitors(trx, this.opts.clock.now(), room));
@@ -87,16 +89,9 @@ export class MonitorRunner {
     }
   }
 
-  /** One result from one location, taken in one transaction. */
+  /** One result from one location, taken in one transaction with the decision it leads to. */
   async take(m: Monitor, location: string, result: CheckResult, at: Date): Promise<void> {
-    const changed: string[] = [];
-    const opened: string[] = [];
-    const note = (r: { incidentId: string; change: string } | string | undefined) => {
-      if (!r) return;
-      if (typeof r === 'string') return void changed.push(r);
-      if (r.change !== 'unchanged') changed.push(r.incidentId);
-      if (r.change === 'opened' || r.change === 'reopened') opened.push(r.incidentId);
-    };
+    const changes = new Changes();
     await this.db.transaction().execute(async (trx) => {
       await recordResult(trx, {
         id: newId(),
@@ -110,57 +105,103 @@ export class MonitorRunner {
         cert_expires_at: result.cert_expires_at ? new Date(result.cert_expires_at) : null,
       });
       const before = await lockLocation(trx, m.id, location);
-      const next = nextLocationState(before, result.ok, m);
       await setLocation(trx, {
         ...before,
-        ...next,
+        ...nextLocationState(before, result.ok, m),
         last_result_at: at,
         last_ok: result.ok,
         last_status: result.status ?? null,
         last_response_ms: result.response_ms,
         last_error: result.ok ? null : (result.error ?? result.failures?.join('; ') ?? 'failed').slice(0, 1000),
       });
-      const locations = await locationsOf(trx, m.id);
-      const state = monitorState(
-        locations.map((l) => l.state),
-        m.quorum,
-        Math.max(1, locations.length),
-      );
-      const integration = await hubIntegration(trx, 'monitor', at);
-      if (state !== m.status) {
-        await setMonitorStatus(trx, m.id, state, at);
-        if (state === 'down') note(await applyExternalAlert(trx, this.opts.lifecycle, integration, null, this.#down(m, locations), at, { monitor_id: m.id }));
-        else if (m.status === 'down') note(await applyExternalResolve(trx, this.opts.lifecycle, integration, m.id, at, { monitor_id: m.id }));
-      }
-      if (result.cert_expires_at && m.cert_warn_days > 0) {
-        const left = Date.parse(result.cert_expires_at) - at.getTime();
-        const key = `cert:${m.id}`;
-        if (left < m.cert_warn_days * DAY_MS) {
-          const alert: ExternalAlert = {
-            key,
-            type: 'tls',
-            status: 'firing',
-            title: `${m.name}: the certificate expires in ${Math.max(0, Math.floor(left / DAY_MS))} days (${result.cert_expires_at.slice(0, 10)})`,
-            severity: 'low',
-            service: m.name,
-            labels: { ...m.labels, monitor: m.name },
-            occurrence: result.cert_expires_at,
-          };
-          note(await applyExternalAlert(trx, this.opts.lifecycle, integration, null, alert, at, { monitor_id: m.id }));
-        } else if (await openExternal(trx, integration.id, key)) {
-          note(await applyExternalResolve(trx, this.opts.lifecycle, integration, key, at, { monitor_id: m.id }));
-        }
-      }
+      await this.#decide(trx, m.id, at, changes);
+      if (result.cert_expires_at && m.cert_warn_days > 0) await this.#certificate(trx, m, result.cert_expires_at, at, changes);
     });
-    if (changed.length > 0) this.opts.events.emit('incident.changed', { incidentIds: changed, opened });
+    changes.publish(this.opts.events);
   }
 
-  #down(m: Monitor, locations: MonitorLocation[]): ExternalAlert {
-    const failing = locations.filter((l) => l.state === 'down');
-    const where = failing.map((l) => l.location).join(', ');
+  /**
+   * Decide these monitors' states from their locations' (after agents' results were stored, or
+   * their assignment changed), each in a transaction of its own. One that fails is logged; the
+   * sweep decides it again.
+   */
+  async decide(monitorIds: readonly string[]): Promise<void> {
+    const changes = new Changes();
+    for (const id of new Set(monitorIds)) {
+      try {
+        await this.db.transaction().execute((trx) => this.#decide(trx, id, this.opts.clock.now(), changes));
+      } catch (err) {
+        this.log.warn({ err, monitorId: id }, 'could not decide a monitor; the sweep retries');
+      }
+    }
+    changes.publish(this.opts.events);
+  }
+
+  /**
+   * Agents' locations gone quiet turn unknown and their monitors are decided again; once a minute
+   * too, every monitor run by agents whose stored state is not what its locations say (a decision
+   * lost in a crash, an agent deleted or enrolled with matching labels).
+   */
+  async sweep(now = this.opts.clock.now()): Promise<void> {
+    this.#sweptAt = now.getTime();
+    const ids = await expireQuietLocations(this.db, now, this.opts.offlineAfterMs);
+    if (now.getTime() - this.#reconciledAt >= RECONCILE_MS) {
+      this.#reconciledAt = now.getTime();
+      ids.push(...(await monitorsToReconsider(this.db)));
+    }
+    await this.decide(ids);
+  }
+
+  /** The monitor's state from its locations', and its incident opened or resolved when it changes. */
+  async #decide(trx: Db, monitorId: string, at: Date, changes: Changes): Promise<void> {
+    const m = await lockMonitor(trx, monitorId);
+    if (!m) return;
+    const agents = await monitorAgents(trx, m.run_on);
+    const where = [...(runsOnHub(m.run_on) ? [HUB_LOCATION] : []), ...agents.map((a) => a.id)];
+    await dropLocationsExcept(trx, m.id, where);
+    const rows = new Map((await locationsOf(trx, m.id)).map((l) => [l.location, l]));
+    const state = m.enabled ? monitorState(where.map((w) => rows.get(w)?.state ?? 'unknown'), m.quorum) : 'unknown';
+    if (state === m.status) return;
+    await setMonitorStatus(trx, m.id, state, at);
+    const integration = await hubIntegration(trx, 'monitor', at);
+    if (state === 'down') {
+      const names = new Map([[HUB_LOCATION, HUB_LOCATION], ...agents.map((a) => [a.id, a.name] as [string, string])]);
+      changes.note(await applyExternalAlert(trx, this.opts.lifecycle, integration, null, this.#down(m, [...rows.values()], names), at, { monitor_id: m.id }));
+    } else if (state === 'up' && m.status === 'down') {
+      // Unknown (every agent offline) leaves a down monitor's incident open: nobody saw it come back.
+      changes.note(await applyExternalResolve(trx, this.opts.lifecycle, integration, m.id, at, { monitor_id: m.id }));
+    }
+  }
+
+  /** A certificate under its warning threshold opens a low incident; renewed, it resolves. */
+  async #certificate(trx: Db, m: Monitor, expires: string, at: Date, changes: Changes): Promise<void> {
+    const integration = await hubIntegration(trx, 'monitor', at);
+    const left = Date.parse(expires) - at.getTime();
+    const key = `cert:${m.id}`;
+    if (left < m.cert_warn_days * DAY_MS) {
+      const alert: ExternalAlert = {
+        key,
+        type: 'tls',
+        status: 'firing',
+        title: `${m.name}: the certificate expires in ${Math.max(0, Math.floor(left / DAY_MS))} days (${expires.slice(0, 10)})`,
+        severity: 'low',
+        service: m.name,
+        labels: { ...m.labels, monitor: m.name },
+        occurrence: expires,
+      };
+      changes.note(await applyExternalAlert(trx, this.opts.lifecycle, integration, null, alert, at, { monitor_id: m.id }));
+    } else if (await openExternal(trx, integration.id, key)) {
+      changes.note(await applyExternalResolve(trx, this.opts.lifecycle, integration, key, at, { monitor_id: m.id }));
+    }
+  }
+
+  #down(m: Monitor, locations: MonitorLocation[], names: Map<string, string>): ExternalAlert {
+    const failing = locations.filter((l) => l.state === 'down' && names.has(l.location));
+    const name = (l: MonitorLocation) => names.get(l.location)!;
+    const where = failing.map(name).join(', ');
     const first = failing[0];
     const lines = failing.map(
-      (l) => `${l.location}: ${l.failures} failures in a row; last ${l.last_status !== null ? `status ${l.last_status}, ` : ''}${l.last_response_ms !== null ? `${l.last_response_ms} ms, ` : ''}${l.last_error ?? 'failed'}`,
+      (l) => `${name(l)}: ${l.failures} failures in a row; last ${l.last_status !== null ? `status ${l.last_status}, ` : ''}${l.last_response_ms !== null ? `${l.last_response_ms} ms, ` : ''}${l.last_error ?? 'failed'}`,
     );
     return {
       key: m.id,
@@ -171,7 +212,26 @@ export class MonitorRunner {
       severity: 'high',
       service: m.name,
       labels: { ...m.labels, monitor: m.name },
-      context: { monitor_id: m.id, target: m.target, locations: failing.map((l) => ({ location: l.location, status: l.last_status, response_ms: l.last_response_ms, error: l.last_error })) },
+      context: { monitor_id: m.id, target: m.target, locations: failing.map((l) => ({ location: l.location, name: name(l), status: l.last_status, response_ms: l.last_response_ms, error: l.last_error })) },
     };
+  }
+}
+
+/** Incidents a transaction changed, published once it has committed. */
+class Changes {
+  readonly changed: string[] = [];
+  readonly opened: string[] = [];
+
+  note(r: { incidentId: string; change: string } | string | undefined): void {
+    if (!r) return;
+    if (typeof r === 'string') return void this.changed.push(r);
+    if (r.change !== 'unchanged') this.changed.push(r.incidentId);
+    if (r.change === 'opened' || r.change === 'reopened') this.opened.push(r.incidentId);
+  }
+
+  publish(events: HubEvents): void {
+    if (this.changed.length > 0) events.emit('incident.changed', { incidentIds: [...this.changed], opened: [...this.opened] });
+    this.changed.length = 0;
+    this.opened.length = 0;
   }
 }

@@ -1,11 +1,28 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { newId } from '@opspilot/protocol';
+import { HTTP_METHODS, newId } from '@opspilot/protocol';
 import { ConditionError, DNS_RECORD_TYPES, hostPort, parseConditions } from '@opspilot/checks';
 import type { Clock } from '../clock.ts';
 import type { App } from '../http.ts';
 import { HubError } from '../errors.ts';
 import type { Db } from '../storage/database.ts';
-import { createMonitor, deleteMonitor, getMonitor, listMonitors, listResults, locationsOf, monitorNameTaken, monitorStats, updateMonitor, type Monitor, type MonitorInput } from '../storage/monitors.ts';
+import {
+  HUB_LOCATION,
+  agentLabels,
+  createMonitor,
+  deleteMonitor,
+  getMonitor,
+  listMonitors,
+  listResults,
+  locationsOf,
+  monitorAgents,
+  monitorNameTaken,
+  monitorStats,
+  runsOnHub,
+  updateMonitor,
+  type Monitor,
+  type MonitorInput,
+} from '../storage/monitors.ts';
+import type { RunOn } from '../storage/tables.ts';
 import { MONITOR_KINDS } from '../storage/tables.ts';
 import { recordEvent } from '../storage/timeline.ts';
 import type { HubEvents } from '../events.ts';
@@ -18,7 +35,7 @@ const Name = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' });
 const Labels = Type.Record(Type.String({ minLength: 1, maxLength: 128 }), Type.String({ maxLength: 1024 }), { maxProperties: 32 });
 const HttpOptions = Type.Object(
   {
-    method: Type.Optional(Type.Union(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].map((m) => Type.Literal(m)))),
+    method: Type.Optional(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m)))),
     headers: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]{1,128}$' }), Type.String({ maxLength: 4096, pattern: '^[^\\r\\n]*$' }), { maxProperties: 32 })),
     body: Type.Optional(Type.String({ maxLength: 65_536 })),
     follow_redirects: Type.Optional(Type.Boolean()),
@@ -34,7 +51,20 @@ const fields = {
   target: Type.String({ minLength: 1, maxLength: 2048, description: 'http: a URL; tcp, tls: host:port; dns: a name' }),
   interval_s: Type.Integer({ minimum: 10, maximum: 86_400, default: 60 }),
   timeout_ms: Type.Integer({ minimum: 100, maximum: 60_000, default: 10_000 }),
-  run_on: Type.Literal('hub', { default: 'hub', description: 'where the check runs from: the hub (agents and quorum across them come with agent support)' }),
+  run_on: Type.Union(
+    [
+      Type.Literal('hub'),
+      Type.Object(
+        {
+          hub: Type.Optional(Type.Boolean({ description: 'the hub checks too' })),
+          agents: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }), { minItems: 1, maxItems: 100, uniqueItems: true, description: 'these agents check' })),
+          labels: Type.Optional(Type.Record(Type.String({ minLength: 1, maxLength: 128 }), Type.String({ maxLength: 1024 }), { minProperties: 1, maxProperties: 32, description: 'agents whose labels include all of these check' })),
+        },
+        { additionalProperties: false, minProperties: 1 },
+      ),
+    ],
+    { default: 'hub', description: 'where the check runs from: "hub", or {hub?, agents?, labels?}; each hub or agent is a location with its own state, and the monitor is down when a quorum of them is' },
+  ),
   quorum: Type.Union([Type.Integer({ minimum: 1, maximum: 1000 }), Type.Null()], { default: null, description: 'locations that must be down for the monitor to be; default a majority' }),
   conditions: Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { maxItems: 20, default: [], description: 'Gatus-style: "[STATUS] == 200", "[RESPONSE_TIME] < 300", "[BODY].status == \\"ok\\"", "[CERTIFICATE_EXPIRATION] > 14d", "[CONNECTED] == true"; all must hold' }),
   http: Type.Optional(HttpOptions),
@@ -62,7 +92,8 @@ const MonitorPatch = Type.Partial(
 );
 
 const LocationView = Type.Object({
-  location: Type.String(),
+  location: Type.String({ description: '"hub", or the id of the agent' }),
+  name: Type.String({ description: '"hub", or the agent\'s hostname' }),
   state: Type.String(),
   failures: Type.Integer(),
   successes: Type.Integer(),
@@ -114,6 +145,10 @@ const ResultView = Type.Object({
   response_ms: Type.Union([Type.Number(), Type.Null()]),
   error: Type.Union([Type.String(), Type.Null()]),
   cert_expires_at: Timestamp,
+  period_s: Type.Integer({ description: '0 for a check; 3600 for an hour of checks downsampled into one row' }),
+  checks: Type.Integer({ description: 'checks this row counts (1, or the hour\'s)' }),
+  ok_checks: Type.Integer({ description: 'of which ok' }),
+  max_response_ms: Type.Union([Type.Number(), Type.Null()], { description: 'the slowest (a downsampled hour; response_ms is its mean)' }),
 });
 
 function show(m: Monitor) {
@@ -147,7 +182,7 @@ function show(m: Monitor) {
 type Body = Static<typeof MonitorBody>;
 
 /** Why a monitor cannot run, or null: its target for its kind, its options for its kind, its conditions. */
-function problem(m: Pick<Body, 'kind' | 'target' | 'conditions' | 'http' | 'dns' | 'tls'>): string | null {
+function problem(m: Pick<Body, 'kind' | 'target' | 'conditions' | 'http' | 'dns' | 'tls' | 'run_on'>): string | null {
   if (m.kind === 'http') {
     let url: URL;
     try {
@@ -167,6 +202,7 @@ function problem(m: Pick<Body, 'kind' | 'target' | 'conditions' | 'http' | 'dns'
       return `target: ${(err as Error).message}`;
     }
   }
+  if (m.run_on !== 'hub' && !m.run_on.hub && !m.run_on.agents && !m.run_on.labels) return 'run_on: name where the check runs: hub: true, agents or labels';
   const wrong = (['http', 'dns', 'tls'] as const).find((k) => m[k] !== undefined && k !== m.kind);
   if (wrong) return `${wrong}: options for another kind of monitor than ${m.kind}`;
   try {
@@ -185,7 +221,7 @@ function input(b: Body): MonitorInput {
     target: b.target,
     interval_s: b.interval_s,
     timeout_ms: b.timeout_ms,
-    run_on: b.run_on,
+    run_on: normalRunOn(b.run_on),
     quorum: b.quorum,
     conditions: b.conditions,
     options: { ...(b.http ? { http: b.http } : {}), ...(b.dns ? { dns: b.dns } : {}), ...(b.tls ? { tls: b.tls } : {}) },
@@ -197,8 +233,27 @@ function input(b: Body): MonitorInput {
   };
 }
 
+/** `{hub: true}` alone is "hub"; `hub: false` is left out. */
+function normalRunOn(r: RunOn): RunOn {
+  if (r === 'hub') return r;
+  const { hub, ...agents } = r;
+  if (!agents.agents && !agents.labels) return 'hub';
+  return hub ? { hub: true, ...agents } : agents;
+}
+
+/** Agents a monitor names that are not enrolled: a monitor for them would never run. */
+async function unknownAgents(db: Db, r: RunOn): Promise<string | null> {
+  if (r === 'hub' || !r.agents) return null;
+  const known = await agentLabels(db, r.agents);
+  const missing = r.agents.filter((id) => !known.has(id));
+  return missing.length ? `run_on.agents: no agent ${missing.slice(0, 5).join(', ')}` : null;
+}
+
 /** Uptime monitors: admin to change, read to see. */
-export function monitorRoutes(app: App, { db, clock, kick, lifecycle, events }: { db: Db; clock: Clock; kick: () => void; lifecycle: LifecycleOptions; events: HubEvents }): void {
+export function monitorRoutes(
+  app: App,
+  { db, clock, kick, decide, lifecycle, events }: { db: Db; clock: Clock; kick: () => void; decide: (ids: string[]) => Promise<void>; lifecycle: LifecycleOptions; events: HubEvents },
+): void {
   const tags = ['monitors'];
   const found = async (id: string) => {
     const m = await getMonitor(db, id);
@@ -207,7 +262,7 @@ export function monitorRoutes(app: App, { db, clock, kick, lifecycle, events }: 
   };
 
   app.post('/v1/monitors', { config: { scope: 'admin' }, schema: { tags, summary: 'Add a monitor; its first check runs at once', body: MonitorBody, response: { 201: MonitorView, ...errorResponses } } }, async (req, reply) => {
-    const why = problem(req.body);
+    const why = problem(req.body) ?? (await unknownAgents(db, req.body.run_on));
     if (why) throw new HubError('HUB_INVALID_MONITOR', why);
     const at = clock.now();
     const id = newId();
@@ -218,6 +273,7 @@ export function monitorRoutes(app: App, { db, clock, kick, lifecycle, events }: 
     });
     if (!created) throw new HubError('HUB_NAME_TAKEN', `a monitor named "${req.body.name}" exists`);
     kick();
+    events.emit('monitors.changed', {});
     return reply.code(201).send(show(created));
   });
 
@@ -232,10 +288,16 @@ export function monitorRoutes(app: App, { db, clock, kick, lifecycle, events }: 
       const m = await found(req.params.id);
       const now = clock.now().getTime();
       const since = (days: number) => new Date(now - days * 86_400_000);
-      const [locations, d1, d7, d30] = await Promise.all([locationsOf(db, m.id), monitorStats(db, m.id, since(1)), monitorStats(db, m.id, since(7)), monitorStats(db, m.id, since(30))]);
+      const [rows, agents, d1, d7, d30] = await Promise.all([locationsOf(db, m.id), monitorAgents(db, m.run_on), monitorStats(db, m.id, since(1)), monitorStats(db, m.id, since(7)), monitorStats(db, m.id, since(30))]);
+      // Every place it runs from, a place with no result yet as unknown.
+      const where = [...(runsOnHub(m.run_on) ? [{ id: HUB_LOCATION, name: HUB_LOCATION }] : []), ...agents];
+      const byLocation = new Map(rows.map((l) => [l.location, l]));
       return {
         ...show(m),
-        locations: locations.map(({ monitor_id: _, ...l }) => ({ ...l, last_result_at: iso(l.last_result_at) })),
+        locations: where.map(({ id, name }) => {
+          const l = byLocation.get(id);
+          return { location: id, name, state: l?.state ?? 'unknown', failures: l?.failures ?? 0, successes: l?.successes ?? 0, last_result_at: iso(l?.last_result_at ?? null), last_ok: l?.last_ok ?? null, last_status: l?.last_status ?? null, last_response_ms: l?.last_response_ms ?? null, last_error: l?.last_error ?? null };
+        }),
         uptime: { '24h': d1, '7d': d7, '30d': d30 },
       };
     },
@@ -261,7 +323,9 @@ export function monitorRoutes(app: App, { db, clock, kick, lifecycle, events }: 
       const until = req.query.until ? new Date(req.query.until) : new Date(clock.now().getTime() + 1);
       const since = req.query.since ? new Date(req.query.since) : new Date(until.getTime() - 86_400_000);
       const rows = await listResults(db, req.params.id, since, until, req.query.limit);
-      return { results: rows.map(({ monitor_id: _, ...r }) => ({ ...r, at: r.at.toISOString(), cert_expires_at: iso(r.cert_expires_at) })) };
+      return {
+        results: rows.map(({ monitor_id: _, ...r }) => ({ ...r, at: r.at.toISOString(), cert_expires_at: iso(r.cert_expires_at), ok_checks: r.ok_checks ?? (r.ok ? 1 : 0), max_response_ms: r.max_response_ms ?? r.response_ms })),
+      };
     },
   );
 
@@ -270,7 +334,7 @@ export function monitorRoutes(app: App, { db, clock, kick, lifecycle, events }: 
     const merged = { ...show(before), ...req.body } as Body;
     // Options of the old kind do not carry over to a new one.
     if (req.body.kind && req.body.kind !== before.kind) for (const k of ['http', 'dns', 'tls'] as const) if (k !== req.body.kind && !(k in req.body)) delete merged[k];
-    const why = problem(merged);
+    const why = problem(merged) ?? (req.body.run_on ? await unknownAgents(db, req.body.run_on) : null);
     if (why) throw new HubError('HUB_INVALID_MONITOR', why);
     if (req.body.name && (await monitorNameTaken(db, req.body.name, before.id))) throw new HubError('HUB_NAME_TAKEN', `a monitor named "${req.body.name}" exists`);
     const at = clock.now();
@@ -280,7 +344,10 @@ export function monitorRoutes(app: App, { db, clock, kick, lifecycle, events }: 
       return row!;
     });
     kick();
-    return show(updated);
+    events.emit('monitors.changed', {});
+    // Where it runs, its quorum or thresholds may have changed: its state is decided again now.
+    await decide([updated.id]);
+    return show((await getMonitor(db, updated.id)) ?? updated);
   });
 
   app.delete('/v1/monitors/:id', { config: { scope: 'admin' }, schema: { tags, summary: 'Delete a monitor and its results; its open incidents are resolved', params: IdParams, response: { 204: Type.Null(), ...errorResponses } } }, async (req, reply) => {
@@ -298,6 +365,7 @@ export function monitorRoutes(app: App, { db, clock, kick, lifecycle, events }: 
       return ids;
     });
     if (resolved.length) events.emit('incident.changed', { incidentIds: resolved, opened: [] });
+    events.emit('monitors.changed', {});
     return reply.code(204).send(null);
   });
 }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { type AlertPayload, type ExecResultPayload, type HelloPayload, type MetricSample, type ResolvePayload } from '@opspilot/protocol';
+import { type AlertPayload, type CheckResultsPayload, type ExecResultPayload, type HelloPayload, type MetricSample, type ResolvePayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 import type { ExecRequest } from './tables.ts';
 
@@ -30,6 +30,7 @@ export type EventItem = { agentId: string; msgId?: string; at: Date } & (
   | { kind: 'alert'; payload: AlertPayload }
   | { kind: 'resolve'; payload: ResolvePayload }
   | { kind: 'exec_result'; payload: ExecResultPayload }
+  | { kind: 'check_results'; payload: CheckResultsPayload }
 );
 
 export interface EventBatch {
@@ -46,6 +47,8 @@ export interface EventOutcome {
   incidents: string[];
   /** incident ids opened or reopened (remediation rules look at these). */
   opened: string[];
+  /** monitors whose location at an agent changed state (their own state is decided after commit). */
+  monitors: string[];
   /** Messages the database refused on their own; everything else in the batch was stored. */
   refused: Refusal[];
 }

@@ -93,3 +93,52 @@ export async function pruneOlder(db: Db, table: keyof typeof DATED, before: Date
     )`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }
+
+/** The length of a monitor's downsampled results: an hour. */
+export const MONITOR_ROLLUP_S = 3600;
+
+/**
+ * Replace monitor results checked before `before` (rounded down to the hour) by one row per
+ * monitor, location and hour: its checks and the ok ones (ok when all were), the mean and the
+ * slowest response time, the last status, error and certificate expiry. At least `limit` raw rows
+ * are taken from the oldest, completed to whole hours; a late raw row for an hour already rolled
+ * up is added into that hour's row. Returns the raw rows replaced.
+ */
+export async function downsampleMonitorResults(db: Db, before: Date, limit: number): Promise<number> {
+  const cutoff = bucketStart(before, MONITOR_ROLLUP_S);
+  const p = sql.lit(MONITOR_ROLLUP_S);
+  const result = await sql<{ raw: string | number }>`
+    WITH picked AS (
+      SELECT DISTINCT monitor_id, location, floor(extract(epoch FROM at) / ${p}) AS bucket
+      FROM (SELECT monitor_id, location, at FROM monitor_results WHERE period_s = 0 AND at < ${cutoff} ORDER BY at LIMIT ${limit}) oldest
+    ), gone AS (
+      DELETE FROM monitor_results r
+      USING picked
+      WHERE r.period_s = 0 AND r.monitor_id = picked.monitor_id AND r.location = picked.location
+        AND r.at >= to_timestamp(picked.bucket * ${p}) AND r.at < to_timestamp((picked.bucket + 1) * ${p})
+      RETURNING r.*
+    ), hours AS (
+      SELECT monitor_id, location, floor(extract(epoch FROM at) / ${p}) AS bucket,
+        count(*)::int AS checks, count(*) FILTER (WHERE ok)::int AS ok_checks,
+        avg(response_ms) AS mean_ms, max(response_ms) AS max_ms,
+        (array_agg(status ORDER BY at DESC))[1] AS status,
+        (array_agg(error ORDER BY at DESC) FILTER (WHERE error IS NOT NULL))[1] AS error,
+        (array_agg(cert_expires_at ORDER BY at DESC) FILTER (WHERE cert_expires_at IS NOT NULL))[1] AS cert_expires_at
+      FROM gone
+      GROUP BY monitor_id, location, floor(extract(epoch FROM at) / ${p})
+    ), rolled AS (
+      INSERT INTO monitor_results AS r (id, monitor_id, location, at, ok, status, response_ms, error, cert_expires_at, period_s, checks, ok_checks, max_response_ms)
+      SELECT 'h:' || monitor_id || ':' || md5(location) || ':' || bucket::bigint, monitor_id, location, to_timestamp(bucket * ${p}),
+        ok_checks = checks, status, mean_ms, error, cert_expires_at, ${p}, checks, ok_checks, max_ms
+      FROM hours
+      ON CONFLICT (id) DO UPDATE SET
+        response_ms = (r.response_ms * r.checks + excluded.response_ms * excluded.checks) / (r.checks + excluded.checks),
+        checks = r.checks + excluded.checks,
+        ok_checks = r.ok_checks + excluded.ok_checks,
+        ok = r.ok AND excluded.ok,
+        max_response_ms = greatest(r.max_response_ms, excluded.max_response_ms)
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM gone) AS raw, (SELECT count(*) FROM rolled) AS rolled`.execute(db);
+  return Number(result.rows[0]?.raw ?? 0);
+}

@@ -1,4 +1,6 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import { CHECK_KINDS } from '@opspilot/protocol';
+import { MONITOR_STATES, type MonitorState } from '@opspilot/checks';
 
 /**
  * Table interfaces mirroring schema.sql. JSON columns are read as values and written as JSON
@@ -80,10 +82,16 @@ export const HUB_OWN_KINDS = ['heartbeat', 'monitor'] as const satisfies readonl
 /** The kinds a person adds. */
 export const SENDER_KINDS = INTEGRATION_KINDS.filter((k): k is Exclude<IntegrationKind, (typeof HUB_OWN_KINDS)[number]> => !(HUB_OWN_KINDS as readonly string[]).includes(k));
 
-export const MONITOR_KINDS = ['http', 'tcp', 'dns', 'tls'] as const;
+// The kinds the protocol carries to agents, the states the checks package decides.
+export const MONITOR_KINDS = CHECK_KINDS;
 export type MonitorKind = (typeof MONITOR_KINDS)[number];
-export const MONITOR_STATES = ['up', 'down', 'unknown'] as const;
-export type MonitorState = (typeof MONITOR_STATES)[number];
+export { MONITOR_STATES, type MonitorState };
+
+/**
+ * Where a monitor runs: the hub ("hub", or `hub: true`), the agents named, and the agents whose
+ * labels include all of `labels`. Each is a location with its own state.
+ */
+export type RunOn = 'hub' | { hub?: boolean; agents?: string[]; labels?: Record<string, string> };
 
 export interface MonitorsTable {
   id: string;
@@ -92,7 +100,7 @@ export interface MonitorsTable {
   target: string;
   interval_s: number;
   timeout_ms: number;
-  run_on: Json<'hub' | { agents: string[] } | { labels: Record<string, string> }>;
+  run_on: Json<RunOn>;
   quorum: number | null;
   conditions: Json<string[]>;
   options: Json<Record<string, unknown>>;
@@ -132,6 +140,11 @@ export interface MonitorResultsTable {
   response_ms: number | null;
   error: string | null;
   cert_expires_at: TimestampNullable;
+  /** 0 as checked; 3600 for an hour downsampled (see schema.sql). */
+  period_s: ColumnType<number, number | undefined, number>;
+  checks: ColumnType<number, number | undefined, number>;
+  ok_checks: ColumnType<number | null, number | null | undefined, number | null>;
+  max_response_ms: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 /** A heartbeat check's states, as Healthchecks.io names them (late is its "grace"). */

@@ -1,0 +1,130 @@
+/**
+ * Monitors run by agents (protocol 2), with scripted agents over real sockets on both databases:
+ * each agent gets the checks it runs after its hello and again when they change (an agent of
+ * protocol 1 never does), its results decide its location, a quorum of locations decides the
+ * monitor, an agent cut off turns its location unknown, all of them offline make the monitor
+ * unknown, and what was stored survives a restart of the hub.
+ */
+import t from 'tap';
+import type { PayloadOf } from '@opspilot/protocol';
+import { HELLO, ScriptedAgent, TestClock, eachBackend, eventually, startHub, type TestHub } from './helpers.ts';
+
+const monitor = async (hub: TestHub, id: string) => (await hub.api('GET', `/v1/monitors/${id}`)).body;
+const incidentOf = async (hub: TestHub, key: string) => ((await hub.api('GET', '/v1/incidents?integration=monitors')).body.incidents as any[]).find((i) => i.source === key);
+
+let seq = 0;
+/** Send one check result and wait for its ack (stored). */
+async function report(agent: ScriptedAgent, clock: TestClock, monitorId: string, ok: boolean, extra: Partial<PayloadOf<'check_results'>['results'][number]> = {}): Promise<void> {
+  const id = `r-${++seq}`;
+  agent.send('check_results', { results: [{ monitor_id: monitorId, at: clock.now().getTime() / 1000, ok, response_ms: ok ? 12 : 5000, ...(ok ? { status: 200 } : { status: 503, error: 'status 503 is not accepted (200-399)' }), ...extra }] }, { id });
+  await agent.acked([id]);
+}
+
+async function agentOf(hub: TestHub, hostname: string, labels: Record<string, string>, protocol: number): Promise<{ id: string; agent: ScriptedAgent }> {
+  const { id, token } = await hub.enroll({ hostname, labels });
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  agent.clock = hub.clock;
+  await agent.next('welcome');
+  agent.send('hello', { ...HELLO, hostname, protocol }, { id: `hello-${hostname}` });
+  await agent.acked([`hello-${hostname}`]);
+  return { id, agent };
+}
+
+eachBackend(t, 'agents run a monitor: sets after hello and on change, a quorum of three decides, one cut off, all offline is unknown, a restart keeps it', async (t, backend) => {
+  const db = await backend.open(t);
+  const clock = new TestClock();
+  let hub = await startHub(t, db, { heartbeatIntervalS: 10 }, false, clock);
+
+  // A monitor made before the agents connect reaches them with their hello.
+  const made = await hub.api('POST', '/v1/monitors', {
+    name: 'shop',
+    kind: 'http',
+    target: 'http://shop.internal:8080/health',
+    run_on: { labels: { site: 'dc1' } },
+    failure_threshold: 2,
+    success_threshold: 1,
+    conditions: ['[STATUS] == 200'],
+  });
+  t.equal(made.status, 201, made.text);
+  const id = made.body.id as string;
+  const edges = [];
+  for (const name of ['edge-0', 'edge-1', 'edge-2']) edges.push(await agentOf(hub, name, { site: 'dc1', role: 'edge' }, 2));
+  const legacy = await agentOf(hub, 'legacy-1', { site: 'dc2' }, 1);
+  const sets = await Promise.all(edges.map((e) => e.agent.next('monitors')));
+  for (const set of sets) t.same(set.monitors, [{ id, kind: 'http', target: 'http://shop.internal:8080/health', interval_s: 60, timeout_ms: 10_000, conditions: ['[STATUS] == 200'] }], 'what to check and how often, nothing else');
+  t.equal(new Set(sets.map((s) => s.version)).size, 1, 'the same set has the same version');
+
+  // One naming an agent of protocol 1: it is never sent (it would not understand); its location stays unknown.
+  const legacyMonitor = (await hub.api('POST', '/v1/monitors', { name: 'legacy-db', kind: 'tcp', target: 'db.internal:5432', run_on: { agents: [legacy.id] } })).body;
+  legacy.agent.send('heartbeat', {}, { id: 'legacy-beat' });
+  await legacy.agent.acked(['legacy-beat']); // anything sent before this ack has arrived by now
+  t.equal(legacy.agent.received.filter((m) => m.type === 'monitors').length, 0, 'an agent of protocol 1 gets no monitors');
+  t.match(await monitor(hub, legacyMonitor.id), { status: 'unknown', locations: [{ location: legacy.id, name: 'legacy-1', state: 'unknown' }] });
+
+  for (const e of edges) await report(e.agent, clock, id, true);
+  await eventually(async () => (await monitor(hub, id)).status === 'up', 5000, 'up from three agents');
+  t.match((await monitor(hub, id)).locations, edges.map((e, i) => ({ location: e.id, name: `edge-${i}`, state: 'up', last_status: 200 })));
+
+  // One location down is one host's trouble, not an outage.
+  await report(edges[0]!.agent, clock, id, false);
+  await report(edges[0]!.agent, clock, id, false);
+  await eventually(async () => (await monitor(hub, id)).locations[0].state === 'down', 5000, 'edge-0 down');
+  t.equal((await monitor(hub, id)).status, 'up', 'one of three down: up');
+  t.notOk(await incidentOf(hub, id));
+
+  // Two of three are a quorum: one incident, naming where it failed.
+  await report(edges[1]!.agent, clock, id, false);
+  await report(edges[1]!.agent, clock, id, false);
+  const incident = await eventually(() => incidentOf(hub, id), 5000, 'the incident');
+  t.match(incident, { type: 'http', service: 'shop', resolved_at: null, message: /^shop: down from edge-0, edge-1 \(status 503 is not accepted/ });
+  t.match((await hub.api('GET', `/v1/incidents/${incident.id}`)).body.logs, /edge-0: 2 failures in a row; last status 503, 5000 ms/);
+  t.equal((await monitor(hub, id)).status, 'down');
+  await report(edges[1]!.agent, clock, id, false);
+  t.equal(((await hub.api('GET', '/v1/incidents?integration=monitors')).body.incidents as any[]).filter((i) => i.source === id).length, 1, 'one incident, however many failures follow');
+
+  // edge-2 (the one that sees it up) is cut off: past the offline deadline its location is unknown; two of three still down.
+  edges[2]!.agent.ws.terminate();
+  clock.advance(31_000);
+  for (const e of edges.slice(0, 2)) await report(e.agent, clock, id, false);
+  await hub.app.hub.monitors.sweep();
+  t.match((await monitor(hub, id)).locations.map((l: any) => l.state), ['down', 'down', 'unknown']);
+  t.equal((await monitor(hub, id)).status, 'down', 'the quorum holds without the agent cut off');
+
+  // The two that remain see it up again: resolved.
+  for (const e of edges.slice(0, 2)) await report(e.agent, clock, id, true);
+  await eventually(async () => (await hub.api('GET', `/v1/incidents/${incident.id}`)).body.status === 'resolved', 5000, 'resolved');
+  t.equal((await monitor(hub, id)).status, 'up');
+
+  // A result for a monitor an agent does not run, or that does not exist, is acked and dropped.
+  await report(legacy.agent, clock, id, false);
+  await report(edges[0]!.agent, clock, '01NOSUCHMONITOR000000000000', false);
+  t.notOk((await monitor(hub, id)).locations.some((l: any) => l.location === legacy.id), 'legacy-1 does not run shop');
+
+  // A change reaches the agents that run it; a removal too.
+  t.equal((await hub.api('PATCH', `/v1/monitors/${id}`, { target: 'http://shop.internal:8081/health' })).status, 200);
+  t.match(await edges[0]!.agent.next('monitors', (s) => s.version !== sets[0]!.version), { monitors: [{ id, target: 'http://shop.internal:8081/health' }] });
+  t.equal((await hub.api('PATCH', `/v1/monitors/${id}`, { run_on: { agents: [edges[1]!.id] } })).status, 200);
+  t.same((await edges[0]!.agent.next('monitors', (s) => s.monitors.length === 0)).monitors, [], 'an agent no longer named gets an empty set');
+  t.match((await monitor(hub, id)).locations, [{ location: edges[1]!.id, state: 'up' }], 'only the agents it runs on are its locations');
+  t.equal((await hub.api('PATCH', `/v1/monitors/${id}`, { run_on: { labels: { site: 'dc1' } } })).status, 200);
+
+  // Every agent offline: unknown, not up or down.
+  for (const e of edges.slice(0, 2)) e.agent.ws.terminate();
+  clock.advance(31_000);
+  await hub.app.hub.monitors.sweep();
+  t.match(await monitor(hub, id), { status: 'unknown', locations: [{ state: 'unknown' }, { state: 'unknown' }, { state: 'unknown' }] });
+
+  // A restart of the hub keeps every result and state.
+  const before = (await hub.api('GET', `/v1/monitors/${id}/results?limit=100`)).body.results as any[];
+  t.equal(before.length, 12, 'every result was stored (3 + 2 + 3 + 2 + 2; the two dropped are not)');
+  await hub.close();
+  hub = await startHub(t, db, { heartbeatIntervalS: 10 }, false, clock);
+  t.same((await hub.api('GET', `/v1/monitors/${id}/results?limit=100`)).body.results, before, 'the same results after a restart');
+  t.match(await monitor(hub, id), { status: 'unknown', uptime: { '24h': { results: 12, uptime_pct: 41.667 } } });
+  // And an agent that comes back gets its set again.
+  const back = await ScriptedAgent.connect(hub.wsUrl, (await hub.api('POST', `/v1/agents/${edges[0]!.id}/token`)).body.token);
+  await back.next('welcome');
+  back.send('hello', { ...HELLO, hostname: 'edge-0', protocol: 2 });
+  t.match(await back.next('monitors'), { monitors: [{ id }] });
+  back.close();
+});

@@ -7,6 +7,7 @@
  */
 import t from 'tap';
 import type { PayloadOf } from '@opspilot/protocol';
+import { recordResult } from '../src/storage/monitors.ts';
 import { HELLO, ScriptedAgent, TestClock, eachBackend, eventually, startHub, type TestHub } from './helpers.ts';
 
 const monitor = async (hub: TestHub, id: string) => (await hub.api('GET', `/v1/monitors/${id}`)).body;
@@ -127,4 +128,37 @@ eachBackend(t, 'agents run a monitor: sets after hello and on change, a quorum o
   back.send('hello', { ...HELLO, hostname: 'edge-0', protocol: 2 });
   t.match(await back.next('monitors'), { monitors: [{ id }] });
   back.close();
+});
+
+eachBackend(t, 'results older than the raw window become one row per location and hour; uptime counts every check', async (t, backend) => {
+  const db = await backend.open(t);
+  const clock = new TestClock();
+  const hub = await startHub(t, db, { monitorResultsRawDays: 7, monitorResultsRetentionDays: 30 }, false, clock);
+  const { id: agentId } = await hub.enroll({ hostname: 'edge-0' });
+  const m = (await hub.api('POST', '/v1/monitors', { name: 'old', kind: 'tcp', target: 'db.internal:5432', run_on: { agents: [agentId] } })).body;
+  const now = clock.now().getTime();
+  const hour = (h: number) => Math.floor((now - 10 * 86_400_000) / 3_600_000) * 3_600_000 + h * 3_600_000;
+  let n = 0;
+  const put = (at: number, ok: boolean, ms: number, location = agentId) =>
+    recordResult(db.db, { id: `res-${++n}`, monitor_id: m.id, location, at: new Date(at), ok, status: null, response_ms: ms, error: ok ? null : 'refused', cert_expires_at: null });
+  // Two hours ten days ago: 60 checks each, 6 failed in the first; plus one 31 days ago (expired) and one an hour ago (kept as is).
+  for (let i = 0; i < 60; i++) await put(hour(0) + i * 60_000, i >= 6, 10 + i);
+  for (let i = 0; i < 60; i++) await put(hour(1) + i * 60_000, true, 20);
+  await put(now - 31 * 86_400_000, false, 1);
+  await put(now - 3_600_000, true, 5);
+  const report = await hub.app.hub.retention.run(clock.now());
+  t.match(report, { downsampledResults: 120, expiredResults: 1 });
+  const rows = (await hub.api('GET', `/v1/monitors/${m.id}/results?since=${new Date(now - 30 * 86_400_000).toISOString()}`)).body.results as any[];
+  t.equal(rows.length, 3, 'two hourly rows and the recent result');
+  const [recent, second, first] = rows;
+  t.match(recent, { period_s: 0, checks: 1, ok_checks: 1, response_ms: 5 });
+  t.match(second, { period_s: 3600, checks: 60, ok_checks: 60, ok: true, response_ms: 20, max_response_ms: 20, at: new Date(hour(1)).toISOString() });
+  t.match(first, { period_s: 3600, checks: 60, ok_checks: 54, ok: false, response_ms: 39.5, max_response_ms: 69, error: 'refused' });
+  t.match((await hub.api('GET', `/v1/monitors/${m.id}`)).body.uptime['30d'], { results: 121, uptime_pct: 95.041 }, '115 of 121 checks ok');
+  // A late result for an hour already downsampled is added into it.
+  await put(hour(0) + 30_000, false, 100);
+  t.match(await hub.app.hub.retention.run(clock.now()), { downsampledResults: 1 });
+  const again = (await hub.api('GET', `/v1/monitors/${m.id}/results?since=${new Date(now - 30 * 86_400_000).toISOString()}`)).body.results as any[];
+  t.match(again[2], { checks: 61, ok_checks: 54, max_response_ms: 100 });
+  t.equal(again.length, 3);
 });

@@ -267,7 +267,8 @@ export function monitorRoutes(
     const at = clock.now();
     const id = newId();
     const created = await db.transaction().execute(async (trx) => {
-      const row = await createMonitor(trx, { ...input(req.body), id, at, by: req.operator.actor, next_run_at: at });
+      const fields = input(req.body);
+      const row = await createMonitor(trx, { ...fields, id, at, by: req.operator.actor, next_run_at: runsOnHub(fields.run_on) ? at : null });
       if (row) await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'monitor_created', detail: { monitor_id: id, name: row.name, kind: row.kind, target: row.target } });
       return row;
     });
@@ -339,7 +340,8 @@ export function monitorRoutes(
     if (req.body.name && (await monitorNameTaken(db, req.body.name, before.id))) throw new HubError('HUB_NAME_TAKEN', `a monitor named "${req.body.name}" exists`);
     const at = clock.now();
     const updated = await db.transaction().execute(async (trx) => {
-      const row = await updateMonitor(trx, before.id, { ...input(merged), updated_at: at, next_run_at: at });
+      const fields = input(merged);
+      const row = await updateMonitor(trx, before.id, { ...fields, updated_at: at, next_run_at: runsOnHub(fields.run_on) ? at : null });
       await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'monitor_updated', detail: { monitor_id: before.id, changed: Object.keys(req.body) } });
       return row!;
     });

@@ -21,7 +21,7 @@ const json = (i: Partial<MonitorInput>) => ({
   ...(i.labels !== undefined ? { labels: JSON.stringify(i.labels) } : {}),
 });
 
-export async function createMonitor(db: Db, m: MonitorInput & { id: string; at: Date; by: string; next_run_at: Date }): Promise<Monitor | undefined> {
+export async function createMonitor(db: Db, m: MonitorInput & { id: string; at: Date; by: string; next_run_at: Date | null }): Promise<Monitor | undefined> {
   const { at, by, ...rest } = m;
   return db
     .insertInto('monitors')
@@ -43,7 +43,7 @@ export async function monitorNameTaken(db: Db, name: string, except: string): Pr
   return (await db.selectFrom('monitors').select('id').where('name', '=', name).where('id', '<>', except).executeTakeFirst()) !== undefined;
 }
 
-export async function updateMonitor(db: Db, id: string, patch: Partial<MonitorInput> & { updated_at: Date; next_run_at?: Date }): Promise<Monitor | undefined> {
+export async function updateMonitor(db: Db, id: string, patch: Partial<MonitorInput> & { updated_at: Date; next_run_at?: Date | null }): Promise<Monitor | undefined> {
   return db
     .updateTable('monitors')
     .set(json(patch) as never)

@@ -327,8 +327,8 @@ async function main(): Promise<void> {
   if (part === 'all' || part === 'hostile') await hostilePart();
   if (part === 'all' || part === 'agent') {
     const seconds = Number(process.env.BENCH_AGENT_SECONDS ?? 120);
-    log(`agent footprint: ${seconds} s at default intervals, beside prometheus-node-exporter scraped every 15 s`);
-    const { agent, nodeExporter } = await agentBench(seconds);
+    log(`agent footprint: ${seconds} s at default intervals, beside prometheus-node-exporter scraped every 15 s and the same agent running 20 HTTP checks every 10 s`);
+    const { agent, nodeExporter, withChecks } = await agentBench(seconds);
     const row = (f: { rss_mib: number; peak_rss_mib: number; cpu_pct: number; bytes_per_s: number }) =>
       `RSS ${f.rss_mib} MiB (peak ${f.peak_rss_mib}), CPU ${f.cpu_pct}% of a core, ${f.bytes_per_s} bytes/s`;
     console.log(
@@ -336,9 +336,12 @@ async function main(): Promise<void> {
         `Agent footprint — ${seconds} s, heartbeat 10 s, metrics 15 s`,
         `  opspilot-agent (bundle)    ${row(agent)}`,
         `  prometheus-node-exporter   ${typeof nodeExporter === 'string' ? nodeExporter : row(nodeExporter)}`,
+        `  opspilot-agent running ${withChecks.checks} HTTP checks every ${withChecks.interval_s} s (${withChecks.results_per_s} results/s)`,
+        `                             ${row(withChecks)}`,
+        `    extra for the checks     RSS ${Math.round((withChecks.rss_mib - agent.rss_mib) * 10) / 10} MiB, CPU ${Math.round((withChecks.cpu_pct - agent.cpu_pct) * 100) / 100}% of a core`,
       ].join('\n'),
     );
-    console.log(JSON.stringify({ seconds, agent, node_exporter: nodeExporter }));
+    console.log(JSON.stringify({ seconds, agent, node_exporter: nodeExporter, with_checks: withChecks }));
   }
 }
 

@@ -2,9 +2,11 @@
  * The agent's footprint: the bundled agent at its default intervals (heartbeat 10 s, metrics
  * 15 s) for BENCH_AGENT_SECONDS (120), against a minimal hub that welcomes and acks and counts
  * what arrives; beside Debian's prometheus-node-exporter scraped every 15 s (Prometheus' default)
- * over the same window on the same machine. RSS from /proc/<pid>/status, CPU from
- * /proc/<pid>/stat, bytes on the wire per second (WebSocket frames with their headers; HTTP
- * responses with their headers for node_exporter).
+ * over the same window on the same machine; and a second agent, the same bundle, sent 20 HTTP
+ * monitors of a local server at the shortest interval (10 s), whose difference from the first is
+ * what running checks costs. RSS from /proc/<pid>/status, CPU from /proc/<pid>/stat, bytes on the
+ * wire per second (WebSocket frames with their headers; HTTP responses with their headers for
+ * node_exporter).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -13,7 +15,8 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WebSocketServer } from 'ws';
-import { AGENT_MESSAGE_TYPES, decodeFrame, encodeEnvelope } from '@opspilot/protocol';
+import { createServer as createHttpServer } from 'node:http';
+import { AGENT_MESSAGE_TYPES, PROTOCOL_VERSION, decodeFrame, encodeEnvelope, type MonitorDefinition } from '@opspilot/protocol';
 import { buildAgent } from '../build-agent.ts';
 
 const NODE_EXPORTER = '/usr/bin/prometheus-node-exporter';
@@ -60,32 +63,49 @@ async function measure(pid: number, seconds: number, bytes: () => number): Promi
   };
 }
 
-export async function agentBench(seconds: number): Promise<{ agent: Footprint; nodeExporter: Footprint | string }> {
+export async function agentBench(
+  seconds: number,
+  checks = { count: 20, intervalS: 10 },
+): Promise<{ agent: Footprint; nodeExporter: Footprint | string; withChecks: Footprint & { checks: number; interval_s: number; results_per_s: number } }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-agent-bench-'));
   const children: ChildProcess[] = [];
+  // What the checking agent checks: a JSON health endpoint in this process.
+  const target = createHttpServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}'));
+  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+  const targetUrl = `http://127.0.0.1:${(target.address() as AddressInfo).port}/health`;
   try {
     const bundle = await buildAgent(path.join(dir, 'opspilot-agent.mjs'));
 
-    // A minimal hub: welcome, ack every id, count bytes.
-    let agentBytes = 0;
+    // A minimal hub: welcome, ack every id, count bytes; the checking agent (by its token) is sent its monitors after hello.
+    const bytes = { plain: 0, checking: 0 };
+    let results = 0;
+    const monitors: MonitorDefinition[] = Array.from({ length: checks.count }, (_, i) => ({ id: `bench-${i}`, kind: 'http', target: `${targetUrl}?m=${i}`, interval_s: checks.intervalS, timeout_ms: 5000, conditions: ['[STATUS] == 200', '[BODY].status == "ok"'] }));
     const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
     await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-    wss.on('connection', (ws) => {
-      ws.send(encodeEnvelope('welcome', { agent_id: 'bench', heartbeat_interval_s: 10 }));
+    wss.on('connection', (ws, req) => {
+      const which = req.headers.authorization?.endsWith('checking') ? 'checking' : 'plain';
+      ws.send(encodeEnvelope('welcome', { agent_id: `bench-${which}`, heartbeat_interval_s: 10, protocol: PROTOCOL_VERSION }));
       ws.on('message', (data) => {
         const text = data.toString();
-        agentBytes += wsFrameBytes(Buffer.byteLength(text));
-        const { envelope } = decodeFrame(text, AGENT_MESSAGE_TYPES);
+        bytes[which] += wsFrameBytes(Buffer.byteLength(text));
+        const { envelope, message } = decodeFrame(text, AGENT_MESSAGE_TYPES);
+        if (message.type === 'hello' && which === 'checking') ws.send(encodeEnvelope('monitors', { version: 'bench', monitors }));
+        if (message.type === 'check_results') results += message.payload.results.length;
         if (envelope.id) ws.send(encodeEnvelope('ack', { ids: [envelope.id] }));
       });
     });
     const { port } = wss.address() as AddressInfo;
-    const agent = spawn(process.execPath, [bundle], {
-      cwd: dir,
-      env: { PATH: process.env.PATH ?? '', OPSPILOT_HUB_URL: `ws://127.0.0.1:${port}`, OPSPILOT_AGENT_TOKEN: 'opa_bench_token_000000', OPSPILOT_AGENT_STATE_DIR: path.join(dir, 'state') },
-      stdio: 'ignore',
-    });
-    children.push(agent);
+    const start = (which: 'plain' | 'checking') => {
+      const child = spawn(process.execPath, [bundle], {
+        cwd: dir,
+        env: { PATH: process.env.PATH ?? '', OPSPILOT_HUB_URL: `ws://127.0.0.1:${port}`, OPSPILOT_AGENT_TOKEN: `opa_bench_token_${which}`, OPSPILOT_AGENT_STATE_DIR: path.join(dir, `state-${which}`) },
+        stdio: 'ignore',
+      });
+      children.push(child);
+      return child;
+    };
+    const agent = start('plain');
+    const checking = start('checking');
 
     let exporterBytes = 0;
     let exporter: ChildProcess | null = null;
@@ -111,17 +131,22 @@ export async function agentBench(seconds: number): Promise<{ agent: Footprint; n
       scraper = setInterval(() => void scrape(), 15_000);
     }
 
-    // Let both settle (connect, first samples), then measure both over the same window.
-    await new Promise((r) => setTimeout(r, 5000));
-    const [agentFootprint, exporterFootprint] = await Promise.all([
-      measure(agent.pid!, seconds, () => agentBytes),
+    // Let them settle (connect, first samples, every check run once), then measure all over the same window.
+    await new Promise((r) => setTimeout(r, 12_000));
+    const results0 = results;
+    const t0 = performance.now();
+    const [agentFootprint, checkingFootprint, exporterFootprint] = await Promise.all([
+      measure(agent.pid!, seconds, () => bytes.plain),
+      measure(checking.pid!, seconds, () => bytes.checking),
       exporter ? measure(exporter.pid!, seconds, () => exporterBytes) : Promise.resolve(`not installed: apt-get install prometheus-node-exporter`),
     ]);
+    const resultsPerS = Math.round(((results - results0) / ((performance.now() - t0) / 1000)) * 100) / 100;
     if (scraper) clearInterval(scraper);
     wss.close();
-    return { agent: agentFootprint, nodeExporter: exporterFootprint };
+    return { agent: agentFootprint, nodeExporter: exporterFootprint, withChecks: { ...checkingFootprint, checks: checks.count, interval_s: checks.intervalS, results_per_s: resultsPerS } };
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
+    await new Promise<void>((r) => target.close(() => r()));
   }
 }

@@ -169,7 +169,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       onEventsStored: (outcome) => {
         if (outcome.completedExecs.length > 0) events.emit('exec.finished', { execs: outcome.completedExecs });
         if (outcome.incidents.length > 0) events.emit('incident.changed', { incidentIds: outcome.incidents, opened: outcome.opened });
-        if (outcome.monitors.length > 0) events.emit('monitor.results', { monitorIds: outcome.monitors });
+        if (outcome.monitors.length + outcome.certificates.length > 0) events.emit('monitor.results', { monitorIds: outcome.monitors, certificates: outcome.certificates });
       },
     });
     // Old envelope ids and metric samples: forgotten, expired or downsampled, in bounded steps.
@@ -260,7 +260,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     events.on('analysis.requested', () => analyzer.kick());
     events.on('analysis.stored', () => slack?.kick());
     events.on('notification.queued', () => slack?.kick());
-    events.on('monitor.results', (e) => monitors.decide(e.monitorIds));
+    events.on('monitor.results', (e) => monitors.decide(e.monitorIds, e.certificates));
     events.on('monitors.changed', () => assignments.refresh());
 
     const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, heartbeats, monitors, assignments, sweepOffline };

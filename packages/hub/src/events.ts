@@ -25,7 +25,8 @@ export interface HubEventMap {
   'exec.finished': { execs: ExecRequest[] };
   /** Something was put in the Slack outbox. */
   'notification.queued': Record<string, never>;
-  'monitor.results': { monitorIds: string[] };
+  /** Agents' results stored: monitors whose location changed state, certificate expiries seen. */
+  'monitor.results': { monitorIds: string[]; certificates: { monitorId: string; expiresAt: string; at: Date }[] };
   'monitors.changed': Record<string, never>;
 }
 export type HubEventName = keyof HubEventMap;

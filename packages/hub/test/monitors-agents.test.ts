@@ -162,3 +162,27 @@ eachBackend(t, 'results older than the raw window become one row per location an
   t.match(again[2], { checks: 61, ok_checks: 54, max_response_ms: 100 });
   t.equal(again.length, 3);
 });
+
+eachBackend(t, 'a certificate an agent sees near its expiry opens a low incident ahead; renewed, it resolves', async (t, backend) => {
+  const clock = new TestClock();
+  const hub = await startHub(t, await backend.open(t), {}, false, clock);
+  const edge = await agentOf(hub, 'edge-0', { site: 'dc1' }, 2);
+  const m = (await hub.api('POST', '/v1/monitors', { name: 'shop-cert', kind: 'tls', target: 'shop.internal:443', run_on: { agents: [edge.id] }, cert_warn_days: 14 })).body;
+  await edge.agent.next('monitors');
+  const day = 86_400;
+  const now = clock.now().getTime() / 1000;
+  await report(edge.agent, clock, m.id, true, { status: undefined, cert_expires_at: now + 60 * day });
+  await eventually(async () => (await monitor(hub, m.id)).status === 'up', 5000, 'up');
+  t.notOk(await incidentOf(hub, `cert:${m.id}`), 'sixty days left: nothing to say');
+  await report(edge.agent, clock, m.id, true, { cert_expires_at: now + 5 * day + 3600 });
+  const warned = await eventually(() => incidentOf(hub, `cert:${m.id}`), 5000, 'the warning');
+  t.match(warned, { type: 'tls', severity: 'low', service: 'shop-cert', message: /^shop-cert: the certificate expires in 5 days/ });
+  await report(edge.agent, clock, m.id, true, { cert_expires_at: now + 90 * day });
+  await eventually(async () => (await hub.api('GET', `/v1/incidents/${warned.id}`)).body.status === 'resolved', 5000, 'resolved once renewed');
+  t.equal((await monitor(hub, m.id)).status, 'up', 'a certificate warning is not an outage');
+
+  // An agent whose clock is days ahead: its result is taken at the hub's time (give or take a minute), not in the future.
+  await report(edge.agent, clock, m.id, true, { at: now + 10 * day });
+  const newest = (await hub.api('GET', `/v1/monitors/${m.id}/results?until=${new Date((now + 20 * day) * 1000).toISOString()}&limit=1`)).body.results[0];
+  t.ok(Date.parse(newest.at) <= clock.now().getTime() + 60_000, `stored at ${newest.at}, not ten days ahead`);
+});

@@ -25,7 +25,7 @@ export async function storeEvents(db: Db, batch: EventBatch, lifecycle: Lifecycl
  * back alone and named in `refused`; the others commit together.
  */
 async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
-  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], monitors: [], refused: [] };
+  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], monitors: [], certificates: [], refused: [] };
   await db.transaction().execute(async (trx) => {
     for (const [i, item] of batch.items.entries()) {
       const one = await inSavepoint(trx, `item_${i}`, () => storeEventsTogether(trx, { items: [item], ids: [], receivedAt: batch.receivedAt }, lifecycle, false));
@@ -34,6 +34,7 @@ async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: Lifecyc
         outcome.incidents.push(...one.value.incidents);
         outcome.opened.push(...one.value.opened);
         outcome.monitors.push(...one.value.monitors);
+        outcome.certificates.push(...one.value.certificates);
       } else if (item.msgId !== undefined) {
         outcome.refused.push({ agentId: item.agentId, msgId: item.msgId, reason: `the hub could not store this ${item.kind}: ${one.refused.message.replace(/"[^"\n]{17,}"/g, '"[value]"').slice(0, 300)}` });
       }
@@ -45,7 +46,7 @@ async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: Lifecyc
 async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, ownTransaction = true): Promise<EventOutcome> {
   const results = batch.items.filter((i): i is Extract<EventItem, { kind: 'exec_result' }> => i.kind === 'exec_result');
   const ordered = batch.items.filter((i) => i.kind !== 'exec_result');
-  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], monitors: [], refused: [] };
+  const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], monitors: [], certificates: [], refused: [] };
   if (results.length > 0) {
     outcome.completedExecs = await completeExecRequests(
       db,
@@ -77,7 +78,9 @@ async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: Lifecyc
         const id = await applyResolve(trx, lifecycle, { agentId: item.agentId, ...item.payload }, item.at, 'agent', item.payload.message);
         if (id) outcome.incidents.push(id);
       } else if (item.kind === 'check_results') {
-        outcome.monitors.push(...(await storeCheckResults(trx, item.agentId, item.payload.results, batch.receivedAt)));
+        const stored = await storeCheckResults(trx, item.agentId, item.payload.results, batch.receivedAt);
+        outcome.monitors.push(...stored.changed);
+        outcome.certificates.push(...stored.certificates);
       }
     }
   };

@@ -125,13 +125,26 @@ export class MonitorRunner {
    * their assignment changed), each in a transaction of its own. One that fails is logged; the
    * sweep decides it again.
    */
-  async decide(monitorIds: readonly string[]): Promise<void> {
+  async decide(monitorIds: readonly string[], certificates: readonly { monitorId: string; expiresAt: string; at: Date }[] = []): Promise<void> {
     const changes = new Changes();
     for (const id of new Set(monitorIds)) {
       try {
         await this.db.transaction().execute((trx) => this.#decide(trx, id, this.opts.clock.now(), changes));
       } catch (err) {
         this.log.warn({ err, monitorId: id }, 'could not decide a monitor; the sweep retries');
+      }
+    }
+    // The certificate agents saw: the latest per monitor, warned about (or resolved when renewed).
+    const latest = new Map<string, { expiresAt: string; at: Date }>();
+    for (const c of certificates) if (!latest.has(c.monitorId) || latest.get(c.monitorId)!.at < c.at) latest.set(c.monitorId, c);
+    for (const [id, c] of latest) {
+      try {
+        await this.db.transaction().execute(async (trx) => {
+          const m = await lockMonitor(trx, id);
+          if (m?.enabled) await this.#certificate(trx, m, c.expiresAt, this.opts.clock.now(), changes);
+        });
+      } catch (err) {
+        this.log.warn({ err, monitorId: id }, "could not decide on a monitor's certificate; its next result does");
       }
     }
     changes.publish(this.opts.events);

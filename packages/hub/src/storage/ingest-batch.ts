@@ -47,8 +47,10 @@ export interface EventOutcome {
   incidents: string[];
   /** incident ids opened or reopened (remediation rules look at these). */
   opened: string[];
-  /** monitors whose location at an agent changed state (their own state is decided after commit). */
+  /** monitors whose location at an agent changed state (their own state is decided after commit), */
   monitors: string[];
+  /** and certificate expiries agents saw (a warning is decided after commit). */
+  certificates: { monitorId: string; expiresAt: string; at: Date }[];
   /** Messages the database refused on their own; everything else in the batch was stored. */
   refused: Refusal[];
 }

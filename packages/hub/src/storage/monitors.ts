@@ -142,12 +142,13 @@ const FUTURE_SLACK_MS = 60_000;
  * Store an agent's check results and move its location of each monitor: results of monitors it
  * does not run (deleted, disabled, moved elsewhere) are dropped, a time ahead of the hub's clock
  * is taken as the hub's, and a location's state moves only on results newer than its last.
- * Returns the monitors whose location changed state (the caller decides theirs once committed).
+ * Returns what the caller decides on once this commits.
  */
-export async function storeCheckResults(db: Db, agentId: string, results: readonly CheckResultPayload[], receivedAt: Date): Promise<string[]> {
-  if (results.length === 0) return [];
+export async function storeCheckResults(db: Db, agentId: string, results: readonly CheckResultPayload[], receivedAt: Date): Promise<StoredCheckResults> {
+  const none: StoredCheckResults = { changed: [], certificates: [] };
+  if (results.length === 0) return none;
   const agent = await db.selectFrom('agents').select(['id', 'labels']).where('id', '=', agentId).executeTakeFirst();
-  if (!agent) return [];
+  if (!agent) return none;
   const ids = [...new Set(results.map((r) => r.monitor_id))];
   const monitors = new Map(
     (await db.selectFrom('monitors').selectAll().where('id', 'in', ids).where('enabled', '=', true).execute())
@@ -171,12 +172,15 @@ export async function storeCheckResults(db: Db, agentId: string, results: readon
       cert_expires_at: r.cert_expires_at === undefined ? null : new Date(r.cert_expires_at * 1000),
     });
   }
-  if (rows.length === 0) return [];
+  if (rows.length === 0) return none;
   for (let i = 0; i < rows.length; i += 1000) await db.insertInto('monitor_results').values(rows.slice(i, i + 1000)).execute();
   const changed: string[] = [];
+  const certificates: StoredCheckResults['certificates'] = [];
   for (const [id, m] of monitors) {
     const mine = rows.filter((r) => r.monitor_id === id).sort((a, b) => a.at.getTime() - b.at.getTime());
     if (mine.length === 0) continue;
+    const cert = mine.findLast((r) => r.cert_expires_at !== null);
+    if (cert && m.cert_warn_days > 0) certificates.push({ monitorId: id, expiresAt: cert.cert_expires_at!.toISOString(), at: cert.at });
     let l = await lockLocation(db, id, agentId);
     const before = l.state;
     for (const r of mine) {
@@ -187,7 +191,14 @@ export async function storeCheckResults(db: Db, agentId: string, results: readon
     // Only a location's state can change the monitor's: the rest is history.
     if (l.state !== before) changed.push(id);
   }
-  return changed;
+  return { changed, certificates };
+}
+
+export interface StoredCheckResults {
+  /** Monitors whose location changed state: the caller decides their own state once committed. */
+  changed: string[];
+  /** The latest certificate expiry each monitor's results saw (with a warning configured). */
+  certificates: { monitorId: string; expiresAt: string; at: Date }[];
 }
 
 /**

@@ -4,23 +4,15 @@
  * exactly once when it returns.
  */
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { eventually, freePort } from './util.ts';
+import { eventually, freePort, proc } from './util.ts';
 
 const HUB_MAIN = path.resolve(import.meta.dirname, '../../hub/src/main.ts');
 const AGENT_MAIN = path.resolve(import.meta.dirname, '../src/main.ts');
 const ADMIN = 'e2e-admin-token-0123456789abcdef';
-
-function proc(script: string, args: string[], env: Record<string, string>): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
-  return { child, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))), output: () => out };
-}
 
 t.test('log lines → incidents, exactly once across hub and agent restarts', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-e2e-logs-'));

@@ -5,27 +5,19 @@
  * two others decides; with every agent stopped the monitor is unknown.
  */
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { eventually, freePort } from './util.ts';
+import { eventually, freePort, proc } from './util.ts';
 
 const HUB_MAIN = path.resolve(import.meta.dirname, '../../hub/src/main.ts');
 const AGENT_MAIN = path.resolve(import.meta.dirname, '../src/main.ts');
 const ADMIN = 'e2e-admin-token-0123456789abcdef';
 // A minute on an idle machine (10 s intervals, a 6 s offline deadline); room for a busy one.
 t.setTimeout(300_000);
-
-function proc(script: string, args: string[], env: Record<string, string>): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
-  return { child, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))), output: () => out };
-}
 
 t.test('three agents check an endpoint: down by quorum, one cut off, up again, unknown when all are gone', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-e2e-monitors-'));

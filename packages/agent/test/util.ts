@@ -1,4 +1,5 @@
 /** Small helpers shared by the agent's end-to-end tests. */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { AgentClock, Timer } from '../src/clock.ts';
 
@@ -70,4 +71,13 @@ export class ManualClock implements AgentClock {
     this.#monoUs += BigInt(to - this.#ms) * 1000n;
     this.#ms = to;
   }
+}
+
+/** A TypeScript entry point (the hub's or the agent's main) as a child process, its output kept. */
+export function proc(script: string, args: string[], env: Record<string, string>): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  return { child, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))), output: () => out };
 }

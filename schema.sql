@@ -222,9 +222,13 @@ CREATE TABLE incident_events (
                  'exec_completed', 'autonomy_changed', 'rule_created', 'rule_updated', 'rule_deleted',
                  'token_created', 'token_deleted', 'silence_created', 'silence_deleted', 'silence_ended',
                  'integration_created', 'integration_updated', 'integration_deleted', 'integration_secret_rotated', 'linked',
-                 'heartbeat_created', 'heartbeat_updated', 'heartbeat_deleted', 'monitor_created', 'monitor_updated', 'monitor_deleted')),
-  detail       jsonb
+                 'heartbeat_created', 'heartbeat_updated', 'heartbeat_deleted', 'monitor_created', 'monitor_updated', 'monitor_deleted',
+                 'agent_connected', 'agent_disconnected', 'monitor_state')),
+  detail       jsonb,
+  -- The live event stream's position (GET /v1/events: the SSE id a client resumes from).
+  seq          bigint GENERATED ALWAYS AS IDENTITY
 );
+CREATE UNIQUE INDEX incident_events_seq ON incident_events (seq);
 CREATE INDEX incident_events_incident ON incident_events (incident_id, id);
 CREATE INDEX incident_events_agent ON incident_events (agent_id, id) WHERE agent_id IS NOT NULL;
 CREATE INDEX incident_events_actor ON incident_events (actor, id);

@@ -12,7 +12,7 @@ import { resolveConfig, type HubConfig } from './config.ts';
 import type { App, Hub } from './context.ts';
 import { errorBody, HubError, StartupError } from './errors.ts';
 import { ExecBroker } from './exec/broker.ts';
-import { HubEvents } from './events.ts';
+import { HUB_EVENT_NAMES, HubEvents } from './events.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { loadRules } from './incidents/classify.ts';
 import { MISSED_HEARTBEATS, sweepOfflineAgents } from './incidents/offline.ts';
@@ -30,6 +30,8 @@ import { HeartbeatMonitor } from './heartbeats/monitor.ts';
 import { pingPlugin } from './heartbeats/ping-route.ts';
 import { MonitorRunner } from './monitors/runner.ts';
 import { MonitorAssignments } from './monitors/assign.ts';
+import { LiveJournal } from './live/journal.ts';
+import { eventRoutes } from './live/events-route.ts';
 import { monitorRoutes } from './rest/monitors.ts';
 import { RemediationEngine } from './remediation/engine.ts';
 import { enqueueApproval } from './storage/notifications.ts';
@@ -203,6 +205,8 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       app.log,
     );
     const assignments = new MonitorAssignments(db, registry, app.log);
+    // The audit trail read as it grows, for the live event streams.
+    const journal = new LiveJournal(db, app.log);
     // Query strings and path parameters arrive as text and are coerced to their schema's types;
     // bodies are JSON and are taken as sent (Fastify's default would turn ["a"] into "a").
     const ajvOptions = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const;
@@ -262,8 +266,10 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     events.on('notification.queued', () => slack?.kick());
     events.on('monitor.results', (e) => monitors.decide(e.monitorIds, e.certificates));
     events.on('monitors.changed', () => assignments.refresh());
+    // Whatever was announced was committed with its audit row: the live streams read it now.
+    for (const name of HUB_EVENT_NAMES) events.on(name, () => journal.kick());
 
-    const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, heartbeats, monitors, assignments, sweepOffline };
+    const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, heartbeats, monitors, assignments, journal, sweepOffline };
     app.decorate('hub', hub);
 
     // Background work starts once the routes are ready. Fastify runs onClose hooks in reverse
@@ -289,6 +295,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       await remediation.stop();
       await heartbeats.stop();
       await monitors.stop();
+      journal.stop();
       if (ownsDatabase) await database.close();
     });
     // The HTTP surfaces, after the error handler they share; each owns its start and shutdown.
@@ -325,6 +332,11 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       integrationRoutes(v1, { db, clock });
       heartbeatRoutes(v1, { db, clock, lifecycle, events, kick: heartbeats.kick });
       monitorRoutes(v1, { db, clock, lifecycle, events, kick: monitors.kick, decide: (ids) => monitors.decide(ids) });
+      eventRoutes(v1, {
+        db,
+        journal,
+        opts: { perToken: config.eventStreamsPerToken, maxReplay: config.eventStreamMaxReplay, maxBufferedBytes: config.eventStreamMaxBufferedBytes, keepAliveMs: config.eventStreamKeepAliveMs },
+      });
     });
     // Alerts from other tools: authenticated per integration, not by API token.
     await app.register(intakePlugin, { config, db, lifecycle, redactor, events, clock });

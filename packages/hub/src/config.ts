@@ -80,6 +80,14 @@ export interface HubConfig {
   intakeRateLimit: number;
   /** Monitors the hub runs may reach its loopback, link-local and cloud-metadata addresses (off: a monitor is not a way in). */
   monitorAllowInternal: boolean;
+  /** Live event streams (GET /v1/events) one token may hold at once. */
+  eventStreamsPerToken: number;
+  /** A comment on an idle event stream this often (proxies close silent connections). */
+  eventStreamKeepAliveMs: number;
+  /** Bytes waiting for an event stream's client past which it is disconnected. */
+  eventStreamMaxBufferedBytes: number;
+  /** Events a reconnecting stream is sent from where it left off; further back it is told to resync. */
+  eventStreamMaxReplay: number;
 }
 
 export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
@@ -131,6 +139,10 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   intakeMaxBytes: 16 * 1024 * 1024, // 16 MiB: ~10,000 Alertmanager alerts with their labels and annotations
   intakeRateLimit: 600,
   monitorAllowInternal: false,
+  eventStreamsPerToken: 10,
+  eventStreamKeepAliveMs: 15_000,
+  eventStreamMaxBufferedBytes: 1024 * 1024,
+  eventStreamMaxReplay: 10_000,
 });
 
 type Rule = (value: unknown) => string | null;
@@ -190,6 +202,10 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   intakeMaxBytes: int(1024, 256 * 1024 * 1024),
   intakeRateLimit: int(1, 10_000_000),
   monitorAllowInternal: (v) => (typeof v === 'boolean' ? null : 'must be true or false'),
+  eventStreamsPerToken: int(1, 1000),
+  eventStreamKeepAliveMs: int(10, 300_000),
+  eventStreamMaxBufferedBytes: int(1024, 256 * 1024 * 1024),
+  eventStreamMaxReplay: int(1, 1_000_000),
 };
 
 export class ConfigError extends StartupError {
@@ -265,6 +281,7 @@ export const ENV_KEYS = {
   OPSPILOT_INTAKE_MAX_BYTES: 'intakeMaxBytes',
   OPSPILOT_INTAKE_RATE_LIMIT: 'intakeRateLimit',
   OPSPILOT_MONITOR_ALLOW_INTERNAL: 'monitorAllowInternal',
+  OPSPILOT_EVENT_STREAMS_PER_TOKEN: 'eventStreamsPerToken',
 } as const satisfies Record<string, keyof HubConfig>;
 
 // Every key whose default is a number is read as an integer.

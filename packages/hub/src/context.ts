@@ -11,6 +11,7 @@ import type { RemediationEngine } from './remediation/engine.ts';
 import type { HeartbeatMonitor } from './heartbeats/monitor.ts';
 import type { MonitorRunner } from './monitors/runner.ts';
 import type { MonitorAssignments } from './monitors/assign.ts';
+import type { LiveJournal } from './live/journal.ts';
 import type { Retention } from './retention.ts';
 import type { HubEvents } from './events.ts';
 import type { Clock } from './clock.ts';
@@ -42,6 +43,8 @@ export interface Hub {
   monitors: MonitorRunner;
   /** Which agents run which monitors: sent to them after hello and on every change. */
   assignments: MonitorAssignments;
+  /** The audit trail read as it grows, for the live event streams (GET /v1/events). */
+  journal: LiveJournal;
   /** Open "agent offline" incidents for silent agents now (also run every 30 s); returns their ids. */
   sweepOffline(now?: Date): Promise<string[]>;
 }

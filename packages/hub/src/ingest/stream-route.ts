@@ -12,6 +12,7 @@ import type { IngestWriter } from './writer.ts';
 import { HubError } from '../errors.ts';
 import { findAgentIdByTokenHash, markAgentConnected } from '../storage/agents.ts';
 import { agentReturned } from '../incidents/offline.ts';
+import { recordEvent } from '../storage/timeline.ts';
 import { AgentConnection, type AuthenticatedAgent, type ConnectionContext } from './connection.ts';
 import { ReadBudget } from './read-budget.ts';
 
@@ -89,6 +90,7 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
       registry.register(agentId, conn)?.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
       app.log.info({ agentId }, 'agent connected');
       markAgentConnected(db, agentId, conn.connectedAt!).catch((err) => app.log.warn({ err, agentId }, 'could not record connection'));
+      recordEvent(db, { incidentId: null, agentId, at: conn.connectedAt!, actor: 'hub', kind: 'agent_connected' }).catch((err) => app.log.warn({ err, agentId }, 'could not record connection'));
       agentReturned(db, lifecycle, agentId, conn.connectedAt!).then(
         (resolved) => resolved && events.emit('incident.changed', { incidentIds: [resolved], opened: [] }),
         (err) => app.log.warn({ err, agentId }, 'could not resolve the offline incident'),
@@ -99,6 +101,8 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
       if (conn.agentId === null) return;
       registry.unregister(conn.agentId, conn);
       app.log.info({ agentId: conn.agentId, code: conn.closeCode }, 'agent disconnected');
+      const agentId = conn.agentId;
+      recordEvent(db, { incidentId: null, agentId, at: clock.now(), actor: 'hub', kind: 'agent_disconnected', detail: { code: conn.closeCode } }).catch((err) => app.log.warn({ err, agentId }, 'could not record the disconnection'));
     },
   };
 

@@ -24,6 +24,7 @@ import {
   type Monitor,
   type MonitorLocation,
 } from '../storage/monitors.ts';
+import { recordEvent } from '../storage/timeline.ts';
 import { Worker } from '../worker.ts';
 
 /** Checks the hub runs at once, at most (a slow target holds one slot, not the schedule). */
@@ -176,6 +177,7 @@ export class MonitorRunner {
     const state = m.enabled ? monitorState(where.map((w) => rows.get(w)?.state ?? 'unknown'), m.quorum) : 'unknown';
     if (state === m.status) return;
     await setMonitorStatus(trx, m.id, state, at);
+    await recordEvent(trx, { incidentId: null, at, actor: 'hub', kind: 'monitor_state', detail: { monitor_id: m.id, name: m.name, from: m.status, to: state } });
     const integration = await hubIntegration(trx, 'monitor', at);
     if (state === 'down') {
       const names = new Map([[HUB_LOCATION, HUB_LOCATION], ...agents.map((a) => [a.id, a.name] as [string, string])]);

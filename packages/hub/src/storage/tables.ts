@@ -292,6 +292,8 @@ export interface IncidentEventsTable {
   by: string | null;
   kind: string;
   detail: JsonNullable<Record<string, unknown>>;
+  /** The live stream's position (an identity column: never written). */
+  seq: ColumnType<string | number, never, never>;
 }
 
 export const NOTIFICATION_KINDS = ['message', 'thread', 'approval'] as const;

@@ -56,6 +56,10 @@ export const TIMELINE_KINDS = [
   'monitor_created',
   'monitor_updated',
   'monitor_deleted',
+  // the live event stream (issue 15)
+  'agent_connected',
+  'agent_disconnected',
+  'monitor_state',
 ] as const;
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];
 
@@ -108,4 +112,38 @@ export async function auditEvents(db: Db, f: { incidentId?: string; agentId?: st
   if (f.actor) q = q.where((eb) => eb.or([eb('actor', '=', f.actor!), eb('by', '=', f.actor!)]));
   if (f.after) q = q.where('id', '>', f.after);
   return q.orderBy('id').limit(f.limit).execute();
+}
+
+/** One row of the audit trail as the live stream sends it, with its incident as it is now. */
+export interface StreamEvent {
+  seq: number;
+  at: Date;
+  kind: string;
+  actor: string;
+  by: string | null;
+  incident_id: string | null;
+  agent_id: string | null;
+  detail: Record<string, unknown> | null;
+  incident: { id: string; status: string; severity: string | null; type: string; message: string; service: string | null; count: number } | null;
+}
+
+/** The audit trail after position `after`, in order, at most `limit` rows (the live stream's read). */
+export async function eventsAfter(db: Db, after: number, limit: number, only?: readonly number[]): Promise<StreamEvent[]> {
+  const rows = await sql<Omit<StreamEvent, 'incident'> & { i_status: string | null; i_severity: string | null; i_type: string | null; i_message: string | null; i_service: string | null; i_count: number | null }>`
+    SELECT e.seq::float8 AS seq, e.at, e.kind, e.actor, e.by, e.incident_id, e.agent_id, e.detail,
+      i.status AS i_status, i.severity AS i_severity, i.type AS i_type, left(i.message, 300) AS i_message, i.service AS i_service, i.count AS i_count
+    FROM incident_events e LEFT JOIN incidents i ON i.id = e.incident_id
+    WHERE ${only ? sql`e.seq = ANY(${only.map(String)}::bigint[])` : sql`e.seq > ${after}`}
+    ORDER BY e.seq LIMIT ${limit}`.execute(db);
+  return rows.rows.map(({ i_status, i_severity, i_type, i_message, i_service, i_count, ...e }) => ({
+    ...e,
+    seq: Number(e.seq),
+    incident: e.incident_id && i_status !== null ? { id: e.incident_id, status: i_status, severity: i_severity, type: i_type!, message: i_message!, service: i_service, count: i_count! } : null,
+  }));
+}
+
+/** The newest position of the audit trail (0 when empty). */
+export async function lastEventSeq(db: Db): Promise<number> {
+  const row = await sql<{ seq: number | null }>`SELECT max(seq)::float8 AS seq FROM incident_events`.execute(db);
+  return Number(row.rows[0]?.seq ?? 0);
 }

@@ -10,6 +10,7 @@
  * `pnpm bench agent`, `pnpm bench systemd`, `pnpm bench hostile` or `pnpm bench intake` runs one
  * part (intake: Alertmanager notifications stored, beside a bare JSON server). Environment:
  *   BENCH_MONITORS, BENCH_MONITOR_SECONDS  HTTP monitors at 1-minute intervals (1200), window (60)
+ *   BENCH_EVENT_STREAMS, BENCH_EVENT_ALERTS  open event streams (100), alerts timed one at a time (200)
  *   BENCH_INTAKE_SINGLES, BENCH_INTAKE_GROUPS, BENCH_INTAKE_CONCURRENCY  notifications of 1 alert
  *                  (2000) and of 100 (100), and how many at a time (4)
  *   BENCH_HOSTILE_SECONDS  seconds per phase of the hostile-input part (20)
@@ -35,6 +36,7 @@ import { hostileBench, type HostileResult } from './bench/hostile.ts';
 import { slackBench } from './bench/slack.ts';
 import { intakeBench, type IntakeRow } from './bench/intake.ts';
 import { monitorsBench, type MonitorsRow } from './bench/monitors.ts';
+import { eventsBench, type EventsRow } from './bench/events.ts';
 import { systemdBench } from './bench/systemd.ts';
 import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
@@ -323,6 +325,7 @@ async function main(): Promise<void> {
   if (part === 'all' || part === 'slack') await slackPart();
   if (part === 'all' || part === 'intake') await intakePart();
   if (part === 'all' || part === 'monitors') await monitorsPart();
+  if (part === 'all' || part === 'events') await eventsPart();
   if (part === 'all' || part === 'systemd') await systemdPart();
   if (part === 'all' || part === 'hostile') await hostilePart();
   if (part === 'all' || part === 'agent') {
@@ -434,6 +437,24 @@ async function monitorsPart(): Promise<void> {
       `HTTP monitors — ${r.monitors} at 1-minute intervals (${r.failed_results} failed results)`,
       `  hub (checked, stored, decided)   ${row(r.hub)}`,
       `  baseline: the probes alone       ${row(r.baseline)}`,
+    ].join('\n'),
+  );
+  console.log(JSON.stringify(r));
+}
+
+/** The delay from an alert's commit to its event at 100 open streams, beside a bare SSE fan-out. */
+async function eventsPart(): Promise<void> {
+  const { url } = await throwawayDatabase();
+  const streams = Number(process.env.BENCH_EVENT_STREAMS ?? 100);
+  const alerts = Number(process.env.BENCH_EVENT_ALERTS ?? 200);
+  log(`events: ${alerts} alerts, one at a time, to ${streams} open event streams; first a bare SSE server's fan-out`);
+  const r = await eventsBench({ databaseUrl: url.toString(), streams, alerts, root: ROOT });
+  const row = (x: EventsRow) => `p50 ${x.p50_ms} ms, p99 ${x.p99_ms} ms; the slowest of the ${x.streams} per event: p50 ${x.slowest_stream_p50_ms} ms, p99 ${x.slowest_stream_p99_ms} ms`;
+  console.log(
+    [
+      `Live events — ${r.hub.alerts} alerts to ${r.hub.streams} streams`,
+      `  hub: alert committed (ack) → event at each stream   ${row(r.hub)}`,
+      `  baseline: bare SSE server, write → each stream      ${row(r.bare)}`,
     ].join('\n'),
   );
   console.log(JSON.stringify(r));

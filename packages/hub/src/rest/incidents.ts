@@ -1,3 +1,4 @@
+import { SEVERITIES } from '../incidents/classify.ts';
 import { Type } from '@sinclair/typebox';
 import type { Clock } from '../clock.ts';
 import type { App } from '../http.ts';
@@ -72,6 +73,7 @@ const ListQuery = Type.Object({
   agent_id: Type.Optional(Id),
   integration: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: "An integration's id or name" })),
   service: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  severity: Type.Optional(Type.Union(SEVERITIES.map((s) => Type.Literal(s)))),
   label: Type.Optional(
     Type.Union([Type.String({ pattern: LABEL_FILTER, maxLength: 1200 }), Type.Array(Type.String({ pattern: LABEL_FILTER, maxLength: 1200 }), { maxItems: 16 })], {
       description: '`name=value`; repeat for several (all must hold)',
@@ -106,6 +108,7 @@ export function incidentRoutes(app: App, { db, lifecycle, events, clock }: { db:
         before: req.query.before,
         integration: req.query.integration,
         service: req.query.service,
+        ...(req.query.severity ? { severity: req.query.severity } : {}),
         labels: labelFilter(req.query.label),
       }),
   );

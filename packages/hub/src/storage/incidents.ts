@@ -247,6 +247,7 @@ export interface IncidentFilter {
   /** An integration's id or name. */
   integration?: string;
   service?: string;
+  severity?: string;
   /** Labels the incident has, all of them. */
   labels?: Record<string, string>;
   limit: number;
@@ -262,6 +263,7 @@ export async function listIncidents(db: Db, filter: IncidentFilter): Promise<Inc
     q = q.where('integration_id', 'in', (eb) => eb.selectFrom('integrations').select('id').where((w) => w.or([w('id', '=', named), w('name', '=', named)])));
   }
   if (filter.service) q = q.where('service', '=', filter.service);
+  if (filter.severity) q = q.where('severity', '=', filter.severity);
   if (filter.labels && Object.keys(filter.labels).length > 0) q = q.where(sql<boolean>`labels @> ${JSON.stringify(filter.labels)}::jsonb`);
   if (filter.before) q = q.where('id', '<', filter.before);
   return q.orderBy('id', 'desc').limit(filter.limit).execute();

@@ -44,6 +44,18 @@ CREATE TABLE api_tokens (
   last_used_at  timestamptz
 );
 
+-- Dashboard sign-ins: an API token exchanged for a session held in an HttpOnly cookie. Only the
+-- session id's hash is kept; a session acts with its token's scope while the token exists.
+CREATE TABLE sessions (
+  id_hash     text PRIMARY KEY,
+  token_hash  text NOT NULL,
+  actor       text NOT NULL,
+  created_at  timestamptz NOT NULL,
+  expires_at  timestamptz NOT NULL
+);
+CREATE INDEX sessions_token ON sessions (token_hash);
+CREATE INDEX sessions_expires ON sessions (expires_at);
+
 -- Envelope ids already stored, per agent: a resent envelope is acked again but stored once.
 CREATE TABLE received_envelopes (
   agent_id     text NOT NULL REFERENCES agents(id) ON DELETE CASCADE,

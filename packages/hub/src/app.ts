@@ -2,12 +2,15 @@ import Fastify, { type FastifyError } from 'fastify';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import rateLimit from '@fastify/rate-limit';
+import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import path from 'node:path';
 import { AdminAuth, allows, type Operator, type Scope } from './auth/admin.ts';
 import { bearerToken } from './auth/tokens.ts';
+import { SESSION_COOKIE, Sessions, csrfMatches } from './auth/sessions.ts';
+import { sessionRoutes } from './rest/sessions.ts';
 import { resolveConfig, type HubConfig } from './config.ts';
 import type { App, Hub } from './context.ts';
 import { errorBody, HubError, StartupError } from './errors.ts';
@@ -53,9 +56,13 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The token scope a /v1 route needs (default: read for GET, exec otherwise). */
     scope?: Scope;
+    /** Needs no token (signing in). */
+    public?: boolean;
   }
   interface FastifyRequest {
     operator: Operator;
+    /** The session cookie's id, when the request was made with one (the dashboard). */
+    sessionId: string | null;
   }
   interface FastifyInstance {
     hub: Hub;
@@ -110,6 +117,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       throw ownsDatabase ? new StartupError(setting, `cannot prepare the database: ${err.message}`) : err;
     });
     const adminAuth = await AdminAuth.load(database.db, config.adminToken, options.showAdminToken ?? printAdminToken);
+    const sessions = new Sessions(database.db, adminAuth, options.clock ?? systemClock);
     const app = Fastify({
       logger:
         options.logStream === false
@@ -306,11 +314,27 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     await app.register(streamPlugin, { config, clock, db, registry, writer, lifecycle, events, onHello: (conn) => assignments.hello(conn) });
     await app.register(metricsPlugin, { writer, registry, broker, authenticate: async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined });
 
+    await app.register(cookie);
     await app.register(async (v1: App) => {
       v1.decorateRequest('operator', null as unknown as Operator);
+      v1.decorateRequest('sessionId', null);
       v1.addHook('onRequest', async (req) => {
-        const operator = await adminAuth.verify(bearerToken(req.headers.authorization));
-        if (!operator) throw new HubError('HUB_UNAUTHORIZED', 'missing or invalid token (Authorization: Bearer <token>)');
+        // A bearer token, or the dashboard's session cookie (then every change carries its CSRF token).
+        let operator: Operator | undefined;
+        const sid = req.cookies[SESSION_COOKIE];
+        if (req.headers.authorization !== undefined) {
+          operator = await adminAuth.verify(bearerToken(req.headers.authorization));
+        } else if (sid !== undefined) {
+          operator = await sessions.verify(sid);
+          if (operator) {
+            req.sessionId = sid;
+            if (req.method !== 'GET' && req.method !== 'HEAD' && !req.routeOptions.config.public && !csrfMatches(sid, req.headers['x-csrf-token'])) {
+              throw new HubError('HUB_CSRF', 'a change made with a session needs its X-CSRF-Token header');
+            }
+          }
+        }
+        if (req.routeOptions.config.public) return;
+        if (!operator) throw new HubError('HUB_UNAUTHORIZED', 'missing or invalid token (Authorization: Bearer <token>, or a session cookie)');
         // Reading needs `read`; anything else `exec`, unless the route asks for `admin`.
         const needed: Scope = req.routeOptions.config.scope ?? (req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'exec');
         if (!allows(operator.scope, needed)) throw new HubError('HUB_FORBIDDEN', `this needs the ${needed} scope; ${operator.actor} has ${operator.scope}`);
@@ -324,6 +348,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         keyGenerator: (req) => req.operator?.actor ?? req.ip,
         errorResponseBuilder: (_req, ctx) => new HubError('HUB_RATE_LIMITED', `more than ${ctx.max} requests a minute; retry in ${ctx.after}`),
       });
+      sessionRoutes(v1, { sessions });
       agentRoutes(v1, { db, registry, clock });
       incidentRoutes(v1, { db, lifecycle, events, clock });
       execRoutes(v1, { config, db, broker });

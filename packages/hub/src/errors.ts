@@ -19,6 +19,8 @@ export const HUB_ERRORS = {
   HUB_MONITOR_NOT_FOUND: { status: 404, retry: false },
   HUB_INVALID_MONITOR: { status: 400, retry: false },
   HUB_FORBIDDEN: { status: 403, retry: false },
+  HUB_CSRF: { status: 403, retry: false },
+  HUB_NO_SESSION: { status: 404, retry: false },
   HUB_RATE_LIMITED: { status: 429, retry: true },
   HUB_BAD_REQUEST: { status: 400, retry: false },
   HUB_INVALID_RULE: { status: 400, retry: false },

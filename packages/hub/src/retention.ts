@@ -2,6 +2,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Clock } from './clock.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from './storage/database.ts';
+import { deleteExpiredSessions } from './storage/sessions.ts';
 import { deleteMetricsBefore, downsampleMetrics, downsampleMonitorResults, pruneOlder, pruneReceivedEnvelopes } from './storage/retention.ts';
 
 export interface RetentionSettings {
@@ -25,6 +26,8 @@ export interface RetentionReport {
   downsampledSamples: number;
   expiredResults: number;
   downsampledResults: number;
+  /** Dashboard sessions past their end. */
+  expiredSessions: number;
 }
 
 /** Rows per statement, and statements per run: a run is bounded, the next one goes on. */
@@ -78,7 +81,7 @@ export class Retention {
   }
 
   async #run(now: Date): Promise<RetentionReport> {
-    const report: RetentionReport = { envelopeIds: 0, deliveries: 0, expiredSamples: 0, downsampledSamples: 0, expiredResults: 0, downsampledResults: 0 };
+    const report: RetentionReport = { envelopeIds: 0, deliveries: 0, expiredSamples: 0, downsampledSamples: 0, expiredResults: 0, downsampledResults: 0, expiredSessions: 0 };
     let statements = 0;
     const drain = async (step: () => Promise<number>, key: keyof RetentionReport) => {
       while (statements < MAX_STATEMENTS) {
@@ -96,6 +99,7 @@ export class Retention {
     await drain(() => deleteMetricsBefore(this.db, days(this.settings.metricsRetentionDays), BATCH_ROWS), 'expiredSamples');
     await drain(() => pruneOlder(this.db, 'monitor_results', days(this.settings.monitorResultsRetentionDays), BATCH_ROWS), 'expiredResults');
     await drain(() => downsampleMetrics(this.db, new Date(now.getTime() - this.settings.metricsRawHours * 3_600_000), BATCH_ROWS), 'downsampledSamples');
+    await drain(() => deleteExpiredSessions(this.db, now, BATCH_ROWS), 'expiredSessions');
     await drain(() => downsampleMonitorResults(this.db, days(this.settings.monitorResultsRawDays), BATCH_ROWS), 'downsampledResults');
     return report;
   }

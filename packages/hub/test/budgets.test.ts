@@ -93,5 +93,5 @@ eachBackend(t, 'retention: old samples become 5-minute averages, expired ones go
   t.ok(long.every((s) => s.period_s === 300 && s.cpu_pct === 50));
 
   const again = await hub.app.hub.retention.run(now);
-  t.same(again, { envelopeIds: 0, deliveries: 0, expiredSamples: 0, downsampledSamples: 0, expiredResults: 0, downsampledResults: 0 }, 'a second run has nothing to do');
+  t.same(again, { envelopeIds: 0, deliveries: 0, expiredSamples: 0, downsampledSamples: 0, expiredResults: 0, downsampledResults: 0, expiredSessions: 0 }, 'a second run has nothing to do');
 });

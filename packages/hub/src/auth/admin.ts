@@ -52,7 +52,10 @@ export class AdminAuth {
   /** The admin tokens only (no database): `GET /metrics`. */
   verifyAdmin(token: string | undefined): Operator | undefined {
     if (token === undefined) return undefined;
-    const hash = hashToken(token);
+    return this.#adminByHash(hashToken(token));
+  }
+
+  #adminByHash(hash: string): Operator | undefined {
     let found: string | undefined;
     // Compare against every token so the time taken does not say which one matched.
     for (const t of this.tokens) if (hashesEqual(hash, t.hash)) found = t.name;
@@ -60,9 +63,14 @@ export class AdminAuth {
   }
 
   async verify(token: string | undefined): Promise<Operator | undefined> {
-    const admin = this.verifyAdmin(token);
-    if (admin || token === undefined || this.db === null) return admin;
-    const hash = hashToken(token);
+    if (token === undefined) return undefined;
+    return this.verifyHash(hashToken(token));
+  }
+
+  /** A token known by its hash only (a session keeps no token, only this). */
+  async verifyHash(hash: string): Promise<Operator | undefined> {
+    const admin = this.#adminByHash(hash);
+    if (admin || this.db === null) return admin;
     const now = Date.now();
     const cached = this.#cache.get(hash);
     if (cached && cached.until > now) return cached.operator ?? undefined;

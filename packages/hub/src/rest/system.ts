@@ -1,3 +1,4 @@
+import { deleteSessionsOfToken } from '../storage/sessions.ts';
 import { Type } from '@sinclair/typebox';
 import type { Clock } from '../clock.ts';
 import { newId } from '@opspilot/protocol';
@@ -147,6 +148,8 @@ export function systemRoutes(app: App, { db, adminAuth, clock }: { db: Db; admin
       const at = clock.now();
       const gone = await db.transaction().execute(async (trx) => {
         const row = await deleteApiToken(trx, req.params.id);
+        // Its dashboard sessions end with it.
+        if (row) await deleteSessionsOfToken(trx, row.token_hash);
         if (row) await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'token_deleted', detail: { token_id: req.params.id, name: row.name } });
         return row;
       });

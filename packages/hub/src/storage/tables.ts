@@ -37,6 +37,14 @@ export interface AgentsTable {
   autonomy: ColumnType<boolean, boolean | undefined, boolean>;
 }
 
+export interface SessionsTable {
+  id_hash: string;
+  token_hash: string;
+  actor: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+}
+
 export interface AdminTokensTable {
   id: string;
   name: string;
@@ -449,6 +457,7 @@ export interface Database {
   incidents: IncidentsTable;
   exec_requests: ExecRequestsTable;
   incident_events: IncidentEventsTable;
+  sessions: SessionsTable;
   slack_messages: SlackMessagesTable;
   notifications: NotificationsTable;
   fingerprint_mutes: FingerprintMutesTable;

@@ -235,7 +235,7 @@ CREATE TABLE incident_events (
                  'token_created', 'token_deleted', 'silence_created', 'silence_deleted', 'silence_ended',
                  'integration_created', 'integration_updated', 'integration_deleted', 'integration_secret_rotated', 'linked',
                  'heartbeat_created', 'heartbeat_updated', 'heartbeat_deleted', 'monitor_created', 'monitor_updated', 'monitor_deleted',
-                 'agent_connected', 'agent_disconnected', 'monitor_state')),
+                 'agent_connected', 'agent_disconnected', 'monitor_state', 'exec_requested')),
   detail       jsonb,
   -- The live event stream's position (GET /v1/events: the SSE id a client resumes from).
   seq          bigint GENERATED ALWAYS AS IDENTITY

@@ -234,7 +234,8 @@ eachBackend(t, "one audit query tells an incident's story, in order, and the tra
   for (const [a, b] of [
     ['opened', 'classified'],
     ['classified', 'rule_fired'],
-    ['rule_fired', 'exec_completed'],
+    ['rule_fired', 'exec_requested'],
+    ['exec_requested', 'exec_completed'],
     ['exec_completed', 'resolved'],
     ['resolved', 'verified'],
   ]) {
@@ -242,6 +243,7 @@ eachBackend(t, "one audit query tells an incident's story, in order, and the tra
   }
   t.ok(kinds.includes('analyzed'));
   t.match(story.find((e) => e.kind === 'analyzed'), { actor: 'llm', detail: { redactions: 1 } }, 'the analysis with its redaction count');
+  t.match(story.find((e) => e.kind === 'exec_requested'), { actor: 'rule', by: 'rule:restart-api', detail: { command: 'restart_service', origin: 'rule', exec_id: String } }, 'the request, before its result');
   t.match(story.find((e) => e.kind === 'exec_completed'), { by: 'rule:restart-api', detail: { command: 'restart_service', stdout: 'restarted', status: 'succeeded' } });
   // In the order the hub recorded them; `at` is when it happened by its source's clock (agents
   // stamp whole seconds), so it may trail the hub's own stamps by under a second.

@@ -77,6 +77,12 @@ const ROUTES: Record<string, Case> = {
   'GET /v1/monitors/:id/results': { unknown: 'HUB_MONITOR_NOT_FOUND' },
   'PATCH /v1/monitors/:id': { body: { interval_s: 120 }, badBody: { interval_s: 1 }, unknown: 'HUB_MONITOR_NOT_FOUND' },
   'DELETE /v1/monitors/:id': { unknown: 'HUB_MONITOR_NOT_FOUND' },
+  // A stream: only its refusals are injected here (events.test.ts reads it over a socket).
+  'GET /v1/events': {},
+  // Signing in needs no token but a good one in the body.
+  'POST /v1/sessions': { body: { token: 'opk_nope' }, badBody: { token: 7 } },
+  'GET /v1/sessions/current': {},
+  'DELETE /v1/sessions/current': {},
 };
 
 async function inject(app: App, method: Method, url: string, body?: unknown, token: string | null = ADMIN_TOKEN) {
@@ -158,6 +164,8 @@ t.test('every REST route, in-process', async (t) => {
   t.not((await inject(app, 'POST', `/v1/integrations/${integration.body.id}/rotate-secret`, {})).body.secret, integration.body.secret);
   t.same((await inject(app, 'GET', `/v1/integrations/${integration.body.id}/deliveries`)).body.deliveries, []);
   t.equal((await inject(app, 'GET', '/v1/integrations')).body.integrations.length, 1);
+  t.match(await inject(app, 'POST', '/v1/sessions', { token: ADMIN_TOKEN }, null), { status: 201, body: { actor: 'token:admin', scope: 'admin' } });
+  t.match(await inject(app, 'GET', '/v1/sessions/current'), { status: 404, body: { error: { code: 'HUB_NO_SESSION' } } }, 'a bearer token is not a session');
   t.equal((await inject(app, 'GET', `/v1/integrations/${integration.body.id}`)).body.name, 'prometheus');
   t.equal((await inject(app, 'DELETE', `/v1/integrations/${integration.body.id}`)).status, 204);
   const hb = await inject(app, 'POST', '/v1/heartbeats', ROUTES['POST /v1/heartbeats']!.body);

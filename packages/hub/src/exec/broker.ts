@@ -103,7 +103,7 @@ export class ExecBroker {
     }
 
     const id = newId();
-    await createExecRequest(this.db, { id, ...ask });
+    await createExecRequest(this.db, { id, ...ask, at: this.clock.now() });
     let completed!: (row: ExecRequest | 'shutdown') => void;
     const result = new Promise<ExecRequest | 'shutdown'>((resolve) => (completed = resolve));
     this.#waiters.set(id, completed);

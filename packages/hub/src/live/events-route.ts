@@ -7,31 +7,17 @@ import { eventsAfter, TIMELINE_KINDS, type StreamEvent } from '../storage/timeli
 import type { LiveJournal } from './journal.ts';
 
 /** Kinds by what they are about: `?types=` takes a group or a kind. */
-export const EVENT_GROUPS = {
+const ABOUT = {
   incident: ['opened', 'repeated', 'reopened', 'classified', 'acknowledged', 'resolved', 'flapping', 'stable', 'ignored', 'escalated', 'linked'],
   analysis: ['analysis_requested', 'analyzing', 'analyzed'],
-  exec: ['action_requested', 'action_completed', 'action_refused', 'exec_completed'],
+  exec: ['action_requested', 'action_completed', 'action_refused', 'exec_requested', 'exec_completed'],
   remediation: ['rule_fired', 'rule_skipped', 'approval_requested', 'approved', 'rejected', 'verified', 'verification_failed', 'rule_suspended', 'autonomy_changed'],
   agent: ['agent_connected', 'agent_disconnected'],
   monitor: ['monitor_created', 'monitor_updated', 'monitor_deleted', 'monitor_state'],
-  config: [
-    'rule_created',
-    'rule_updated',
-    'rule_deleted',
-    'token_created',
-    'token_deleted',
-    'silence_created',
-    'silence_deleted',
-    'silence_ended',
-    'integration_created',
-    'integration_updated',
-    'integration_deleted',
-    'integration_secret_rotated',
-    'heartbeat_created',
-    'heartbeat_updated',
-    'heartbeat_deleted',
-  ],
 } as const satisfies Record<string, readonly (typeof TIMELINE_KINDS)[number][]>;
+const grouped = new Set<string>(Object.values(ABOUT).flat());
+/** The rest is configuration: rules, tokens, silences, integrations, heartbeat checks. */
+export const EVENT_GROUPS: Record<string, readonly string[]> = { ...ABOUT, config: TIMELINE_KINDS.filter((k) => !grouped.has(k)) };
 
 export interface EventStreamOptions {
   /** Streams one token may hold at once. */
@@ -54,7 +40,7 @@ const matches = (f: Filter, e: StreamEvent) =>
 
 /** One event as SSE: its position is the id a client resumes from. */
 function frame(e: StreamEvent): string {
-  const group = Object.entries(EVENT_GROUPS).find(([, kinds]) => (kinds as readonly string[]).includes(e.kind))?.[0] ?? 'other';
+  const group = Object.entries(EVENT_GROUPS).find(([, kinds]) => kinds.includes(e.kind))?.[0] ?? 'other';
   const data = { seq: e.seq, at: e.at.toISOString(), type: e.kind, group, actor: e.actor, by: e.by, incident_id: e.incident_id, agent_id: e.agent_id, detail: e.detail, incident: e.incident };
   // JSON never holds a raw newline, so one data line carries it whole.
   return `id: ${e.seq}\nevent: ${group}\ndata: ${JSON.stringify(data)}\n\n`;
@@ -97,7 +83,7 @@ export function eventRoutes(app: App, { db, journal, opts }: { db: Db; journal: 
       if (req.query.types) {
         kinds = new Set();
         for (const t of req.query.types.split(',')) {
-          const group = (EVENT_GROUPS as Record<string, readonly string[]>)[t];
+          const group = Object.hasOwn(EVENT_GROUPS, t) ? EVENT_GROUPS[t] : undefined;
           if (group) group.forEach((k) => kinds!.add(k));
           else if ((TIMELINE_KINDS as readonly string[]).includes(t)) kinds.add(t);
           else throw new HubError('HUB_BAD_REQUEST', `types: "${t}" is neither a group (${Object.keys(EVENT_GROUPS).join(', ')}) nor an event type`);

@@ -3,23 +3,24 @@ import { newId, type ExecResultPayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 import type { ExecOrigin, ExecRequest } from './tables.ts';
 
+/**
+ * A new exec request, and its line on the audit trail (`exec_requested`: who asked what of which
+ * agent), in one statement: one round trip on the exec path.
+ */
 export async function createExecRequest(
   db: Db,
-  req: { id: string; agentId: string; command: string; params: Record<string, string | number | boolean>; timeoutMs: number; requestedBy: string; origin: ExecOrigin; incidentId?: string },
+  req: { id: string; agentId: string; command: string; params: Record<string, string | number | boolean>; timeoutMs: number; requestedBy: string; origin: ExecOrigin; incidentId?: string; at: Date },
 ): Promise<void> {
-  await db
-    .insertInto('exec_requests')
-    .values({
-      id: req.id,
-      agent_id: req.agentId,
-      command: req.command,
-      params: JSON.stringify(req.params),
-      timeout_ms: req.timeoutMs,
-      requested_by: req.requestedBy,
-      origin: req.origin,
-      incident_id: req.incidentId ?? null,
-    })
-    .execute();
+  await sql`
+    WITH e AS (
+      INSERT INTO exec_requests (id, agent_id, command, params, timeout_ms, requested_by, origin, incident_id)
+      VALUES (${req.id}, ${req.agentId}, ${req.command}, ${JSON.stringify(req.params)}::jsonb, ${req.timeoutMs}, ${req.requestedBy}, ${req.origin}, ${req.incidentId ?? null})
+      RETURNING id
+    )
+    INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind, by, detail)
+    SELECT ${newId()}, ${req.incidentId ?? null}, ${req.agentId}, ${req.at.toISOString()}::timestamptz, ${req.origin === 'rule' ? 'rule' : 'user'}, 'exec_requested', ${req.requestedBy},
+      jsonb_build_object('exec_id', e.id, 'command', ${req.command}::text, 'params', ${JSON.stringify(req.params)}::jsonb, 'origin', ${req.origin}::text, 'timeout_ms', ${req.timeoutMs}::int)
+    FROM e`.execute(db);
 }
 
 /** pending → sent. A result that raced ahead of this update is left as it is. */

@@ -60,6 +60,7 @@ export const TIMELINE_KINDS = [
   'agent_connected',
   'agent_disconnected',
   'monitor_state',
+  'exec_requested',
 ] as const;
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];
 

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { buildDashboard, dashboardBuilt } from '../packages/dashboard/build.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const dataDir = path.resolve(process.env.OPSPILOT_DATA_DIR || './data');
@@ -72,6 +73,12 @@ async function stop(code = 0): Promise<void> {
 process.on('SIGINT', () => void stop(0));
 process.on('SIGTERM', () => void stop(0));
 
+// The dashboard the hub serves at /: built when missing or older than its sources (a second or two).
+if (!dashboardBuilt()) {
+  const { dir, bytes } = await buildDashboard();
+  process.stdout.write(`opspilot: dashboard built (${Math.round(bytes / 1024)} KB in ${path.relative(ROOT, dir)})\n`);
+}
+
 let printedAdminToken: string | undefined;
 const hub = run('packages/hub/src/main.ts', [], { ...process.env, OPSPILOT_DATA_DIR: dataDir }, '', (line) => {
   printedAdminToken ??= /^\s+(opk_[A-Za-z0-9_-]{43})\s*$/.exec(line)?.[1];
@@ -122,6 +129,7 @@ if (existsSync(agentConfigPath)) {
       [
         '',
         '  OpsPilot is running:',
+        `    dashboard    ${hubHttp}/   (sign in with the admin token)`,
         `    hub          ${hubHttp}   (API docs: ${hubHttp}/docs)`,
         `    local agent  ${agentId}   (${cfg.hub_url}; metrics every 15 s)`,
         '',

@@ -11,6 +11,7 @@ import { AdminAuth, allows, type Operator, type Scope } from './auth/admin.ts';
 import { bearerToken } from './auth/tokens.ts';
 import { SESSION_COOKIE, Sessions, csrfMatches } from './auth/sessions.ts';
 import { sessionRoutes } from './rest/sessions.ts';
+import { dashboardPlugin } from './dashboard.ts';
 import { resolveConfig, type HubConfig } from './config.ts';
 import type { App, Hub } from './context.ts';
 import { errorBody, HubError, StartupError } from './errors.ts';
@@ -310,6 +311,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     // Execs waiting on agents are answered "shutting down" first, so no surface waits on one.
     app.addHook('preClose', async () => broker.shutdown());
     await app.register(healthPlugin, { db, registry });
+    await app.register(dashboardPlugin, { dir: config.dashboardDir });
     if (slack) await app.register(slackPlugin, { slack });
     await app.register(streamPlugin, { config, clock, db, registry, writer, lifecycle, events, onHello: (conn) => assignments.hello(conn) });
     await app.register(metricsPlugin, { writer, registry, broker, authenticate: async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined });

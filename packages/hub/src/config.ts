@@ -1,3 +1,4 @@
+import { DEFAULT_DASHBOARD_DIR } from './dashboard.ts';
 import { StartupError } from './errors.ts';
 import { DEFAULT_LIMITS } from '@opspilot/protocol';
 
@@ -80,6 +81,8 @@ export interface HubConfig {
   intakeRateLimit: number;
   /** Monitors the hub runs may reach its loopback, link-local and cloud-metadata addresses (off: a monitor is not a way in). */
   monitorAllowInternal: boolean;
+  /** The dashboard's built files (served at /). */
+  dashboardDir: string;
   /** Live event streams (GET /v1/events) one token may hold at once. */
   eventStreamsPerToken: number;
   /** A comment on an idle event stream this often (proxies close silent connections). */
@@ -139,6 +142,7 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   intakeMaxBytes: 16 * 1024 * 1024, // 16 MiB: ~10,000 Alertmanager alerts with their labels and annotations
   intakeRateLimit: 600,
   monitorAllowInternal: false,
+  dashboardDir: DEFAULT_DASHBOARD_DIR,
   eventStreamsPerToken: 10,
   eventStreamKeepAliveMs: 15_000,
   eventStreamMaxBufferedBytes: 1024 * 1024,
@@ -202,6 +206,7 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   intakeMaxBytes: int(1024, 256 * 1024 * 1024),
   intakeRateLimit: int(1, 10_000_000),
   monitorAllowInternal: (v) => (typeof v === 'boolean' ? null : 'must be true or false'),
+  dashboardDir: (v) => (typeof v === 'string' && v.length > 0 ? null : 'must be a directory path'),
   eventStreamsPerToken: int(1, 1000),
   eventStreamKeepAliveMs: int(10, 300_000),
   eventStreamMaxBufferedBytes: int(1024, 256 * 1024 * 1024),
@@ -282,6 +287,7 @@ export const ENV_KEYS = {
   OPSPILOT_INTAKE_RATE_LIMIT: 'intakeRateLimit',
   OPSPILOT_MONITOR_ALLOW_INTERNAL: 'monitorAllowInternal',
   OPSPILOT_EVENT_STREAMS_PER_TOKEN: 'eventStreamsPerToken',
+  OPSPILOT_DASHBOARD_DIR: 'dashboardDir',
 } as const satisfies Record<string, keyof HubConfig>;
 
 // Every key whose default is a number is read as an integer.

@@ -19,11 +19,11 @@ import { buildDashboard } from '../build.ts';
 import { spawnHub } from '../../../scripts/hub-process.ts';
 
 const CHROMIUM = process.env.OPSPILOT_CHROMIUM ?? '/usr/bin/chromium';
-if (!existsSync(CHROMIUM)) {
-  // CI installs Debian's chromium and sets OPSPILOT_REQUIRE_CHROMIUM: there this must run.
-  if (process.env.OPSPILOT_REQUIRE_CHROMIUM) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium`);
-  t.comment(`no Chromium at ${CHROMIUM} (apt-get install chromium): the browser tests need it`);
-  process.exit(1);
+// CI installs Debian's chromium and sets OPSPILOT_REQUIRE_CHROMIUM: there this must run; elsewhere the file says why it cannot.
+const browserMissing = !existsSync(CHROMIUM);
+if (browserMissing) {
+  if (process.env.OPSPILOT_REQUIRE_CHROMIUM) t.fail(`Chromium is required here but missing at ${CHROMIUM} (apt-get install chromium)`);
+  else t.comment(`not run: no Chromium at ${CHROMIUM} (apt-get install chromium)`);
 }
 t.setTimeout(240_000);
 
@@ -40,7 +40,7 @@ async function axe(page: Page, t: Test, what: string): Promise<void> {
   t.same(serious.map((v) => `${v.id}: ${v.help}`), [], `${what}: no serious accessibility violation`);
 }
 
-t.test('the dashboard, live, in a real browser', async (t) => {
+if (!browserMissing) t.test('the dashboard, live, in a real browser', async (t) => {
   const hub = await spawnHub({ OPSPILOT_DATA_DIR: path.join(dir, 'hub'), OPSPILOT_DASHBOARD_DIR: built.dir });
   t.teardown(() => hub.stop());
   const ADMIN_TOKEN = hub.adminToken;

@@ -11,6 +11,7 @@
  * part (intake: Alertmanager notifications stored, beside a bare JSON server). Environment:
  *   BENCH_MONITORS, BENCH_MONITOR_SECONDS  HTTP monitors at 1-minute intervals (1200), window (60)
  *   BENCH_EVENT_STREAMS, BENCH_EVENT_ALERTS  open event streams (100), alerts timed one at a time (200)
+ *   BENCH_DASHBOARD_INCIDENTS  incidents the dashboard's first load lists from (1000)
  *   BENCH_INTAKE_SINGLES, BENCH_INTAKE_GROUPS, BENCH_INTAKE_CONCURRENCY  notifications of 1 alert
  *                  (2000) and of 100 (100), and how many at a time (4)
  *   BENCH_HOSTILE_SECONDS  seconds per phase of the hostile-input part (20)
@@ -37,6 +38,7 @@ import { slackBench } from './bench/slack.ts';
 import { intakeBench, type IntakeRow } from './bench/intake.ts';
 import { monitorsBench, type MonitorsRow } from './bench/monitors.ts';
 import { eventsBench, type EventsRow } from './bench/events.ts';
+import { dashboardBench, type LoadRow } from './bench/dashboard.ts';
 import { systemdBench } from './bench/systemd.ts';
 import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
@@ -326,6 +328,7 @@ async function main(): Promise<void> {
   if (part === 'all' || part === 'intake') await intakePart();
   if (part === 'all' || part === 'monitors') await monitorsPart();
   if (part === 'all' || part === 'events') await eventsPart();
+  if (part === 'all' || part === 'dashboard') await dashboardPart();
   if (part === 'all' || part === 'systemd') await systemdPart();
   if (part === 'all' || part === 'hostile') await hostilePart();
   if (part === 'all' || part === 'agent') {
@@ -455,6 +458,23 @@ async function eventsPart(): Promise<void> {
       `Live events — ${r.hub.alerts} alerts to ${r.hub.streams} streams`,
       `  hub: alert committed (ack) → event at each stream   ${row(r.hub)}`,
       `  baseline: bare SSE server, write → each stream      ${row(r.bare)}`,
+    ].join('\n'),
+  );
+  console.log(JSON.stringify(r));
+}
+
+/** The dashboard's first load with 1,000 incidents, beside the same rows as a plain HTML table. */
+async function dashboardPart(): Promise<void> {
+  const { url } = await throwawayDatabase();
+  const incidents = Number(process.env.BENCH_DASHBOARD_INCIDENTS ?? 1000);
+  log(`dashboard: first load in Chromium with ${incidents} incidents (10 loads each, empty cache), beside a plain HTML table of the same rows`);
+  const r = await dashboardBench({ databaseUrl: url.toString(), incidents });
+  const row = (x: LoadRow) => `${x.bytes} bytes transferred, to the list on screen: median ${x.median_ms} ms, max ${x.max_ms} ms`;
+  console.log(
+    [
+      `Dashboard first load — ${r.incidents} incidents, the newest 200 listed`,
+      `  dashboard (signed in, empty cache)          ${row(r.dashboard)}`,
+      `  baseline: the same rows as a static table   ${row(r.baseline)}`,
     ].join('\n'),
   );
   console.log(JSON.stringify(r));

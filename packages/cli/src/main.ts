@@ -99,7 +99,7 @@ program
   });
 
 const SEVERITY = ['critical', 'high', 'medium', 'low'];
-const STATUS = ['open', 'analyzing', 'analyzed', 'acknowledged', 'resolved', 'ignored'];
+const STATUS = ['new', 'analyzing', 'open', 'acknowledged', 'ignored', 'resolved'];
 program
   .command('incidents')
   .description('list incidents, newest first')

@@ -77,7 +77,8 @@ t.test('the CLI against a real hub', async (t) => {
   const list = (await cli(['incidents']));
   t.match(list.stdout, new RegExp(`${incidentId}\\s+\\S+\\s+\\S+\\s+1\\s`));
   t.notOk(/[\u001b\u0007]/.test(list.stdout), 'no escape sequence from an alert reaches the terminal');
-  t.match((await cli(['incidents', '--status', 'nope'])), { code: 2, stderr: /Allowed choices are open/ });
+  t.match((await cli(['incidents', '--status', 'nope'])), { code: 2, stderr: /Allowed choices are new, analyzing, open, acknowledged, ignored, resolved/ });
+  t.match((await cli(['incidents', '--status', 'new'])), { code: 0 }, 'each choice is a status the hub knows');
   const one = (await cli(['incident', incidentId]));
   t.match(one.stdout, /systemd nginx\.service: nginx failed \\x1b\[31m\\x1b\]0;pwned\\x07/, 'shown, not obeyed');
   t.match(one.stdout, /timeline:\n\s+\S+\s+opened\s+agent/);

@@ -120,7 +120,7 @@ function IncidentList({ onOpen }: { onOpen: (id: string) => void }) {
           Status{' '}
           <select value={status} onChange={(e) => setStatus((e.target as HTMLSelectElement).value)}>
             <option value="">any</option>
-            {['open', 'analyzing', 'analyzed', 'acknowledged', 'resolved', 'ignored'].map((s) => (
+            {['new', 'analyzing', 'open', 'acknowledged', 'ignored', 'resolved'].map((s) => (
               <option value={s}>{s}</option>
             ))}
           </select>

@@ -73,7 +73,7 @@ eachBackend(t, 'changes arrive as they are committed, in order, with the inciden
   agent.send('alert', { type: 'systemd', source: 'nginx.service', message: 'nginx failed' }, { id: 'a-1' });
   await agent.acked(['a-1']);
   const opened = await all.until((e) => e.data?.type === 'opened', 'the incident opened');
-  t.match(opened, { event: 'incident', data: { group: 'incident', agent_id: agentId, incident: { status: /open|analyzing|analyzed/, type: 'systemd', message: 'nginx failed' } } });
+  t.match(opened, { event: 'incident', data: { group: 'incident', agent_id: agentId, incident: { status: /^(new|analyzing|open)$/, type: 'systemd', message: 'nginx failed' } } });
   const incidentId = opened.data.incident_id as string;
   const one = await stream(hub, `?incident_id=${incidentId}`);
   t.teardown(one.close);

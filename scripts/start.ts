@@ -4,7 +4,8 @@
  * The first run enrols the local agent with the admin token the hub prints at its first start
  * (or OPSPILOT_ADMIN_TOKEN) and saves the agent's config, token included, to
  * <data dir>/agent/agent.json (mode 600); later runs reuse it. Environment as for the hub
- * (OPSPILOT_PORT, OPSPILOT_DATA_DIR, DATABASE_URL, ...). Ctrl-C stops both.
+ * (OPSPILOT_PORT, OPSPILOT_DATA_DIR, DATABASE_URL, ...). Ctrl-C stops both. The hub prints a one-time
+ * link that signs the dashboard in (OPSPILOT_SIGNIN_LINK=0 turns it off); the banner repeats it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -80,8 +81,10 @@ if (!dashboardBuilt()) {
 }
 
 let printedAdminToken: string | undefined;
-const hub = run('packages/hub/src/main.ts', [], { ...process.env, OPSPILOT_DATA_DIR: dataDir }, '', (line) => {
+let signinLink: string | undefined;
+const hub = run('packages/hub/src/main.ts', [], { OPSPILOT_SIGNIN_LINK: '1', ...process.env, OPSPILOT_DATA_DIR: dataDir }, '', (line) => {
   printedAdminToken ??= /^\s+(opk_[A-Za-z0-9_-]{43})\s*$/.exec(line)?.[1];
+  signinLink ??= /^\s+(http\S+\/#signin=[A-Za-z0-9_-]+)\s*$/.exec(line)?.[1];
 });
 
 for (let i = 0; ; i++) {
@@ -129,7 +132,7 @@ if (existsSync(agentConfigPath)) {
       [
         '',
         '  OpsPilot is running:',
-        `    dashboard    ${hubHttp}/   (sign in with the admin token)`,
+        signinLink ? `    dashboard    ${signinLink}   (one-time sign-in; later, the admin token or an API token)` : `    dashboard    ${hubHttp}/   (sign in with the admin token)`,
         `    hub          ${hubHttp}   (API docs: ${hubHttp}/docs)`,
         `    local agent  ${agentId}   (${cfg.hub_url}; metrics every 15 s)`,
         '',

@@ -14,7 +14,7 @@ import { sessionRoutes } from './rest/sessions.ts';
 import { dashboardPlugin } from './dashboard.ts';
 import { resolveConfig, type HubConfig } from './config.ts';
 import type { App, Hub } from './context.ts';
-import { errorBody, HubError, StartupError } from './errors.ts';
+import { errorBody, HubError, StartupError, validationField } from './errors.ts';
 import { ExecBroker } from './exec/broker.ts';
 import { HUB_EVENT_NAMES, HubEvents } from './events.ts';
 import { systemClock, type Clock } from './clock.ts';
@@ -239,7 +239,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     });
     app.setErrorHandler((err: FastifyError, req, reply) => {
       if (err instanceof HubError) return reply.code(err.statusCode).send(err.body());
-      if (err.validation) return reply.code(400).send(errorBody('HUB_BAD_REQUEST', err.message));
+      if (err.validation) return reply.code(400).send(errorBody('HUB_BAD_REQUEST', err.message, validationField(err.validation)));
       if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send(errorBody('HUB_PAYLOAD_TOO_LARGE', err.message));
       if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
         return reply.code(err.statusCode).send(errorBody('HUB_BAD_REQUEST', err.message));
@@ -278,7 +278,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     // Whatever was announced was committed with its audit row: the live streams read it now.
     for (const name of HUB_EVENT_NAMES) events.on(name, () => journal.kick());
 
-    const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, analyzer, lifecycle, retention, slack, remediation, heartbeats, monitors, assignments, journal, sweepOffline };
+    const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, sessions, analyzer, lifecycle, retention, slack, remediation, heartbeats, monitors, assignments, journal, sweepOffline };
     app.decorate('hub', hub);
 
     // Background work starts once the routes are ready. Fastify runs onClose hooks in reverse

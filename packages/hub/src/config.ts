@@ -83,6 +83,8 @@ export interface HubConfig {
   monitorAllowInternal: boolean;
   /** The dashboard's built files (served at /). */
   dashboardDir: string;
+  /** At start, print a one-time link that signs the dashboard in as the admin (`pnpm start` turns it on). */
+  signinLink: boolean;
   /** Live event streams (GET /v1/events) one token may hold at once. */
   eventStreamsPerToken: number;
   /** A comment on an idle event stream this often (proxies close silent connections). */
@@ -143,6 +145,7 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   intakeRateLimit: 600,
   monitorAllowInternal: false,
   dashboardDir: DEFAULT_DASHBOARD_DIR,
+  signinLink: false,
   eventStreamsPerToken: 10,
   eventStreamKeepAliveMs: 15_000,
   eventStreamMaxBufferedBytes: 1024 * 1024,
@@ -207,6 +210,7 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   intakeRateLimit: int(1, 10_000_000),
   monitorAllowInternal: (v) => (typeof v === 'boolean' ? null : 'must be true or false'),
   dashboardDir: (v) => (typeof v === 'string' && v.length > 0 ? null : 'must be a directory path'),
+  signinLink: (v) => (typeof v === 'boolean' ? null : 'must be true or false'),
   eventStreamsPerToken: int(1, 1000),
   eventStreamKeepAliveMs: int(10, 300_000),
   eventStreamMaxBufferedBytes: int(1024, 256 * 1024 * 1024),
@@ -288,6 +292,7 @@ export const ENV_KEYS = {
   OPSPILOT_MONITOR_ALLOW_INTERNAL: 'monitorAllowInternal',
   OPSPILOT_EVENT_STREAMS_PER_TOKEN: 'eventStreamsPerToken',
   OPSPILOT_DASHBOARD_DIR: 'dashboardDir',
+  OPSPILOT_SIGNIN_LINK: 'signinLink',
 } as const satisfies Record<string, keyof HubConfig>;
 
 // Every key whose default is a number is read as an integer.

@@ -1,4 +1,5 @@
 import type { AdminAuth } from './auth/admin.ts';
+import type { Sessions } from './auth/sessions.ts';
 import type { HubConfig } from './config.ts';
 import type { Analyzer } from './incidents/analyzer.ts';
 import type { ExecBroker } from './exec/broker.ts';
@@ -26,6 +27,8 @@ export interface Hub {
   writer: IngestWriter;
   broker: ExecBroker;
   adminAuth: AdminAuth;
+  /** Dashboard sign-ins (and the one-time sign-in link). */
+  sessions: Sessions;
   analyzer: Analyzer;
   /** Classification rules, and whether changes are notified. */
   lifecycle: LifecycleOptions;

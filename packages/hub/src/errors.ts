@@ -47,7 +47,7 @@ export const HUB_ERROR_CODES = Object.keys(HUB_ERRORS) as HubErrorCode[];
 
 /** The one shape of every REST error body. */
 export interface ErrorBody {
-  error: { code: HubErrorCode; message: string; retry: boolean };
+  error: { code: HubErrorCode; message: string; retry: boolean; field?: string };
 }
 
 /** An error a REST caller can meet: rendered as `{"error":{"code","message","retry"}}` with its status. */
@@ -56,7 +56,12 @@ export class HubError extends Error {
   readonly statusCode: number;
   /** Whether the same request may succeed later (after Retry-After, once the agent is back…). */
   readonly retry: boolean;
-  constructor(code: HubErrorCode, message: string) {
+  constructor(
+    code: HubErrorCode,
+    message: string,
+    /** The request field it concerns, as a dotted path (`match.labels.env`), when it is one. */
+    readonly field?: string,
+  ) {
     super(message);
     this.name = 'HubError';
     this.code = code;
@@ -65,13 +70,26 @@ export class HubError extends Error {
   }
 
   body(): ErrorBody {
-    return { error: { code: this.code, message: this.message, retry: this.retry } };
+    return { error: { code: this.code, message: this.message, retry: this.retry, ...(this.field !== undefined ? { field: this.field } : {}) } };
   }
 }
 
 /** The body for `code` (routes outside the /v1 error handler, such as /metrics, use it too). */
-export function errorBody(code: HubErrorCode, message: string): ErrorBody {
-  return new HubError(code, message).body();
+export function errorBody(code: HubErrorCode, message: string, field?: string): ErrorBody {
+  return new HubError(code, message, field).body();
+}
+
+/**
+ * The field a schema validation error concerns (the first one's), as a dotted path: the
+ * property that failed, or the one missing or not allowed. Undefined for the whole body.
+ */
+export function validationField(errors: readonly { instancePath?: string; params?: Record<string, unknown> }[] | undefined): string | undefined {
+  const first = errors?.[0];
+  if (!first) return undefined;
+  const parts = (first.instancePath ?? '').split('/').filter(Boolean).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const named = first.params?.missingProperty ?? first.params?.additionalProperty;
+  if (typeof named === 'string') parts.push(named);
+  return parts.length > 0 ? parts.join('.').slice(0, 200) : undefined;
 }
 
 /**

@@ -47,6 +47,12 @@ async function main(): Promise<void> {
   }
   const store = config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${path.resolve(config.dataDir, 'pglite')}`;
   app.log.info({ store, docs: '/docs' }, 'OpsPilot hub ready');
+  // The link goes to the terminal that started the hub, never to the log (it signs in as the admin).
+  const code = config.signinLink ? app.hub.sessions.issueLink() : undefined;
+  if (code) {
+    const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host.includes(':') ? `[${config.host}]` : config.host;
+    process.stdout.write(`\n  Dashboard sign-in link (works once, for 15 minutes):\n\n    http://${host}:${config.port}/#signin=${code}\n\n`);
+  }
 }
 
 main().catch((err) => {

@@ -32,8 +32,10 @@ const ROUTES: Record<string, Case> = {
   'POST /v1/incidents/:id/acknowledge': { unknown: 'HUB_INCIDENT_NOT_FOUND' },
   'POST /v1/incidents/:id/resolve': { unknown: 'HUB_INCIDENT_NOT_FOUND' },
   'POST /v1/incidents/:id/analyze': { unknown: 'HUB_INCIDENT_NOT_FOUND' },
+  'POST /v1/incidents/:id/ignore': { body: { minutes: 60 }, badBody: { minutes: 0 }, unknown: 'HUB_INCIDENT_NOT_FOUND' },
   'GET /v1/incidents/:id/timeline': { unknown: 'HUB_INCIDENT_NOT_FOUND' },
   'POST /v1/admin/exec': { badBody: { agent_id: 'x', command: 'rm -rf /' } },
+  'GET /v1/exec': {},
   'GET /v1/exec/:id': { unknown: 'HUB_EXEC_NOT_FOUND' },
   'GET /v1/rules': {},
   'POST /v1/rules': {
@@ -142,6 +144,12 @@ t.test('every REST route, in-process', async (t) => {
     status: 409,
     body: { error: { code: 'HUB_AGENT_OFFLINE', retry: true } },
   });
+  t.match(await inject(app, 'POST', '/v1/admin/exec', { agent_id: id, command: 'service_status', params: { service: 'nginx.service' }, incident_id: '01NOSUCHID0000000000000000' }), {
+    status: 404,
+    body: { error: { code: 'HUB_INCIDENT_NOT_FOUND', field: 'incident_id' } },
+  });
+  t.same((await inject(app, 'GET', `/v1/exec?agent_id=${id}`)).body, { execs: [], next_before: null });
+  t.match(await inject(app, 'GET', '/v1/exec?limit=0'), { status: 400, body: { error: { code: 'HUB_BAD_REQUEST', field: 'limit' } } });
   const rule = await inject(app, 'POST', '/v1/rules', ROUTES['POST /v1/rules']!.body);
   t.equal(rule.status, 201);
   t.equal((await inject(app, 'PUT', `/v1/rules/${rule.body.id}`, ROUTES['PUT /v1/rules/:id']!.body)).body.mode, 'approve');

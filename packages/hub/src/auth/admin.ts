@@ -49,6 +49,11 @@ export class AdminAuth {
     );
   }
 
+  /** The hash of the first admin token (what a one-time sign-in link signs in as). */
+  adminHash(): string | undefined {
+    return this.tokens[0]?.hash;
+  }
+
   /** The admin tokens only (no database): `GET /metrics`. */
   verifyAdmin(token: string | undefined): Operator | undefined {
     if (token === undefined) return undefined;

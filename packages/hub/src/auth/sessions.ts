@@ -8,6 +8,8 @@ import { hashToken, hashesEqual } from './tokens.ts';
 export const SESSION_COOKIE = 'opspilot_session';
 /** A sign-in lasts this long; then the token is asked for again. */
 export const SESSION_MS = 12 * 3_600_000;
+/** A one-time sign-in link works this long. */
+export const LINK_MS = 15 * 60_000;
 
 /**
  * The CSRF token of a session: derived from its id (which only the HttpOnly cookie holds), so
@@ -27,6 +29,9 @@ export function csrfMatches(sessionId: string, given: unknown): boolean {
  * checks the token again, so a session has its token's scope and ends when the token is deleted.
  */
 export class Sessions {
+  /** One-time sign-in codes (their hashes) and when each stops working. */
+  readonly #links = new Map<string, number>();
+
   constructor(
     private readonly db: Db,
     private readonly auth: AdminAuth,
@@ -35,7 +40,10 @@ export class Sessions {
 
   /** A new session for `token`, or undefined when the token is not one. */
   async create(token: string): Promise<{ id: string; operator: Operator; csrf: string; expiresAt: Date } | undefined> {
-    const tokenHash = hashToken(token);
+    return this.#open(hashToken(token));
+  }
+
+  async #open(tokenHash: string): Promise<{ id: string; operator: Operator; csrf: string; expiresAt: Date } | undefined> {
     const operator = await this.auth.verifyHash(tokenHash);
     if (!operator) return undefined;
     const id = randomBytes(32).toString('base64url');
@@ -43,6 +51,31 @@ export class Sessions {
     const expiresAt = new Date(at.getTime() + SESSION_MS);
     await insertSession(this.db, { idHash: hashToken(id), tokenHash, actor: operator.actor, at, expiresAt });
     return { id, operator, csrf: csrfOf(id), expiresAt };
+  }
+
+  /**
+   * A one-time code that signs in as the admin (the dashboard link `pnpm start` prints): only
+   * its hash is kept, in this process's memory, for `ttlMs`; the first use spends it.
+   * Undefined when the hub has no admin token it could sign in as.
+   */
+  issueLink(ttlMs = LINK_MS): string | undefined {
+    if (!this.auth.adminHash()) return undefined;
+    const now = this.clock.now().getTime();
+    for (const [hash, until] of this.#links) if (until <= now) this.#links.delete(hash);
+    if (this.#links.size >= 16) this.#links.delete(this.#links.keys().next().value!);
+    const code = randomBytes(32).toString('base64url');
+    this.#links.set(hashToken(code), now + ttlMs);
+    return code;
+  }
+
+  /** A session for a one-time code, which is spent; undefined when it is not one (or was used, or ran out). */
+  async createFromLink(code: string): Promise<{ id: string; operator: Operator; csrf: string; expiresAt: Date } | undefined> {
+    const hash = hashToken(code);
+    const until = this.#links.get(hash);
+    this.#links.delete(hash);
+    const adminHash = this.auth.adminHash();
+    if (until === undefined || until <= this.clock.now().getTime() || !adminHash) return undefined;
+    return this.#open(adminHash);
   }
 
   /** Who a session cookie acts as, while it lasts and its token exists. */

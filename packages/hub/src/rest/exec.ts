@@ -4,9 +4,10 @@ import type { HubConfig } from '../config.ts';
 import type { ExecBroker } from '../exec/broker.ts';
 import type { Db } from '../storage/database.ts';
 import { HubError } from '../errors.ts';
-import { getExecRequest } from '../storage/exec-requests.ts';
+import { getExecRequest, listExecRequests } from '../storage/exec-requests.ts';
+import { getIncident } from '../storage/incidents.ts';
 import type { ExecRequest } from '../storage/tables.ts';
-import { ExecParams, ExecView, IdParams, errorResponses, iso, type ExecViewT } from './schemas.ts';
+import { ExecParams, ExecView, Id, IdParams, errorResponses, iso, type ExecViewT } from './schemas.ts';
 
 export function execView(e: ExecRequest): ExecViewT {
   return {
@@ -50,6 +51,7 @@ export function execRoutes(app: App, { config, db, broker }: { config: Readonly<
             command: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
             params: Type.Optional(ExecParams),
             timeout_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: config.execMaxTimeoutMs })),
+            incident_id: Type.Optional(Type.String({ ...Id, description: 'The incident this acts on: the exec goes on its timeline and its list of execs' })),
           },
           { additionalProperties: false },
         ),
@@ -57,6 +59,8 @@ export function execRoutes(app: App, { config, db, broker }: { config: Readonly<
       },
     },
     async (req) => {
+      const incidentId = req.body.incident_id;
+      if (incidentId !== undefined && !(await getIncident(db, incidentId))) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${incidentId}`, 'incident_id');
       const result = await broker.run({
         agentId: req.body.agent_id,
         command: req.body.command,
@@ -64,9 +68,34 @@ export function execRoutes(app: App, { config, db, broker }: { config: Readonly<
         timeoutMs: req.body.timeout_ms ?? config.execDefaultTimeoutMs,
         requestedBy: req.operator.actor,
         origin: 'rest',
+        ...(incidentId !== undefined ? { incidentId } : {}),
       });
       req.log.info({ execId: result.id, agentId: result.agent_id, command: result.command, status: result.status, by: req.operator.actor }, 'exec finished');
       return execView(result);
+    },
+  );
+
+  app.get(
+    '/v1/exec',
+    {
+      schema: {
+        tags,
+        summary: "Exec requests, newest first: an agent's (agent_id), an incident's (incident_id), or all",
+        querystring: Type.Object({
+          agent_id: Type.Optional(Id),
+          incident_id: Type.Optional(Id),
+          limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+          before: Type.Optional(Id),
+        }),
+        response: {
+          200: Type.Object({ execs: Type.Array(ExecView), next_before: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `before` for the next page' }) }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => {
+      const rows = await listExecRequests(db, { agentId: req.query.agent_id, incidentId: req.query.incident_id, limit: req.query.limit, before: req.query.before });
+      return { execs: rows.map(execView), next_before: rows.length === req.query.limit ? rows[rows.length - 1]!.id : null };
     },
   );
 

@@ -140,7 +140,7 @@ export function heartbeatRoutes(app: App, { db, clock, lifecycle, events, kick }
         if (row) await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'heartbeat_created', detail: { check_id: id, name: input.name } });
         return row;
       });
-      if (!created) throw new HubError('HUB_NAME_TAKEN', `a heartbeat check named "${input.name}" exists`);
+      if (!created) throw new HubError('HUB_NAME_TAKEN', `a heartbeat check named "${input.name}" exists`, 'name');
       return reply.code(201).send(show(created, true));
     },
   );
@@ -181,7 +181,7 @@ export function heartbeatRoutes(app: App, { db, clock, lifecycle, events, kick }
       if (settings.cron != null) schedule.period_s = null;
       const problem = scheduleProblem({ period_s: schedule.period_s ?? null, cron: schedule.cron ?? null, tz: schedule.tz });
       if (problem) throw new HubError('HUB_INVALID_HEARTBEAT', problem);
-      if (settings.name && (await nameTaken(db, settings.name, before.id))) throw new HubError('HUB_NAME_TAKEN', `a heartbeat check named "${settings.name}" exists`);
+      if (settings.name && (await nameTaken(db, settings.name, before.id))) throw new HubError('HUB_NAME_TAKEN', `a heartbeat check named "${settings.name}" exists`, 'name');
       const at = clock.now();
       const state =
         paused === true

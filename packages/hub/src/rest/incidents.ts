@@ -10,7 +10,7 @@ import { getAgent } from '../storage/agents.ts';
 import { getIncident, listIncidents, type IncidentFilter, type IncidentSummary } from '../storage/incidents.ts';
 import type { Incident, IncidentStatus as IncidentStatusT } from '../storage/tables.ts';
 import { requestAnalysis } from '../storage/analysis.ts';
-import { acknowledgeByPerson, resolveByPerson } from '../incidents/lifecycle.ts';
+import { acknowledgeByPerson, ignoreByPerson, personActed, resolveByPerson } from '../incidents/lifecycle.ts';
 import { incidentTimeline, recordEvent } from '../storage/timeline.ts';
 import { Id, IdParams, IncidentStatus, IncidentSummaryView, IncidentView, errorResponses, iso, type IncidentSummaryViewT, type IncidentViewT } from './schemas.ts';
 
@@ -79,6 +79,7 @@ const ListQuery = Type.Object({
       description: '`name=value`; repeat for several (all must hold)',
     }),
   ),
+  q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Text in the message or source, any case' })),
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
   before: Type.Optional(Id),
 });
@@ -110,6 +111,7 @@ export function incidentRoutes(app: App, { db, lifecycle, events, clock }: { db:
         service: req.query.service,
         ...(req.query.severity ? { severity: req.query.severity } : {}),
         labels: labelFilter(req.query.label),
+        ...(req.query.q ? { text: req.query.q } : {}),
       }),
   );
 
@@ -212,6 +214,42 @@ export function incidentRoutes(app: App, { db, lifecycle, events, clock }: { db:
       if (!result.changed) return full(result.incident);
       changed(req.params.id);
       return full((await getIncident(db, req.params.id, { fullLogs: true })) ?? result.incident);
+    },
+  );
+
+  app.post(
+    '/v1/incidents/:id/ignore',
+    {
+      schema: {
+        tags,
+        summary: 'Ignore an incident: it is marked ignored and its fingerprint muted for a while',
+        description: 'Alerts with the same fingerprint are counted but notify no one and start no automatic fix until the mute ends.',
+        params: IdParams,
+        body: Type.Object(
+          { minutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 43_200, description: 'How long to mute it (default a day, at most 30 days)' })) },
+          { additionalProperties: false },
+        ),
+        response: { 200: IncidentView, ...errorResponses },
+      },
+      // No body at all (a bare POST) means the defaults.
+      preValidation: async (req) => {
+        if (req.body === undefined || req.body === null) req.body = {};
+      },
+    },
+    async (req) => {
+      const at = clock.now();
+      const minutes = req.body.minutes ?? 1440;
+      const done = await db.transaction().execute(async (trx) => {
+        const incident = await getIncident(trx, req.params.id);
+        if (!incident) throw new HubError('HUB_INCIDENT_NOT_FOUND', `no incident ${req.params.id}`);
+        if (incident.status === 'resolved') throw new HubError('HUB_INCIDENT_RESOLVED', `incident ${req.params.id} is already resolved`);
+        const forText = minutes % 1440 === 0 ? `${minutes / 1440} d` : minutes % 60 === 0 ? `${minutes / 60} h` : `${minutes} min`;
+        await ignoreByPerson(trx, lifecycle, incident, req.operator.actor, at, new Date(at.getTime() + minutes * 60_000), forText);
+        await personActed(trx, incident.id);
+        return true;
+      });
+      if (done) changed(req.params.id);
+      return full((await getIncident(db, req.params.id, { fullLogs: true }))!);
     },
   );
 }

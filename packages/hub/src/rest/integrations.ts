@@ -136,7 +136,7 @@ export function integrationRoutes(app: App, { db, clock }: { db: Db; clock: Cloc
         if (row) await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'integration_created', detail: { integration_id: id, name, kind } });
         return row;
       });
-      if (!created) throw new HubError('HUB_NAME_TAKEN', `an integration named "${name}" exists`);
+      if (!created) throw new HubError('HUB_NAME_TAKEN', `an integration named "${name}" exists`, 'name');
       return reply.code(201).send({ ...show(created), secret: s.secret });
     },
   );
@@ -158,7 +158,7 @@ export function integrationRoutes(app: App, { db, clock }: { db: Db; clock: Cloc
         if (row && row !== 'name_taken') await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'integration_updated', detail: { integration_id: row.id, ...req.body } });
         return row;
       });
-      if (updated === 'name_taken') throw new HubError('HUB_NAME_TAKEN', `an integration named "${req.body.name}" exists`);
+      if (updated === 'name_taken') throw new HubError('HUB_NAME_TAKEN', `an integration named "${req.body.name}" exists`, 'name');
       if (!updated) throw new HubError('HUB_INTEGRATION_NOT_FOUND', `no integration ${req.params.id}`);
       return show(updated);
     },

@@ -272,7 +272,7 @@ export function monitorRoutes(
       if (row) await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'monitor_created', detail: { monitor_id: id, name: row.name, kind: row.kind, target: row.target } });
       return row;
     });
-    if (!created) throw new HubError('HUB_NAME_TAKEN', `a monitor named "${req.body.name}" exists`);
+    if (!created) throw new HubError('HUB_NAME_TAKEN', `a monitor named "${req.body.name}" exists`, 'name');
     kick();
     events.emit('monitors.changed', {});
     return reply.code(201).send(show(created));
@@ -337,7 +337,7 @@ export function monitorRoutes(
     if (req.body.kind && req.body.kind !== before.kind) for (const k of ['http', 'dns', 'tls'] as const) if (k !== req.body.kind && !(k in req.body)) delete merged[k];
     const why = problem(merged) ?? (req.body.run_on ? await unknownAgents(db, req.body.run_on) : null);
     if (why) throw new HubError('HUB_INVALID_MONITOR', why);
-    if (req.body.name && (await monitorNameTaken(db, req.body.name, before.id))) throw new HubError('HUB_NAME_TAKEN', `a monitor named "${req.body.name}" exists`);
+    if (req.body.name && (await monitorNameTaken(db, req.body.name, before.id))) throw new HubError('HUB_NAME_TAKEN', `a monitor named "${req.body.name}" exists`, 'name');
     const at = clock.now();
     const updated = await db.transaction().execute(async (trx) => {
       const fields = input(merged);

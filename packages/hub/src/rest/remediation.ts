@@ -101,7 +101,7 @@ const silenceView = ({ deleted_at: _d, ...s }: Silence, now: Date) => ({
 function ruleInput(body: Static<typeof RuleBody>): RuleInput {
   const params = body.action.params ?? {};
   const problem = actionProblem(body.action.command, params);
-  if (problem) throw new HubError('HUB_INVALID_RULE', problem);
+  if (problem) throw new HubError('HUB_INVALID_RULE', problem, 'action');
   return { ...body, match: body.match, action: { command: body.action.command, params } };
 }
 
@@ -120,7 +120,7 @@ export function remediationRoutes(app: App, { db, engine, events, clock }: { db:
         if (r) await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'rule_created', detail: { rule_id: r.id, rule: r.name, ...input } });
         return r;
       });
-      if (!rule) throw new HubError('HUB_NAME_TAKEN', `a rule named "${input.name}" exists`);
+      if (!rule) throw new HubError('HUB_NAME_TAKEN', `a rule named "${input.name}" exists`, 'name');
       return reply.code(201).send(ruleView(rule));
     },
   );
@@ -151,7 +151,7 @@ export function remediationRoutes(app: App, { db, engine, events, clock }: { db:
         if (r && r !== 'name_taken') await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'rule_updated', detail: { rule_id: r.id, rule: r.name, ...input } });
         return r;
       });
-      if (rule === 'name_taken') throw new HubError('HUB_NAME_TAKEN', `a rule named "${input.name}" exists`);
+      if (rule === 'name_taken') throw new HubError('HUB_NAME_TAKEN', `a rule named "${input.name}" exists`, 'name');
       if (!rule) throw new HubError('HUB_RULE_NOT_FOUND', `no rule ${req.params.id}`);
       return ruleView(rule);
     },

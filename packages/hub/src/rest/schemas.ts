@@ -13,6 +13,7 @@ export const ErrorResponse = Type.Object(
       code: Type.String(),
       message: Type.String(),
       retry: Type.Boolean({ description: 'Whether the same request may succeed later (after Retry-After, once the agent is back…)' }),
+      field: Type.Optional(Type.String({ description: 'The request field it concerns, as a dotted path (`name`, `match.labels.env`), when it is one' })),
     }),
   },
   { $id: 'ErrorResponse', description: 'Every REST error: a stable code (docs/ERRORS.md), a message, and whether a retry helps' },

@@ -27,15 +27,19 @@ export function sessionRoutes(app: App, { sessions }: { sessions: Sessions }): v
       config: { public: true },
       schema: {
         tags,
-        summary: 'Sign in: exchange an API token for a session cookie',
+        summary: 'Sign in: exchange an API token, or a one-time sign-in code, for a session cookie',
+        description: 'A one-time code is what the link `pnpm start` prints carries (`/#signin=<code>`): it signs in as the admin, once, within 15 minutes.',
         security: [],
-        body: Type.Object({ token: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+        body: Type.Union([
+          Type.Object({ token: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+          Type.Object({ code: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+        ]),
         response: { 201: SessionView, ...errorResponses },
       },
     },
     async (req, reply) => {
-      const made = await sessions.create(req.body.token);
-      if (!made) throw new HubError('HUB_UNAUTHORIZED', 'that is not a valid token');
+      const made = 'token' in req.body ? await sessions.create(req.body.token) : await sessions.createFromLink(req.body.code);
+      if (!made) throw new HubError('HUB_UNAUTHORIZED', 'token' in req.body ? 'that is not a valid token' : 'that sign-in link is not valid: it was used, ran out (15 minutes) or belongs to another start of the hub');
       req.log.info({ actor: made.operator.actor }, 'signed in');
       return reply
         .setCookie(SESSION_COOKIE, made.id, { ...cookie, maxAge: SESSION_MS / 1000 })

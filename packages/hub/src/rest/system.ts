@@ -118,7 +118,7 @@ export function systemRoutes(app: App, { db, adminAuth, clock }: { db: Db; admin
     async (req, reply) => {
       // "admin" is how the admin token appears in the audit trail and the rate limiter: a
       // scoped token of that name would pass for it.
-      if (req.body.name.toLowerCase() === 'admin') throw new HubError('HUB_NAME_TAKEN', 'the name "admin" is reserved for the admin token');
+      if (req.body.name.toLowerCase() === 'admin') throw new HubError('HUB_NAME_TAKEN', 'the name "admin" is reserved for the admin token', 'name');
       const token = generateToken(ADMIN_TOKEN_PREFIX);
       const id = newId();
       const at = clock.now();
@@ -128,7 +128,7 @@ export function systemRoutes(app: App, { db, adminAuth, clock }: { db: Db; admin
         await recordEvent(trx, { incidentId: null, at, actor: 'user', by: req.operator.actor, kind: 'token_created', detail: { token_id: id, name: req.body.name, scopes } });
         return true;
       });
-      if (!created) throw new HubError('HUB_NAME_TAKEN', `a token named "${req.body.name}" exists`);
+      if (!created) throw new HubError('HUB_NAME_TAKEN', `a token named "${req.body.name}" exists`, 'name');
       return reply.code(201).send({ id, name: req.body.name, scopes, token });
     },
   );

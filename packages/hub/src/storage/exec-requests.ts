@@ -109,3 +109,12 @@ export async function completeExecRequests(db: Db, incoming: IncomingExecResult[
 export async function getExecRequest(db: Db, id: string): Promise<ExecRequest | undefined> {
   return db.selectFrom('exec_requests').selectAll().where('id', '=', id).executeTakeFirst();
 }
+
+/** Exec requests, newest first: an agent's, an incident's, or both; `before` an id for the next page. */
+export async function listExecRequests(db: Db, filter: { agentId?: string; incidentId?: string; limit: number; before?: string }): Promise<ExecRequest[]> {
+  let q = db.selectFrom('exec_requests').selectAll();
+  if (filter.agentId) q = q.where('agent_id', '=', filter.agentId);
+  if (filter.incidentId) q = q.where('incident_id', '=', filter.incidentId);
+  if (filter.before) q = q.where('id', '<', filter.before);
+  return q.orderBy('id', 'desc').limit(filter.limit).execute();
+}

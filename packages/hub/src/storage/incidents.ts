@@ -250,6 +250,8 @@ export interface IncidentFilter {
   severity?: string;
   /** Labels the incident has, all of them. */
   labels?: Record<string, string>;
+  /** Text in its message or source, any case (a plain substring: no pattern is built from it). */
+  text?: string;
   limit: number;
   before?: string;
 }
@@ -265,6 +267,10 @@ export async function listIncidents(db: Db, filter: IncidentFilter): Promise<Inc
   if (filter.service) q = q.where('service', '=', filter.service);
   if (filter.severity) q = q.where('severity', '=', filter.severity);
   if (filter.labels && Object.keys(filter.labels).length > 0) q = q.where(sql<boolean>`labels @> ${JSON.stringify(filter.labels)}::jsonb`);
+  if (filter.text) {
+    const text = filter.text.toLowerCase();
+    q = q.where((w) => w.or([w(sql<number>`strpos(lower(message), ${text})`, '>', 0), w(sql<number>`strpos(lower(source), ${text})`, '>', 0)]));
+  }
   if (filter.before) q = q.where('id', '<', filter.before);
   return q.orderBy('id', 'desc').limit(filter.limit).execute();
 }

@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { build } from 'esbuild';
 
@@ -16,32 +17,44 @@ export const DEFAULT_OUT_DIR = path.join(import.meta.dirname, 'dist');
 export function dashboardBuilt(out = DEFAULT_OUT_DIR): boolean {
   try {
     const built = statSync(path.join(out, 'index.html')).mtimeMs;
-    return readdirSync(SOURCE_DIR).every((f) => statSync(path.join(SOURCE_DIR, f)).mtimeMs <= built);
+    const sources = readdirSync(SOURCE_DIR, { recursive: true, encoding: 'utf8' });
+    return sources.every((f) => statSync(path.join(SOURCE_DIR, f)).mtimeMs <= built);
   } catch {
     return false;
   }
 }
 
 export async function buildDashboard(out = DEFAULT_OUT_DIR): Promise<{ dir: string; bytes: number }> {
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  // Code split: the chart library (uPlot) is loaded by the agent page only, not on first load.
   const result = await build({
     entryPoints: [path.join(SOURCE_DIR, 'main.tsx')],
     bundle: true,
+    splitting: true,
     minify: true,
     format: 'esm',
     target: 'es2022',
     jsx: 'automatic',
     jsxImportSource: 'preact',
+    outdir: out,
+    entryNames: 'app.[hash]',
+    chunkNames: 'chunk.[hash]',
     write: false,
     legalComments: 'none',
   });
-  const js = result.outputFiles[0]!.contents;
-  const css = readFileSync(path.join(SOURCE_DIR, 'app.css'));
+  let bytes = 0;
+  let jsName = '';
+  for (const f of result.outputFiles) {
+    writeFileSync(f.path, f.contents);
+    bytes += f.contents.length;
+    if (path.basename(f.path).startsWith('app.')) jsName = path.basename(f.path);
+  }
+  // uPlot's stylesheet first, then ours (which may override it).
+  const uplotCss = readFileSync(createRequire(import.meta.url).resolve('uplot/dist/uPlot.min.css'));
+  const css = Buffer.concat([uplotCss, Buffer.from('\n'), readFileSync(path.join(SOURCE_DIR, 'app.css'))]);
   const hash = (b: Uint8Array) => createHash('sha256').update(b).digest('hex').slice(0, 12);
-  const jsName = `app.${hash(js)}.js`;
   const cssName = `app.${hash(css)}.css`;
-  rmSync(out, { recursive: true, force: true });
-  mkdirSync(out, { recursive: true });
-  writeFileSync(path.join(out, jsName), js);
   writeFileSync(path.join(out, cssName), css);
   const html = `<!doctype html>
 <html lang="en">
@@ -58,7 +71,7 @@ export async function buildDashboard(out = DEFAULT_OUT_DIR): Promise<{ dir: stri
 </html>
 `;
   writeFileSync(path.join(out, 'index.html'), html);
-  return { dir: out, bytes: js.length + css.length + html.length };
+  return { dir: out, bytes: bytes + css.length + html.length };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -38,10 +38,27 @@ interface Filter {
 const matches = (f: Filter, e: StreamEvent) =>
   (f.kinds === null || f.kinds.has(e.kind)) && (f.agentId === undefined || e.agent_id === f.agentId) && (f.incidentId === undefined || e.incident_id === f.incidentId);
 
+/** The `data` of one live event (the dashboard and the CLI read it). */
+export interface LiveEventData {
+  seq: number;
+  at: string;
+  /** The timeline kind: incident_opened, acknowledged, exec_completed, agent_connected… */
+  type: string;
+  /** What it is about: incident, analysis, exec, remediation, agent, monitor, config. */
+  group: string;
+  actor: string;
+  by: string | null;
+  incident_id: string | null;
+  agent_id: string | null;
+  detail: Record<string, unknown> | null;
+  /** The incident as it is now, when the event is about one. */
+  incident: StreamEvent['incident'];
+}
+
 /** One event as SSE: its position is the id a client resumes from. */
 function frame(e: StreamEvent): string {
   const group = Object.entries(EVENT_GROUPS).find(([, kinds]) => kinds.includes(e.kind))?.[0] ?? 'other';
-  const data = { seq: e.seq, at: e.at.toISOString(), type: e.kind, group, actor: e.actor, by: e.by, incident_id: e.incident_id, agent_id: e.agent_id, detail: e.detail, incident: e.incident };
+  const data: LiveEventData = { seq: e.seq, at: e.at.toISOString(), type: e.kind, group, actor: e.actor, by: e.by, incident_id: e.incident_id, agent_id: e.agent_id, detail: e.detail, incident: e.incident };
   // JSON never holds a raw newline, so one data line carries it whole.
   return `id: ${e.seq}\nevent: ${group}\ndata: ${JSON.stringify(data)}\n\n`;
 }

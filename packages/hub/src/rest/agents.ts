@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import type { Clock } from '../clock.ts';
 import { CLOSE_CODES, newId } from '@opspilot/protocol';
 import { AGENT_TOKEN_PREFIX, generateToken, hashToken } from '../auth/tokens.ts';
@@ -17,7 +17,7 @@ const TokenResponse = Type.Object({
   labels: Type.Record(Type.String(), Type.String()),
 });
 
-const MetricSampleView = Type.Object({
+export const MetricSampleView = Type.Object({
   ts: Type.Number({ description: 'Unix seconds' }),
   cpu_pct: Type.Number(),
   mem_used: Type.Number(),
@@ -187,3 +187,5 @@ export function agentRoutes(app: App, { db, registry, clock }: { db: Db; registr
     },
   );
 }
+
+export type MetricSampleViewT = Static<typeof MetricSampleView>;

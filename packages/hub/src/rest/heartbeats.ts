@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { newId } from '@opspilot/protocol';
 import type { Clock } from '../clock.ts';
 import type { App } from '../http.ts';
@@ -52,7 +52,7 @@ const CheckPatch = Type.Object(
   },
   { additionalProperties: false, minProperties: 1 },
 );
-const CheckView = Type.Object({
+export const CheckView = Type.Object({
   id: Type.String(),
   name: Type.String(),
   ping_path: Type.Union([Type.String(), Type.Null()], { description: "`/ping/<uuid>` (the hub's address before it): whoever has it can ping. Shown to admin tokens" }),
@@ -218,3 +218,5 @@ export function heartbeatRoutes(app: App, { db, clock, lifecycle, events, kick }
     },
   );
 }
+
+export type CheckViewT = Static<typeof CheckView>;

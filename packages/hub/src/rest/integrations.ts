@@ -68,7 +68,8 @@ const IntegrationView = Type.Object({
   last_error_at: Timestamp,
 });
 const WithSecret = Type.Intersect([IntegrationView, Type.Object({ secret: Type.String({ description: 'Shown once: only its hash is kept (and the secret itself where the sender signs)' }) })]);
-type IntegrationViewT = Static<typeof IntegrationView>;
+export type IntegrationViewT = Static<typeof IntegrationView>;
+export type IntegrationBodyT = Static<typeof IntegrationBody>;
 
 const DeliveryView = Type.Object({
   id: Type.String(),

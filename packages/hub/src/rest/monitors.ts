@@ -76,7 +76,7 @@ const fields = {
   labels: Type.Optional(Labels),
   enabled: Type.Boolean({ default: true }),
 };
-const MonitorBody = Type.Object(fields, { additionalProperties: false });
+export const MonitorBody = Type.Object(fields, { additionalProperties: false });
 // Every field optional, without the defaults (a PATCH changes only what it names).
 const MonitorPatch = Type.Partial(
   Type.Object(
@@ -110,7 +110,7 @@ const Stats = Type.Object({
   p95_ms: Type.Union([Type.Number(), Type.Null()]),
   p99_ms: Type.Union([Type.Number(), Type.Null()]),
 });
-const MonitorView = Type.Object({
+export const MonitorView = Type.Object({
   id: Type.String(),
   name: Type.String(),
   kind: Type.String(),
@@ -371,3 +371,6 @@ export function monitorRoutes(
     return reply.code(204).send(null);
   });
 }
+
+export type MonitorViewT = Static<typeof MonitorView>;
+export type MonitorBodyT = Static<typeof MonitorBody>;

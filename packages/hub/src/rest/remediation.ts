@@ -28,7 +28,7 @@ const Match = Type.Object(
   { additionalProperties: false },
 );
 
-const RuleBody = Type.Object(
+export const RuleBody = Type.Object(
   {
     name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
     match: Match,
@@ -42,7 +42,7 @@ const RuleBody = Type.Object(
   { additionalProperties: false },
 );
 
-const RuleView = Type.Object({
+export const RuleView = Type.Object({
   id: Type.String(),
   name: Type.String(),
   match: Type.Record(Type.String(), Type.Unknown()),
@@ -59,7 +59,7 @@ const RuleView = Type.Object({
   created_by: Type.String(),
 });
 
-const SilenceBody = Type.Object(
+export const SilenceBody = Type.Object(
   {
     match: Match,
     starts_at: Type.Optional(Type.String({ format: 'date-time', description: 'default now' })),
@@ -71,7 +71,7 @@ const SilenceBody = Type.Object(
   { additionalProperties: false },
 );
 
-const SilenceView = Type.Object({
+export const SilenceView = Type.Object({
   id: Type.String(),
   match: Type.Record(Type.String(), Type.Unknown()),
   starts_at: Type.String({ format: 'date-time' }),
@@ -271,3 +271,8 @@ export function remediationRoutes(app: App, { db, engine, events, clock }: { db:
     },
   );
 }
+
+export type RuleBodyT = Static<typeof RuleBody>;
+export type RuleViewT = Static<typeof RuleView>;
+export type SilenceBodyT = Static<typeof SilenceBody>;
+export type SilenceViewT = Static<typeof SilenceView>;

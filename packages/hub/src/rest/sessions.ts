@@ -1,10 +1,10 @@
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import type { App } from '../http.ts';
 import { HubError } from '../errors.ts';
 import { SESSION_COOKIE, SESSION_MS, csrfOf, type Sessions } from '../auth/sessions.ts';
 import { errorResponses } from './schemas.ts';
 
-const SessionView = Type.Object({
+export const SessionView = Type.Object({
   actor: Type.String({ description: 'who the session acts as: token:<name>' }),
   scope: Type.String({ description: "the token's scope: read, exec or admin" }),
   csrf_token: Type.String({ description: 'send as X-CSRF-Token with every change made with the session' }),
@@ -65,3 +65,5 @@ export function sessionRoutes(app: App, { sessions }: { sessions: Sessions }): v
     },
   );
 }
+
+export type SessionViewT = Static<typeof SessionView>;

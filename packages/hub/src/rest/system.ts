@@ -1,5 +1,5 @@
 import { deleteSessionsOfToken } from '../storage/sessions.ts';
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import type { Clock } from '../clock.ts';
 import { newId } from '@opspilot/protocol';
 import { SCOPES, type Scope } from '../auth/admin.ts';
@@ -19,7 +19,7 @@ const Autonomy = Type.Object({
   updated_at: Timestamp,
   updated_by: Type.Union([Type.String(), Type.Null()]),
 });
-const TokenView = Type.Object({
+export const TokenView = Type.Object({
   id: Type.String(),
   name: Type.String(),
   scopes: Type.Array(Type.String()),
@@ -27,7 +27,7 @@ const TokenView = Type.Object({
   created_by: Type.String(),
   last_used_at: Timestamp,
 });
-const AuditEvent = Type.Object({
+export const AuditEvent = Type.Object({
   id: Type.String(),
   at: Type.String({ format: 'date-time' }),
   incident_id: Type.Union([Type.String(), Type.Null()]),
@@ -170,6 +170,8 @@ export function systemRoutes(app: App, { db, adminAuth, clock }: { db: Db; admin
           agent_id: Type.Optional(Id),
           actor: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'agent, rule, user, llm, heuristic, hub, or who: token:<name>, slack:<user>, rule:<name>' })),
           after: Type.Optional(Id),
+          since: Type.Optional(Type.String({ format: 'date-time', description: 'only events at or after this time' })),
+          order: Type.Union([Type.Literal('asc'), Type.Literal('desc')], { default: 'asc', description: 'desc: the newest `limit` events, newest first (no next page)' }),
           limit: Type.Integer({ minimum: 1, maximum: 1000, default: 500 }),
         }),
         response: { 200: Type.Object({ events: Type.Array(AuditEvent), next_after: Type.Union([Type.String(), Type.Null()]) }), ...errorResponses },
@@ -181,12 +183,17 @@ export function systemRoutes(app: App, { db, adminAuth, clock }: { db: Db; admin
         agentId: req.query.agent_id,
         actor: req.query.actor,
         after: req.query.after,
+        ...(req.query.since ? { since: new Date(req.query.since) } : {}),
+        newestFirst: req.query.order === 'desc',
         limit: req.query.limit,
       });
       return {
         events: rows.map((r) => ({ ...r, at: r.at.toISOString() })),
-        next_after: rows.length === req.query.limit ? rows[rows.length - 1]!.id : null,
+        next_after: req.query.order === 'asc' && rows.length === req.query.limit ? rows[rows.length - 1]!.id : null,
       };
     },
   );
 }
+
+export type TokenViewT = Static<typeof TokenView>;
+export type AuditEventT = Static<typeof AuditEvent>;

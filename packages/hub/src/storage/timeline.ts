@@ -105,14 +105,15 @@ export async function incidentTimeline(db: Db, incidentId: string) {
 }
 
 /** The audit trail, oldest first, filtered; `after` pages on. */
-export async function auditEvents(db: Db, f: { incidentId?: string; agentId?: string; actor?: string; after?: string; limit: number }) {
+export async function auditEvents(db: Db, f: { incidentId?: string; agentId?: string; actor?: string; after?: string; since?: Date; newestFirst?: boolean; limit: number }) {
   let q = db.selectFrom('incident_events').select(['id', 'at', 'incident_id', 'agent_id', 'actor', 'by', 'kind', 'detail']);
   if (f.incidentId) q = q.where('incident_id', '=', f.incidentId);
   if (f.agentId) q = q.where('agent_id', '=', f.agentId);
   // `actor` matches the kind of actor (rule, user…) or who exactly (token:ops, slack:U1, rule:restart-api).
   if (f.actor) q = q.where((eb) => eb.or([eb('actor', '=', f.actor!), eb('by', '=', f.actor!)]));
   if (f.after) q = q.where('id', '>', f.after);
-  return q.orderBy('id').limit(f.limit).execute();
+  if (f.since) q = q.where('at', '>=', f.since);
+  return q.orderBy('id', f.newestFirst ? 'desc' : 'asc').limit(f.limit).execute();
 }
 
 /** One row of the audit trail as the live stream sends it, with its incident as it is now. */

@@ -41,15 +41,17 @@ export async function buildDashboard(out = DEFAULT_OUT_DIR): Promise<{ dir: stri
     entryNames: 'app.[hash]',
     chunkNames: 'chunk.[hash]',
     write: false,
+    metafile: true,
     legalComments: 'none',
   });
   let bytes = 0;
-  let jsName = '';
   for (const f of result.outputFiles) {
     writeFileSync(f.path, f.contents);
     bytes += f.contents.length;
-    if (path.basename(f.path).startsWith('app.')) jsName = path.basename(f.path);
   }
+  // The page loads the entry point; the chunks it imports come by themselves.
+  const entry = Object.entries(result.metafile.outputs).find(([, o]) => o.entryPoint !== undefined)![0];
+  const jsName = path.basename(entry);
   // uPlot's stylesheet first, then ours (which may override it).
   const uplotCss = readFileSync(createRequire(import.meta.url).resolve('uplot/dist/uPlot.min.css'));
   const css = Buffer.concat([uplotCss, Buffer.from('\n'), readFileSync(path.join(SOURCE_DIR, 'app.css'))]);
@@ -62,6 +64,7 @@ export async function buildDashboard(out = DEFAULT_OUT_DIR): Promise<{ dir: stri
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>OpsPilot</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/assets/${cssName}">
 </head>
 <body>

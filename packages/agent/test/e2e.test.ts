@@ -45,6 +45,17 @@ t.test('pnpm start: hub and local agent, metrics, exec round trips, clean stop',
   };
   t.equal(statSync(path.join(dataDir, 'agent', 'agent.json')).mode & 0o777, 0o600, 'the saved agent token is private');
 
+  // The dashboard was built and is served; the banner's link signs it in, once.
+  const link = /dashboard\s+(http:\/\/127\.0\.0\.1:\d+\/#signin=([A-Za-z0-9_-]{43}))/.exec(stack.output());
+  t.ok(link, 'the banner has a one-time sign-in link for the dashboard');
+  t.match(await fetch(`${hub}/`).then((r) => r.text()), /<div id="app">/, 'the dashboard is served at /');
+  const signIn = () => fetch(`${hub}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: link![2] }) });
+  const session = await signIn();
+  t.equal(session.status, 201, 'the link signs in');
+  t.match(await session.json(), { actor: 'token:admin', scope: 'admin' });
+  t.equal((await signIn()).status, 401, 'once');
+  t.notOk(stack.output().split('\n').some((l) => l.includes('"msg"') && l.includes(link![2]!)), 'the code is in no log line');
+
   // The hello is stored by the next ingest batch, a moment after the agent is welcomed.
   const agent = await eventually(async () => {
     const a = (await api('GET', `/v1/agents/${agentId}`)).body;
@@ -84,6 +95,8 @@ t.test('pnpm start: hub and local agent, metrics, exec round trips, clean stop',
   const sameId = await eventually(async () => /local agent\s+([0-9A-Z]{26})/.exec(again.output())?.[1], 60_000, 'the agent after a restart');
   t.equal(sameId, agentId);
   t.notOk(/opk_/.test(again.output()));
+  const secondLink = /#signin=([A-Za-z0-9_-]{43})/.exec(again.output())?.[1];
+  t.ok(secondLink && secondLink !== link![2], 'each start prints a new link');
   process.kill(-again.child.pid!, 'SIGINT');
   t.equal(await again.exited, 0, 'Ctrl-C: exit 0');
   t.notOk(/ELIFECYCLE|Command failed/.test(again.output()), 'pnpm reports no failure');

@@ -10,6 +10,7 @@ import { UsageError, loadCredentials, normalizeHub, saveCredentials } from './co
 import { ago, clip, safe, table } from './format.ts';
 import { parseParams } from './params.ts';
 import { tail } from './tail.ts';
+import type { Agent, Exec, Incident, IncidentStatus, IncidentSummary, Rule, Silence } from '@opspilot/hub/views';
 
 const out = (s: string): void => {
   process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
@@ -72,9 +73,9 @@ program
   .command('agents')
   .description('list agents with their status')
   .action(async () => {
-    const { agents } = await hub().get('/v1/agents');
+    const { agents } = await hub().get<{ agents: Agent[] }>('/v1/agents');
     if (globals().json) return json(agents);
-    out(table(['ID', 'HOSTNAME', 'STATUS', 'LAST SEEN', 'LABELS'], agents.map((a: any) => [a.id, a.hostname ?? a.facts?.hostname, a.status, ago(a.last_seen_at), Object.entries(a.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',')])));
+    out(table(['ID', 'HOSTNAME', 'STATUS', 'LAST SEEN', 'LABELS'], agents.map((a) => [a.id, a.hostname ?? a.facts?.hostname ?? '', a.status, ago(a.last_seen_at), Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(',')])));
   });
 
 program
@@ -82,37 +83,45 @@ program
   .description("one agent: facts, catalogue, latest heartbeat")
   .argument('<id>')
   .action(async (agentId: string) => {
-    const a = await hub().get(`/v1/agents/${id(agentId)}`);
+    const a = await hub().get<Agent>(`/v1/agents/${id(agentId)}`);
     if (globals().json) return json(a);
-    const f = a.facts ?? {};
+    const f = a.facts;
     out(
       [
-        `${safe(a.hostname ?? f.hostname ?? a.id)}  ${a.status}  (last seen ${ago(a.last_seen_at)})`,
+        `${safe(a.hostname ?? f?.hostname ?? a.id)}  ${a.status}  (last seen ${ago(a.last_seen_at)})`,
         `id        ${a.id}`,
-        `system    ${safe([f.os, f.arch, f.kernel].filter(Boolean).join(' ') || '-')}`,
-        `agent     ${safe(String(f.agent_version ?? '-'))} (protocol ${f.protocol ?? '-'})`,
-        `labels    ${Object.entries(a.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') || '-'}`,
+        `system    ${safe([f?.os, f?.arch, f?.kernel].filter(Boolean).join(' ') || '-')}`,
+        `agent     ${safe(String(f?.agent_version ?? '-'))} (protocol ${f?.protocol ?? '-'})`,
+        `labels    ${Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '-'}`,
         `actions   ${(a.actions ?? []).join(', ') || '-'}`,
         `stats     ${a.stats ? Object.entries(a.stats).map(([k, v]) => `${k} ${v}`).join(', ') : '-'}`,
       ].join('\n'),
     );
   });
 
-const SEVERITY = ['critical', 'high', 'medium', 'low'];
-const STATUS = ['new', 'analyzing', 'open', 'acknowledged', 'ignored', 'resolved'];
+const SEVERITY = ['critical', 'high', 'medium', 'low'] as const satisfies readonly NonNullable<IncidentSummary['severity']>[];
+// The hub's statuses, checked against its type both ways: one added there fails to compile here.
+const STATUS = ['new', 'analyzing', 'open', 'acknowledged', 'ignored', 'resolved'] as const satisfies readonly IncidentStatus[];
+export const ALL_STATUSES: [Exclude<IncidentStatus, (typeof STATUS)[number]>] extends [never] ? true : never = true;
 program
   .command('incidents')
   .description('list incidents, newest first')
   .addOption(new Option('--status <status>').choices(STATUS))
   .addOption(new Option('--severity <severity>').choices(SEVERITY))
   .option('--agent <id>', "that agent's only")
+  .option('--service <name>', 'of that service')
+  .option('--label <name=value>', 'with that label (repeat for several)', (v: string, all: string[] = []) => [...all, v])
+  .option('--text <text>', 'with this text in the message or source (any case)')
   .option('--limit <n>', 'at most n', '50')
-  .action(async (o: { status?: string; severity?: string; agent?: string; limit: string }) => {
+  .action(async (o: { status?: string; severity?: string; agent?: string; service?: string; label?: string[]; text?: string; limit: string }) => {
     const limit = Number(o.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError('--limit is a number from 1 to 1000');
-    const { incidents } = await hub().get(`/v1/incidents${q({ status: o.status, severity: o.severity, agent_id: o.agent ? id(o.agent) : undefined, limit })}`);
+    for (const l of o.label ?? []) if (!/^[^=]{1,128}=/.test(l)) throw new UsageError(`--label is name=value, not "${clip(l, 40)}"`);
+    const query = q({ status: o.status, severity: o.severity, agent_id: o.agent ? id(o.agent) : undefined, service: o.service, q: o.text, limit });
+    const labels = (o.label ?? []).map((l) => `&label=${encodeURIComponent(l)}`).join('');
+    const { incidents } = await hub().get<{ incidents: IncidentSummary[] }>(`/v1/incidents${query}${labels}`);
     if (globals().json) return json(incidents);
-    out(table(['ID', 'SEVERITY', 'STATUS', 'COUNT', 'LAST', 'SOURCE', 'MESSAGE'], incidents.map((i: any) => [i.id, i.severity, i.status, i.count, ago(i.last_seen_at), i.source, i.message])));
+    out(table(['ID', 'SEVERITY', 'STATUS', 'COUNT', 'LAST', 'SOURCE', 'MESSAGE'], incidents.map((i) => [i.id, i.severity ?? '-', i.status, i.count, ago(i.last_seen_at), i.source, i.message])));
   });
 
 program
@@ -121,7 +130,7 @@ program
   .argument('<id>')
   .action(async (incidentId: string) => {
     const h = hub();
-    const [i, timeline] = await Promise.all([h.get(`/v1/incidents/${id(incidentId)}`), h.get(`/v1/incidents/${id(incidentId)}/timeline`)]);
+    const [i, timeline] = await Promise.all([h.get<Incident>(`/v1/incidents/${id(incidentId)}`), h.get<{ events: { at: string; kind: string; actor: string; by: string | null }[] }>(`/v1/incidents/${id(incidentId)}/timeline`)]);
     if (globals().json) return json({ ...i, timeline: timeline.events });
     const a = i.analysis;
     const lines = [
@@ -135,7 +144,7 @@ program
     }
     if (i.logs) lines.push('', 'logs:', ...safe(String(i.logs)).split('\n').slice(-20).map((l) => `  ${l}`));
     lines.push('', 'timeline:');
-    for (const e of timeline.events as any[]) lines.push(`  ${e.at}  ${e.kind.padEnd(18)} ${e.actor}${e.by ? ` (${safe(e.by)})` : ''}`);
+    for (const e of timeline.events) lines.push(`  ${e.at}  ${e.kind.padEnd(18)} ${e.actor}${e.by ? ` (${safe(e.by)})` : ''}`);
     out(lines.join('\n'));
   });
 
@@ -148,11 +157,24 @@ for (const [name, path, done] of [
     .description(`${path} an incident`)
     .argument('<id>')
     .action(async (incidentId: string) => {
-      const i = await hub().post(`/v1/incidents/${id(incidentId)}/${path}`);
+      const i = await hub().post<Incident>(`/v1/incidents/${id(incidentId)}/${path}`);
       if (globals().json) return json(i);
       out(`${i.id} ${done} (${i.status})`);
     });
 }
+
+program
+  .command('ignore')
+  .description('ignore an incident: marked ignored, its fingerprint muted (no notification, no automatic fix) for a while')
+  .argument('<id>')
+  .option('--for <duration>', 'how long: 30m, 4h, 1d (at most 30d)', '1d')
+  .action(async (incidentId: string, o: { for: string }) => {
+    const minutes = Math.ceil(duration(o.for) / 60);
+    if (minutes > 43_200) throw new UsageError('--for is at most 30d');
+    const i = await hub().post<Incident>(`/v1/incidents/${id(incidentId)}/ignore`, { minutes });
+    if (globals().json) return json(i);
+    out(`${i.id} ignored for ${o.for} (${i.status})`);
+  });
 
 program
   .command('exec')
@@ -165,11 +187,11 @@ program
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(action)) throw new UsageError(`"${clip(action, 40)}" is not an action name`);
     const params = parseParams(action, pairs);
     const h = hub();
-    const agent = await h.get(`/v1/agents/${id(agentId)}`);
+    const agent = await h.get<Agent>(`/v1/agents/${id(agentId)}`);
     if (Array.isArray(agent.actions) && !agent.actions.includes(action)) throw new UsageError(`agent ${agentId} has no action "${action}"; it has: ${agent.actions.join(', ')}`);
     const timeout = o.timeout === undefined ? undefined : Number(o.timeout);
     if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 1)) throw new UsageError('--timeout is milliseconds, a whole number');
-    const r = await h.post('/v1/admin/exec', { agent_id: agentId, command: action, params, ...(timeout ? { timeout_ms: timeout } : {}) });
+    const r = await h.post<Exec>('/v1/admin/exec', { agent_id: agentId, command: action, params, ...(timeout ? { timeout_ms: timeout } : {}) });
     if (globals().json) json(r);
     else {
       if (r.stdout) process.stdout.write(safe(r.stdout).endsWith('\n') ? safe(r.stdout) : `${safe(r.stdout)}\n`);
@@ -183,9 +205,9 @@ program
   .command('rules')
   .description('list remediation rules')
   .action(async () => {
-    const { rules } = await hub().get('/v1/rules');
+    const { rules } = await hub().get<{ rules: Rule[] }>('/v1/rules');
     if (globals().json) return json(rules);
-    out(table(['ID', 'NAME', 'MODE', 'ENABLED', 'ACTION', 'MATCH'], rules.map((r: any) => [r.id, r.name, r.mode, r.enabled ? 'yes' : 'no', r.action.command, JSON.stringify(r.match)])));
+    out(table(['ID', 'NAME', 'MODE', 'ENABLED', 'ACTION', 'MATCH'], rules.map((r) => [r.id, r.name, r.mode, r.enabled ? 'yes' : 'no', r.action.command, JSON.stringify(r.match)])));
   });
 
 /** 90s, 15m, 2h, 3d → seconds. */
@@ -207,7 +229,7 @@ program
   .action(async (o: { for: string; reason: string; agent?: string; source?: string; type?: string; severity?: string }) => {
     const match = { ...(o.agent ? { agent_id: o.agent } : {}), ...(o.source ? { source: o.source } : {}), ...(o.type ? { type: o.type } : {}), ...(o.severity ? { severity: o.severity } : {}) };
     if (Object.keys(match).length === 0) throw new UsageError('say what to silence: --agent, --source, --type or --severity');
-    const s = await hub().post('/v1/silences', { match, ends_at: new Date(Date.now() + duration(o.for) * 1000).toISOString(), reason: o.reason });
+    const s = await hub().post<Silence>('/v1/silences', { match, ends_at: new Date(Date.now() + duration(o.for) * 1000).toISOString(), reason: o.reason });
     if (globals().json) return json(s);
     out(`silence ${s.id} until ${s.ends_at}`);
   });
@@ -216,9 +238,9 @@ program
   .command('silences')
   .description('list silences in force')
   .action(async () => {
-    const { silences } = await hub().get('/v1/silences');
+    const { silences } = await hub().get<{ silences: Silence[] }>('/v1/silences');
     if (globals().json) return json(silences);
-    out(table(['ID', 'UNTIL', 'MATCH', 'REASON'], silences.map((s: any) => [s.id, s.ends_at ?? 'recurring', JSON.stringify(s.match), s.reason])));
+    out(table(['ID', 'UNTIL', 'MATCH', 'REASON'], silences.map((s) => [s.id, s.ends_at ?? 'recurring', JSON.stringify(s.match), s.reason])));
   });
 
 program

@@ -1,5 +1,6 @@
 import { ApiError, type Hub } from './api.ts';
 import { ago, clip } from './format.ts';
+import type { LiveEvent } from '@opspilot/hub/views';
 
 interface TailOptions {
   json: boolean;
@@ -10,9 +11,9 @@ interface TailOptions {
 }
 
 /** One event as a line for people: when, what, about what. */
-function line(e: any): string {
+function line(e: LiveEvent): string {
   const about = e.incident ? `${e.incident.id} ${e.incident.severity ?? '-'} ${e.incident.status} ${clip(e.incident.message, 80)}` : e.agent_id ? `agent ${e.agent_id}` : clip(JSON.stringify(e.detail ?? {}), 100);
-  return `${e.at}  ${String(e.group).padEnd(11)} ${String(e.type).padEnd(20)} ${clip(about, 160)}${e.by ? `  (${clip(e.by, 40)})` : ''}`;
+  return `${e.at}  ${e.group.padEnd(11)} ${e.type.padEnd(20)} ${clip(about, 160)}${e.by ? `  (${clip(e.by, 40)})` : ''}`;
 }
 
 /**

@@ -56,6 +56,7 @@ t.test('the CLI against a real hub', async (t) => {
   });
   ws.send(encodeEnvelope('hello', { protocol: 2, agent_version: 'test', hostname: 'web-1', os: 'linux', arch: 'x64', actions: ['service_status', 'service_logs', 'restart_service'] }));
   ws.send(encodeEnvelope('alert', { type: 'systemd', source: 'nginx.service', message: 'nginx failed \u001b[31m\u001b]0;pwned\u0007' }, { id: 'a-1' }));
+  ws.send(encodeEnvelope('alert', { type: 'systemd', source: 'backup.service', message: 'backup.service failed' }, { id: 'a-2' }));
 
   const incidentId = await (async () => {
     for (let i = 0; i < 100; i++) {
@@ -79,6 +80,11 @@ t.test('the CLI against a real hub', async (t) => {
   t.notOk(/[\u001b\u0007]/.test(list.stdout), 'no escape sequence from an alert reaches the terminal');
   t.match((await cli(['incidents', '--status', 'nope'])), { code: 2, stderr: /Allowed choices are new, analyzing, open, acknowledged, ignored, resolved/ });
   t.match((await cli(['incidents', '--status', 'new'])), { code: 0 }, 'each choice is a status the hub knows');
+  t.match((await cli(['incidents', '--text', 'NGINX FAILED'])), { code: 0, stdout: new RegExp(incidentId) }, '--text: any case, message or source');
+  t.notMatch((await cli(['incidents', '--text', 'no-such-text'])).stdout, new RegExp(incidentId));
+  t.notMatch((await cli(['incidents', '--label', 'team=nobody'])).stdout, new RegExp(incidentId), '--label filters');
+  t.match((await cli(['incidents', '--label', 'team'])), { code: 2, stderr: /--label is name=value/ });
+  t.match((await cli(['incidents', '--service', 'nginx.service', '--severity', 'low'])), { code: 0 });
   const one = (await cli(['incident', incidentId]));
   t.match(one.stdout, /systemd nginx\.service: nginx failed \\x1b\[31m\\x1b\]0;pwned\\x07/, 'shown, not obeyed');
   t.match(one.stdout, /timeline:\n\s+\S+\s+opened\s+agent/);
@@ -94,6 +100,11 @@ t.test('the CLI against a real hub', async (t) => {
   t.match((await cli(['ack', incidentId])), { code: 0, stdout: new RegExp(`${incidentId} acknowledged`) });
   t.match((await cli(['resolve', incidentId])), { code: 0, stdout: /resolved/ });
   t.equal(await tailExit, 0, 'tail --max 2 ends after two events');
+  t.match((await cli(['ignore', incidentId])), { code: 1, stderr: /HUB_INCIDENT_RESOLVED/ }, 'a resolved incident cannot be ignored: exit 1, the hub\'s code');
+  t.match((await cli(['ignore', incidentId, '--for', '31d'])), { code: 2, stderr: /at most 30d/ });
+  const backup = (JSON.parse((await cli(['--json', 'incidents', '--text', 'backup.service'])).stdout) as { id: string }[])[0]!.id;
+  t.match((await cli(['ignore', backup, '--for', '4h'])), { code: 0, stdout: new RegExp(`${backup} ignored for 4h \\(ignored\\)`) });
+  t.match(JSON.parse((await cli(['--json', 'incident', backup])).stdout).timeline.at(-1), { kind: 'ignored', by: 'token:admin', detail: { for: '4 h' } });
   const events = tailed.trim().split('\n').map((l) => JSON.parse(l));
   t.same(events.map((e) => e.type), ['acknowledged', 'resolved']);
   t.match(events[0], { incident_id: incidentId, by: 'token:admin', group: 'incident' });

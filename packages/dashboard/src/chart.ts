@@ -3,7 +3,6 @@
  * milliseconds). Loaded by the agent page only, as its own chunk.
  */
 import uPlot from 'uplot';
-import { formatValue } from './units.ts';
 
 export interface ChartSpec {
   title: string;
@@ -13,11 +12,11 @@ export interface ChartSpec {
   xs: number[];
   series: { label: string; values: (number | null)[] }[];
   unit: '%' | 'B/s';
+  /** A value for people (passed in, so this chunk shares no module with the app's). */
+  format: (v: number | null) => string;
 }
 
 const PALETTE = ['#2f81f7', '#d9480f', '#2b8a3e', '#ae3ec9', '#e67700', '#0c8599'];
-
-const fmt = formatValue;
 
 /** Draw `spec` into `el` at its width; the returned function removes it. */
 export function drawChart(el: HTMLElement, spec: ChartSpec): () => void {
@@ -28,8 +27,8 @@ export function drawChart(el: HTMLElement, spec: ChartSpec): () => void {
   const opts: uPlot.Options = {
     width: Math.max(280, el.clientWidth),
     height: 180,
-    series: [{}, ...spec.series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length]!, width: 1.5, value: (_u: uPlot, v: number | null) => fmt(spec.unit, v) }))],
-    axes: [axis, { ...axis, size: 70, values: (_u: uPlot, vals: number[]) => vals.map((v) => fmt(spec.unit, v)) }],
+    series: [{}, ...spec.series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length]!, width: 1.5, value: (_u: uPlot, v: number | null) => spec.format(v) }))],
+    axes: [axis, { ...axis, size: 70, values: (_u: uPlot, vals: number[]) => vals.map((v) => spec.format(v)) }],
     scales: { x: { time: true, range: [spec.from, spec.to] }, ...(spec.unit === '%' ? { y: { range: [0, 100] } } : {}) },
     legend: { live: true },
     cursor: { drag: { x: false, y: false } },

@@ -2,6 +2,8 @@ import Fastify, { type FastifyError } from 'fastify';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import rateLimit from '@fastify/rate-limit';
+import compress from '@fastify/compress';
+import zlib from 'node:zlib';
 import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -349,6 +351,18 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         hook: 'preParsing',
         keyGenerator: (req) => req.operator?.actor ?? req.ip,
         errorResponseBuilder: (_req, ctx) => new HubError('HUB_RATE_LIMITED', `more than ${ctx.max} requests a minute; retry in ${ctx.after}`),
+      });
+      // Answers over 1 KiB compressed (brotli at quality 4: fast enough for every answer, a list of a
+      // thousand incidents goes from ~600 KB to ~40 KB). Requests are never decompressed (no
+      // expanding bodies past the size limit), the event stream is not buffered (text/event-stream
+      // is excluded and the route writes to the socket itself), and answers that carry a secret
+      // (a new token, a session's CSRF token) are far under the threshold.
+      await v1.register(compress, {
+        global: true,
+        globalDecompression: false,
+        encodings: ['br', 'gzip'],
+        threshold: 1024,
+        brotliOptions: { params: { [zlib.constants.BROTLI_PARAM_MODE]: zlib.constants.BROTLI_MODE_TEXT, [zlib.constants.BROTLI_PARAM_QUALITY]: 4 } },
       });
       sessionRoutes(v1, { sessions });
       agentRoutes(v1, { db, registry, clock });

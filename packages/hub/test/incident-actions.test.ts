@@ -106,3 +106,49 @@ eachBackend(t, 'a one-time sign-in link signs in as the admin, once, for 15 minu
   const kept = hub.app.hub.sessions.issueLink()!;
   t.equal((await post({ code: kept })).status, 201, 'only the last few codes are kept, and the newest works');
 });
+
+t.test('large answers are compressed; the event stream and answers with a secret are not', async (t) => {
+  const { pglite } = await import('./helpers.ts');
+  const { request } = await import('node:http');
+  const { brotliDecompressSync } = await import('node:zlib');
+  const hub = await startHub(t, await pglite.open(t));
+  const get = (path: string, opts: { method?: string; body?: unknown; stream?: boolean } = {}) =>
+    new Promise<{ status: number; encoding: string | undefined; type: string | undefined; body: Buffer }>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: hub.port,
+          path,
+          method: opts.method ?? 'GET',
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'accept-encoding': 'br, gzip', ...(opts.body ? { 'content-type': 'application/json' } : {}) },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          const done = () => resolve({ status: res.statusCode!, encoding: res.headers['content-encoding'], type: res.headers['content-type'], body: Buffer.concat(chunks) });
+          res.on('data', (c: Buffer) => {
+            chunks.push(c);
+            // A stream ends never: its first bytes are enough.
+            if (opts.stream) {
+              done();
+              req.destroy();
+            }
+          });
+          res.on('end', done);
+        },
+      );
+      req.on('error', (e) => (opts.stream ? undefined : reject(e)));
+      req.end(opts.body ? JSON.stringify(opts.body) : undefined);
+    });
+  for (let i = 0; i < 30; i++) await hub.api('POST', '/v1/agents', { hostname: `web-${i}`, labels: { env: 'prod', role: 'frontend' } });
+  const list = await get('/v1/agents');
+  t.equal(list.encoding, 'br', 'a long list is compressed');
+  t.equal(JSON.parse(brotliDecompressSync(list.body).toString()).agents.length, 30);
+  const small = await get('/v1/system/autonomy');
+  t.equal(small.encoding, undefined, 'a small answer is not');
+  const token = await get('/v1/tokens', { method: 'POST', body: { name: 'x'.repeat(64), scopes: ['read'] } });
+  t.same([token.status, token.encoding], [201, undefined], 'an answer with a secret never is (no BREACH-style guessing from sizes)');
+  const enrolled = await get('/v1/agents', { method: 'POST', body: { hostname: 'h'.repeat(200), labels: Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`k${i}`, 'v'.repeat(40)])) } });
+  t.same([enrolled.status, enrolled.encoding], [201, undefined], "nor an agent's new token, however long the answer");
+  const stream = await get('/v1/events', { stream: true });
+  t.same([stream.status, stream.encoding, stream.type], [200, undefined, 'text/event-stream; charset=utf-8'], 'the event stream is sent as it is written');
+});

@@ -73,15 +73,17 @@ const RANGES = [
 /** CPU, memory, disks and network of `samples` as charts. */
 function chartsOf(samples: MetricSample[], from: number, to: number): ChartSpec[] {
   const xs = samples.map((s) => s.ts);
+  const pct = { unit: '%' as const, format: (v: number | null) => formatValue('%', v) };
+  const rate = { unit: 'B/s' as const, format: (v: number | null) => formatValue('B/s', v) };
   const x = { from, to };
   const mounts = [...new Set(samples.flatMap((s) => s.disks.map((d) => d.mount)))].slice(0, 6);
   const ifaces = [...new Set(samples.flatMap((s) => s.net.map((n) => n.iface)))].slice(0, 3);
   return [
-    { title: 'CPU', unit: '%', ...x, xs, series: [{ label: 'cpu', values: samples.map((s) => s.cpu_pct) }] },
-    { title: 'Memory', unit: '%', ...x, xs, series: [{ label: 'used', values: samples.map((s) => (s.mem_total > 0 ? (100 * s.mem_used) / s.mem_total : null)) }] },
+    { title: 'CPU', ...pct, ...x, xs, series: [{ label: 'cpu', values: samples.map((s) => s.cpu_pct) }] },
+    { title: 'Memory', ...pct, ...x, xs, series: [{ label: 'used', values: samples.map((s) => (s.mem_total > 0 ? (100 * s.mem_used) / s.mem_total : null)) }] },
     {
       title: 'Disks',
-      unit: '%',
+      ...pct,
       ...x,
       xs,
       series: mounts.map((m) => ({
@@ -94,7 +96,7 @@ function chartsOf(samples: MetricSample[], from: number, to: number): ChartSpec[
     },
     {
       title: 'Network',
-      unit: 'B/s',
+      ...rate,
       ...x,
       xs,
       series: ifaces.flatMap((i) => [

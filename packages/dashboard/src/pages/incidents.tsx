@@ -15,14 +15,18 @@ export interface IncidentFilters {
   q?: string;
 }
 
+const PAGE = 200;
+
 export function IncidentList({ filters }: { filters: IncidentFilters }) {
   const [incidents, setIncidents] = useState<IncidentSummary[] | null>(null);
   const [agents, setAgents] = useState<Agent[]>([]);
   const [error, setError] = useState<string | null>(null);
   const [draft, setDraft] = useState(filters);
+  // The newest 200, and 200 more at each "Show more" (a live update reads as many again).
+  const [limit, setLimit] = useState(PAGE);
   const key = JSON.stringify(filters);
   const load = () =>
-    api<{ incidents: IncidentSummary[] }>('GET', `/v1/incidents${query({ limit: 500, ...filters })}`).then(
+    api<{ incidents: IncidentSummary[] }>('GET', `/v1/incidents${query({ limit, ...filters })}`).then(
       (r) => {
         setIncidents(r.incidents);
         setError(null);
@@ -32,7 +36,8 @@ export function IncidentList({ filters }: { filters: IncidentFilters }) {
   useEffect(() => {
     setDraft(filters);
     void load();
-  }, [key]);
+  }, [key, limit]);
+  useEffect(() => setLimit(PAGE), [key]);
   useEffect(() => {
     api<{ agents: Agent[] }>('GET', '/v1/agents').then((r) => setAgents(r.agents), () => undefined);
   }, []);
@@ -143,6 +148,11 @@ export function IncidentList({ filters }: { filters: IncidentFilters }) {
             ))}
           </tbody>
         </table>
+      )}
+      {incidents !== null && incidents.length === limit && limit < 1000 && (
+        <button type="button" class="secondary more" onClick={() => setLimit(limit + PAGE)}>
+          Show more
+        </button>
       )}
     </section>
   );

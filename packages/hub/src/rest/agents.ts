@@ -69,7 +69,7 @@ export function agentRoutes(app: App, { db, registry, clock }: { db: Db; registr
 
   app.post(
     '/v1/agents',
-    {
+    { compress: false,
       config: { scope: 'admin' },
       schema: {
         tags,
@@ -135,7 +135,7 @@ export function agentRoutes(app: App, { db, registry, clock }: { db: Db; registr
 
   app.post(
     '/v1/agents/:id/token',
-    { config: { scope: 'admin' }, schema: { tags, summary: 'Rotate an agent token: the old one stops working at once', params: IdParams, response: { 200: TokenResponse, ...errorResponses } } },
+    { compress: false, config: { scope: 'admin' }, schema: { tags, summary: 'Rotate an agent token: the old one stops working at once', params: IdParams, response: { 200: TokenResponse, ...errorResponses } } },
     async (req) => {
       const token = generateToken(AGENT_TOKEN_PREFIX);
       if (!(await setAgentTokenHash(db, req.params.id, hashToken(token), clock.now()))) {

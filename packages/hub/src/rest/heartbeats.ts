@@ -118,7 +118,7 @@ export function heartbeatRoutes(app: App, { db, clock, lifecycle, events, kick }
 
   app.post(
     '/v1/heartbeats',
-    { config: { scope: 'admin' }, schema: { tags, summary: 'Add a heartbeat check; ping its ping_path when the job succeeds', body: CheckBody, response: { 201: CheckView, ...errorResponses } } },
+    { compress: false, config: { scope: 'admin' }, schema: { tags, summary: 'Add a heartbeat check; ping its ping_path when the job succeeds', body: CheckBody, response: { 201: CheckView, ...errorResponses } } },
     async (req, reply) => {
       const b = req.body;
       const input: CheckInput = {
@@ -145,11 +145,11 @@ export function heartbeatRoutes(app: App, { db, clock, lifecycle, events, kick }
     },
   );
 
-  app.get('/v1/heartbeats', { schema: { tags, summary: 'List heartbeat checks with their state', response: { 200: Type.Object({ heartbeats: Type.Array(CheckView) }), ...errorResponses } } }, async (req) => ({
+  app.get('/v1/heartbeats', { compress: false, schema: { tags, summary: 'List heartbeat checks with their state', response: { 200: Type.Object({ heartbeats: Type.Array(CheckView) }), ...errorResponses } } }, async (req) => ({
     heartbeats: (await listChecks(db)).map((c) => show(c, admin(req))),
   }));
 
-  app.get('/v1/heartbeats/:id', { schema: { tags, summary: 'One heartbeat check', params: IdParams, response: { 200: CheckView, ...errorResponses } } }, async (req) => show(await found(req.params.id), admin(req)));
+  app.get('/v1/heartbeats/:id', { compress: false, schema: { tags, summary: 'One heartbeat check', params: IdParams, response: { 200: CheckView, ...errorResponses } } }, async (req) => show(await found(req.params.id), admin(req)));
 
   app.get(
     '/v1/heartbeats/:id/pings',

@@ -125,7 +125,7 @@ export function integrationRoutes(app: App, { db, clock }: { db: Db; clock: Cloc
 
   app.post(
     '/v1/integrations',
-    { config: { scope: 'admin' }, schema: { tags, summary: 'Add an integration; its secret is in the answer, once', body: IntegrationBody, response: { 201: WithSecret, ...errorResponses } } },
+    { compress: false, config: { scope: 'admin' }, schema: { tags, summary: 'Add an integration; its secret is in the answer, once', body: IntegrationBody, response: { 201: WithSecret, ...errorResponses } } },
     async (req, reply) => {
       const { name, kind, labels = {}, host_labels = DEFAULT_HOST_LABELS, enabled } = req.body;
       const s = secretFor(kind, req.body.secret);
@@ -167,7 +167,7 @@ export function integrationRoutes(app: App, { db, clock }: { db: Db; clock: Cloc
 
   app.post(
     '/v1/integrations/:id/rotate-secret',
-    {
+    { compress: false,
       config: { scope: 'admin' },
       schema: {
         tags,

@@ -23,7 +23,7 @@ export function sessionRoutes(app: App, { sessions }: { sessions: Sessions }): v
 
   app.post(
     '/v1/sessions',
-    {
+    { compress: false,
       config: { public: true },
       schema: {
         tags,
@@ -48,7 +48,7 @@ export function sessionRoutes(app: App, { sessions }: { sessions: Sessions }): v
     },
   );
 
-  app.get('/v1/sessions/current', { schema: { tags, summary: 'The session this cookie holds', response: { 200: SessionView, ...errorResponses } } }, async (req) => {
+  app.get('/v1/sessions/current', { compress: false, schema: { tags, summary: 'The session this cookie holds', response: { 200: SessionView, ...errorResponses } } }, async (req) => {
     if (!req.sessionId) throw new HubError('HUB_NO_SESSION', 'no session: this request was made with a bearer token');
     const s = await sessions.verify(req.sessionId);
     if (!s) throw new HubError('HUB_UNAUTHORIZED', 'the session has ended');

@@ -99,7 +99,7 @@ export function systemRoutes(app: App, { db, adminAuth, clock }: { db: Db; admin
 
   app.post(
     '/v1/tokens',
-    {
+    { compress: false,
       config: { scope: 'admin' },
       schema: {
         tags: ['tokens'],

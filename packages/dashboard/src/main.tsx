@@ -84,7 +84,15 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
   const here = (p: string) => (p === '/' ? path === '/' || path === '' : path === p || path.startsWith(`${p}/`));
   return (
     <>
-      <a class="skip" href="#content">
+      <a
+        class="skip"
+        href="#content"
+        onClick={(e) => {
+          // The fragment is the router's: move focus without changing the page.
+          e.preventDefault();
+          document.getElementById('content')?.focus();
+        }}
+      >
         Skip to content
       </a>
       <header>

@@ -251,6 +251,25 @@ if (!browserMissing) t.test('the dashboard, live, in a real browser', async (t) 
   }, incidentId);
   t.same(refused, [403, 'HUB_FORBIDDEN'], 'and the API refuses it anyway');
 
+  // By keyboard alone, from a fresh load: the skip link first, then to an incident and open it.
+  await page.goto(`${base}/#/incidents`);
+  await page.reload();
+  await page.getByRole('row').filter({ hasText: 'nginx.service failed' }).waitFor();
+  await page.keyboard.press('Tab');
+  t.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content', 'the first stop is the skip link');
+  await page.keyboard.press('Enter');
+  t.equal(await page.evaluate(() => document.activeElement?.id), 'content', 'it moves focus to the page');
+  t.match(page.url(), /#\/incidents$/, 'and leaves the page where it is');
+  let reached = false;
+  for (let i = 0; i < 40 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => /nginx\.service failed/.test(document.activeElement?.textContent ?? '') && document.activeElement?.tagName === 'A');
+  }
+  t.ok(reached, 'an incident is reached with Tab');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: /nginx\.service failed/ }).waitFor();
+  t.pass('and opened with Enter');
+
   // A phone, and dark mode.
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(`${base}/#/incidents`);

@@ -12,6 +12,8 @@
  *   BENCH_MONITORS, BENCH_MONITOR_SECONDS  HTTP monitors at 1-minute intervals (1200), window (60)
  *   BENCH_EVENT_STREAMS, BENCH_EVENT_ALERTS  open event streams (100), alerts timed one at a time (200)
  *   BENCH_DASHBOARD_INCIDENTS  incidents the dashboard's first load lists from (1000)
+ *   BENCH_FLEET_AGENTS, BENCH_FLEET_SECONDS, BENCH_FLEET_SAMPLES  `pnpm bench fleet` (not in all):
+ *                  agents at real intervals (10000), window (30), execs and alerts timed (200 each)
  *   BENCH_INTAKE_SINGLES, BENCH_INTAKE_GROUPS, BENCH_INTAKE_CONCURRENCY  notifications of 1 alert
  *                  (2000) and of 100 (100), and how many at a time (4)
  *   BENCH_HOSTILE_SECONDS  seconds per phase of the hostile-input part (20)
@@ -39,6 +41,7 @@ import { intakeBench, type IntakeRow } from './bench/intake.ts';
 import { monitorsBench, type MonitorsRow } from './bench/monitors.ts';
 import { eventsBench, type EventsRow } from './bench/events.ts';
 import { dashboardBench, type LoadRow } from './bench/dashboard.ts';
+import { fleetBench, type FleetRow } from './bench/fleet.ts';
 import { systemdBench } from './bench/systemd.ts';
 import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
@@ -329,6 +332,8 @@ async function main(): Promise<void> {
   if (part === 'all' || part === 'monitors') await monitorsPart();
   if (part === 'all' || part === 'events') await eventsPart();
   if (part === 'all' || part === 'dashboard') await dashboardPart();
+  // Not in `all`: tens of thousands of sockets and several minutes.
+  if (part === 'fleet') await fleetPart();
   if (part === 'all' || part === 'systemd') await systemdPart();
   if (part === 'all' || part === 'hostile') await hostilePart();
   if (part === 'all' || part === 'agent') {
@@ -461,6 +466,38 @@ async function eventsPart(): Promise<void> {
     ].join('\n'),
   );
   console.log(JSON.stringify(r));
+}
+
+/**
+ * A fleet at real intervals on one hub: with ingest batches written at the end of the turn (now),
+ * and as before (50 ms after their first frame), beside a bare ws server with the same sockets.
+ */
+async function fleetPart(): Promise<void> {
+  const agents = Number(process.env.BENCH_FLEET_AGENTS ?? 10_000);
+  const seconds = Number(process.env.BENCH_FLEET_SECONDS ?? 30);
+  const samples = Number(process.env.BENCH_FLEET_SAMPLES ?? 200);
+  const runs: { name: string; env: Record<string, string> }[] = [
+    { name: 'hub', env: {} },
+    { name: 'hub, batches written 50 ms after their first frame (before)', env: { OPSPILOT_FLUSH_INTERVAL_MS: '50' } },
+  ];
+  const rows: { name: string; row: FleetRow }[] = [];
+  let bare: FleetRow | undefined;
+  for (const run of runs) {
+    const { url } = await throwawayDatabase();
+    log(`fleet: ${agents} agents at real intervals (heartbeat 10 s), ${seconds} s window, ${samples} execs and ${samples} alerts one at a time — ${run.name}`);
+    const r = await fleetBench({ databaseUrl: url.toString(), agents, seconds, samples, hubEnv: run.env });
+    rows.push({ name: run.name, row: r.hub });
+    bare ??= r.bare;
+  }
+  const fmt = (s: FleetRow['exec']) => (s ? `p50 ${s.p50} ms, p99 ${s.p99} ms, max ${s.max} ms (${s.n} ok, ${s.failed} failed)` : '-');
+  console.log(
+    [
+      `Fleet — ${agents} agents, heartbeat every 10 s, on PostgreSQL`,
+      ...rows.map(({ name, row }) => [`  ${name}: ${row.connected} connected, RSS ${row.rss_mib} MiB, CPU ${row.cpu_pct}% of a core`, `    exec round trip  ${fmt(row.exec)}`, `    alert → ack      ${fmt(row.ack)}`].join('\n')),
+      `  bare ws server, same sockets: ${bare!.connected} connected, RSS ${bare!.rss_mib} MiB, CPU ${bare!.cpu_pct}% of a core`,
+    ].join('\n'),
+  );
+  console.log(JSON.stringify({ agents, seconds, runs: rows, bare }));
 }
 
 /** The dashboard's first load with 1,000 incidents, beside the same rows as a plain HTML table. */

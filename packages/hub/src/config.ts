@@ -109,7 +109,7 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   authTimeoutMs: 10_000, // 10 s for a header-less connection to send its token
   badFramesPerMinute: 10, // more closes the connection with 4400
   maxUnauthenticated: 256, // header-less connections waiting for their first frame; more get 503
-  flushIntervalMs: 50, // ingest batches are written at most this long after the first frame
+  flushIntervalMs: 0, // an ingest batch waits this long for company when nothing is being written (0: written at the end of the event-loop turn)
   maxBatchItems: 10_000, // rows that start a write at once; agents that flood are paused past 4x this waiting
   execDefaultTimeoutMs: 15_000, // 15 s
   execMaxTimeoutMs: 125_000, // 125 s
@@ -174,7 +174,7 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   authTimeoutMs: int(10, 600_000),
   badFramesPerMinute: int(0, 100_000),
   maxUnauthenticated: int(1, 1_000_000),
-  flushIntervalMs: int(1, 60_000),
+  flushIntervalMs: int(0, 60_000),
   maxBatchItems: int(1, 1_000_000),
   execDefaultTimeoutMs: int(1, 3_600_000),
   execMaxTimeoutMs: int(1, 3_600_000),
@@ -293,6 +293,7 @@ export const ENV_KEYS = {
   OPSPILOT_EVENT_STREAMS_PER_TOKEN: 'eventStreamsPerToken',
   OPSPILOT_DASHBOARD_DIR: 'dashboardDir',
   OPSPILOT_SIGNIN_LINK: 'signinLink',
+  OPSPILOT_FLUSH_INTERVAL_MS: 'flushIntervalMs',
 } as const satisfies Record<string, keyof HubConfig>;
 
 // Every key whose default is a number is read as an integer.

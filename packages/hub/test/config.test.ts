@@ -79,7 +79,8 @@ t.test('bad values fail with the variable named and never echo secrets', async (
 t.test('resolveConfig rejects unknown keys and bad combinations', async (t) => {
   t.throws(() => resolveConfig({ prot: 1 } as never), /invalid config prot: unknown key/);
   t.throws(() => resolveConfig({ execDefaultTimeoutMs: 200_000, execMaxTimeoutMs: 125_000 }), /execDefaultTimeoutMs/);
-  t.throws(() => resolveConfig({ flushIntervalMs: 0 }), /flushIntervalMs/);
+  t.throws(() => resolveConfig({ flushIntervalMs: -1 }), /flushIntervalMs/);
+  t.equal(resolveConfig({}).flushIntervalMs, 0, 'written at the end of the turn by default');
   t.equal(resolveConfig({ flushIntervalMs: 7 }).flushIntervalMs, 7);
 });
 

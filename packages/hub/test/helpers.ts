@@ -148,7 +148,7 @@ export async function startHub(
 ): Promise<TestHub> {
   const app = await buildApp({
     database: db,
-    config: { adminToken: ADMIN_TOKEN, logLevel: 'silent', flushIntervalMs: 5, ...config },
+    config: { adminToken: ADMIN_TOKEN, logLevel: 'silent', ...config },
     logStream,
     clock,
   });

@@ -17,7 +17,11 @@ export interface AckTarget {
 export interface QueueOptions {
   /** Rows that seal a batch at once when nothing is being written. */
   maxRows: number;
-  /** A batch is sealed this long after its first frame, unless one is being written. */
+  /**
+   * With nothing being written, a batch waits this long after its first frame for company; 0
+   * (the default): it is written at the end of the event-loop turn that brought it, so a lone
+   * alert commits in one round trip, while batches still grow behind a write in flight.
+   */
   flushIntervalMs: number;
   /** Pause readers while this many rows wait. */
   overloadRows: number;
@@ -46,7 +50,8 @@ function resumeGradually(resumes: (() => void)[]): void {
 
 /**
  * Group commit for one kind of write. Frames fill the current batch. With nothing being written,
- * it is written `flushIntervalMs` after its first frame, or at once when it holds `maxRows` rows;
+ * it is written at the end of the event-loop turn (or `flushIntervalMs` after its first frame,
+ * when that is set), or at once when it holds `maxRows` rows;
  * while a write is in flight it keeps filling and is written as soon as that one commits, so the
  * busier the hub, the more each statement carries. Writes go one at a time, in order, and ids are
  * acked only after commit. Past `overloadRows` waiting, readers are asked to pause. A batch that
@@ -57,7 +62,7 @@ export class BatchQueue<B> {
   #current: Pending<B>;
   readonly #sealed: Pending<B>[] = [];
   #queuedRows = 0;
-  #timer: NodeJS.Timeout | null = null;
+  #timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   #draining: Promise<void> | null = null;
   readonly #drained = new Set<() => void>();
   readonly stats = { batches: 0, frames: 0, failedBatches: 0 };
@@ -94,10 +99,12 @@ export class BatchQueue<B> {
     if (batch.rows >= this.opts.maxRows) {
       this.#seal();
     } else if (!this.#timer) {
-      this.#timer = setTimeout(() => {
+      const fire = () => {
         this.#timer = null;
         if (!this.#draining) this.#seal();
-      }, this.opts.flushIntervalMs);
+      };
+      // Every frame read in this turn joins the batch; then it is written.
+      this.#timer = this.opts.flushIntervalMs === 0 ? setImmediate(fire) : setTimeout(fire, this.opts.flushIntervalMs);
     }
   }
 
@@ -125,7 +132,8 @@ export class BatchQueue<B> {
 
   #seal(): void {
     if (this.#timer) {
-      clearTimeout(this.#timer);
+      if (this.opts.flushIntervalMs === 0) clearImmediate(this.#timer as NodeJS.Immediate);
+      else clearTimeout(this.#timer as NodeJS.Timeout);
       this.#timer = null;
     }
     if (this.#current.frames > 0) {

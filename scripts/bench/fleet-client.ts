@@ -1,0 +1,97 @@
+/**
+ * A slice of a fleet at real intervals, as one process (one process holds at most ~20,000
+ * sockets here, so `pnpm bench fleet` runs several, each from its own source address 127.0.0.x):
+ * each agent connects with its token, says hello, sends a heartbeat every 10 s (spread over the
+ * interval) and answers every exec at once. The parent (IPC) asks for alerts and is told how long
+ * each took to be acked (committed by the hub).
+ *
+ * Usage (forked with IPC): fleet-client.ts <ws-url> <tokens-file> <from> <count> <local-address> <heartbeat-s>
+ * Sends {event: 'connected', connected, failed}, then answers {cmd: 'alert', index, id} with
+ * {event: 'acked', id, ms}; {cmd: 'stop'} closes every socket and exits.
+ */
+import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
+import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
+
+const [url, tokensFile, fromArg, countArg, localAddress, heartbeatArg] = process.argv.slice(2);
+const from = Number(fromArg);
+const count = Number(countArg);
+const heartbeatS = Number(heartbeatArg);
+const tokens = tokensFile && tokensFile !== '-' ? readFileSync(tokensFile, 'utf8').trim().split('\n').slice(from, from + count) : [];
+
+const hello = encodeEnvelope('hello', { protocol: 2, agent_version: 'fleet-bench', hostname: 'fleet', os: 'linux', arch: 'x64', actions: ['service_status', 'disk_usage'] });
+const heartbeat = encodeEnvelope('heartbeat', { uptime_s: 86400, cpu_pct: 12.5, mem_pct: 41.2, load1: 0.42 });
+
+const sockets: (WebSocket | undefined)[] = new Array(count);
+const waiting = new Map<string, number>();
+let connected = 0;
+let failed = 0;
+let resultSeq = 0;
+
+function connect(i: number): Promise<void> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url!, {
+      perMessageDeflate: false,
+      localAddress,
+      headers: tokens[i] ? { authorization: `Bearer ${tokens[i]}` } : {},
+    });
+    ws.on('open', () => {
+      connected++;
+      sockets[i] = ws;
+      ws.send(hello);
+      // Heartbeats at the real interval, each agent at its own phase.
+      const phase = Math.random() * heartbeatS * 1000;
+      const timer = setTimeout(() => {
+        ws.send(heartbeat);
+        const every = setInterval(() => ws.readyState === ws.OPEN && ws.send(heartbeat), heartbeatS * 1000);
+        ws.once('close', () => clearInterval(every));
+      }, phase);
+      ws.once('close', () => clearTimeout(timer));
+      resolve();
+    });
+    ws.on('error', () => {
+      failed++;
+      resolve();
+    });
+    ws.on('message', (data) => {
+      const text = data.toString();
+      // Only acks of timed alerts and execs matter; the rest is skipped without decoding.
+      if (!text.includes('"exec"') && !(waiting.size > 0 && text.includes('"ack"'))) return;
+      const { message } = decodeFrame(text, HUB_MESSAGE_TYPES);
+      if (message.type === 'ack') {
+        for (const id of (message.payload as PayloadOf<'ack'>).ids) {
+          const t0 = waiting.get(id);
+          if (t0 === undefined) continue;
+          waiting.delete(id);
+          process.send!({ event: 'acked', id, ms: performance.now() - t0 });
+        }
+        return;
+      }
+      if (message.type !== 'exec') return;
+      const exec = message.payload as PayloadOf<'exec'>;
+      ws.send(
+        encodeEnvelope(
+          'exec_result',
+          { request_id: exec.request_id, ok: true, exit_code: 0, stdout: '● nginx.service - active (running)', stderr: '', duration_ms: 3, truncated: false },
+          { id: `r${process.pid}-${++resultSeq}` },
+        ),
+      );
+    });
+  });
+}
+
+// In waves, so the hub's token lookups are not one thundering herd.
+for (let i = 0; i < count; i += 200) await Promise.all(Array.from({ length: Math.min(200, count - i) }, (_, j) => connect(i + j)));
+process.send!({ event: 'connected', connected, failed });
+
+process.on('message', (m: { cmd: string; index?: number; id?: string }) => {
+  if (m.cmd === 'alert') {
+    const ws = sockets[m.index!];
+    if (!ws || ws.readyState !== ws.OPEN) return process.send!({ event: 'acked', id: m.id, ms: -1 });
+    waiting.set(m.id!, performance.now());
+    ws.send(encodeEnvelope('alert', { type: 'systemd', source: `bench-${m.id}.service`, message: `bench-${m.id}.service failed` }, { id: m.id! }));
+  } else if (m.cmd === 'stop') {
+    for (const ws of sockets) ws?.terminate();
+    setTimeout(() => process.exit(0), 200);
+  }
+});

@@ -166,6 +166,29 @@ eachBackend(t, 'a live connection that answers pings stays open', async (t, back
   agent.close();
 });
 
+eachBackend(t, 'pings are spread over the interval, each connection once an interval', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { pingIntervalMs: 1000 });
+  const agents: ScriptedAgent[] = [];
+  const pings: number[][] = [];
+  for (let i = 0; i < 8; i++) {
+    const { token } = await hub.enroll({ hostname: `web-${i}` });
+    const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+    await agent.next('welcome');
+    pings.push([]);
+    agent.ws.on('ping', () => pings[i]!.push(Date.now()));
+    agents.push(agent);
+  }
+  t.teardown(() => agents.forEach((a) => a.close()));
+  await eventually(async () => pings.every((p) => p.length >= 3), 10_000, 'three pings each');
+  for (const p of pings) {
+    const gaps = p.slice(1).map((at, i) => at - p[i]!);
+    t.ok(gaps.every((g) => g > 500 && g < 1600), `one ping an interval (gaps ${gaps.join(', ')} ms)`);
+  }
+  // In one round the 8 connections are pinged in slices, 250 ms apart: not all at once.
+  const firsts = pings.map((p) => p[1]!).sort((a, b) => a - b);
+  t.ok(firsts.at(-1)! - firsts[0]! >= 400, `spread over the interval (${firsts.at(-1)! - firsts[0]!} ms between the first and the last of a round)`);
+});
+
 eachBackend(t, 'connections waiting to authenticate are capped; a flood of frames before authentication is not held', async (t, backend) => {
   const db = await backend.open(t);
   const hub = await startHub(t, db, { maxUnauthenticated: 3 });

@@ -23,7 +23,19 @@ CREATE TABLE agents (
   facts            jsonb,                         -- from hello: agent_version, hostname, os, arch, kernel, boot_time
   actions          jsonb,                         -- exec catalogue from hello; NULL until a hello arrives
   stats            jsonb,                         -- latest heartbeat payload
-  autonomy         boolean NOT NULL DEFAULT true  -- remediation rules may act on this agent
+  autonomy         boolean NOT NULL DEFAULT true, -- remediation rules may act on this agent
+  hub_id           text,                          -- the hub holding its connection (hubs.id), NULL when none
+  conn_epoch       bigint NOT NULL DEFAULT 0      -- grows with each connection: the newest one wins across hubs
+);
+CREATE INDEX agents_hub ON agents (hub_id) WHERE hub_id IS NOT NULL;
+
+-- Hubs on this database (several on one PostgreSQL): each renews its lease while it lives.
+CREATE TABLE hubs (
+  id          text PRIMARY KEY,
+  name        text NOT NULL,
+  started_at  timestamptz NOT NULL,
+  lease_until timestamptz NOT NULL,
+  agents      integer NOT NULL DEFAULT 0
 );
 
 CREATE TABLE admin_tokens (

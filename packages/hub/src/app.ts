@@ -18,6 +18,7 @@ import { resolveConfig, type HubConfig } from './config.ts';
 import type { App, Hub } from './context.ts';
 import { errorBody, HubError, StartupError, validationField } from './errors.ts';
 import { ExecBroker } from './exec/broker.ts';
+import { Cluster } from './cluster.ts';
 import { HUB_EVENT_NAMES, HubEvents } from './events.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { loadRules } from './incidents/classify.ts';
@@ -157,7 +158,9 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     const mode = slackMode(config);
     const lifecycle = { rules, notify: mode !== null };
     const registry = new AgentRegistry();
-    const broker = new ExecBroker(db, registry, clock);
+    // This hub among the others on the database (PostgreSQL); on the embedded one, alone.
+    const cluster = new Cluster(db, database.dedicatedClient, { leaseMs: HUB_LEASE_MS, retryMs: 1000, ...(config.hubName ? { name: config.hubName } : {}), agents: () => registry.size }, app.log);
+    const broker = new ExecBroker(db, registry, clock, cluster);
     const analyzer = new Analyzer(
       db,
       {
@@ -275,37 +278,62 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     events.on('analysis.requested', () => analyzer.kick());
     events.on('analysis.stored', () => slack?.kick());
     events.on('notification.queued', () => slack?.kick());
-    events.on('monitor.results', (e) => monitors.decide(e.monitorIds, e.certificates));
+    events.on('monitor.results', (e) => {
+      if (cluster.isLeader) monitors.decide(e.monitorIds, e.certificates);
+    });
     events.on('monitors.changed', () => assignments.refresh());
     // Whatever was announced was committed with its audit row: the live streams read it now.
     for (const name of HUB_EVENT_NAMES) events.on(name, () => journal.kick());
+    // Other hubs: what is published here is told to them, and theirs arrive here; execs for
+    // agents held here are sent on, and answers to those passed elsewhere come back.
+    cluster.relay(events);
+    cluster.on('exec', (msg, from) => broker.deliverForwarded(from, msg));
+    cluster.on('exec_sent', (msg) => broker.forwardAnswered(msg));
+    cluster.on('exec_refused', (msg) => broker.forwardAnswered(msg));
+    cluster.on('exec_done', (msg) => void broker.completedElsewhere(msg.ids).catch((err) => app.log.warn({ err }, 'could not read results stored by another hub')));
 
-    const hub: Hub = { config, clock, database, events, registry, writer, broker, adminAuth, sessions, analyzer, lifecycle, retention, slack, remediation, heartbeats, monitors, assignments, journal, sweepOffline };
+    const hub: Hub = { config, clock, database, cluster, events, registry, writer, broker, adminAuth, sessions, analyzer, lifecycle, retention, slack, remediation, heartbeats, monitors, assignments, journal, sweepOffline };
     app.decorate('hub', hub);
 
-    // Background work starts once the routes are ready. Fastify runs onClose hooks in reverse
-    // order of registration: this one, added before the HTTP surfaces, runs after theirs (a
-    // Slack click still working can write), and closes the database last.
+    // Background work (analysis, Slack, remediation, heartbeat checks, monitors, the offline
+    // sweep, retention) runs on one hub: the leader (cluster.ts). It starts once the routes are
+    // ready, and stops if the lead is lost. Fastify runs onClose hooks in reverse order of
+    // registration: this one, added before the HTTP surfaces, runs after theirs (a Slack click
+    // still working can write), and closes the database last.
+    let sweeper: ReturnType<typeof cron.schedule> | null = null;
+    const background = {
+      gained: async () => {
+        retention.start();
+        await analyzer.start();
+        await remediation.start();
+        await heartbeats.start();
+        await monitors.start();
+        await slack?.notifier.start();
+        sweeper = cron.schedule('*/30 * * * * *', () => sweepOffline().then(() => undefined, (err) => app.log.warn({ err }, 'offline sweep failed')), {
+          name: 'opspilot-offline-sweep',
+          noOverlap: true,
+        });
+      },
+      lost: async () => {
+        await sweeper?.destroy();
+        sweeper = null;
+        await retention.stop();
+        await analyzer.stop();
+        await remediation.stop();
+        await heartbeats.stop();
+        await monitors.stop();
+        await slack?.notifier.stop();
+      },
+    };
     app.addHook('onReady', async () => {
-      retention.start();
-      await analyzer.start();
-      await remediation.start();
-      await heartbeats.start();
-      await monitors.start();
-    });
-    const sweeper = cron.schedule('*/30 * * * * *', () => sweepOffline().then(() => undefined, (err) => app.log.warn({ err }, 'offline sweep failed')), {
-      name: 'opspilot-offline-sweep',
-      noOverlap: true,
+      await cluster.start(background).catch((err: Error) => {
+        throw new StartupError(setting, `cannot join the other hubs on the database: ${err.message}`);
+      });
     });
 
     app.addHook('onClose', async () => {
-      await retention.stop();
-      await sweeper.destroy();
       await writer.close();
-      await analyzer.stop();
-      await remediation.stop();
-      await heartbeats.stop();
-      await monitors.stop();
+      await cluster.stop(); // the background work first, if this hub led; then its agents are free
       journal.stop();
       if (ownsDatabase) await database.close();
     });
@@ -315,7 +343,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     await app.register(healthPlugin, { db, registry });
     await app.register(dashboardPlugin, { dir: config.dashboardDir });
     if (slack) await app.register(slackPlugin, { slack });
-    await app.register(streamPlugin, { config, clock, db, registry, writer, lifecycle, events, onHello: (conn) => assignments.hello(conn) });
+    await app.register(streamPlugin, { config, clock, db, registry, writer, lifecycle, events, cluster, onHello: (conn) => assignments.hello(conn) });
     await app.register(metricsPlugin, { writer, registry, broker, authenticate: async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined });
 
     await app.register(cookie);
@@ -389,6 +417,9 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     throw err;
   }
 }
+
+/** A hub's row stands this long without renewal (renewed every 5 s). */
+const HUB_LEASE_MS = 15_000;
 
 function printAdminToken(token: string): void {
   process.stdout.write(

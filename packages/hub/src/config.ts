@@ -24,6 +24,8 @@ export interface HubConfig {
   maxUnauthenticated: number;
   flushIntervalMs: number;
   maxBatchItems: number;
+  /** This hub's name among the others on one PostgreSQL (GET /v1/hubs, logs); null: host name and process id. */
+  hubName: string | null;
   execDefaultTimeoutMs: number;
   execMaxTimeoutMs: number;
   /** How long envelope ids are remembered for dedupe. */
@@ -110,6 +112,7 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   badFramesPerMinute: 10, // more closes the connection with 4400
   maxUnauthenticated: 256, // header-less connections waiting for their first frame; more get 503
   flushIntervalMs: 0, // an ingest batch waits this long for company when nothing is being written (0: written at the end of the event-loop turn)
+  hubName: null,
   maxBatchItems: 10_000, // rows that start a write at once; agents that flood are paused past 4x this waiting
   execDefaultTimeoutMs: 15_000, // 15 s
   execMaxTimeoutMs: 125_000, // 125 s
@@ -176,6 +179,7 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   maxUnauthenticated: int(1, 1_000_000),
   flushIntervalMs: int(0, 60_000),
   maxBatchItems: int(1, 1_000_000),
+  hubName: nullableString((v) => (typeof v === 'string' && /^[\x21-\x7e]{1,100}$/.test(v) ? null : 'must be 1 to 100 printable characters without spaces')),
   execDefaultTimeoutMs: int(1, 3_600_000),
   execMaxTimeoutMs: int(1, 3_600_000),
   dedupeRetentionDays: int(1, 3650),
@@ -294,6 +298,7 @@ export const ENV_KEYS = {
   OPSPILOT_DASHBOARD_DIR: 'dashboardDir',
   OPSPILOT_SIGNIN_LINK: 'signinLink',
   OPSPILOT_FLUSH_INTERVAL_MS: 'flushIntervalMs',
+  OPSPILOT_HUB_NAME: 'hubName',
 } as const satisfies Record<string, keyof HubConfig>;
 
 // Every key whose default is a number is read as an integer.

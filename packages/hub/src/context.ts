@@ -16,6 +16,7 @@ import type { LiveJournal } from './live/journal.ts';
 import type { Retention } from './retention.ts';
 import type { HubEvents } from './events.ts';
 import type { Clock } from './clock.ts';
+import type { Cluster } from './cluster.ts';
 
 /** The hub's parts, built once by buildApp in dependency order (tests reach them as app.hub; routes get only what they use). */
 export interface Hub {
@@ -23,6 +24,8 @@ export interface Hub {
   /** What time it is for the hub (clock.ts). */
   clock: Clock;
   database: HubDatabase;
+  /** This hub among the others on the database: who leads the background work, messages between hubs. */
+  cluster: Cluster;
   registry: AgentRegistry;
   writer: IngestWriter;
   broker: ExecBroker;

@@ -36,6 +36,8 @@ type Listener<K extends HubEventName> = (event: HubEventMap[K]) => void | Promis
 
 export class HubEvents {
   readonly #listeners = new Map<HubEventName, Listener<HubEventName>[]>();
+  /** Set when other hubs share the database: what is published here is told to them (cluster.ts). */
+  relay: (<K extends HubEventName>(name: K, event: HubEventMap[K]) => void) | null = null;
 
   constructor(private readonly log: Pick<FastifyBaseLogger, 'error'>) {}
 
@@ -45,8 +47,14 @@ export class HubEvents {
     this.#listeners.set(name, list);
   }
 
-  /** Tell every listener, synchronously in order; a listener's failure (thrown or rejected) is logged. */
+  /** Tell every listener here and every other hub; a listener's failure (thrown or rejected) is logged. */
   emit<K extends HubEventName>(name: K, event: HubEventMap[K]): void {
+    this.deliver(name, event);
+    this.relay?.(name, event);
+  }
+
+  /** Tell this hub's listeners, synchronously in order (an event from another hub arrives here). */
+  deliver<K extends HubEventName>(name: K, event: HubEventMap[K]): void {
     for (const listener of this.#listeners.get(name) ?? []) {
       try {
         const result = listener(event);

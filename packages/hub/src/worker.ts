@@ -19,7 +19,8 @@ export interface WorkerOptions {
 export class Worker {
   #running: Promise<void> | null = null;
   #again = false;
-  #stopped = false;
+  /** Between start() and stop(): on a hub that is not the leader, never (cluster.ts). */
+  #active = false;
   #timer: NodeJS.Timeout | null = null;
   readonly #inFlight = new Set<Promise<unknown>>();
 
@@ -29,19 +30,23 @@ export class Worker {
   ) {}
 
   get stopped(): boolean {
-    return this.#stopped;
+    return !this.#active;
   }
 
+  /** Start (again, after a stop: a hub that regains the leadership). */
   async start(): Promise<void> {
+    if (this.#active) return;
+    await this.idle(); // what a previous stop left finishing
+    this.#active = true;
     await this.opts.prepare?.();
     this.#timer = setInterval(() => this.kick(), this.opts.pollMs);
     this.#timer.unref();
     this.kick();
   }
 
-  /** There may be work. */
+  /** There may be work (ignored while stopped). */
   kick(): void {
-    if (this.#stopped) return;
+    if (!this.#active) return;
     if (this.#running) {
       this.#again = true;
       return;
@@ -49,7 +54,7 @@ export class Worker {
     this.#running = this.opts
       .run()
       .catch((err) => {
-        if (!this.#stopped) this.log.warn({ err, worker: this.opts.name }, `${this.opts.name}: a run failed; the next one tries again`);
+        if (this.#active) this.log.warn({ err, worker: this.opts.name }, `${this.opts.name}: a run failed; the next one tries again`);
       })
       .finally(() => {
         this.#running = null;
@@ -75,8 +80,9 @@ export class Worker {
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
+    this.#active = false;
     if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
     await this.idle();
   }
 }

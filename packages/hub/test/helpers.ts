@@ -53,7 +53,7 @@ export const pglite: Backend = {
     const shared = await sharedPGlite;
     const schema = `t_${randomBytes(6).toString('hex')}`;
     await shared.exec(`CREATE SCHEMA ${schema}; SET search_path TO ${schema};`);
-    return { db: shared.db, kind: shared.kind, exec: (text) => shared.exec(text), transaction: (fn) => shared.transaction(fn), close: async () => {} };
+    return { db: shared.db, kind: shared.kind, exec: (text) => shared.exec(text), transaction: (fn) => shared.transaction(fn), close: async () => {}, dedicatedClient: null };
   },
 };
 

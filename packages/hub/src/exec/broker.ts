@@ -2,7 +2,8 @@ import { newId, type ExecParams, type PayloadOf } from '@opspilot/protocol';
 import type { Clock } from '../clock.ts';
 import { HubError } from '../errors.ts';
 import type { Db } from '../storage/database.ts';
-import { getAgent } from '../storage/agents.ts';
+import type { Cluster, ClusterMessage, ForwardedExec } from '../cluster.ts';
+import { agentRoute } from '../storage/cluster.ts';
 import {
   createExecRequest,
   getExecRequest,
@@ -26,6 +27,10 @@ export interface ExecAsk {
 
 /** Time allowed, past the command's own timeout, for the agent's result to come back. */
 export const RESULT_GRACE_MS = 1000;
+/** Time allowed for another hub to say it sent an exec on to its agent (a dead hub never does). */
+export const FORWARD_ACCEPT_MS = 3000;
+
+type ForwardAnswer = 'sent' | HubError;
 
 /** What the broker needs of the agents' connections (ingest's AgentRegistry is one). */
 export interface AgentLinks {
@@ -41,12 +46,15 @@ export interface AgentLinks {
  */
 export class ExecBroker {
   readonly #waiters = new Map<string, (row: ExecRequest | 'shutdown') => void>();
+  readonly #forwarded = new Map<string, (answer: ForwardAnswer) => void>();
   #closing = false;
 
   constructor(
     private readonly db: Db,
     private readonly registry: AgentLinks,
     private readonly clock: Clock,
+    /** The other hubs on the database: an agent connected to one of them is reached through it. */
+    private readonly cluster: Pick<Cluster, 'hubId' | 'shared' | 'send'> | null = null,
   ) {}
 
   /**
@@ -91,23 +99,19 @@ export class ExecBroker {
   async #run(ask: ExecAsk): Promise<ExecRequest> {
     if (this.#closing) throw new HubError('HUB_UNAVAILABLE', 'the hub is shutting down');
     // A connected agent exists (deleting one closes its connection); only ask the database
-    // when it is not, to tell an unknown agent from an offline one.
+    // when it is not, to tell an unknown agent from an offline one, or one on another hub.
     const conn = this.registry.get(ask.agentId);
     if (!conn || !conn.isOpen) {
-      if (!(await getAgent(this.db, ask.agentId))) throw new HubError('HUB_AGENT_NOT_FOUND', `no agent ${ask.agentId}`);
+      const route = await agentRoute(this.db, ask.agentId);
+      if (!route) throw new HubError('HUB_AGENT_NOT_FOUND', `no agent ${ask.agentId}`);
+      if (this.cluster?.shared && route.hubId !== null && route.hubId !== this.cluster.hubId && route.alive) return this.#remote(ask, route.hubId);
       throw new HubError('HUB_AGENT_OFFLINE', `agent ${ask.agentId} is not connected`);
     }
-    if (conn.actions !== null && !conn.actions.includes(ask.command)) {
-      const offered = conn.actions.length > 0 ? conn.actions.join(', ') : 'nothing';
-      throw new HubError('HUB_EXEC_NOT_IN_CATALOGUE', `agent ${ask.agentId} does not offer "${ask.command}"; it offers ${offered}`);
-    }
+    if (conn.actions !== null && !conn.actions.includes(ask.command)) throw notOffered(ask.agentId, ask.command, conn.actions);
 
     const id = newId();
     await createExecRequest(this.db, { id, ...ask, at: this.clock.now() });
-    let completed!: (row: ExecRequest | 'shutdown') => void;
-    const result = new Promise<ExecRequest | 'shutdown'>((resolve) => (completed = resolve));
-    this.#waiters.set(id, completed);
-    try {
+    return this.#await(ask, id, async () => {
       const sendError = await new Promise<Error | undefined>((resolve) =>
         conn.send('exec', { request_id: id, command: ask.command, params: ask.params, timeout_ms: ask.timeoutMs }, resolve),
       );
@@ -115,6 +119,42 @@ export class ExecBroker {
         await markExecUndelivered(this.db, id, this.clock.now());
         throw new HubError('HUB_EXEC_NOT_DELIVERED', `exec ${id} could not be sent: ${sendError.message}`);
       }
+    });
+  }
+
+  /**
+   * The agent is connected to another hub: that hub is asked to send the exec (NOTIFY), says
+   * whether it did, and its result comes back as every result does (stored, then `exec_done`).
+   */
+  async #remote(ask: ExecAsk, hubId: string): Promise<ExecRequest> {
+    const id = newId();
+    await createExecRequest(this.db, { id, ...ask, at: this.clock.now() });
+    return this.#await(ask, id, async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const answer = await new Promise<ForwardAnswer | 'silent'>((resolve) => {
+        this.#forwarded.set(id, resolve);
+        timer = setTimeout(() => resolve('silent'), Math.min(FORWARD_ACCEPT_MS, ask.timeoutMs + RESULT_GRACE_MS));
+        this.cluster!.send(hubId, { k: 'exec', id, agent: ask.agentId, command: ask.command, params: ask.params, timeout_ms: ask.timeoutMs }).catch((err: Error) =>
+          resolve(new HubError('HUB_EXEC_NOT_DELIVERED', `exec ${id} could not be passed to hub ${hubId}: ${err.message}`)),
+        );
+      }).finally(() => {
+        clearTimeout(timer);
+        this.#forwarded.delete(id);
+      });
+      if (answer === 'sent') return;
+      await markExecUndelivered(this.db, id, this.clock.now());
+      if (answer === 'silent') throw new HubError('HUB_EXEC_NOT_DELIVERED', `exec ${id}: hub ${hubId}, which holds agent ${ask.agentId}, did not answer`);
+      throw answer;
+    });
+  }
+
+  /** Wait for the result of a stored request once `send` has sent it. */
+  async #await(ask: ExecAsk, id: string, send: () => Promise<void>): Promise<ExecRequest> {
+    let completed!: (row: ExecRequest | 'shutdown') => void;
+    const result = new Promise<ExecRequest | 'shutdown'>((resolve) => (completed = resolve));
+    this.#waiters.set(id, completed);
+    try {
+      await send();
       // Recorded beside the wait, not before it: a result that lands first wins (the update
       // only moves a pending row to sent).
       const sent = markExecSent(this.db, id, this.clock.now());
@@ -139,6 +179,40 @@ export class ExecBroker {
   }
 
   /**
+   * Another hub asks this one to send an exec to an agent connected here; it is told whether
+   * that happened. The request's row was written by the asking hub.
+   */
+  deliverForwarded(from: string, exec: ForwardedExec): void {
+    const answer = (msg: ClusterMessage) => void this.cluster?.send(from, msg).catch(() => {}); // unanswered, the asker gives up on its own
+    const conn = this.registry.get(exec.agent);
+    if (this.#closing || !conn || !conn.isOpen) {
+      answer({ k: 'exec_refused', id: exec.id, code: 'HUB_AGENT_OFFLINE', message: `agent ${exec.agent} is not connected` });
+      return;
+    }
+    if (conn.actions !== null && !conn.actions.includes(exec.command)) {
+      answer({ k: 'exec_refused', id: exec.id, code: 'HUB_EXEC_NOT_IN_CATALOGUE', message: notOffered(exec.agent, exec.command, conn.actions).message });
+      return;
+    }
+    conn.send('exec', { request_id: exec.id, command: exec.command, params: exec.params, timeout_ms: exec.timeout_ms }, (err) =>
+      answer(err ? { k: 'exec_refused', id: exec.id, code: 'HUB_EXEC_NOT_DELIVERED', message: `exec ${exec.id} could not be sent: ${err.message}` } : { k: 'exec_sent', id: exec.id }),
+    );
+  }
+
+  /** The hub holding the agent answered an exec this one passed to it. */
+  forwardAnswered(msg: Extract<ClusterMessage, { k: 'exec_sent' | 'exec_refused' }>): void {
+    this.#forwarded.get(msg.id)?.(msg.k === 'exec_sent' ? 'sent' : new HubError(msg.code, msg.message));
+  }
+
+  /** Results stored by another hub: the rows of those this hub waits for are read. */
+  async completedElsewhere(ids: readonly string[]): Promise<void> {
+    const mine = ids.filter((id) => this.#waiters.has(id));
+    for (const id of mine) {
+      const row = await getExecRequest(this.db, id);
+      if (row && row.completed_at) this.#waiters.get(id)?.(row);
+    }
+  }
+
+  /**
    * The hub is stopping: stop waiting (503 to whoever asked). A result that comes later, after
    * the agent reconnects and replays its outbox, is still stored on its row.
    */
@@ -155,4 +229,9 @@ export class ExecBroker {
   get waiting(): number {
     return this.#waiters.size;
   }
+}
+
+function notOffered(agentId: string, command: string, actions: readonly string[]): HubError {
+  const offered = actions.length > 0 ? actions.join(', ') : 'nothing';
+  return new HubError('HUB_EXEC_NOT_IN_CATALOGUE', `agent ${agentId} does not offer "${command}"; it offers ${offered}`);
 }

@@ -84,6 +84,8 @@ export class AgentConnection implements AckTarget {
   monitorsVersion: string | null = null;
   /** Pings sent with neither a pong nor a frame since. */
   missedPongs = 0;
+  /** This connection's number among the agent's connections on every hub (null until stored). */
+  connectionNumber: number | null = null;
   #pausedForWriter = false;
   #pausedForTurn = false;
   #pausedForBudget: NodeJS.Timeout | null = null;

@@ -10,7 +10,9 @@ import type { Db } from '../storage/database.ts';
 import type { AgentRegistry } from './registry.ts';
 import type { IngestWriter } from './writer.ts';
 import { HubError } from '../errors.ts';
-import { findAgentIdByTokenHash, markAgentConnected } from '../storage/agents.ts';
+import { findAgentIdByTokenHash } from '../storage/agents.ts';
+import { claimAgent, releaseAgent } from '../storage/cluster.ts';
+import type { Cluster } from '../cluster.ts';
 import { agentReturned } from '../incidents/offline.ts';
 import { recordEvent } from '../storage/timeline.ts';
 import { AgentConnection, type AuthenticatedAgent, type ConnectionContext } from './connection.ts';
@@ -40,6 +42,8 @@ export interface StreamDeps {
   writer: IngestWriter;
   lifecycle: LifecycleOptions;
   events: HubEvents;
+  /** This hub among the others on the database: an agent's newer connection on another hub closes the one here. */
+  cluster: Pick<Cluster, 'hubId' | 'shared' | 'send' | 'on'>;
   /** An agent said hello (its message set is known). */
   onHello?(conn: AgentConnection): void;
 }
@@ -61,7 +65,12 @@ export async function streamPlugin(scope: App, deps: StreamDeps): Promise<void> 
   streamRoute(scope, deps);
 }
 
-function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle, events, onHello }: StreamDeps): void {
+function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle, events, cluster, onHello }: StreamDeps): void {
+  // Another hub took one of this hub's agents: the connection here, if older, is closed as replaced.
+  cluster.on('replaced', (msg) => {
+    const conn = registry.get(msg.agent);
+    if (conn && conn.connectionNumber !== null && conn.connectionNumber < msg.epoch) conn.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
+  });
 
   async function authenticate(token: string): Promise<AuthenticatedAgent | undefined> {
     const hash = hashToken(token);
@@ -92,7 +101,18 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
       const agentId = conn.agentId!;
       registry.register(agentId, conn)?.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
       app.log.info({ agentId }, 'agent connected');
-      markAgentConnected(db, agentId, conn.connectedAt!).catch((err) => app.log.warn({ err, agentId }, 'could not record connection'));
+      // The agent is this hub's now (numbered, so the newest connection wins on every hub).
+      claimAgent(db, agentId, cluster.hubId, conn.connectedAt!).then(
+        (claim) => {
+          if (!claim) return;
+          conn.connectionNumber = claim.epoch;
+          if (!conn.isOpen) void releaseAgent(db, agentId, cluster.hubId, claim.epoch).catch(() => {});
+          else if (claim.previousHub !== null && claim.previousHub !== cluster.hubId && cluster.shared) {
+            cluster.send(claim.previousHub, { k: 'replaced', agent: agentId, epoch: claim.epoch }).catch((err) => app.log.warn({ err, agentId }, 'could not tell the previous hub'));
+          }
+        },
+        (err) => app.log.warn({ err, agentId }, 'could not record connection'),
+      );
       recordEvent(db, { incidentId: null, agentId, at: conn.connectedAt!, actor: 'hub', kind: 'agent_connected' }).catch((err) => app.log.warn({ err, agentId }, 'could not record connection'));
       agentReturned(db, lifecycle, agentId, conn.connectedAt!).then(
         (resolved) => resolved && events.emit('incident.changed', { incidentIds: [resolved], opened: [] }),
@@ -105,6 +125,7 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
       registry.unregister(conn.agentId, conn);
       app.log.info({ agentId: conn.agentId, code: conn.closeCode }, 'agent disconnected');
       const agentId = conn.agentId;
+      if (conn.connectionNumber !== null) releaseAgent(db, agentId, cluster.hubId, conn.connectionNumber).catch(() => {}); // a newer claim, or a stopping hub, frees it anyway
       recordEvent(db, { incidentId: null, agentId, at: clock.now(), actor: 'hub', kind: 'agent_disconnected', detail: { code: conn.closeCode } }).catch((err) => app.log.warn({ err, agentId }, 'could not record the disconnection'));
     },
   };

@@ -25,14 +25,13 @@ export interface Slack {
 }
 
 /**
- * Slack's HTTP surface and background work as one Fastify plugin: the receiver's route, the
- * notifier started when the hub is ready, and on close the clicks still working finished (their
+ * Slack's HTTP surface as one Fastify plugin: the receiver's route, and on close the clicks still working finished (their
  * execs are answered or told the hub is stopping: the broker shuts down at preClose) before the
  * notifier stops.
  */
 export async function slackPlugin(app: App, { slack }: { slack: Slack }): Promise<void> {
   slack.receiver?.routes(app);
-  app.addHook('onReady', () => slack.notifier.start());
+  // The notifier is background work: the leading hub starts it (app.ts).
   app.addHook('onClose', async () => {
     await slack.receiver?.stop();
     await slack.notifier.stop();

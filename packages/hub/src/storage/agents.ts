@@ -15,7 +15,7 @@ const PUBLIC_COLUMNS = [
   'stats',
   'autonomy',
 ] as const;
-export type AgentRecord = Omit<Agent, 'token_hash'>;
+export type AgentRecord = Omit<Agent, 'token_hash' | 'hub_id' | 'conn_epoch'>;
 
 export async function createAgent(
   db: Db,
@@ -62,10 +62,6 @@ export async function setAgentTokenHash(db: Db, id: string, tokenHash: string, a
     .where('id', '=', id)
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
-}
-
-export async function markAgentConnected(db: Db, id: string, at: Date): Promise<void> {
-  await db.updateTable('agents').set({ connected_at: at, last_seen_at: at }).where('id', '=', id).execute();
 }
 
 /** Per-agent autonomy: false stops every automatic action on this agent. */

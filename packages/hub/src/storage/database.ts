@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { PGliteDialect } from './pglite-dialect.ts';
@@ -14,6 +14,11 @@ export interface HubDatabase {
   /** One transaction on one connection, for SQL text (migrations): committed when `fn` returns, rolled back if it throws. */
   transaction<T>(fn: (tx: SqlSession) => Promise<T>): Promise<T>;
   close(): Promise<void>;
+  /**
+   * A new connection outside the pool, for what lives and dies with the hub (LISTEN, the leader
+   * lock: storage/cluster.ts). Null on the embedded database, which one hub holds.
+   */
+  readonly dedicatedClient: (() => pg.Client) | null;
 }
 
 /** Raw SQL on one connection inside a transaction. */
@@ -61,6 +66,8 @@ async function openPostgres(connectionString: string, opts: OpenDatabaseOptions)
   return {
     db,
     kind: 'postgres',
+    dedicatedClient: () =>
+      new pg.Client({ connectionString, application_name: 'opspilot-hub', ...(opts.searchPath ? { options: `-c search_path=${opts.searchPath}` } : {}) }),
     async exec(sqlText) {
       const client = await pool.connect();
       try {
@@ -102,14 +109,22 @@ export const PGLITE_CONF = ['shared_buffers = 16MB', 'wal_buffers = 1MB'];
 
 async function openPGlite(dir: string): Promise<HubDatabase> {
   const { PGlite } = await import('@electric-sql/pglite');
-  if (!dir.includes('://')) mkdirSync(dir, { recursive: true });
+  let unlock = () => {};
+  if (!dir.includes('://')) {
+    mkdirSync(dir, { recursive: true });
+    unlock = lockDataDir(dir);
+  }
   // PostgreSQL's default 128 MB of shared buffers is most of an embedded hub's memory, and the
   // operating system caches the data files anyway: 16 MB keeps a restarted idle hub near 250 MB.
-  const client = await PGlite.create(dir, { postgresqlconf: PGLITE_CONF });
+  const client = await PGlite.create(dir, { postgresqlconf: PGLITE_CONF }).catch((err: unknown) => {
+    unlock();
+    throw err;
+  });
   const db = new Kysely<Database>({ dialect: new PGliteDialect(client) });
   return {
     db,
     kind: 'pglite',
+    dedicatedClient: null,
     async exec(sqlText) {
       await client.exec(sqlText);
     },
@@ -125,6 +140,54 @@ async function openPGlite(dir: string): Promise<HubDatabase> {
       await db.destroy();
     },
   };
+}
+
+/**
+ * The embedded database serves one hub: its directory is taken with a file naming the process
+ * (created exclusively). A second hub pointed at it is refused, saying why; a file left by a
+ * process that no longer runs is taken over. Returns the release.
+ */
+const heldHere = new Set<string>();
+
+function lockDataDir(dir: string): () => void {
+  const file = `${dir}.lock`;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(file, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      heldHere.add(file);
+      return () => {
+        heldHere.delete(file);
+        try {
+          if (readFileSync(file, 'utf8') === String(process.pid)) unlinkSync(file);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
+      const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
+      // A file naming this process that this process did not write was left by an earlier one
+      // that had the same number (a container's hub restarted).
+      const ours = pid === process.pid && !heldHere.has(file);
+      if (Number.isInteger(pid) && pid > 0 && !ours && processRuns(pid)) {
+        throw new Error(
+          `the embedded database in ${dir} is in use by another hub (process ${pid}). It serves one hub; several hubs share a PostgreSQL database (set DATABASE_URL)`,
+        );
+      }
+      unlinkSync(file); // left by a hub that is gone
+    }
+  }
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** True when a trivial query answers: what /readyz reports. */

@@ -35,6 +35,16 @@ export interface AgentsTable {
   actions: JsonNullable<string[]>;
   stats: JsonNullable<Record<string, number>>;
   autonomy: ColumnType<boolean, boolean | undefined, boolean>;
+  hub_id: string | null;
+  conn_epoch: ColumnType<number, number | undefined, number>;
+}
+
+export interface HubsTable {
+  id: string;
+  name: string;
+  started_at: Date;
+  lease_until: Date;
+  agents: ColumnType<number, number | undefined, number>;
 }
 
 export interface SessionsTable {
@@ -451,6 +461,7 @@ export interface SlackInteractionsTable {
 
 export interface Database {
   agents: AgentsTable;
+  hubs: HubsTable;
   admin_tokens: AdminTokensTable;
   received_envelopes: ReceivedEnvelopesTable;
   metric_samples: MetricSamplesTable;

@@ -1,0 +1,154 @@
+import { sql } from 'kysely';
+import type pg from 'pg';
+import type { Db } from './database.ts';
+
+/**
+ * Several hubs on one PostgreSQL: what they share, in SQL. Each hub is a `hubs` row whose lease it
+ * renews (the database's clock, so hubs need not agree on time); each agent names the hub holding
+ * its connection and a counter that grows with every connection. Messages between hubs go by
+ * LISTEN/NOTIFY on one channel, and the hub that does the background work holds an advisory lock:
+ * both on one dedicated connection (`ClusterSession`), so when a hub dies the server drops its
+ * session and the lock passes at once.
+ *
+ * Channel and lock are derived from the schema in use, so hubs in different schemas of one
+ * database (the tests do this) never meet.
+ */
+
+/** What a dead or stopped hub leaves to the others, and whether a hub still lives. */
+export interface AgentRoute {
+  /** The hub holding the agent's connection, if any. */
+  hubId: string | null;
+  /** That hub's lease is current. */
+  alive: boolean;
+}
+
+export async function registerHub(db: Db, hub: { id: string; name: string; startedAt: Date; leaseMs: number }): Promise<void> {
+  await sql`
+    INSERT INTO hubs (id, name, started_at, lease_until)
+    VALUES (${hub.id}, ${hub.name}, ${hub.startedAt.toISOString()}::timestamptz, now() + ${hub.leaseMs} * interval '1 millisecond')
+    ON CONFLICT (id) DO UPDATE SET lease_until = EXCLUDED.lease_until`.execute(db);
+}
+
+/** Renew the lease (and say how many agents the hub holds). False when the row is gone (then register again). */
+export async function renewHub(db: Db, id: string, leaseMs: number, agents: number): Promise<boolean> {
+  const r = await sql`UPDATE hubs SET lease_until = now() + ${leaseMs} * interval '1 millisecond', agents = ${agents} WHERE id = ${id}`.execute(db);
+  return (r.numAffectedRows ?? 0n) > 0n;
+}
+
+/** A hub stops: its row goes and its agents are free at once. */
+export async function removeHub(db: Db, id: string): Promise<void> {
+  await sql`WITH gone AS (DELETE FROM hubs WHERE id = ${id} RETURNING id)
+    UPDATE agents SET hub_id = NULL WHERE hub_id = ${id}`.execute(db);
+}
+
+/** Hubs whose lease ran out: rows removed, their agents freed. Returns their ids. */
+export async function expireHubs(db: Db): Promise<string[]> {
+  const r = await sql<{ id: string }>`
+    WITH dead AS (DELETE FROM hubs WHERE lease_until < now() RETURNING id),
+    freed AS (UPDATE agents SET hub_id = NULL WHERE hub_id IN (SELECT id FROM dead))
+    SELECT id FROM dead`.execute(db);
+  return r.rows.map((row) => row.id);
+}
+
+export interface HubRow {
+  id: string;
+  name: string;
+  started_at: Date;
+  lease_until: Date;
+  agents: number;
+  alive: boolean;
+}
+
+export async function listHubs(db: Db): Promise<HubRow[]> {
+  const r = await sql<HubRow>`SELECT id, name, started_at, lease_until, agents, lease_until > now() AS alive FROM hubs ORDER BY started_at, id`.execute(db);
+  return r.rows;
+}
+
+/**
+ * An agent connected to this hub: it is this hub's now, with the next connection number, and
+ * its connection and last-seen times. Returns that number and the hub that held it before (to be
+ * told its connection, if still open, was replaced). One statement; concurrent claims of one
+ * agent take turns on its row, so numbers only grow.
+ */
+export async function claimAgent(db: Db, agentId: string, hubId: string, at: Date): Promise<{ epoch: number; previousHub: string | null } | undefined> {
+  const r = await sql<{ epoch: string | number; previous_hub: string | null }>`
+    UPDATE agents a SET hub_id = ${hubId}, conn_epoch = a.conn_epoch + 1, connected_at = ${at.toISOString()}::timestamptz, last_seen_at = ${at.toISOString()}::timestamptz
+    FROM (SELECT id, hub_id FROM agents WHERE id = ${agentId} FOR UPDATE) old
+    WHERE a.id = old.id
+    RETURNING a.conn_epoch AS epoch, old.hub_id AS previous_hub`.execute(db);
+  const row = r.rows[0];
+  return row ? { epoch: Number(row.epoch), previousHub: row.previous_hub } : undefined;
+}
+
+/** The agent's connection (this number) on this hub closed: it is nobody's, unless a newer one took it. */
+export async function releaseAgent(db: Db, agentId: string, hubId: string, epoch: number): Promise<void> {
+  await sql`UPDATE agents SET hub_id = NULL WHERE id = ${agentId} AND hub_id = ${hubId} AND conn_epoch = ${epoch}`.execute(db);
+}
+
+/** Where an agent is connected, if it exists. */
+export async function agentRoute(db: Db, agentId: string): Promise<AgentRoute | undefined> {
+  const r = await sql<{ hub_id: string | null; alive: boolean | null }>`
+    SELECT a.hub_id, h.lease_until > now() AS alive FROM agents a LEFT JOIN hubs h ON h.id = a.hub_id WHERE a.id = ${agentId}`.execute(db);
+  const row = r.rows[0];
+  return row ? { hubId: row.hub_id, alive: row.alive === true } : undefined;
+}
+
+/** Send one message to every hub listening (delivered when this statement commits). */
+export async function notifyHubs(db: Db, channel: string, payload: string): Promise<void> {
+  await sql`SELECT pg_notify(${channel}, ${payload})`.execute(db);
+}
+
+/** The channel and lock of the schema this connection works in. */
+export async function clusterNames(db: Db): Promise<{ channel: string; lockKey: number }> {
+  const r = await sql<{ channel: string; lock_key: number }>`
+    SELECT 'opspilot_' || substr(md5(current_schema()), 1, 16) AS channel, hashtext(current_schema()) AS lock_key`.execute(db);
+  return { channel: r.rows[0]!.channel, lockKey: r.rows[0]!.lock_key };
+}
+
+/** The first half of the leader lock's key: the second is the schema's. */
+const LEADER_LOCK = 4242002;
+
+/**
+ * A hub's own connection for what must live and die with it: LISTEN on the channel, and the
+ * leader lock. `lost` is called once if the connection fails (the server restarted, the network
+ * dropped): the lock is gone with it.
+ */
+export class ClusterSession {
+  #client: pg.Client;
+  #closed = false;
+
+  private constructor(client: pg.Client) {
+    this.#client = client;
+  }
+
+  static async open(client: pg.Client, channel: string, on: { message(payload: string): void; lost(err: Error): void }): Promise<ClusterSession> {
+    if (!/^opspilot_[0-9a-f]{16}$/.test(channel)) throw new Error(`bad channel name ${channel}`);
+    const session = new ClusterSession(client);
+    let lost = false;
+    const fail = (err: Error) => {
+      if (lost || session.#closed) return;
+      lost = true;
+      on.lost(err);
+    };
+    client.on('error', fail);
+    client.on('end', () => fail(new Error('the cluster connection ended')));
+    client.on('notification', (n) => {
+      if (n.channel === channel && n.payload !== undefined) on.message(n.payload);
+    });
+    await client.connect();
+    await client.query(`LISTEN ${channel}`);
+    return session;
+  }
+
+  /** Take the leader lock if nobody holds it; true when this session holds it. */
+  async tryLead(lockKey: number): Promise<boolean> {
+    const r = await this.#client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LEADER_LOCK, lockKey]);
+    return r.rows[0]?.ok === true;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#client.end().catch(() => {});
+  }
+}

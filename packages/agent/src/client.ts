@@ -19,6 +19,9 @@ import {
 import { Backoff } from './backoff.ts';
 import type { DurableType, Outbox } from './outbox.ts';
 
+/** Closes that mean the hub went away (not this agent's fault): 1001 going away, 1006 no close frame, 1011, 1012 restarting. */
+const HUB_LOST = new Set<number>([1001, 1006, 1011, CLOSE_CODES.restarting]);
+
 export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
@@ -43,8 +46,13 @@ export interface ClientOptions {
   backoff?: Backoff;
   /** After 4401 (bad token) or 4409 (another process took over), wait this long before trying again. */
   slowRetryMs?: number;
-  /** After the hub says it restarts (1012), the first reconnect is drawn from this window (default 15 s). */
-  restartSpreadMs?: number;
+  /**
+   * After an established connection is lost with its hub (1012 restarting, 1001, 1011, or gone
+   * without a close: a hub killed behind a load balancer), the first reconnect is drawn from this
+   * window (default 30 s), so the hub's whole fleet does not land on the others in one second;
+   * narrowed so the agent is back before its offline deadline (3 heartbeats after the last).
+   */
+  reconnectSpreadMs?: number;
 }
 
 /**
@@ -62,6 +70,8 @@ export class HubClient {
   #retryTimer: NodeJS.Timeout | null = null;
   #heartbeatTimer: NodeJS.Timeout | null = null;
   #heartbeatS: number;
+  /** When the last heartbeat went out (or the connection was welcomed): the hub's offline deadline counts from it. */
+  #lastHeartbeatAt = 0;
   readonly #backoff: Backoff;
   /** Resolves each time a connection is welcomed (tests and the quick start wait on it). */
   #welcomed: ((agentId: string) => void)[] = [];
@@ -146,6 +156,7 @@ export class HubClient {
     });
     ws.on('close', (code, reason) => {
       this.#stopHeartbeats();
+      const established = this.agentId !== null;
       this.agentId = null;
       if (this.#ws === ws) this.#ws = null;
       if (this.#stopped) return;
@@ -156,12 +167,24 @@ export class HubClient {
         this.#retry(this.#slowRetryMs);
         return;
       }
-      // A restarting hub closes every agent at once: without a wide first draw, the whole fleet
-      // would come back within the same second.
-      const delay = this.#backoff.next(code === CLOSE_CODES.restarting ? (this.opts.restartSpreadMs ?? 15_000) : 0);
+      // A hub that restarts or dies loses every agent at once: without a wide first draw, its
+      // whole fleet would come back within the same second.
+      const delay = this.#backoff.next(established && HUB_LOST.has(code) ? this.#spreadMs() : 0);
       this.opts.log.warn('hub connection closed; reconnecting', { code, reason: reason.toString(), status: refusedStatus, retry_in_ms: delay });
       this.#retry(delay);
     });
+  }
+
+  /**
+   * The window for the first reconnect after losing a hub: the configured spread, but no later
+   * than one heartbeat interval before the agent's offline deadline (the hub counts an agent
+   * offline 3 intervals after it last heard from it), and at least 1 s (or the spread, if less).
+   */
+  #spreadMs(): number {
+    const intervalMs = this.#heartbeatS * 1000;
+    const beforeDeadline = this.#lastHeartbeatAt + 3 * intervalMs - Date.now() - intervalMs;
+    const spreadMs = this.opts.reconnectSpreadMs ?? 30_000;
+    return Math.max(Math.min(1000, spreadMs), Math.min(spreadMs, beforeDeadline));
   }
 
   get #slowRetryMs(): number {
@@ -203,6 +226,7 @@ export class HubClient {
         const welcome = message.payload as PayloadOf<'welcome'>;
         this.agentId = welcome.agent_id;
         this.#heartbeatS = welcome.heartbeat_interval_s;
+        this.#lastHeartbeatAt = Date.now();
         // Both sides use the lower message set (a hub that does not say speaks 1).
         this.protocol = Math.min(welcome.protocol ?? 1, PROTOCOL_VERSION);
         this.opts.log.info('connected to the hub', { agent_id: welcome.agent_id, protocol: this.protocol });
@@ -244,7 +268,9 @@ export class HubClient {
 
   #startHeartbeats(): void {
     this.#stopHeartbeats();
-    this.#heartbeatTimer = setInterval(() => this.sendVolatile('heartbeat', this.opts.heartbeat()), this.#heartbeatS * 1000);
+    this.#heartbeatTimer = setInterval(() => {
+      if (this.sendVolatile('heartbeat', this.opts.heartbeat())) this.#lastHeartbeatAt = Date.now();
+    }, this.#heartbeatS * 1000);
   }
 
   #stopHeartbeats(): void {

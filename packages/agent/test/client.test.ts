@@ -43,7 +43,7 @@ function client(t: Test, hub: FakeHub, dir: string, extra: { slowRetryMs?: numbe
     log: extra.log ?? recordingLog(),
     backoff: new Backoff({ baseMs: 20, capMs: 100, resetAfterMs: 60_000, ...(extra.random ? { random: extra.random } : {}) }),
     slowRetryMs: extra.slowRetryMs ?? 200,
-    restartSpreadMs: 400,
+    reconnectSpreadMs: 400,
   });
   t.teardown(() => c.stop());
   return { c, outbox };

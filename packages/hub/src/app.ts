@@ -46,7 +46,7 @@ import { streamPlugin } from './ingest/stream-route.ts';
 import { IngestWriter } from './ingest/writer.ts';
 import { agentRoutes } from './rest/agents.ts';
 import { execRoutes } from './rest/exec.ts';
-import { systemRoutes } from './rest/system.ts';
+import { hubRoutes, systemRoutes } from './rest/system.ts';
 import { remediationRoutes } from './rest/remediation.ts';
 import { incidentRoutes } from './rest/incidents.ts';
 import { ErrorResponse } from './rest/schemas.ts';
@@ -340,7 +340,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     // The HTTP surfaces, after the error handler they share; each owns its start and shutdown.
     // Execs waiting on agents are answered "shutting down" first, so no surface waits on one.
     app.addHook('preClose', async () => broker.shutdown());
-    await app.register(healthPlugin, { db, registry });
+    await app.register(healthPlugin, { db, registry, cluster });
     await app.register(dashboardPlugin, { dir: config.dashboardDir });
     if (slack) await app.register(slackPlugin, { slack });
     await app.register(streamPlugin, { config, clock, db, registry, writer, lifecycle, events, cluster, onHello: (conn) => assignments.hello(conn) });
@@ -397,6 +397,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       incidentRoutes(v1, { db, lifecycle, events, clock });
       execRoutes(v1, { config, db, broker });
       systemRoutes(v1, { db, adminAuth, clock });
+      hubRoutes(v1, { db, self: () => ({ id: cluster.hubId, leader: cluster.isLeader }) });
       remediationRoutes(v1, { db, engine: remediation, events, clock });
       integrationRoutes(v1, { db, clock });
       heartbeatRoutes(v1, { db, clock, lifecycle, events, kick: heartbeats.kick });

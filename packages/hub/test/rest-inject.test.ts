@@ -60,6 +60,7 @@ const ROUTES: Record<string, Case> = {
   'POST /v1/tokens': { body: { name: 'grafana', scopes: ['read'] }, badBody: { name: 'x', scopes: ['root'] } },
   'DELETE /v1/tokens/:id': { unknown: 'HUB_TOKEN_NOT_FOUND' },
   'GET /v1/audit': {},
+  'GET /v1/hubs': {},
   'POST /v1/integrations': { body: { name: 'prometheus', kind: 'alertmanager' }, badBody: { name: 'x', kind: 'nagios' } },
   'GET /v1/integrations': {},
   'GET /v1/integrations/:id': { unknown: 'HUB_INTEGRATION_NOT_FOUND' },

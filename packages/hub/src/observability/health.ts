@@ -2,10 +2,11 @@ import { Type } from '@sinclair/typebox';
 import type { App } from '../http.ts';
 import { HubError } from '../errors.ts';
 import type { AgentRegistry } from '../ingest/registry.ts';
+import type { Cluster } from '../cluster.ts';
 import { ping, type Db } from '../storage/database.ts';
 
 /** `/healthz` (the process is up) and `/readyz` (the database answers): no token, for probes. */
-export async function healthPlugin(app: App, { db, registry }: { db: Db; registry: AgentRegistry }): Promise<void> {
+export async function healthPlugin(app: App, { db, registry, cluster }: { db: Db; registry: AgentRegistry; cluster: Pick<Cluster, 'hubId' | 'isLeader'> }): Promise<void> {
   app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is up', security: [], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({
     status: 'ok' as const,
   }));
@@ -16,12 +17,15 @@ export async function healthPlugin(app: App, { db, registry }: { db: Db; registr
         tags: ['health'],
         summary: 'The database answers',
         security: [],
-        response: { 200: Type.Object({ status: Type.Literal('ready'), agents_online: Type.Integer() }), 503: Type.Ref('ErrorResponse') },
+        response: {
+          200: Type.Object({ status: Type.Literal('ready'), agents_online: Type.Integer(), hub_id: Type.String(), leader: Type.Boolean({ description: 'this hub runs the background work' }) }),
+          503: Type.Ref('ErrorResponse'),
+        },
       },
     },
     async () => {
       if (!(await ping(db))) throw new HubError('HUB_UNAVAILABLE', 'database is not reachable');
-      return { status: 'ready' as const, agents_online: registry.size };
+      return { status: 'ready' as const, agents_online: registry.size, hub_id: cluster.hubId, leader: cluster.isLeader };
     },
   );
 }

@@ -12,6 +12,7 @@ import { setAgentAutonomy } from '../storage/agents.ts';
 import { createApiToken, deleteApiToken, listApiTokens } from '../storage/api-tokens.ts';
 import { getAutonomy, setAutonomy } from '../storage/settings.ts';
 import { auditEvents, recordEvent } from '../storage/timeline.ts';
+import { listHubs } from '../storage/cluster.ts';
 import { Id, IdParams, Timestamp, errorResponses, iso } from './schemas.ts';
 
 const Autonomy = Type.Object({
@@ -195,5 +196,47 @@ export function systemRoutes(app: App, { db, adminAuth, clock }: { db: Db; admin
   );
 }
 
+/** The hubs on this database (several share one PostgreSQL): who holds how many agents, who leads. */
+export function hubRoutes(app: App, { db, self }: { db: Db; self: () => { id: string; leader: boolean } }): void {
+  app.get(
+    '/v1/hubs',
+    {
+      schema: {
+        tags: ['system'],
+        summary: 'The hubs on this database, with their leases and the agents each holds',
+        response: { 200: Type.Object({ hubs: Type.Array(HubView) }), ...errorResponses },
+      },
+    },
+    async () => {
+      const me = self();
+      const rows = await listHubs(db);
+      return {
+        hubs: rows.map((h) => ({
+          id: h.id,
+          name: h.name,
+          started_at: h.started_at.toISOString(),
+          lease_until: h.lease_until.toISOString(),
+          alive: h.alive,
+          agents: h.agents,
+          this_hub: h.id === me.id,
+          ...(h.id === me.id ? { leader: me.leader } : {}),
+        })),
+      };
+    },
+  );
+}
+
+export const HubView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  started_at: Type.String({ format: 'date-time' }),
+  lease_until: Type.String({ format: 'date-time', description: 'renewed every 5 s while the hub runs' }),
+  alive: Type.Boolean({ description: 'the lease is current' }),
+  agents: Type.Integer({ description: 'agents connected to it, as of its last renewal' }),
+  this_hub: Type.Boolean({ description: 'the hub that answered' }),
+  leader: Type.Optional(Type.Boolean({ description: 'on the hub that answered: it runs the background work' })),
+});
+
+export type HubViewT = Static<typeof HubView>;
 export type TokenViewT = Static<typeof TokenView>;
 export type AuditEventT = Static<typeof AuditEvent>;

@@ -188,6 +188,22 @@ t.test('every start-up problem exits 2 and names the setting to fix', async (t) 
   t.match(inUse.stderr, new RegExp(`^opspilot-hub: OPSPILOT_PORT: port ${port} on 127.0.0.1 is in use`, 'm'));
 });
 
+t.test('the embedded database serves one hub: a second hub pointed at it exits 2 and says why; a killed hub does not hold it', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-proc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const first = await spawnHub(t, { OPSPILOT_DATA_DIR: dir, OPSPILOT_ADMIN_TOKEN: 'first-hub-admin-token-0123' });
+  const second = await failedStart({ OPSPILOT_DATA_DIR: dir, OPSPILOT_PORT: '0' });
+  t.equal(second.code, 2);
+  t.match(second.stderr, new RegExp(`^opspilot-hub: OPSPILOT_DATA_DIR: cannot open the database: the embedded database in \\S+ is in use by another hub \\(process ${first.child.pid}\\).*set DATABASE_URL`, 'm'));
+  t.equal((await fetch(`http://127.0.0.1:${first.port}/readyz`)).status, 200, 'the first hub goes on');
+  first.child.kill('SIGKILL'); // no clean stop: its lock file stays, naming a process that is gone
+  await first.exited;
+  const third = await spawnHub(t, { OPSPILOT_DATA_DIR: dir, OPSPILOT_ADMIN_TOKEN: 'first-hub-admin-token-0123' });
+  t.equal((await api(third.port, 'first-hub-admin-token-0123', 'GET', '/v1/agents')).status, 200, 'a hub started after a killed one takes the database');
+  third.child.kill('SIGTERM');
+  t.equal(await third.exited, 0);
+});
+
 t.test('OPSPILOT_ADMIN_TOKEN is used as given and never printed', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-proc-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

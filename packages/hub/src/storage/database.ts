@@ -137,7 +137,11 @@ async function openPGlite(dir: string): Promise<HubDatabase> {
       );
     },
     async close() {
-      await db.destroy();
+      try {
+        await db.destroy();
+      } finally {
+        unlock();
+      }
     },
   };
 }

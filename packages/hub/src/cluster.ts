@@ -1,8 +1,8 @@
 import os from 'node:os';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
-import { newId, type ExecParams } from '@opspilot/protocol';
-import type { HubEventMap, HubEventName, HubEvents } from './events.ts';
+import { ID_PATTERN, newId, type ExecParams } from '@opspilot/protocol';
+import { HUB_EVENT_NAMES, type HubEventMap, type HubEventName, type HubEvents } from './events.ts';
 import type { Db } from './storage/database.ts';
 import { ClusterSession, clusterNames, expireHubs, notifyHubs, registerHub, removeHub, renewHub } from './storage/cluster.ts';
 
@@ -160,6 +160,10 @@ export class Cluster {
     if (msg.to !== undefined && msg.to !== this.hubId) return;
     const handler = this.#handlers.get(msg.k);
     if (!handler) return;
+    if (!wellFormed(msg)) {
+      this.log.warn({ kind: msg.k, from: msg.from }, 'a malformed cluster message was ignored');
+      return;
+    }
     try {
       handler(msg, msg.from);
     } catch (err) {
@@ -239,4 +243,34 @@ export function split(data: Record<string, unknown>): Record<string, unknown>[] 
     out.push(piece);
   }
   return out.filter((p) => Object.values(p).some((v) => Array.isArray(v) && v.length > 0));
+}
+
+const REFUSALS = new Set(['HUB_AGENT_OFFLINE', 'HUB_EXEC_NOT_IN_CATALOGUE', 'HUB_EXEC_NOT_DELIVERED']);
+const isId = (v: unknown): v is string => typeof v === 'string' && ID_PATTERN.test(v);
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The shape of each kind, checked before a handler sees it: the channel is open to anyone who
+ * can connect to the database, and a bad message must cost nothing but a log line.
+ */
+function wellFormed(msg: ClusterMessage): boolean {
+  const m = msg as unknown as Record<string, unknown>;
+  switch (msg.k) {
+    case 'event':
+      return (HUB_EVENT_NAMES as readonly unknown[]).includes(m.name) && isObject(m.data) && Object.values(m.data).every((v) => !Array.isArray(v) || v.every((x) => typeof x === 'string' || isObject(x)))
+        && (m.name !== 'monitor.results' || (Array.isArray(m.data.monitorIds) && Array.isArray(m.data.certificates) && m.data.certificates.every((c) => isObject(c) && typeof c.at === 'string' && typeof c.monitorId === 'string' && typeof c.expiresAt === 'string')))
+        && (m.name !== 'incident.changed' || (Array.isArray(m.data.incidentIds) && Array.isArray(m.data.opened)));
+    case 'exec':
+      return isId(m.id) && isId(m.agent) && typeof m.command === 'string' && isObject(m.params) && Number.isSafeInteger(m.timeout_ms) && (m.timeout_ms as number) > 0;
+    case 'exec_sent':
+      return isId(m.id);
+    case 'exec_refused':
+      return isId(m.id) && REFUSALS.has(m.code as string) && typeof m.message === 'string';
+    case 'exec_done':
+      return Array.isArray(m.ids) && m.ids.every(isId);
+    case 'replaced':
+      return isId(m.agent) && Number.isSafeInteger(m.epoch);
+    default:
+      return false;
+  }
 }

@@ -1,0 +1,115 @@
+// Several hubs on one PostgreSQL, in one process (the process-level runs behind HAProxy are in
+// cluster.test.ts): messages between hubs, hostile ones, dead hubs, the lead passing on.
+import t from 'tap';
+import pg from 'pg';
+import { newId } from '@opspilot/protocol';
+import { postgres, runningAgent, startHub } from './helpers.ts';
+import { MAX_MESSAGE_BYTES, split } from '../src/cluster.ts';
+import { clusterNames, registerHub } from '../src/storage/cluster.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+t.test('an event too large for one message is cut into pieces that each fit, keeping every id once', async (t) => {
+  const ids = Array.from({ length: 2000 }, () => newId());
+  const pieces = split({ incidentIds: ids, opened: ids.slice(0, 700) });
+  t.ok(pieces.length > 1, `${pieces.length} pieces`);
+  t.ok(pieces.every((p) => Buffer.byteLength(JSON.stringify({ k: 'event', name: 'incident.changed', data: p, from: newId(), to: newId() })) <= MAX_MESSAGE_BYTES), 'each fits');
+  t.same(pieces.flatMap((p) => p.incidentIds as string[]), ids);
+  t.same(pieces.flatMap((p) => p.opened as string[]), ids.slice(0, 700));
+  t.same(split({ incidentIds: ['a'], opened: [] }), [{ incidentIds: ['a'], opened: [] }], 'a small one is one piece');
+});
+
+if (!process.env.DATABASE_URL) {
+  t.comment('not run: several hubs need PostgreSQL (set DATABASE_URL)');
+} else {
+  t.test('hubs on one database: hostile messages cost nothing, a silent or expired hub fails an exec at once, the lead passes when the leader stops', async (t) => {
+    t.setTimeout(120_000);
+    const db = await postgres.open(t);
+    const a = await startHub(t, db);
+    const b = await startHub(t, db);
+    t.same([a.app.hub.cluster.isLeader, b.app.hub.cluster.isLeader], [true, false], 'the first leads');
+    const { id, token } = await a.enroll({ hostname: 'web-1' });
+    const agent = await runningAgent(b, token, () => ({ ok: true, exit_code: 0, stdout: 'fine', stderr: '', duration_ms: 1, truncated: false }));
+    let closedWith: number | null = null;
+    void agent.closed.then((c) => (closedWith = c.code));
+    const exec = () => a.api('POST', '/v1/admin/exec', { agent_id: id, command: 'service_status', params: { unit: 'nginx.service' }, timeout_ms: 3000 });
+    await until('the agent held by hub b', async () => (await exec()).status === 200);
+
+    // Anyone who can reach the database can NOTIFY the channel: nothing it sends is acted on unless well formed.
+    const { channel } = await clusterNames(db.db);
+    const raw = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await raw.connect();
+    t.teardown(() => raw.end());
+    const hubA = a.app.hub.cluster.hubId;
+    const hostile = [
+      'not json',
+      '[]',
+      'null',
+      JSON.stringify({ k: 'exec' }),
+      JSON.stringify({ k: 'exec', from: 'x', to: hubA, id: { $ne: 1 }, agent: id, command: 'service_status', params: {}, timeout_ms: 1 }),
+      JSON.stringify({ k: 'exec_done', from: 'x', ids: 'all' }),
+      JSON.stringify({ k: 'exec_refused', from: 'x', id: 'abc', code: 'HUB_INTERNAL', message: 'x' }),
+      JSON.stringify({ k: 'replaced', from: 'x', agent: id, epoch: 1e300 }),
+      JSON.stringify({ k: 'replaced', from: 'x', agent: id, epoch: 'Infinity' }),
+      JSON.stringify({ k: 'event', from: 'x', name: '__proto__', data: {} }),
+      JSON.stringify({ k: 'event', from: 'x', name: 'monitor.results', data: { monitorIds: ['m'], certificates: [{ at: 5 }] } }),
+      JSON.stringify({ k: 'event', from: 'x', name: 'incident.changed', data: { incidentIds: 'x' } }),
+      JSON.stringify({ k: 'nonsense', from: 'x' }),
+      JSON.stringify({ k: 'exec', from: 'x', padding: 'z'.repeat(7000) }),
+    ];
+    for (const payload of hostile) await raw.query('SELECT pg_notify($1, $2)', [channel, payload]);
+    await sleep(300);
+    const after = await exec();
+    t.match(after, { status: 200, body: { status: 'succeeded' } }, 'both hubs go on serving');
+    t.equal(closedWith, null, "the agent's connection stands: no forged 'replaced' closed it");
+
+    // A hub that holds an agent but never answers (it died without its lease running out yet):
+    // the exec fails in seconds, not after its timeout, and its row says so.
+    const ghost = newId();
+    await registerHub(db.db, { id: ghost, name: 'ghost', startedAt: new Date(), leaseMs: 60_000 });
+    const { id: orphan } = await a.enroll({ hostname: 'web-2' });
+    await raw.query(`SELECT set_config('search_path', $1, false)`, [await searchPath(db)]);
+    await raw.query('UPDATE agents SET hub_id = $1 WHERE id = $2', [ghost, orphan]);
+    const started = Date.now();
+    const silent = await a.api('POST', '/v1/admin/exec', { agent_id: orphan, command: 'service_status', params: { unit: 'x.service' }, timeout_ms: 60_000 });
+    t.match(silent, { status: 502, body: { error: { code: 'HUB_EXEC_NOT_DELIVERED' } } });
+    t.ok(Date.now() - started < 10_000, `answered in ${Date.now() - started} ms`);
+    const row = (await a.api('GET', `/v1/exec?agent_id=${orphan}`)).body.execs[0];
+    t.equal(row.status, 'undelivered');
+
+    // A hub whose lease ran out holds nobody: offline at once.
+    await raw.query(`UPDATE hubs SET lease_until = now() - interval '1 second' WHERE id = $1`, [ghost]);
+    t.match(await a.api('POST', '/v1/admin/exec', { agent_id: orphan, command: 'service_status', params: { unit: 'x.service' } }), { status: 409, body: { error: { code: 'HUB_AGENT_OFFLINE' } } });
+
+    // The leader stops: the other takes the lead (and the background work) within seconds.
+    await a.close();
+    await until('hub b leads', () => b.app.hub.cluster.isLeader, 10_000);
+    t.ok(b.app.hub.cluster.isLeader, 'the lead passed');
+    agent.send('alert', { type: 'systemd', source: 'nginx.service', message: 'failed' }, { id: 'al-1' });
+    await agent.acked(['al-1']);
+    const incident = await until('the alert analysed by the new leader', async () => {
+      const events = (await b.api('GET', '/v1/audit?order=desc&limit=50')).body.events as { kind: string }[];
+      return events.find((e) => e.kind === 'analyzed');
+    });
+    t.ok(incident, 'analysed');
+    const hubs = await until('the hub whose lease ran out removed by the new leader', async () => {
+      const list = (await b.api('GET', '/v1/hubs')).body.hubs as { name: string; this_hub: boolean }[];
+      return list.some((h) => h.name === 'ghost') ? undefined : list;
+    });
+    t.same(hubs.map((h) => h.this_hub), [true], 'the stopped hub left; the one whose lease ran out was removed');
+  });
+}
+
+async function searchPath(db: { db: import('../src/storage/database.ts').Db }): Promise<string> {
+  const { sql } = await import('kysely');
+  return (await sql<{ s: string }>`SELECT current_schema() AS s`.execute(db.db)).rows[0]!.s;
+}

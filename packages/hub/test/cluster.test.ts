@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -70,29 +70,21 @@ async function haproxy(t: Test, hubs: HubProcess[]): Promise<{ port: number; url
   return { port, url };
 }
 
-/** The README's configuration, with this test's ports. */
+/** The README's configuration (its haproxy block), with this test's ports. */
 export function haproxyConfig(port: number, hubPorts: number[]): string {
-  return [
-    'global',
-    '  maxconn 4000',
-    'defaults',
-    '  mode http',
-    '  timeout connect 2s',
-    '  timeout client 60s',
-    '  timeout server 60s',
-    '  timeout tunnel 1h',
-    '  timeout client-fin 5s',
-    'frontend opspilot',
-    `  bind 127.0.0.1:${port}`,
-    '  default_backend hubs',
-    'backend hubs',
-    '  balance leastconn',
-    '  option httpchk GET /readyz',
-    '  http-check expect status 200',
-    '  default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions',
-    ...hubPorts.map((p, i) => `  server hub${i + 1} 127.0.0.1:${p} check`),
-    '',
-  ].join('\n');
+  const readme = readFileSync(path.resolve(import.meta.dirname, '../../../README.md'), 'utf8');
+  const block = /```haproxy\n([\s\S]*?)```/.exec(readme)?.[1];
+  if (!block) throw new Error('README.md has no haproxy block');
+  const lines = block.split('\n');
+  const servers = lines.filter((l) => /^\s*server hub\d /.test(l));
+  if (servers.length === 0 || !lines.some((l) => /^\s*bind \*:8080$/.test(l))) throw new Error('the README haproxy block changed shape');
+  const out: string[] = [];
+  for (const line of lines) {
+    if (/^\s*bind \*:8080$/.test(line)) out.push(`  bind 127.0.0.1:${port}`);
+    else if (line === servers[0]) out.push(...hubPorts.map((p, i) => `  server hub${i + 1} 127.0.0.1:${p} check`));
+    else if (!servers.includes(line)) out.push(line);
+  }
+  return out.join('\n');
 }
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import path from 'node:path';
+import { HUB_BUNDLE, buildHub, hubBundleStale } from './build-hub.ts';
 
 const MAIN = path.resolve(import.meta.dirname, '../packages/hub/src/main.ts');
 
@@ -31,10 +32,12 @@ export interface HubProcess {
   stop(): Promise<number | null>;
 }
 
-export async function spawnHub(env: Record<string, string> = {}): Promise<HubProcess> {
+/** `bundle`: run the hub as `pnpm hub` does, from its bundle (built first if older than its sources). */
+export async function spawnHub(env: Record<string, string> = {}, opts: { bundle?: boolean } = {}): Promise<HubProcess> {
   const port = await freePort();
   const adminToken = env.OPSPILOT_ADMIN_TOKEN ?? `opk_${randomBytes(24).toString('base64url')}`;
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+  if (opts.bundle && hubBundleStale()) await buildHub();
+  const child = spawn(process.execPath, opts.bundle ? [HUB_BUNDLE] : ['--import', 'tsx', MAIN], {
     env: { PATH: process.env.PATH ?? '', OPSPILOT_PORT: String(port), OPSPILOT_HOST: '127.0.0.1', OPSPILOT_ADMIN_TOKEN: adminToken, OPSPILOT_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -7,6 +7,7 @@
  * (OPSPILOT_PORT, OPSPILOT_DATA_DIR, DATABASE_URL, ...). Ctrl-C stops both. The hub prints a one-time
  * link that signs the dashboard in (OPSPILOT_SIGNIN_LINK=0 turns it off); the banner repeats it.
  */
+import { HUB_BUNDLE, buildHub, hubBundleStale } from './build-hub.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -42,7 +43,9 @@ const children: ChildProcess[] = [];
 let stopping = false;
 
 function run(script: string, args: string[], env: NodeJS.ProcessEnv, prefix: string, onLine?: (line: string) => void): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script), ...args], { cwd: process.cwd(), env, stdio: ['ignore', 'pipe', 'inherit'] });
+  // A bundle (.mjs) runs as it is; sources through tsx.
+  const argv = script.endsWith('.mjs') ? [script, ...args] : ['--import', 'tsx', path.join(ROOT, script), ...args];
+  const child = spawn(process.execPath, argv, { cwd: process.cwd(), env, stdio: ['ignore', 'pipe', 'inherit'] });
   let buf = '';
   child.stdout!.on('data', (chunk: Buffer) => {
     buf += chunk.toString();
@@ -80,9 +83,12 @@ if (!dashboardBuilt()) {
   process.stdout.write(`opspilot: dashboard built (${Math.round(bytes / 1024)} KB in ${path.relative(ROOT, dir)})\n`);
 }
 
+// The hub runs from its bundle, as `pnpm hub` runs it: built when missing or older than its sources.
+if (hubBundleStale()) await buildHub();
+
 let printedAdminToken: string | undefined;
 let signinLink: string | undefined;
-const hub = run('packages/hub/src/main.ts', [], { OPSPILOT_SIGNIN_LINK: '1', ...process.env, OPSPILOT_DATA_DIR: dataDir }, '', (line) => {
+const hub = run(HUB_BUNDLE, [], { OPSPILOT_SIGNIN_LINK: '1', ...process.env, OPSPILOT_DATA_DIR: dataDir }, '', (line) => {
   printedAdminToken ??= /^\s+(opk_[A-Za-z0-9_-]{43})\s*$/.exec(line)?.[1];
   signinLink ??= /^\s+(http\S+\/#signin=[A-Za-z0-9_-]+)\s*$/.exec(line)?.[1];
 });

@@ -166,7 +166,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       {
         llm: config.llmApiKey
           ? {
-              client: createLlmClient({ baseURL: config.llmBaseUrl, apiKey: config.llmApiKey, model: config.llmModel, timeoutMs: config.llmTimeoutMs, maxRetries: config.llmMaxRetries }),
+              client: await createLlmClient({ baseURL: config.llmBaseUrl, apiKey: config.llmApiKey, model: config.llmModel, timeoutMs: config.llmTimeoutMs, maxRetries: config.llmMaxRetries }),
               model: config.llmModel,
             }
           : null,
@@ -256,7 +256,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       reply.code(404).send(errorBody('HUB_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)),
     );
 
-    const slack = setupSlack({ config, db, clock, broker, redactor, log: app.log, remediation });
+    const slack = await setupSlack({ config, db, clock, broker, redactor, log: app.log, remediation });
 
     // Every 30 s: agents silent for 3 heartbeat intervals get an "agent offline" incident.
     const sweepOffline = async (now = clock.now()) => {

@@ -3,9 +3,10 @@ import path from 'node:path';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 import type { App } from './http.ts';
 import { errorBody } from './errors.ts';
+import { repositoryRoot } from './storage/migrate.ts';
 
 /** Where `pnpm build:dashboard` (and `pnpm start`) put the dashboard's static files. */
-export const DEFAULT_DASHBOARD_DIR = path.resolve(import.meta.dirname, '../../dashboard/dist');
+export const DEFAULT_DASHBOARD_DIR = path.join(repositoryRoot(), 'packages/dashboard/dist');
 
 /**
  * Nothing but this origin's own files, no inline script or style, no framing: a page that is

@@ -41,7 +41,7 @@ const redactor = createRedactor();
 t.test('the request: model, messages, JSON response format, and no secret from the logs', async (t) => {
   const model = await fakeModel(t, [completion(JSON.stringify(ANSWER))]);
   const s = settings(model.baseURL);
-  const a = await analyzeWithLlm(createLlmClient(s), s.model, ctx(), redactor);
+  const a = await analyzeWithLlm(await createLlmClient(s), s.model, ctx(), redactor);
   t.match(a, { ...ANSWER, source: 'llm' });
   t.ok(a.redactions >= 2, `counted ${a.redactions} redactions`);
   const { body, raw, headers } = model.requests[0]!;
@@ -61,11 +61,11 @@ t.test('answers that are not the JSON asked for are refused', async (t) => {
   for (const content of bad) {
     const model = await fakeModel(t, [completion(content)]);
     const s = settings(model.baseURL);
-    await t.rejects(analyzeWithLlm(createLlmClient(s), s.model, ctx(), redactor), LlmError, JSON.stringify(content).slice(0, 40));
+    await t.rejects(analyzeWithLlm(await createLlmClient(s), s.model, ctx(), redactor), LlmError, JSON.stringify(content).slice(0, 40));
   }
   const fenced = await fakeModel(t, [completion('```json\n' + JSON.stringify(ANSWER) + '\n```')]);
   const s = settings(fenced.baseURL);
-  t.equal((await analyzeWithLlm(createLlmClient(s), s.model, ctx(), redactor)).summary, ANSWER.summary, 'a fenced JSON block is read');
+  t.equal((await analyzeWithLlm(await createLlmClient(s), s.model, ctx(), redactor)).summary, ANSWER.summary, 'a fenced JSON block is read');
 });
 
 t.test('actions outside the catalogue, with bad params, or restarts that cannot help are dropped', async (t) => {
@@ -82,7 +82,7 @@ t.test('actions outside the catalogue, with bad params, or restarts that cannot 
   for (const [action, c, kept] of cases) {
     const model = await fakeModel(t, [completion(JSON.stringify({ ...ANSWER, suggested_action: { label: 'x', ...action } }))]);
     const s = settings(model.baseURL);
-    const a = await analyzeWithLlm(createLlmClient(s), s.model, c, redactor);
+    const a = await analyzeWithLlm(await createLlmClient(s), s.model, c, redactor);
     t.equal(a.suggested_action?.command ?? null, kept, JSON.stringify(action));
   }
 });
@@ -90,7 +90,7 @@ t.test('actions outside the catalogue, with bad params, or restarts that cannot 
 t.test('429 and 5xx are retried, then the answer is used', async (t) => {
   const model = await fakeModel(t, [status(429), status(503), completion(JSON.stringify(ANSWER))]);
   const s = settings(model.baseURL, { maxRetries: 2 });
-  const a = await analyzeWithLlm(createLlmClient(s), s.model, ctx(), redactor);
+  const a = await analyzeWithLlm(await createLlmClient(s), s.model, ctx(), redactor);
   t.equal(a.source, 'llm');
   t.equal(model.requests.length, 3);
 });
@@ -99,7 +99,7 @@ t.test('a timeout or an unusable answer falls back to the heuristics', async (t)
   const slow = await fakeModel(t, [(body, req, res) => setTimeout(() => completion(JSON.stringify(ANSWER))(body, req, res), 1500)]);
   const s = settings(slow.baseURL, { timeoutMs: 200, maxRetries: 0 });
   const fallbacks: string[] = [];
-  const a = await analyze({ client: createLlmClient(s), model: s.model }, ctx(), redactor, (err) => fallbacks.push(err.message));
+  const a = await analyze({ client: await createLlmClient(s), model: s.model }, ctx(), redactor, (err) => fallbacks.push(err.message));
   t.match(a, { source: 'heuristic', suggested_action: { command: 'service_status' } });
   t.equal(fallbacks.length, 1);
   t.match(await analyze(null, ctx(), redactor), { source: 'heuristic' }, 'no model configured');
@@ -111,7 +111,7 @@ t.test('host facts whose redaction would break their JSON are redacted value by 
   // A backslash before a quote: redacting the JSON text took the backslash and left JSON that
   // no longer parsed, and the analysis stayed "analyzing" for ever.
   const tricky: AnalysisContext = { ...ctx(), host: { hostname: 'web-1', kernel: 'x password=abc\\"def', labels: { 'api_token=zzz9876543': 'v' } } };
-  const a = await analyzeWithLlm(createLlmClient(s), s.model, tricky, redactor);
+  const a = await analyzeWithLlm(await createLlmClient(s), s.model, tricky, redactor);
   t.match(a, { source: 'llm' });
   const { raw } = model.requests[0]!;
   t.notOk(raw.includes('abc\\\\\\"def'), 'the secret is not sent');
@@ -120,7 +120,7 @@ t.test('host facts whose redaction would break their JSON are redacted value by 
   // And if the model's path fails in a way nobody foresaw, the heuristics still answer.
   let fellBack: Error | null = null;
   const broken = { ...ctx(), host: { get boom(): string { throw new Error('unforeseen'); } } } as unknown as AnalysisContext;
-  const fallback = await analyze({ client: createLlmClient(s), model: s.model }, broken, redactor, (err) => (fellBack = err));
+  const fallback = await analyze({ client: await createLlmClient(s), model: s.model }, broken, redactor, (err) => (fellBack = err));
   t.match(fallback, { source: 'heuristic' });
   t.match(fellBack, { name: 'LlmError', message: /unforeseen/ });
 });

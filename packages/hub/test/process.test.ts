@@ -188,6 +188,38 @@ t.test('every start-up problem exits 2 and names the setting to fix', async (t) 
   t.match(inUse.stderr, new RegExp(`^opspilot-hub: OPSPILOT_PORT: port ${port} on 127.0.0.1 is in use`, 'm'));
 });
 
+t.test('the bundle `pnpm hub` runs starts on the embedded database and serves the API, its docs and agents', async (t) => {
+  const { buildHub } = await import('../../../scripts/build-hub.ts');
+  const outDir = mkdtempSync(path.join(path.resolve(import.meta.dirname, '..'), 'dist-test-'));
+  t.teardown(() => rmSync(outDir, { recursive: true, force: true }));
+  const bundle = await buildHub(path.join(outDir, 'opspilot-hub.mjs'));
+  const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-proc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const token = 'bundle-admin-token-0123456789';
+  const port = await freePort();
+  const child = spawn(process.execPath, [bundle], { env: { PATH: process.env.PATH ?? '', OPSPILOT_PORT: String(port), OPSPILOT_HOST: '127.0.0.1', OPSPILOT_DATA_DIR: dir, OPSPILOT_ADMIN_TOKEN: token, OPSPILOT_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
+  for (let i = 0; !(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)); i++) {
+    if (child.exitCode !== null || i > 600) throw new Error(`the bundled hub did not start:\n${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const created = await api(port, token, 'POST', '/v1/agents', { hostname: 'bundled' });
+  t.equal(created.status, 201, 'migrations found above the bundle, agents enrolled');
+  const agent = await ScriptedAgent.connect(`ws://127.0.0.1:${port}/v1/stream`, created.body.token);
+  agent.send('alert', { type: 'systemd', source: 'nginx.service', message: 'failed' }, { id: 'b-1' });
+  await agent.acked(['b-1']);
+  t.pass('an alert stored and acked');
+  t.equal((await fetch(`http://127.0.0.1:${port}/docs/json`)).status, 200, 'the API description');
+  t.equal((await fetch(`http://127.0.0.1:${port}/docs/static/index.html`)).status, 200, "the docs' static files (outside the bundle)");
+  agent.close();
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, `a clean stop${output.includes('"level":50') ? `: ${output}` : ''}`);
+});
+
 t.test('the embedded database serves one hub: a second hub pointed at it exits 2 and says why; a killed hub does not hold it', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-proc-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

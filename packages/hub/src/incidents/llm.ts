@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import { concernsIncident, paramsProblem } from '../exec/actions.ts';
 import { NO_RESTART_RULES, RISKS, heuristicAnalysis, type Analysis, type Risk, type SuggestedAction } from './heuristics.ts';
 import type { Redactor } from './redact.ts';
@@ -33,7 +33,9 @@ export class LlmError extends Error {
   }
 }
 
-export function createLlmClient(s: LlmSettings): OpenAI {
+/** The model's client; the SDK is loaded only when a key is set. */
+export async function createLlmClient(s: LlmSettings): Promise<OpenAI> {
+  const { default: OpenAI } = await import('openai');
   return new OpenAI({ baseURL: s.baseURL, apiKey: s.apiKey, timeout: s.timeoutMs, maxRetries: s.maxRetries });
 }
 

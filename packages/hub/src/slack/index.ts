@@ -1,16 +1,14 @@
-import bolt from '@slack/bolt';
+import type bolt from '@slack/bolt';
 import type { Clock } from '../clock.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { HubConfig } from '../config.ts';
 import type { App } from '../http.ts';
 import type { ExecBroker } from '../exec/broker.ts';
 import type { Redactor } from '../incidents/redact.ts';
-import { redactingTransport } from './redacting.ts';
 import type { Db } from '../storage/database.ts';
-import { registerActions, type ActionDeps } from './actions.ts';
+import type { ActionDeps } from './actions.ts';
 import { SlackNotifier } from './notifier.ts';
-import { FastifyReceiver } from './receiver.ts';
-import { outboxClient, webApiTransport, webhookTransport } from './transport.ts';
+import type { FastifyReceiver } from './receiver.ts';
 
 export interface Slack {
   /** app: Bolt with buttons; webhook: post only. */
@@ -46,22 +44,31 @@ export function slackMode(config: Readonly<HubConfig>): Slack['mode'] | null {
 
 /**
  * Slack, when configured: the outbox worker, and in app mode Bolt on `POST /slack/events` with
- * the buttons' listeners. Without Slack settings, null: the hub runs as before.
+ * the buttons' listeners. Without Slack settings, null: the hub runs as before, and Bolt (about
+ * 30 MB of memory) is never loaded.
  */
-export function setupSlack(
+export async function setupSlack(
   deps: { config: Readonly<HubConfig>; db: Db; clock: Clock; broker: ExecBroker; redactor: Redactor; log: FastifyBaseLogger; remediation: ActionDeps['remediation'] },
-): Slack | null {
+): Promise<Slack | null> {
   const { config, db, log } = deps;
   const notifierOptions = { paceMs: config.slackPaceMs, pollMs: 5000, maxAttempts: 10, clock: deps.clock };
   const mode = slackMode(config);
+  if (mode === null) return null;
+  const [{ default: boltModule }, { outboxClient, webApiTransport, webhookTransport }, { FastifyReceiver }, { registerActions }, { redactingTransport }] = await Promise.all([
+    import('@slack/bolt'),
+    import('./transport.ts'),
+    import('./receiver.ts'),
+    import('./actions.ts'),
+    import('./redacting.ts'),
+  ]);
   if (mode === 'app' && config.slackBotToken && config.slackSigningSecret && config.slackChannel) {
     const receiver = new FastifyReceiver(config.slackSigningSecret);
-    const boltApp = new bolt.App({
+    const boltApp = new boltModule.App({
       token: config.slackBotToken,
       receiver,
       tokenVerificationEnabled: false,
       clientOptions: { slackApiUrl: config.slackApiUrl, retryConfig: { retries: 2 }, timeout: 10_000 },
-      logger: boltLogger(log),
+      logger: boltLogger(boltModule, log),
     });
     const notifier = new SlackNotifier(db, redactingTransport(webApiTransport(outboxClient(config.slackBotToken, config.slackApiUrl)), deps.redactor), { channel: config.slackChannel, ...notifierOptions }, log);
     registerActions(boltApp, {
@@ -86,9 +93,9 @@ export function setupSlack(
 }
 
 /** Bolt's and the WebClient's log lines go to the hub's logger (and its redaction). */
-function boltLogger(log: FastifyBaseLogger): bolt.Logger {
+function boltLogger(boltModule: typeof bolt, log: FastifyBaseLogger): bolt.Logger {
   const child = log.child({ component: 'slack' });
-  let level = bolt.LogLevel.WARN;
+  let level = boltModule.LogLevel.WARN;
   const join = (msgs: unknown[]) => msgs.map((m) => (m instanceof Error ? m.message : typeof m === 'string' ? m : JSON.stringify(m))).join(' ');
   return {
     debug: (...m: unknown[]) => child.debug(join(m)),

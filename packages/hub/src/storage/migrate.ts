@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { HubDatabase, SqlSession } from './database.ts';
 
@@ -9,8 +9,20 @@ import type { HubDatabase, SqlSession } from './database.ts';
  * advisory lock: two hubs starting on one PostgreSQL take turns, and a step that fails leaves the
  * database as it was.
  */
-export const SCHEMA_PATH = path.resolve(import.meta.dirname, '../../../../schema.sql');
-export const MIGRATIONS_DIR = path.resolve(import.meta.dirname, '../../../../migrations');
+export const SCHEMA_PATH = path.join(repositoryRoot(), 'schema.sql');
+export const MIGRATIONS_DIR = path.join(repositoryRoot(), 'migrations');
+
+/**
+ * The repository's root: the nearest folder above this module holding schema.sql and
+ * migrations/ (the same from the sources, run by tsx, and from the hub's bundle in
+ * packages/hub/dist).
+ */
+export function repositoryRoot(from: string = import.meta.dirname): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'schema.sql')) && existsSync(path.join(dir, 'migrations'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no schema.sql and migrations/ above ${from}`);
+  }
+}
 
 const LOCK_KEY = 4242001;
 const FILE = /^(\d{4})-([a-z0-9.-]+)\.sql$/;

@@ -469,35 +469,36 @@ async function eventsPart(): Promise<void> {
 }
 
 /**
- * A fleet at real intervals on one hub: with ingest batches written at the end of the turn (now),
- * and as before (50 ms after their first frame), beside a bare ws server with the same sockets.
+ * A fleet at real intervals: on one hub (BENCH_FLEET_HUBS=1) or several behind HAProxy, beside a
+ * bare ws server holding as many sockets as one hub; BENCH_FLEET_KILL=1 kills a hub after the
+ * window and times its agents' return.
  */
 async function fleetPart(): Promise<void> {
   const agents = Number(process.env.BENCH_FLEET_AGENTS ?? 10_000);
   const seconds = Number(process.env.BENCH_FLEET_SECONDS ?? 30);
   const samples = Number(process.env.BENCH_FLEET_SAMPLES ?? 200);
-  const runs: { name: string; env: Record<string, string> }[] = [
-    { name: 'hub', env: {} },
-    { name: 'hub, batches written 50 ms after their first frame (before)', env: { OPSPILOT_FLUSH_INTERVAL_MS: '50' } },
-  ];
-  const rows: { name: string; row: FleetRow }[] = [];
-  let bare: FleetRow | undefined;
-  for (const run of runs) {
-    const { url } = await throwawayDatabase();
-    log(`fleet: ${agents} agents at real intervals (heartbeat 10 s), ${seconds} s window, ${samples} execs and ${samples} alerts one at a time — ${run.name}`);
-    const r = await fleetBench({ databaseUrl: url.toString(), agents, seconds, samples, hubEnv: run.env });
-    rows.push({ name: run.name, row: r.hub });
-    bare ??= r.bare;
-  }
+  const hubs = Number(process.env.BENCH_FLEET_HUBS ?? 1);
+  const kill = process.env.BENCH_FLEET_KILL === '1';
+  const { url } = await throwawayDatabase();
+  log(`fleet: ${agents} agents at real intervals (heartbeat 10 s) on ${hubs} hub(s), ${seconds} s window, ${samples} execs and ${samples} alerts one at a time${kill ? ', then one hub killed' : ''}`);
+  const r = await fleetBench({ databaseUrl: url.toString(), agents, seconds, samples, hubs, kill });
   const fmt = (s: FleetRow['exec']) => (s ? `p50 ${s.p50} ms, p99 ${s.p99} ms, max ${s.max} ms (${s.n} ok, ${s.failed} failed)` : '-');
   console.log(
     [
-      `Fleet — ${agents} agents, heartbeat every 10 s, on PostgreSQL`,
-      ...rows.map(({ name, row }) => [`  ${name}: ${row.connected} connected, RSS ${row.rss_mib} MiB, CPU ${row.cpu_pct}% of a core`, `    exec round trip  ${fmt(row.exec)}`, `    alert → ack      ${fmt(row.ack)}`].join('\n')),
-      `  bare ws server, same sockets: ${bare!.connected} connected, RSS ${bare!.rss_mib} MiB, CPU ${bare!.cpu_pct}% of a core`,
+      `Fleet — ${agents} agents, heartbeat every 10 s, ${hubs} hub(s) on PostgreSQL${r.balancers ? ` behind ${r.balancers} HAProxy process(es)` : ''}`,
+      ...r.perHub.map((h, i) => `  hub ${i + 1}: ${h.connected} agents, RSS ${h.rss_mib} MiB, CPU ${h.cpu_pct}% of a core`),
+      `  all hubs: ${r.total.connected} connected, RSS ${r.total.rss_mib} MiB, CPU ${r.total.cpu_pct}% of a core`,
+      `    exec round trip  ${fmt(r.total.exec)}`,
+      `    alert → ack      ${fmt(r.total.ack)}`,
+      `  bare ws server, ${r.bare.connected} sockets (one hub's share): RSS ${r.bare.rss_mib} MiB, CPU ${r.bare.cpu_pct}% of a core`,
+      ...(r.kill
+        ? [
+            `  one hub killed with ${r.kill.orphans} agents: ${r.kill.reconnected} reconnected through the balancer, first ${r.kill.first_ms} ms, median ${r.kill.median_ms} ms, last ${r.kill.last_ms} ms after the kill; offline incidents ${r.kill.offline_incidents}; agents held by no hub at the end ${r.kill.lost}`,
+          ]
+        : []),
     ].join('\n'),
   );
-  console.log(JSON.stringify({ agents, seconds, runs: rows, bare }));
+  console.log(JSON.stringify(r));
 }
 
 /** The dashboard's first load with 1,000 incidents, beside the same rows as a plain HTML table. */

@@ -7,7 +7,9 @@
  *
  * Usage (forked with IPC): fleet-client.ts <ws-url> <tokens-file> <from> <count> <local-address> <heartbeat-s>
  * Sends {event: 'connected', connected, failed}, then answers {cmd: 'alert', index, id} with
- * {event: 'acked', id, ms}; {cmd: 'stop'} closes every socket and exits.
+ * {event: 'acked', id, ms}; {cmd: 'stop'} closes every socket and exits. A socket the hub side
+ * closes is reconnected as the agent does (the first attempt drawn from up to 30 s, narrowed to
+ * one interval before the agent's offline deadline), reported as {event: 'reconnected', at}.
  */
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
@@ -28,7 +30,16 @@ let connected = 0;
 let failed = 0;
 let resultSeq = 0;
 
-function connect(i: number): Promise<void> {
+let stopping = false;
+const lastHeartbeat: number[] = new Array(count).fill(0);
+
+/** The agent's rule (packages/agent/src/client.ts): up to 30 s, back one interval before the deadline. */
+function spreadMs(i: number): number {
+  const interval = heartbeatS * 1000;
+  return Math.max(1000, Math.min(30_000, lastHeartbeat[i]! + 3 * interval - Date.now() - interval));
+}
+
+function connect(i: number, again = false): Promise<void> {
   return new Promise((resolve) => {
     const ws = new WebSocket(url!, {
       perMessageDeflate: false,
@@ -36,20 +47,35 @@ function connect(i: number): Promise<void> {
       headers: tokens[i] ? { authorization: `Bearer ${tokens[i]}` } : {},
     });
     ws.on('open', () => {
-      connected++;
+      if (again) process.send!({ event: 'reconnected', at: Date.now() });
+      else connected++;
       sockets[i] = ws;
+      lastHeartbeat[i] = Date.now();
       ws.send(hello);
       // Heartbeats at the real interval, each agent at its own phase.
       const phase = Math.random() * heartbeatS * 1000;
-      const timer = setTimeout(() => {
+      const beat = () => {
+        if (ws.readyState !== ws.OPEN) return;
         ws.send(heartbeat);
-        const every = setInterval(() => ws.readyState === ws.OPEN && ws.send(heartbeat), heartbeatS * 1000);
+        lastHeartbeat[i] = Date.now();
+      };
+      const timer = setTimeout(() => {
+        beat();
+        const every = setInterval(beat, heartbeatS * 1000);
         ws.once('close', () => clearInterval(every));
       }, phase);
-      ws.once('close', () => clearTimeout(timer));
+      ws.once('close', () => {
+        clearTimeout(timer);
+        if (stopping) return;
+        setTimeout(() => void connect(i, true), Math.random() * spreadMs(i));
+      });
       resolve();
     });
     ws.on('error', () => {
+      if (again) {
+        if (!stopping) setTimeout(() => void connect(i, true), 1000 + Math.random() * 2000);
+        return;
+      }
       failed++;
       resolve();
     });
@@ -91,6 +117,7 @@ process.on('message', (m: { cmd: string; index?: number; id?: string }) => {
     waiting.set(m.id!, performance.now());
     ws.send(encodeEnvelope('alert', { type: 'systemd', source: `bench-${m.id}.service`, message: `bench-${m.id}.service failed` }, { id: m.id! }));
   } else if (m.cmd === 'stop') {
+    stopping = true;
     for (const ws of sockets) ws?.terminate();
     setTimeout(() => process.exit(0), 200);
   }

@@ -7,17 +7,29 @@
  * (BENCH_FLEET_SECONDS, 30): the hub's CPU and RSS, `POST /v1/admin/exec` round trips to random
  * agents one at a time, and alert → ack (the incident committed) one at a time from random agents
  * (BENCH_FLEET_SAMPLES, 200 each). Then the same clients against the bare server: its RSS and CPU.
+ *
+ * With BENCH_FLEET_HUBS=K (K > 1): K hub processes on one database behind HAProxy (Debian's
+ * package; one HAProxy process per 8,000 agents, since a process holds at most 20,000 files and a
+ * proxied connection costs two), each client process on one of them, execs asked at a random hub;
+ * each hub's RSS and CPU; the bare server then holds as many sockets as one hub did. With
+ * BENCH_FLEET_KILL=1, after the window one hub is killed (SIGKILL) and the reconnects of its agents
+ * through the balancer are timed; once the deadline and a sweep have passed, the offline
+ * incidents are counted.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { spawnHub, freePort } from '../hub-process.ts';
+import pg from 'pg';
+import { spawnHub, freePort, type HubProcess } from '../hub-process.ts';
 
 const CLIENT = path.join(import.meta.dirname, 'fleet-client.ts');
 const BARE = path.join(import.meta.dirname, 'bare-receiver.ts');
 const PER_CLIENT = 5000;
 const HEARTBEAT_S = 10;
+
+const HAPROXY = '/usr/sbin/haproxy';
+const PER_BALANCER = 8000;
 
 export interface FleetRow {
   connected: number;
@@ -43,23 +55,28 @@ function summary(ms: number[], failed: number) {
 interface Clients {
   procs: ChildProcess[];
   connected: number;
+  /** When each reconnect after a lost hub happened (ms since the epoch). */
+  reconnects: number[];
   alert(index: number, id: string): Promise<number>;
   stop(): Promise<void>;
 }
 
-async function startClients(url: string, tokensFile: string, agents: number): Promise<Clients> {
+async function startClients(urls: string | string[], tokensFile: string, agents: number): Promise<Clients> {
   const procs: ChildProcess[] = [];
   const acked = new Map<string, (ms: number) => void>();
+  const reconnects: number[] = [];
   let connected = 0;
   const ready: Promise<void>[] = [];
   for (let from = 0, k = 0; from < agents; from += PER_CLIENT, k++) {
     const count = Math.min(PER_CLIENT, agents - from);
+    const url = typeof urls === 'string' ? urls : urls[k % urls.length]!;
     const child = fork(CLIENT, [url, tokensFile, String(from), String(count), `127.0.0.${10 + k}`, String(HEARTBEAT_S)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     procs.push(child);
     ready.push(
       new Promise((resolve) =>
-        child.on('message', (m: { event: string; connected?: number; id?: string; ms?: number }) => {
-          if (m.event === 'connected') {
+        child.on('message', (m: { event: string; connected?: number; id?: string; ms?: number; at?: number }) => {
+          if (m.event === 'reconnected') reconnects.push(m.at!);
+          else if (m.event === 'connected') {
             connected += m.connected!;
             resolve();
           } else if (m.event === 'acked') acked.get(m.id!)?.(m.ms!);
@@ -71,6 +88,7 @@ async function startClients(url: string, tokensFile: string, agents: number): Pr
   return {
     procs,
     connected,
+    reconnects,
     alert(index, id) {
       return new Promise((resolve) => {
         const timer = setTimeout(() => (acked.delete(id), resolve(-1)), 10_000);
@@ -88,17 +106,86 @@ async function startClients(url: string, tokensFile: string, agents: number): Pr
   };
 }
 
-export async function fleetBench(opts: { databaseUrl: string; agents: number; seconds: number; samples: number; hubEnv?: Record<string, string> }): Promise<{ agents: number; hub: FleetRow; bare: FleetRow }> {
+export interface FleetResult {
+  agents: number;
+  hubs: number;
+  balancers: number;
+  /** Each hub: its RSS and CPU (connected: the agents it held, from GET /v1/hubs). */
+  perHub: FleetRow[];
+  total: { connected: number; rss_mib: number; cpu_pct: number; exec: FleetRow['exec']; ack: FleetRow['ack'] };
+  /** A bare ws server holding as many sockets as one hub did. */
+  bare: FleetRow;
+  kill?: { orphans: number; reconnected: number; first_ms: number; median_ms: number; last_ms: number; offline_incidents: number; lost: number };
+}
+
+/** HAProxy in front of the hubs (the README's configuration), one process per PER_BALANCER agents. */
+async function startBalancers(dir: string, hubs: HubProcess[], agents: number): Promise<{ urls: string[]; stop(): void }> {
+  const count = Math.max(1, Math.ceil(agents / PER_BALANCER));
+  const procs: ChildProcess[] = [];
+  const urls: string[] = [];
+  for (let b = 0; b < count; b++) {
+    const port = await freePort();
+    const cfg = path.join(dir, `haproxy-${b}.cfg`);
+    writeFileSync(
+      cfg,
+      [
+        'global',
+        `  maxconn ${PER_BALANCER + 500}`,
+        'defaults',
+        '  mode http',
+        '  timeout connect 5s',
+        '  timeout client 60s',
+        '  timeout server 60s',
+        '  timeout tunnel 1h',
+        '  timeout client-fin 5s',
+        'frontend opspilot',
+        `  bind 127.0.0.1:${port}`,
+        '  default_backend hubs',
+        'backend hubs',
+        '  balance leastconn',
+        '  option httpchk GET /readyz',
+        '  http-check expect status 200',
+        '  default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions',
+        // Each balancer connects from its own address: ephemeral ports per source address are ~28,000.
+        ...hubs.map((h, i) => `  server hub${i + 1} 127.0.0.1:${h.port} check source 127.0.1.${b + 1}`),
+        '',
+      ].join('\n'),
+    );
+    const child = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+    procs.push(child);
+    urls.push(`ws://127.0.0.1:${port}/v1/stream`);
+    for (let i = 0; !(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)); i++) {
+      if (i > 100) throw new Error(`HAProxy ${b} did not start`);
+      await sleep(100);
+    }
+  }
+  return { urls, stop: () => procs.forEach((p) => p.kill('SIGKILL')) };
+}
+
+export async function fleetBench(opts: {
+  databaseUrl: string;
+  agents: number;
+  seconds: number;
+  samples: number;
+  hubs?: number;
+  kill?: boolean;
+  hubEnv?: Record<string, string>;
+}): Promise<FleetResult> {
   const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-bench-fleet-'));
-  const hub = await spawnHub({
+  const k = opts.hubs ?? 1;
+  const hubs: HubProcess[] = [];
+  let balancers: { urls: string[]; stop(): void } | null = null;
+  const env = {
     DATABASE_URL: opts.databaseUrl,
     OPSPILOT_LOG_LEVEL: 'error',
     OPSPILOT_API_RATE_LIMIT: '10000000',
     OPSPILOT_ALERTS_PER_MINUTE: '100000',
-    OPSPILOT_MAX_CONNECTIONS: String(opts.agents + 1000),
+    OPSPILOT_MAX_CONNECTIONS: String(Math.min(19_000, opts.agents + 1000)),
     ...opts.hubEnv,
-  });
+  };
   try {
+    for (let i = 0; i < k; i++) hubs.push(await spawnHub({ ...env, OPSPILOT_HUB_NAME: `hub-${i + 1}` }, { bundle: true }));
+    const first = hubs[0]!;
     // Enrolled over REST, 32 at a time.
     const tokens: string[] = new Array(opts.agents);
     const ids: string[] = new Array(opts.agents);
@@ -106,7 +193,7 @@ export async function fleetBench(opts: { databaseUrl: string; agents: number; se
     await Promise.all(
       Array.from({ length: 32 }, async () => {
         for (let i = next++; i < opts.agents; i = next++) {
-          const r = await hub.api('POST', '/v1/agents', { hostname: `fleet-${i}` });
+          const r = await first.api('POST', '/v1/agents', { hostname: `fleet-${i}` });
           if (r.status !== 201) throw new Error(`enrolling agent ${i}: ${r.status} ${JSON.stringify(r.body)}`);
           tokens[i] = r.body.token;
           ids[i] = r.body.id;
@@ -116,9 +203,10 @@ export async function fleetBench(opts: { databaseUrl: string; agents: number; se
     const tokensFile = path.join(dir, 'tokens');
     writeFileSync(tokensFile, tokens.join('\n'));
 
-    const clients = await startClients(`ws://127.0.0.1:${hub.port}/v1/stream`, tokensFile, opts.agents);
-    await sleep((HEARTBEAT_S + 2) * 1000); // a heartbeat round, every hello stored
-    const cpu0 = cpuSeconds(hub.child.pid!);
+    if (k > 1) balancers = await startBalancers(dir, hubs, opts.agents);
+    const clients = await startClients(balancers ? balancers.urls : `ws://127.0.0.1:${first.port}/v1/stream`, tokensFile, opts.agents);
+    await sleep((HEARTBEAT_S + 6) * 1000); // a heartbeat round, every hello stored, every lease renewed
+    const cpu0 = hubs.map((h) => cpuSeconds(h.child.pid!));
     const t0 = performance.now();
     const execMs: number[] = [];
     const ackMs: number[] = [];
@@ -126,12 +214,13 @@ export async function fleetBench(opts: { databaseUrl: string; agents: number; se
     let ackFailed = 0;
     const deadline = Date.now() + opts.seconds * 1000;
     const pick = () => Math.floor(Math.random() * opts.agents);
-    // Execs and alerts, each one at a time, side by side, spread over the window.
+    // Execs and alerts, each one at a time, side by side, spread over the window; each exec asked at a random hub.
     const gap = (opts.seconds * 1000) / opts.samples;
     await Promise.all([
       (async () => {
         for (let i = 0; i < opts.samples && Date.now() < deadline; i++) {
           const s = performance.now();
+          const hub = hubs[Math.floor(Math.random() * k)]!;
           const r = await hub.api('POST', '/v1/admin/exec', { agent_id: ids[pick()], command: 'service_status', params: { service: 'nginx.service' } });
           if (r.status === 200 && r.body.status === 'succeeded') execMs.push(performance.now() - s);
           else execFailed++;
@@ -150,33 +239,78 @@ export async function fleetBench(opts: { databaseUrl: string; agents: number; se
     ]);
     await sleep(Math.max(0, deadline - Date.now()));
     const seconds = (performance.now() - t0) / 1000;
-    const hubRow: FleetRow = {
-      connected: clients.connected,
-      rss_mib: rssMib(hub.child.pid!),
-      cpu_pct: Math.round(((cpuSeconds(hub.child.pid!) - cpu0) / seconds) * 1000) / 10,
-      exec: summary(execMs, execFailed),
-      ack: summary(ackMs, ackFailed),
+    const held = new Map<string, number>(((await first.api('GET', '/v1/hubs')).body.hubs as { name: string; agents: number }[]).map((h) => [h.name, h.agents]));
+    const perHub: FleetRow[] = hubs.map((h, i) => ({
+      connected: held.get(`hub-${i + 1}`) ?? 0,
+      rss_mib: rssMib(h.child.pid!),
+      cpu_pct: Math.round(((cpuSeconds(h.child.pid!) - cpu0[i]!) / seconds) * 1000) / 10,
+    }));
+    const result: FleetResult = {
+      agents: opts.agents,
+      hubs: k,
+      balancers: balancers?.urls.length ?? 0,
+      perHub,
+      total: {
+        connected: clients.connected,
+        rss_mib: Math.round(perHub.reduce((a, r) => a + r.rss_mib, 0) * 10) / 10,
+        cpu_pct: Math.round(perHub.reduce((a, r) => a + r.cpu_pct, 0) * 10) / 10,
+        exec: summary(execMs, execFailed),
+        ack: summary(ackMs, ackFailed),
+      },
+      bare: { connected: 0, rss_mib: 0, cpu_pct: 0 },
     };
-    await clients.stop();
-    await hub.stop();
 
-    // The same sockets and heartbeats on a bare ws server.
+    if (opts.kill && k > 1) {
+      // The last hub dies with its agents connected (not the leader: that case is in the tests).
+      const victim = hubs[k - 1]!;
+      const orphans = perHub[k - 1]!.connected;
+      const killedAt = Date.now();
+      victim.child.kill('SIGKILL');
+      await victim.exited;
+      const until = Date.now() + 90_000;
+      while (clients.reconnects.length < orphans && Date.now() < until) await sleep(500);
+      const back = clients.reconnects.map((t) => t - killedAt).sort((a, b) => a - b);
+      // An agent back within its deadline must not count offline: wait past the deadline and a sweep.
+      await sleep(Math.max(0, killedAt + 3 * HEARTBEAT_S * 1000 + 35_000 - Date.now()));
+      const db = new pg.Client({ connectionString: opts.databaseUrl });
+      await db.connect();
+      const offline = Number((await db.query(`SELECT count(*) AS n FROM incidents WHERE source = 'offline'`)).rows[0].n);
+      const alive = Number((await db.query(`SELECT count(*) AS n FROM agents WHERE hub_id IS NOT NULL`)).rows[0].n);
+      await db.end();
+      result.kill = {
+        orphans,
+        reconnected: back.length,
+        first_ms: back[0] ?? NaN,
+        median_ms: back[Math.floor(back.length / 2)] ?? NaN,
+        last_ms: back.at(-1) ?? NaN,
+        offline_incidents: offline,
+        lost: opts.agents - alive,
+      };
+    }
+    await clients.stop();
+    balancers?.stop();
+    balancers = null;
+    for (const h of hubs) await h.stop();
+
+    // A bare ws server holding as many sockets, with the same heartbeats.
+    const perHubAgents = Math.ceil(opts.agents / k);
     const port = await freePort();
     const bare = spawn(process.execPath, ['--import', 'tsx', BARE, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((r) => bare.stdout!.once('data', () => r()));
     try {
-      const bareClients = await startClients(`ws://127.0.0.1:${port}/`, '-', opts.agents);
+      const bareClients = await startClients(`ws://127.0.0.1:${port}/`, '-', perHubAgents);
       await sleep((HEARTBEAT_S + 2) * 1000);
       const b0 = cpuSeconds(bare.pid!);
       await sleep(opts.seconds * 1000);
-      const bareRow: FleetRow = { connected: bareClients.connected, rss_mib: rssMib(bare.pid!), cpu_pct: Math.round(((cpuSeconds(bare.pid!) - b0) / opts.seconds) * 1000) / 10 };
+      result.bare = { connected: bareClients.connected, rss_mib: rssMib(bare.pid!), cpu_pct: Math.round(((cpuSeconds(bare.pid!) - b0) / opts.seconds) * 1000) / 10 };
       await bareClients.stop();
-      return { agents: opts.agents, hub: hubRow, bare: bareRow };
+      return result;
     } finally {
       bare.kill('SIGKILL');
     }
   } finally {
-    await hub.stop();
+    balancers?.stop();
+    for (const h of hubs) await h.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

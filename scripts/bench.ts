@@ -12,6 +12,8 @@
  *   BENCH_MONITORS, BENCH_MONITOR_SECONDS  HTTP monitors at 1-minute intervals (1200), window (60)
  *   BENCH_EVENT_STREAMS, BENCH_EVENT_ALERTS  open event streams (100), alerts timed one at a time (200)
  *   BENCH_DASHBOARD_INCIDENTS  incidents the dashboard's first load lists from (1000)
+ *   `pnpm bench idle`: the idle hub on the embedded database, first start and restart, bundle vs sources
+ *   BENCH_FLEET_HUBS, BENCH_FLEET_KILL  hubs behind HAProxy (1), kill one after the window (0)
  *   BENCH_FLEET_AGENTS, BENCH_FLEET_SECONDS, BENCH_FLEET_SAMPLES  `pnpm bench fleet` (not in all):
  *                  agents at real intervals (10000), window (30), execs and alerts timed (200 each)
  *   BENCH_INTAKE_SINGLES, BENCH_INTAKE_GROUPS, BENCH_INTAKE_CONCURRENCY  notifications of 1 alert
@@ -334,6 +336,7 @@ async function main(): Promise<void> {
   if (part === 'all' || part === 'dashboard') await dashboardPart();
   // Not in `all`: tens of thousands of sockets and several minutes.
   if (part === 'fleet') await fleetPart();
+  if (part === 'all' || part === 'idle') await idlePart();
   if (part === 'all' || part === 'systemd') await systemdPart();
   if (part === 'all' || part === 'hostile') await hostilePart();
   if (part === 'all' || part === 'agent') {
@@ -499,6 +502,34 @@ async function fleetPart(): Promise<void> {
     ].join('\n'),
   );
   console.log(JSON.stringify(r));
+}
+
+/**
+ * The idle hub on the embedded database: RSS 30 s after /readyz (it settles as start-up garbage
+ * is collected), on a new data directory (initdb) and again on restart; the hub as `pnpm hub` runs
+ * it (the bundle) beside the same hub from its sources through tsx, in the same run.
+ */
+async function idlePart(): Promise<void> {
+  const { spawnHub } = await import('./hub-process.ts');
+  const rows: { name: string; first: number; restart: number }[] = [];
+  const rss = (pid: number) => Math.round(Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
+  for (const [name, bundle] of [['bundle (pnpm hub)', true], ['sources through tsx (before)', false]] as const) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-bench-idle-'));
+    const measure = async () => {
+      const hub = await spawnHub({ OPSPILOT_DATA_DIR: dir, OPSPILOT_LOG_LEVEL: 'error' }, { bundle });
+      await new Promise((r) => setTimeout(r, 30_000));
+      const mib = rss(hub.child.pid!);
+      await hub.stop();
+      return mib;
+    };
+    log(`idle: ${name}, first start and restart on the embedded database`);
+    const first = await measure();
+    const restart = await measure();
+    rows.push({ name, first, restart });
+    rmSync(dir, { recursive: true, force: true });
+  }
+  console.log(['Idle hub on the embedded database, RSS 30 s after it is ready', ...rows.map((r) => `  ${r.name.padEnd(30)} first start ${r.first} MiB, restart ${r.restart} MiB`)].join('\n'));
+  console.log(JSON.stringify(rows));
 }
 
 /** The dashboard's first load with 1,000 incidents, beside the same rows as a plain HTML table. */

@@ -39,7 +39,7 @@ function spreadMs(i: number): number {
   return Math.max(1000, Math.min(30_000, lastHeartbeat[i]! + 3 * interval - Date.now() - interval));
 }
 
-function connect(i: number, again = false): Promise<void> {
+function connect(i: number, again = false, attempt = 0): Promise<void> {
   return new Promise((resolve) => {
     const ws = new WebSocket(url!, {
       perMessageDeflate: false,
@@ -72,12 +72,17 @@ function connect(i: number, again = false): Promise<void> {
       resolve();
     });
     ws.on('error', () => {
+      if (sockets[i] === ws) return; // an open socket's error: its close reconnects
       if (again) {
         if (!stopping) setTimeout(() => void connect(i, true), 1000 + Math.random() * 2000);
         return;
       }
-      failed++;
-      resolve();
+      // A first connection refused (a busy hub, a balancer's queue): tried again, as an agent would.
+      if (attempt < 5) setTimeout(() => void connect(i, false, attempt + 1).then(resolve), 1000 + Math.random() * 2000);
+      else {
+        failed++;
+        resolve();
+      }
     });
     ws.on('message', (data) => {
       const text = data.toString();

@@ -138,6 +138,7 @@ async function startBalancers(dir: string, hubs: HubProcess[], agents: number): 
         '  timeout server 60s',
         '  timeout tunnel 1h',
         '  timeout client-fin 5s',
+        '  timeout check 5s',
         'frontend opspilot',
         `  bind 127.0.0.1:${port}`,
         '  default_backend hubs',
@@ -145,7 +146,7 @@ async function startBalancers(dir: string, hubs: HubProcess[], agents: number): 
         '  balance leastconn',
         '  option httpchk GET /readyz',
         '  http-check expect status 200',
-        '  default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions',
+        '  default-server inter 2s fall 3 rise 2',
         // Each balancer connects from its own address: ephemeral ports per source address are ~28,000.
         ...hubs.map((h, i) => `  server hub${i + 1} 127.0.0.1:${h.port} check source 127.0.1.${b + 1}`),
         '',
@@ -268,8 +269,9 @@ export async function fleetBench(opts: {
       victim.child.kill('SIGKILL');
       await victim.exited;
       const until = Date.now() + 90_000;
-      while (clients.reconnects.length < orphans && Date.now() < until) await sleep(500);
-      const back = clients.reconnects.map((t) => t - killedAt).sort((a, b) => a - b);
+      const before = clients.reconnects.length;
+      while (clients.reconnects.length - before < orphans && Date.now() < until) await sleep(500);
+      const back = clients.reconnects.filter((t) => t >= killedAt).map((t) => t - killedAt).sort((a, b) => a - b);
       // An agent back within its deadline must not count offline: wait past the deadline and a sweep.
       await sleep(Math.max(0, killedAt + 3 * HEARTBEAT_S * 1000 + 35_000 - Date.now()));
       const db = new pg.Client({ connectionString: opts.databaseUrl });

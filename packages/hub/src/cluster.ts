@@ -63,6 +63,8 @@ export class Cluster {
   #timer: NodeJS.Timeout | null = null;
   #ticking = false;
   #renewedAt = 0;
+  /** When the database last answered this hub's upkeep (for /readyz without a query of its own). */
+  #answeredAt = 0;
   #stopped = false;
   #change: Promise<void> = Promise.resolve();
   readonly #handlers = new Map<Kind, Handler<Kind>>();
@@ -85,6 +87,11 @@ export class Cluster {
     return this.#leader;
   }
 
+  /** The database answered this hub's own upkeep (every 5 s) within `ms`. */
+  databaseAnsweredWithin(ms: number): boolean {
+    return Date.now() - this.#answeredAt < ms;
+  }
+
   on<K extends Kind>(k: K, handler: Handler<K>): void {
     this.#handlers.set(k, handler as unknown as Handler<Kind>);
   }
@@ -93,7 +100,7 @@ export class Cluster {
   async start(leadership: Leadership): Promise<void> {
     this.#leadership = leadership;
     await registerHub(this.db, { id: this.hubId, name: this.name, startedAt: new Date(), leaseMs: this.opts.leaseMs });
-    this.#renewedAt = Date.now();
+    this.#renewedAt = this.#answeredAt = Date.now();
     if (this.shared) {
       this.#names = await clusterNames(this.db);
       await this.#connect();
@@ -193,7 +200,7 @@ export class Cluster {
         if (!(await renewHub(this.db, this.hubId, this.opts.leaseMs, agents))) {
           await registerHub(this.db, { id: this.hubId, name: this.name, startedAt: new Date(), leaseMs: this.opts.leaseMs });
         }
-        this.#renewedAt = Date.now();
+        this.#renewedAt = this.#answeredAt = Date.now();
         if (this.#leader) {
           const dead = await expireHubs(this.db);
           if (dead.length > 0) this.log.warn({ hubs: dead }, 'hubs whose lease ran out were removed; their agents are free');

@@ -13,7 +13,7 @@ import { HubError } from '../errors.ts';
 import { findAgentIdByTokenHash } from '../storage/agents.ts';
 import { claimAgent, releaseAgent } from '../storage/cluster.ts';
 import type { Cluster } from '../cluster.ts';
-import { agentReturned } from '../incidents/offline.ts';
+import { OFFLINE_FINGERPRINT, agentReturned } from '../incidents/offline.ts';
 import { recordEvent } from '../storage/timeline.ts';
 import { AgentConnection, type AuthenticatedAgent, type ConnectionContext } from './connection.ts';
 import { ReadBudget } from './read-budget.ts';
@@ -101,8 +101,9 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
       const agentId = conn.agentId!;
       registry.register(agentId, conn)?.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
       app.log.info({ agentId }, 'agent connected');
-      // The agent is this hub's now (numbered, so the newest connection wins on every hub).
-      claimAgent(db, agentId, cluster.hubId, conn.connectedAt!).then(
+      // The agent is this hub's now (numbered, so the newest connection wins on every hub), its
+      // connection on the audit trail, and its offline incident, if one is open, resolved.
+      claimAgent(db, agentId, cluster.hubId, conn.connectedAt!, OFFLINE_FINGERPRINT).then(
         (claim) => {
           if (!claim) return;
           conn.connectionNumber = claim.epoch;
@@ -110,13 +111,13 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
           else if (claim.previousHub !== null && claim.previousHub !== cluster.hubId && cluster.shared) {
             cluster.send(claim.previousHub, { k: 'replaced', agent: agentId, epoch: claim.epoch }).catch((err) => app.log.warn({ err, agentId }, 'could not tell the previous hub'));
           }
+          if (!claim.offlineOpen) return;
+          agentReturned(db, lifecycle, agentId, conn.connectedAt!).then(
+            (resolved) => resolved && events.emit('incident.changed', { incidentIds: [resolved], opened: [] }),
+            (err) => app.log.warn({ err, agentId }, 'could not resolve the offline incident'),
+          );
         },
         (err) => app.log.warn({ err, agentId }, 'could not record connection'),
-      );
-      recordEvent(db, { incidentId: null, agentId, at: conn.connectedAt!, actor: 'hub', kind: 'agent_connected' }).catch((err) => app.log.warn({ err, agentId }, 'could not record connection'));
-      agentReturned(db, lifecycle, agentId, conn.connectedAt!).then(
-        (resolved) => resolved && events.emit('incident.changed', { incidentIds: [resolved], opened: [] }),
-        (err) => app.log.warn({ err, agentId }, 'could not resolve the offline incident'),
       );
     },
     onClosed(conn) {

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type pg from 'pg';
+import { newId } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 
 /**
@@ -66,18 +67,34 @@ export async function listHubs(db: Db): Promise<HubRow[]> {
 
 /**
  * An agent connected to this hub: it is this hub's now, with the next connection number, and
- * its connection and last-seen times. Returns that number and the hub that held it before (to be
- * told its connection, if still open, was replaced). One statement; concurrent claims of one
- * agent take turns on its row, so numbers only grow.
+ * its connection and last-seen times; the connection goes on the audit trail. Returns that
+ * number, the hub that held it before (to be told its connection, if still open, was replaced)
+ * and whether an "agent offline" incident is open (to be resolved). One statement, one round
+ * trip, whatever a reconnect storm brings; concurrent claims of one agent take turns on its row,
+ * so numbers only grow.
  */
-export async function claimAgent(db: Db, agentId: string, hubId: string, at: Date): Promise<{ epoch: number; previousHub: string | null } | undefined> {
-  const r = await sql<{ epoch: string | number; previous_hub: string | null }>`
-    UPDATE agents a SET hub_id = ${hubId}, conn_epoch = a.conn_epoch + 1, connected_at = ${at.toISOString()}::timestamptz, last_seen_at = ${at.toISOString()}::timestamptz
-    FROM (SELECT id, hub_id FROM agents WHERE id = ${agentId} FOR UPDATE) old
-    WHERE a.id = old.id
-    RETURNING a.conn_epoch AS epoch, old.hub_id AS previous_hub`.execute(db);
+export async function claimAgent(
+  db: Db,
+  agentId: string,
+  hubId: string,
+  at: Date,
+  offline: { type: string; source: string },
+): Promise<{ epoch: number; previousHub: string | null; offlineOpen: boolean } | undefined> {
+  const r = await sql<{ epoch: string | number; previous_hub: string | null; offline_open: boolean }>`
+    WITH claimed AS (
+      UPDATE agents a SET hub_id = ${hubId}, conn_epoch = a.conn_epoch + 1, connected_at = ${at.toISOString()}::timestamptz, last_seen_at = ${at.toISOString()}::timestamptz
+      FROM (SELECT id, hub_id FROM agents WHERE id = ${agentId} FOR UPDATE) old
+      WHERE a.id = old.id
+      RETURNING a.id, a.conn_epoch AS epoch, old.hub_id AS previous_hub
+    ), audit AS (
+      INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind)
+      SELECT ${newId()}, NULL, id, ${at.toISOString()}::timestamptz, 'hub', 'agent_connected' FROM claimed
+    )
+    SELECT epoch, previous_hub,
+      EXISTS (SELECT 1 FROM incidents WHERE agent_id = ${agentId} AND type = ${offline.type} AND source = ${offline.source} AND status <> 'resolved') AS offline_open
+    FROM claimed`.execute(db);
   const row = r.rows[0];
-  return row ? { epoch: Number(row.epoch), previousHub: row.previous_hub } : undefined;
+  return row ? { epoch: Number(row.epoch), previousHub: row.previous_hub, offlineOpen: row.offline_open } : undefined;
 }
 
 /** The agent's connection (this number) on this hub closed: it is nobody's, unless a newer one took it. */

@@ -9,8 +9,8 @@
  * (BENCH_FLEET_SAMPLES, 200 each). Then the same clients against the bare server: its RSS and CPU.
  *
  * With BENCH_FLEET_HUBS=K (K > 1): K hub processes on one database behind HAProxy (Debian's
- * package; one HAProxy process per 8,000 agents, since a process holds at most 20,000 files and a
- * proxied connection costs two), each client process on one of them, execs asked at a random hub;
+ * package; one HAProxy process per 5,000 agents, since a process holds at most 20,000 files and a
+ * proxied connection costs two: one per client process of 5,000), each client process on its own, execs asked at a random hub;
  * each hub's RSS and CPU; the bare server then holds as many sockets as one hub did. With
  * BENCH_FLEET_KILL=1, after the window one hub is killed (SIGKILL) and the reconnects of its agents
  * through the balancer are timed; once the deadline and a sweep have passed, the offline
@@ -29,7 +29,8 @@ const PER_CLIENT = 5000;
 const HEARTBEAT_S = 10;
 
 const HAPROXY = '/usr/sbin/haproxy';
-const PER_BALANCER = 8000;
+/** One HAProxy process per client process: 5,000 agents, 10,000 descriptors (a process may hold 20,000). */
+const PER_BALANCER = 5000;
 
 export interface FleetRow {
   connected: number;
@@ -118,7 +119,7 @@ export interface FleetResult {
   kill?: { orphans: number; reconnected: number; first_ms: number; median_ms: number; last_ms: number; offline_incidents: number; lost: number };
 }
 
-/** HAProxy in front of the hubs (the README's configuration), one process per PER_BALANCER agents. */
+/** HAProxy in front of the hubs (the README's configuration), one process per client process. */
 async function startBalancers(dir: string, hubs: HubProcess[], agents: number): Promise<{ urls: string[]; stop(): void }> {
   const count = Math.max(1, Math.ceil(agents / PER_BALANCER));
   const procs: ChildProcess[] = [];

@@ -513,7 +513,7 @@ async function idlePart(): Promise<void> {
   const { spawnHub } = await import('./hub-process.ts');
   const rows: { name: string; first: number; restart: number }[] = [];
   const rss = (pid: number) => Math.round(Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
-  for (const [name, bundle] of [['bundle (pnpm hub)', true], ['sources through tsx (before)', false]] as const) {
+  for (const [name, bundle] of [['bundle (pnpm hub)', true], ['sources through tsx', false]] as const) {
     const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-bench-idle-'));
     const measure = async () => {
       const hub = await spawnHub({ OPSPILOT_DATA_DIR: dir, OPSPILOT_LOG_LEVEL: 'error' }, { bundle });

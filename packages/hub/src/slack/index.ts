@@ -54,7 +54,8 @@ export async function setupSlack(
   const notifierOptions = { paceMs: config.slackPaceMs, pollMs: 5000, maxAttempts: 10, clock: deps.clock };
   const mode = slackMode(config);
   if (mode === null) return null;
-  const [{ default: boltModule }, { outboxClient, webApiTransport, webhookTransport }, { FastifyReceiver }, { registerActions }, { redactingTransport }] = await Promise.all([
+  // The namespace, not `default`: loaders disagree on what a CommonJS module's default is.
+  const [boltModule, { outboxClient, webApiTransport, webhookTransport }, { FastifyReceiver }, { registerActions }, { redactingTransport }] = await Promise.all([
     import('@slack/bolt'),
     import('./transport.ts'),
     import('./receiver.ts'),
@@ -68,7 +69,7 @@ export async function setupSlack(
       receiver,
       tokenVerificationEnabled: false,
       clientOptions: { slackApiUrl: config.slackApiUrl, retryConfig: { retries: 2 }, timeout: 10_000 },
-      logger: boltLogger(boltModule, log),
+      logger: boltLogger(boltModule.LogLevel.WARN, log),
     });
     const notifier = new SlackNotifier(db, redactingTransport(webApiTransport(outboxClient(config.slackBotToken, config.slackApiUrl)), deps.redactor), { channel: config.slackChannel, ...notifierOptions }, log);
     registerActions(boltApp, {
@@ -93,9 +94,9 @@ export async function setupSlack(
 }
 
 /** Bolt's and the WebClient's log lines go to the hub's logger (and its redaction). */
-function boltLogger(boltModule: typeof bolt, log: FastifyBaseLogger): bolt.Logger {
+function boltLogger(initial: bolt.LogLevel, log: FastifyBaseLogger): bolt.Logger {
   const child = log.child({ component: 'slack' });
-  let level = boltModule.LogLevel.WARN;
+  let level = initial;
   const join = (msgs: unknown[]) => msgs.map((m) => (m instanceof Error ? m.message : typeof m === 'string' ? m : JSON.stringify(m))).join(' ');
   return {
     debug: (...m: unknown[]) => child.debug(join(m)),

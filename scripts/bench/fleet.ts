@@ -36,6 +36,9 @@ export interface FleetRow {
   connected: number;
   rss_mib: number;
   cpu_pct: number;
+  /** The hub's event-loop delay over the window (prom-client's histogram, reset at its start): p99 and max, ms. */
+  loop_p99_ms?: number;
+  loop_max_ms?: number;
   exec?: { n: number; failed: number; p50: number; p99: number; max: number };
   ack?: { n: number; failed: number; p50: number; p99: number; max: number };
 }
@@ -208,6 +211,13 @@ export async function fleetBench(opts: {
     if (k > 1) balancers = await startBalancers(dir, hubs, opts.agents);
     const clients = await startClients(balancers ? balancers.urls : `ws://127.0.0.1:${first.port}/v1/stream`, tokensFile, opts.agents);
     await sleep((HEARTBEAT_S + 6) * 1000); // a heartbeat round, every hello stored, every lease renewed
+    // Reading /metrics resets the event-loop delay histogram: read once now, once after the window.
+    const loopDelay = async (h: HubProcess) => {
+      const text = await fetch(`${h.url}/metrics`, { headers: { authorization: `Bearer ${h.adminToken}` } }).then((r) => r.text());
+      const value = (name: string) => Math.round(Number(new RegExp(`^opspilot_hub_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) * 10_000) / 10;
+      return { p99: value('nodejs_eventloop_lag_p99_seconds'), max: value('nodejs_eventloop_lag_max_seconds') };
+    };
+    await Promise.all(hubs.map(loopDelay));
     const cpu0 = hubs.map((h) => cpuSeconds(h.child.pid!));
     const t0 = performance.now();
     const execMs: number[] = [];
@@ -241,11 +251,14 @@ export async function fleetBench(opts: {
     ]);
     await sleep(Math.max(0, deadline - Date.now()));
     const seconds = (performance.now() - t0) / 1000;
+    const loops = await Promise.all(hubs.map(loopDelay));
     const held = new Map<string, number>(((await first.api('GET', '/v1/hubs')).body.hubs as { name: string; agents: number }[]).map((h) => [h.name, h.agents]));
     const perHub: FleetRow[] = hubs.map((h, i) => ({
       connected: held.get(`hub-${i + 1}`) ?? 0,
       rss_mib: rssMib(h.child.pid!),
       cpu_pct: Math.round(((cpuSeconds(h.child.pid!) - cpu0[i]!) / seconds) * 1000) / 10,
+      loop_p99_ms: loops[i]!.p99,
+      loop_max_ms: loops[i]!.max,
     }));
     const result: FleetResult = {
       agents: opts.agents,

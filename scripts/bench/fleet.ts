@@ -116,7 +116,7 @@ export interface FleetResult {
   balancers: number;
   /** Each hub: its RSS and CPU (connected: the agents it held, from GET /v1/hubs). */
   perHub: FleetRow[];
-  total: { connected: number; rss_mib: number; cpu_pct: number; exec: FleetRow['exec']; ack: FleetRow['ack'] };
+  total: { connected: number; rss_mib: number; cpu_pct: number; exec: FleetRow['exec']; ack: FleetRow['ack']; http_floor: FleetRow['exec'] };
   /** A bare ws server holding as many sockets as one hub did. */
   bare: FleetRow;
   kill?: { orphans: number; reconnected: number; first_ms: number; median_ms: number; last_ms: number; offline_incidents: number; lost: number };
@@ -186,6 +186,7 @@ export async function fleetBench(opts: {
     OPSPILOT_API_RATE_LIMIT: '10000000',
     OPSPILOT_ALERTS_PER_MINUTE: '100000',
     OPSPILOT_MAX_CONNECTIONS: String(Math.min(19_000, opts.agents + 1000)),
+    ...(process.env.OPSPILOT_TRACE_FILE ? { OPSPILOT_TRACE_FILE: process.env.OPSPILOT_TRACE_FILE } : {}),
     ...opts.hubEnv,
   };
   try {
@@ -217,37 +218,54 @@ export async function fleetBench(opts: {
       const value = (name: string) => Math.round(Number(new RegExp(`^opspilot_hub_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) * 10_000) / 10;
       return { p99: value('nodejs_eventloop_lag_p99_seconds'), max: value('nodejs_eventloop_lag_max_seconds') };
     };
+    const pick = () => Math.floor(Math.random() * opts.agents);
+    const execOnce = async () => {
+      const s = performance.now();
+      const hub = hubs[Math.floor(Math.random() * k)]!;
+      const r = await hub.api('POST', '/v1/admin/exec', { agent_id: ids[pick()], command: 'service_status', params: { service: 'nginx.service' } });
+      return r.status === 200 && r.body.status === 'succeeded' ? performance.now() - s : -1;
+    };
+    const floorOnce = async () => {
+      const s = performance.now();
+      const hub = hubs[Math.floor(Math.random() * k)]!;
+      const r = await fetch(`${hub.url}/healthz`);
+      await r.arrayBuffer();
+      return r.ok ? performance.now() - s : -1;
+    };
+    // Warm-up, not counted: the first uses of each path (statements planned, code compiled)
+    // are not what a hub that has been running does.
+    for (let i = 0; i < 20; i++) await Promise.all([execOnce(), clients.alert(pick(), `fleet-warm-${i}`), floorOnce()]);
+    await sleep(3000); // the warm-up's incidents analysed
     await Promise.all(hubs.map(loopDelay));
     const cpu0 = hubs.map((h) => cpuSeconds(h.child.pid!));
     const t0 = performance.now();
     const execMs: number[] = [];
     const ackMs: number[] = [];
+    const floorMs: number[] = [];
     let execFailed = 0;
     let ackFailed = 0;
+    let floorFailed = 0;
     const deadline = Date.now() + opts.seconds * 1000;
-    const pick = () => Math.floor(Math.random() * opts.agents);
-    // Execs and alerts, each one at a time, side by side, spread over the window; each exec asked at a random hub.
+    // Execs, alerts and bare HTTP requests (GET /healthz: the floor under an exec's round trip),
+    // each one at a time, independently: each waits a random gap (exponential, with a mean
+    // spreading the samples over the window) after the last one ended, so they neither march in
+    // step nor avoid each other. Each exec is asked at a random hub.
     const gap = (opts.seconds * 1000) / opts.samples;
+    const loop = async (once: () => Promise<number>, into: number[], failed: () => void) => {
+      await sleep(-Math.log(1 - Math.random()) * gap);
+      for (let i = 0; i < opts.samples && Date.now() < deadline; i++) {
+        const s = performance.now();
+        const ms = await once();
+        if (ms >= 0) into.push(ms);
+        else failed();
+        await sleep(Math.max(0, -Math.log(1 - Math.random()) * gap - (performance.now() - s)));
+      }
+    };
+    let alerts = 0;
     await Promise.all([
-      (async () => {
-        for (let i = 0; i < opts.samples && Date.now() < deadline; i++) {
-          const s = performance.now();
-          const hub = hubs[Math.floor(Math.random() * k)]!;
-          const r = await hub.api('POST', '/v1/admin/exec', { agent_id: ids[pick()], command: 'service_status', params: { service: 'nginx.service' } });
-          if (r.status === 200 && r.body.status === 'succeeded') execMs.push(performance.now() - s);
-          else execFailed++;
-          await sleep(Math.max(0, gap - (performance.now() - s)));
-        }
-      })(),
-      (async () => {
-        for (let i = 0; i < opts.samples && Date.now() < deadline; i++) {
-          const s = performance.now();
-          const ms = await clients.alert(pick(), `fleet-alert-${i}`);
-          if (ms >= 0) ackMs.push(ms);
-          else ackFailed++;
-          await sleep(Math.max(0, gap - (performance.now() - s)));
-        }
-      })(),
+      loop(execOnce, execMs, () => execFailed++),
+      loop(() => clients.alert(pick(), `fleet-alert-${alerts++}`), ackMs, () => ackFailed++),
+      loop(floorOnce, floorMs, () => floorFailed++),
     ]);
     await sleep(Math.max(0, deadline - Date.now()));
     const seconds = (performance.now() - t0) / 1000;
@@ -271,6 +289,7 @@ export async function fleetBench(opts: {
         cpu_pct: Math.round(perHub.reduce((a, r) => a + r.cpu_pct, 0) * 10) / 10,
         exec: summary(execMs, execFailed),
         ack: summary(ackMs, ackFailed),
+        http_floor: summary(floorMs, floorFailed),
       },
       bare: { connected: 0, rss_mib: 0, cpu_pct: 0 },
     };

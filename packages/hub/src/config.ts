@@ -23,6 +23,7 @@ export interface HubConfig {
   badFramesPerMinute: number;
   maxUnauthenticated: number;
   flushIntervalMs: number;
+  bulkIntervalMs: number;
   maxBatchItems: number;
   /** This hub's name among the others on one PostgreSQL (GET /v1/hubs, logs); null: host name and process id. */
   hubName: string | null;
@@ -111,7 +112,8 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   authTimeoutMs: 10_000, // 10 s for a header-less connection to send its token
   badFramesPerMinute: 10, // more closes the connection with 4400
   maxUnauthenticated: 256, // header-less connections waiting for their first frame; more get 503
-  flushIntervalMs: 0, // an ingest batch waits this long for company when nothing is being written (0: written at the end of the event-loop turn)
+  flushIntervalMs: 0, // an alert, resolve or exec result waits this long for company when nothing is being written (0: written at the end of the event-loop turn)
+  bulkIntervalMs: 100, // heartbeats, hellos and metric samples wait this long for company (nobody waits on them; fewer commits)
   hubName: null,
   maxBatchItems: 10_000, // rows that start a write at once; agents that flood are paused past 4x this waiting
   execDefaultTimeoutMs: 15_000, // 15 s
@@ -178,6 +180,7 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   badFramesPerMinute: int(0, 100_000),
   maxUnauthenticated: int(1, 1_000_000),
   flushIntervalMs: int(0, 60_000),
+  bulkIntervalMs: int(0, 60_000),
   maxBatchItems: int(1, 1_000_000),
   hubName: nullableString((v) => (typeof v === 'string' && /^[\x21-\x7e]{1,100}$/.test(v) ? null : 'must be 1 to 100 printable characters without spaces')),
   execDefaultTimeoutMs: int(1, 3_600_000),
@@ -298,6 +301,7 @@ export const ENV_KEYS = {
   OPSPILOT_DASHBOARD_DIR: 'dashboardDir',
   OPSPILOT_SIGNIN_LINK: 'signinLink',
   OPSPILOT_FLUSH_INTERVAL_MS: 'flushIntervalMs',
+  OPSPILOT_BULK_INTERVAL_MS: 'bulkIntervalMs',
   OPSPILOT_HUB_NAME: 'hubName',
 } as const satisfies Record<string, keyof HubConfig>;
 

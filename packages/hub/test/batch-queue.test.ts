@@ -2,7 +2,8 @@
  * The ingest group commit on its own, with a store that records what it is given: a lone frame is
  * written at the end of the turn that brought it (no timer to wait for); frames of one turn go
  * together; while a write is in flight the next batch grows and is written as soon as it
- * commits; with `flushIntervalMs` set, a batch waits that long for company; acks follow commits.
+ * commits; with `flushIntervalMs` set, a batch waits that long for company and writes start at
+ * most that often unless they take longer; acks follow commits.
  */
 import t from 'tap';
 import { BatchQueue, type AckTarget } from '../src/ingest/batch-queue.ts';
@@ -97,6 +98,25 @@ t.test('with flushIntervalMs, a batch waits for company; maxRows writes at once'
   add(4);
   await turn();
   t.same(writes, [[1], [2, 3, 4]], 'a full batch does not wait');
+});
+
+t.test('with flushIntervalMs, what arrives during a write waits out the interval; a slow write is followed at once', async (t) => {
+  const { writes, add, holdWrites, release } = queue({ flushIntervalMs: 80, maxRows: 1000 });
+  holdWrites();
+  add(1); // written in 80 ms, and held for 120 more
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(writes, [[1]], 'first batch in flight');
+  add(2);
+  release(); // the write took longer than the interval: the next one starts at once
+  await turn();
+  await turn();
+  t.same(writes, [[1], [2]]);
+  add(3); // arrives while [2] is in flight (released at once: it commits in this turn)
+  await new Promise((r) => setTimeout(r, 20));
+  t.same(writes, [[1], [2]], 'a trickle waits: writes start at most every 80 ms');
+  add(4);
+  await new Promise((r) => setTimeout(r, 100));
+  t.same(writes, [[1], [2], [3, 4]], 'then goes together');
 });
 
 t.test('flush writes what waits, at once', async (t) => {

@@ -66,7 +66,9 @@ export const postgres: Backend = {
     await admin.connect();
     await admin.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
     await admin.end();
-    const db = await openDatabase({ databaseUrl: url, searchPath: schema, maxConnections: 4 });
+    // Generic plans from the first execution: every statement the hub prepares must hold up
+    // without its parameters' values (a partial index is not matched to a parameter).
+    const db = await openDatabase({ databaseUrl: url, searchPath: schema, maxConnections: 4, settings: { plan_cache_mode: 'force_generic_plan' } });
     t.teardown(async () => {
       await db.close();
       if (opts.searchPath) return; // the caller owns a named schema

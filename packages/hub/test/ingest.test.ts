@@ -219,7 +219,7 @@ eachBackend(t, 'an exec_result for no known request is acked and ignored', async
 
 eachBackend(t, 'closing the hub flushes writes still waiting for their batch', async (t, backend) => {
   const db = await backend.open(t);
-  const hub = await startHub(t, db, { flushIntervalMs: 60_000 });
+  const hub = await startHub(t, db, { flushIntervalMs: 60_000, bulkIntervalMs: 60_000 });
   const { id, token } = await hub.enroll();
   const agent = await ScriptedAgent.connect(hub.wsUrl, token);
   await agent.next('welcome');

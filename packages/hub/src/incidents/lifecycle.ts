@@ -1,6 +1,6 @@
 import { newId, type AlertPayload } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
-import { acknowledgeIncident, markEscalated, markIgnored, recordAlert, resolveIncident, resolveIncidentByFingerprint, setClassification, updateFlapping, type AlertChange } from '../storage/incidents.ts';
+import { acknowledgeIncident, logsToStore, markEscalated, markIgnored, recordAlert, resolveIncident, resolveIncidentByFingerprint, setClassification, updateFlapping, type AlertChange } from '../storage/incidents.ts';
 import {
   insertExternalIncidents,
   knownKeys,
@@ -37,9 +37,25 @@ export async function applyAlert(
   alert: AlertPayload,
   at: Date,
   actor: TimelineActor,
-): Promise<{ incidentId: string; change: AlertChange }> {
-  const { incident, change } = await recordAlert(db, newId(), agentId, alert, at);
-  await afterAlert(db, opts, incident, change, at, actor, {});
+  /** The agent's envelope id: claimed with the alert; a copy seen before records nothing (undefined). */
+  claim?: { msgId: string; receivedAt: Date },
+): Promise<{ incidentId: string; change: AlertChange } | undefined> {
+  // What a new incident of this alert is classified as goes in with it, with its timeline entries:
+  // one statement (the fast path of a lone alert: three round trips with its transaction).
+  const fresh = classify(opts.rules, {
+    type: alert.type,
+    message: alert.message,
+    logs: logsToStore(alert.logs),
+    status: alert.status ?? null,
+    exitCode: alert.exit_code ?? null,
+    count: 1,
+    firstSeenAt: at,
+    lastSeenAt: at,
+  });
+  const recorded = await recordAlert(db, newId(), agentId, alert, at, { fresh, actor, ...(claim ? { claim } : {}) });
+  if (!recorded) return undefined;
+  const { incident, change } = recorded;
+  await afterAlert(db, opts, incident, change, at, actor, {}, undefined, {}, true);
   return { incidentId: incident.id, change };
 }
 
@@ -165,6 +181,8 @@ async function afterAlert(
   extra: Pick<IncidentFacts, 'labels' | 'senderSeverity'>,
   by?: string,
   detail: Record<string, unknown> = {},
+  /** The change's timeline entry (and a new incident's classification) was written with the alert. */
+  recorded = false,
 ): Promise<void> {
   // Classified on every alert: a repeat can change the answer (a unit failing 3 times in 10 minutes).
   const c = classify(opts.rules, {
@@ -178,16 +196,18 @@ async function afterAlert(
     lastSeenAt: incident.last_seen_at,
     ...extra,
   });
-  const events: TimelineEvent[] = [
-    {
-      incidentId: incident.id,
-      at,
-      actor,
-      ...(by ? { by } : {}),
-      kind: change,
-      detail: { ...(change === 'repeated' ? { count: incident.count } : { message: incident.message.slice(0, 500) }), ...detail },
-    },
-  ];
+  const events: TimelineEvent[] = recorded
+    ? []
+    : [
+        {
+          incidentId: incident.id,
+          at,
+          actor,
+          ...(by ? { by } : {}),
+          kind: change,
+          detail: { ...(change === 'repeated' ? { count: incident.count } : { message: incident.message.slice(0, 500) }), ...detail },
+        },
+      ];
   if (c.severity !== incident.severity || c.category !== incident.category || c.rule !== incident.rule) {
     await setClassification(db, incident.id, c);
     events.push({ incidentId: incident.id, at, actor: 'rule', kind: 'classified', detail: { ...c } });

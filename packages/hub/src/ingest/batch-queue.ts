@@ -18,9 +18,10 @@ export interface QueueOptions {
   /** Rows that seal a batch at once when nothing is being written. */
   maxRows: number;
   /**
-   * With nothing being written, a batch waits this long after its first frame for company; 0
-   * (the default): it is written at the end of the event-loop turn that brought it, so a lone
-   * alert commits in one round trip, while batches still grow behind a write in flight.
+   * With nothing being written, a batch waits this long after its first frame for company, and
+   * writes start at most this often unless a batch is full; 0: it is written at the end of the
+   * event-loop turn that brought it, so a lone alert commits in one round trip, while batches
+   * still grow behind a write in flight.
    */
   flushIntervalMs: number;
   /** Pause readers while this many rows wait. */
@@ -52,8 +53,9 @@ function resumeGradually(resumes: (() => void)[]): void {
  * Group commit for one kind of write. Frames fill the current batch. With nothing being written,
  * it is written at the end of the event-loop turn (or `flushIntervalMs` after its first frame,
  * when that is set), or at once when it holds `maxRows` rows;
- * while a write is in flight it keeps filling and is written as soon as that one commits, so the
- * busier the hub, the more each statement carries. Writes go one at a time, in order, and ids are
+ * while a write is in flight it keeps filling and is written as soon as that one commits (with
+ * `flushIntervalMs`: no sooner than that after the last write began), so the busier the hub, the
+ * more each statement carries. Writes go one at a time, in order, and ids are
  * acked only after commit. Past `overloadRows` waiting, readers are asked to pause. A batch that
  * fails three times is dropped unacked and its agents are asked to reconnect, which makes them
  * resend what they keep in their outboxes.
@@ -62,8 +64,10 @@ export class BatchQueue<B> {
   #current: Pending<B>;
   readonly #sealed: Pending<B>[] = [];
   #queuedRows = 0;
-  #timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  /** Cancels the pending write of the current batch, when one is armed. */
+  #timer: (() => void) | null = null;
   #draining: Promise<void> | null = null;
+  #lastWriteAt = -Infinity;
   readonly #drained = new Set<() => void>();
   readonly stats = { batches: 0, frames: 0, failedBatches: 0 };
   /** Increments at every committed write: lets readers count what they sent since. */
@@ -96,15 +100,23 @@ export class BatchQueue<B> {
       else batch.acks.set(ack.target, [ack.id]);
     }
     if (this.#draining) return; // written when the write in flight commits
-    if (batch.rows >= this.opts.maxRows) {
-      this.#seal();
-    } else if (!this.#timer) {
-      const fire = () => {
-        this.#timer = null;
-        if (!this.#draining) this.#seal();
-      };
-      // Every frame read in this turn joins the batch; then it is written.
-      this.#timer = this.opts.flushIntervalMs === 0 ? setImmediate(fire) : setTimeout(fire, this.opts.flushIntervalMs);
+    if (batch.rows >= this.opts.maxRows) this.#seal();
+    else this.#arm(this.opts.flushIntervalMs);
+  }
+
+  /** Write the current batch in `delayMs` (0: at the end of this event-loop turn, so every frame read in it joins). */
+  #arm(delayMs: number): void {
+    if (this.#timer) return;
+    const fire = () => {
+      this.#timer = null;
+      if (!this.#draining) this.#seal();
+    };
+    if (delayMs === 0) {
+      const immediate = setImmediate(fire);
+      this.#timer = () => clearImmediate(immediate);
+    } else {
+      const timeout = setTimeout(fire, delayMs);
+      this.#timer = () => clearTimeout(timeout);
     }
   }
 
@@ -131,11 +143,8 @@ export class BatchQueue<B> {
   }
 
   #seal(): void {
-    if (this.#timer) {
-      if (this.opts.flushIntervalMs === 0) clearImmediate(this.#timer as NodeJS.Immediate);
-      else clearTimeout(this.#timer as NodeJS.Timeout);
-      this.#timer = null;
-    }
+    this.#timer?.();
+    this.#timer = null;
     if (this.#current.frames > 0) {
       this.#sealed.push(this.#current);
       this.#current = this.#fresh();
@@ -143,6 +152,8 @@ export class BatchQueue<B> {
     if (!this.#draining && this.#sealed.length > 0) {
       this.#draining = this.#drain().finally(() => {
         this.#draining = null;
+        // What arrived during the last write, held back to keep writes `flushIntervalMs` apart.
+        if (this.#current.frames > 0) this.#arm(Math.max(0, this.#lastWriteAt + this.opts.flushIntervalMs - performance.now()));
       });
     }
   }
@@ -151,10 +162,16 @@ export class BatchQueue<B> {
     for (;;) {
       if (this.#sealed.length === 0) {
         if (this.#current.frames === 0) return;
+        // With an interval, writes start at most that often unless a batch is full: under a
+        // trickle each write carries what came in meanwhile; when writes take longer than the
+        // interval (a flood) they follow each other at once.
+        const early = this.#lastWriteAt + this.opts.flushIntervalMs - performance.now();
+        if (early > 0 && this.#current.rows < this.opts.maxRows) return;
         this.#sealed.push(this.#current);
         this.#current = this.#fresh();
       }
       const batch = this.#sealed.shift()!;
+      this.#lastWriteAt = performance.now();
       await this.#write(batch);
       this.#queuedRows -= batch.rows;
       if (!this.overloaded && this.#drained.size > 0) {

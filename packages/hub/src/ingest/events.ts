@@ -1,6 +1,6 @@
 import type { Db } from '../storage/database.ts';
 import { completeExecRequests } from '../storage/exec-requests.ts';
-import { claimEnvelopeIds, existingAgents, idKey, inSavepoint, refusedData, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
+import { agentOfKey, claimEnvelopeIds, existingAgents, idKey, inSavepoint, refusedData, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
 import { applyAlert, applyResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
 import { storeCheckResults } from '../storage/monitors.ts';
 
@@ -54,10 +54,15 @@ async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: Lifecyc
     );
   }
   if (ordered.length === 0) return outcome;
-  const ids = ordered.filter((i) => i.msgId !== undefined).map((i) => ({ agentId: i.agentId, msgId: i.msgId! }));
+  // An alert claims its own envelope id in the statement that records it (a lone alert: three
+  // round trips with its transaction); the others' ids are claimed here, together.
+  const ids = ordered.filter((i) => i.msgId !== undefined && i.kind !== 'alert').map((i) => ({ agentId: i.agentId, msgId: i.msgId! }));
   const write = async (trx: Db) => {
+    // A claimed id proves its agent exists (the claim joins agents); only items without an id
+    // need asking.
     const fresh = await claimEnvelopeIds(trx, ids, batch.receivedAt);
-    const existing = await existingAgents(trx, [...new Set(ordered.map((i) => i.agentId))]);
+    const unnamed = [...new Set(ordered.filter((i) => i.msgId === undefined && i.kind !== 'alert').map((i) => i.agentId))];
+    const existing = new Set([...(await existingAgents(trx, unnamed)), ...[...fresh].map(agentOfKey)]);
     let since = performance.now();
     for (const item of ordered) {
       // On the embedded database every statement runs on the hub's own thread: a batch of large
@@ -67,14 +72,18 @@ async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: Lifecyc
         await new Promise((resolve) => setImmediate(resolve));
         since = performance.now();
       }
+      if (item.kind === 'alert') {
+        const claim = item.msgId !== undefined ? { msgId: item.msgId, receivedAt: batch.receivedAt } : undefined;
+        const recorded = await applyAlert(trx, lifecycle, item.agentId, item.payload, item.at, 'agent', claim);
+        if (!recorded) continue; // a copy seen before, or its agent is gone
+        outcome.incidents.push(recorded.incidentId);
+        if (recorded.change !== 'repeated') outcome.opened.push(recorded.incidentId);
+        continue;
+      }
       // The first item carrying a fresh id is stored; later copies are duplicates.
       if (item.msgId !== undefined && !fresh.delete(idKey(item.agentId, item.msgId))) continue;
       if (!existing.has(item.agentId)) continue;
-      if (item.kind === 'alert') {
-        const { incidentId, change } = await applyAlert(trx, lifecycle, item.agentId, item.payload, item.at, 'agent');
-        outcome.incidents.push(incidentId);
-        if (change !== 'repeated') outcome.opened.push(incidentId);
-      } else if (item.kind === 'resolve') {
+      if (item.kind === 'resolve') {
         const id = await applyResolve(trx, lifecycle, { agentId: item.agentId, ...item.payload }, item.at, 'agent', item.payload.message);
         if (id) outcome.incidents.push(id);
       } else if (item.kind === 'check_results') {

@@ -164,10 +164,15 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
   const tickMs = Math.min(PING_TICK_MS, config.pingIntervalMs);
   let round: AgentConnection[] = [];
   let next = 0;
+  let roundStarted = -Infinity;
   const pinger = setInterval(() => {
     if (next >= round.length) {
+      // A round that ended early (few connections) waits out its interval: a connection made
+      // meanwhile is not pinged again a tick after its first ping.
+      if (performance.now() - roundStarted < config.pingIntervalMs - tickMs / 2) return;
       round = [...registry.connections()];
       next = 0;
+      roundStarted = performance.now();
     }
     const slice = Math.max(1, Math.ceil((round.length * tickMs) / config.pingIntervalMs));
     for (const end = Math.min(round.length, next + slice); next < end; next++) {

@@ -20,7 +20,15 @@ export interface IncomingFrame {
 }
 
 export interface WriterOptions {
+  /** How long an alert, resolve or exec result waits for company when nothing is being written (0: the end of the turn). */
   flushIntervalMs: number;
+  /**
+   * How long heartbeats, hellos and metric samples wait for company when nothing is being
+   * written. Nobody waits on them; at 10,000 agents a heartbeat arrives every 0.1 ms, and
+   * writing them as they come costs hundreds of commits a second of the CPU the alerts and exec
+   * results need. Batches still go at once when full.
+   */
+  bulkIntervalMs: number;
   maxBatchItems: number;
   /** Classification rules and notifications applied to every alert and resolve as it is stored. */
   lifecycle: LifecycleOptions;
@@ -33,11 +41,14 @@ export interface WriterHooks {
 const OVERLOAD_BATCHES = 4; // pause reading from agents while this many full batches wait
 
 /**
- * Where agents' frames are written, in two lanes that never wait for each other:
+ * Where agents' frames are written, in three lanes that never wait for each other:
  * - bulk: last-seen times, heartbeats, hellos and metric samples, one SQL statement per batch
  *   (heartbeats coalesce to the latest per agent; one frame never costs one round trip);
- * - events: alerts, resolves and exec results, one small transaction per batch, in arrival order,
- *   so an exec result or an alert is never stuck behind a backlog of metrics.
+ * - events: alerts, resolves and check results, one small transaction per batch, in arrival
+ *   order, so an alert is never stuck behind a backlog of metrics;
+ * - results: exec results, one statement per batch: someone is waiting for each, and it never
+ *   waits behind an alert's transaction (they touch different rows; order between them does not
+ *   matter).
  * Each lane is a group-commit BatchQueue; ids are acked after their batch commits. When the bulk
  * lane falls behind, agents' sockets are paused until it drains, so memory stays bounded and TCP
  * pushes back on the agents.
@@ -45,22 +56,32 @@ const OVERLOAD_BATCHES = 4; // pause reading from agents while this many full ba
 export class IngestWriter {
   readonly #bulk: BatchQueue<BulkBatch>;
   readonly #events: BatchQueue<EventBatch>;
+  readonly #results: BatchQueue<EventBatch>;
   #closed = false;
 
   constructor(db: Db, opts: WriterOptions, log: FastifyBaseLogger, hooks: WriterHooks = {}) {
     const queue = { maxRows: opts.maxBatchItems, flushIntervalMs: opts.flushIntervalMs, overloadRows: opts.maxBatchItems * OVERLOAD_BATCHES };
-    this.#bulk = new BatchQueue<BulkBatch>('bulk', () => ({ seen: new Map(), metrics: [], ids: [] }), (b) => storeBulkIsolated(db, b), queue, log);
-    this.#events = new BatchQueue<EventBatch>(
-      'events',
-      () => ({ items: [], ids: [], receivedAt: new Date(0) }),
-      async (b) => {
-        const outcome = await storeEvents(db, b, opts.lifecycle);
-        hooks.onEventsStored?.(outcome);
-        return outcome.refused;
-      },
-      queue,
+    this.#bulk = new BatchQueue<BulkBatch>(
+      'bulk',
+      () => ({ seen: new Map(), metrics: [], ids: [] }),
+      (b) => storeBulkIsolated(db, b),
+      { ...queue, flushIntervalMs: opts.bulkIntervalMs },
       log,
     );
+    const events = (name: string) =>
+      new BatchQueue<EventBatch>(
+        name,
+        () => ({ items: [], ids: [], receivedAt: new Date(0) }),
+        async (b) => {
+          const outcome = await storeEvents(db, b, opts.lifecycle);
+          hooks.onEventsStored?.(outcome);
+          return outcome.refused;
+        },
+        queue,
+        log,
+      );
+    this.#events = events('events');
+    this.#results = events('results');
   }
 
   /**
@@ -90,12 +111,13 @@ export class IngestWriter {
     }
 
     if (frame.event) {
-      const events = this.#events.current;
+      const lane = frame.event.kind === 'exec_result' ? this.#results : this.#events;
+      const events = lane.current;
       events.items.push(frame.event);
       events.receivedAt = frame.at;
       if (ack) events.ids.push({ agentId: frame.agentId, msgId: ack.id });
       this.#bulk.added(bulkRows, 1);
-      this.#events.added(ack ? 2 : 1, 1, ack);
+      lane.added(ack ? 2 : 1, 1, ack);
     } else {
       if (ack) bulk.ids.push({ agentId: frame.agentId, msgId: ack.id });
       this.#bulk.added(bulkRows + (ack ? 1 : 0), 1, ack);
@@ -122,13 +144,13 @@ export class IngestWriter {
       batches: this.#bulk.stats.batches,
       // Every frame passes through the bulk lane (it marks its agent seen).
       frames: this.#bulk.stats.frames,
-      failedBatches: this.#bulk.stats.failedBatches + this.#events.stats.failedBatches,
-      eventBatches: this.#events.stats.batches,
+      failedBatches: this.#bulk.stats.failedBatches + this.#events.stats.failedBatches + this.#results.stats.failedBatches,
+      eventBatches: this.#events.stats.batches + this.#results.stats.batches,
     };
   }
 
   async flush(): Promise<void> {
-    await Promise.all([this.#bulk.flush(), this.#events.flush()]);
+    await Promise.all([this.#bulk.flush(), this.#events.flush(), this.#results.flush()]);
   }
 
   /** Flush and stop taking frames. */

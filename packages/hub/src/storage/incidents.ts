@@ -1,7 +1,14 @@
 import { sql, type ExpressionBuilder } from 'kysely';
-import type { AlertPayload } from '@opspilot/protocol';
+import { newId, type AlertPayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 import type { Database, Incident, IncidentStatus } from './tables.ts';
+
+/** A classification as stored on an incident (incidents/classify.ts makes them). */
+export interface ClassificationFields {
+  severity: string;
+  category: string;
+  rule: string;
+}
 
 /** An alert of a fingerprint resolved less than this long ago reopens that incident. */
 export const REOPEN_WINDOW_MS = 30 * 60_000;
@@ -38,17 +45,37 @@ const RETURNED = ['id', 'type', 'message', 'unit_status', 'exit_code', 'count', 
 export type UpsertedIncident = Pick<Incident, (typeof RETURNED)[number] | 'logs'>;
 export type AlertChange = 'opened' | 'repeated' | 'reopened';
 
+/** How an alert is recorded: the envelope it came in, and what goes on its timeline with it. */
+export interface AlertRecording {
+  /** The classification a new incident of this alert gets (classify.ts, with the facts of its first alert). */
+  fresh: ClassificationFields;
+  /** The agent's envelope id: claimed by the same statement; a copy seen before records nothing. */
+  claim?: { msgId: string; receivedAt: Date };
+  /** Who raised it, for its timeline entry (written by the same statement). */
+  actor: string;
+}
+
 /**
  * Record an alert against its fingerprint (agent, type, source):
  * - while an incident of it is unresolved, a repeat bumps its count and last-seen time and keeps
  *   the latest details;
  * - when one was resolved less than 30 minutes ago, that incident is reopened (status `new`,
  *   acknowledgement cleared, queued for analysis again);
- * - otherwise a new incident, queued for analysis.
+ * - otherwise a new incident, classified as `fresh` says, queued for analysis.
+ * One statement, one round trip: the envelope id claimed, the incident written, and its timeline
+ * entries (the change; for a new incident, its classification). Undefined when nothing was
+ * recorded: the envelope id was seen before, or the agent no longer exists.
  * Callers run it in the events lane, one at a time per hub; the partial unique index keeps two
  * hubs from opening the same fingerprint twice.
  */
-export async function recordAlert(db: Db, id: string, agentId: string, alert: AlertPayload, at: Date): Promise<{ incident: UpsertedIncident; change: AlertChange }> {
+export async function recordAlert(
+  db: Db,
+  id: string,
+  agentId: string,
+  alert: AlertPayload,
+  at: Date,
+  how: AlertRecording,
+): Promise<{ incident: UpsertedIncident; change: AlertChange } | undefined> {
   const stored = logsToStore(alert.logs);
   const details = {
     message: alert.message,
@@ -56,64 +83,144 @@ export async function recordAlert(db: Db, id: string, agentId: string, alert: Al
     unit_status: alert.status ?? null,
     context: alert.context ? JSON.stringify(alert.context) : null,
   };
-  const repeated = await db
-    .updateTable('incidents')
-    .set((eb) => ({ ...details, count: eb('count', '+', 1), last_seen_at: at, logs: eb.fn.coalesce(eb.val(stored), 'logs') }))
-    .where('agent_id', '=', agentId)
-    .where('type', '=', alert.type)
-    .where('source', '=', alert.source)
-    .where('status', '<>', 'resolved')
-    .where('integration_id', 'is', null)
-    .returning([...RETURNED, clippedLogs])
-    .executeTakeFirst();
-  if (repeated) return { incident: repeated, change: 'repeated' };
-
-  const reopened = await db
-    .updateTable('incidents')
-    .set((eb) => ({ ...details, logs: eb.fn.coalesce(eb.val(stored), 'logs'), ...reopening(eb, at) }))
-    .where('id', '=', (eb) =>
-      eb
-        .selectFrom('incidents')
-        .select('id')
-        .where('agent_id', '=', agentId)
-        .where('type', '=', alert.type)
-        .where('source', '=', alert.source)
-        .where('status', '=', 'resolved')
-        .where('integration_id', 'is', null)
-        .where('resolved_at', '>=', new Date(at.getTime() - REOPEN_WINDOW_MS))
-        .orderBy('resolved_at', 'desc')
-        .limit(1),
-    )
-    .returning([...RETURNED, clippedLogs])
-    .executeTakeFirst();
-  if (reopened) return { incident: reopened, change: 'reopened' };
-
+  const fingerprint = (eb: ExpressionBuilder<Database, 'incidents'>) =>
+    eb.and([eb('agent_id', '=', agentId), eb('type', '=', alert.type), eb('source', '=', alert.source), eb('integration_id', 'is', null)]);
+  const atText = at.toISOString();
+  // The timeline's ids, in order (ids sort by time): the change, then a new incident's classification.
+  const changeEventId = newId();
+  const classifiedEventId = newId();
+  const { claim } = how;
   const row = await db
-    .insertInto('incidents')
-    .values({
-      id,
-      agent_id: agentId,
-      type: alert.type,
-      source: alert.source,
-      ...details,
-      logs: stored,
-      status: 'new',
-      first_seen_at: at,
-      last_seen_at: at,
-      analysis_status: 'pending',
-      analysis_requested_at: at,
-    })
-    // Another hub opened it a moment ago: count this alert as its repeat.
-    .onConflict((oc) =>
-      oc
-        .columns(['agent_id', 'type', 'source'])
-        .where('status', '<>', 'resolved')
-        .where('integration_id', 'is', null)
-        .doUpdateSet((eb) => ({ count: eb('incidents.count', '+', 1), last_seen_at: eb.ref('excluded.last_seen_at') })),
+    // The envelope id, once; without one, that the agent exists. Everything below runs only if this returned a row.
+    .with('claim', (q) =>
+      claim
+        ? q
+            .insertInto('received_envelopes')
+            .columns(['agent_id', 'msg_id', 'received_at'])
+            .expression(
+              q
+                .selectFrom('agents')
+                .select((eb) => ['agents.id', eb.val(claim.msgId).as('msg_id'), sql<Date>`${claim.receivedAt.toISOString()}::timestamptz`.as('received_at')])
+                .where('agents.id', '=', agentId),
+            )
+            .onConflict((oc) => oc.doNothing())
+            .returning('agent_id')
+        : q.selectFrom('agents').select('agents.id as agent_id').where('agents.id', '=', agentId),
     )
-    .returning([...RETURNED, clippedLogs])
-    .executeTakeFirstOrThrow();
-  return { incident: row, change: row.count === 1 ? 'opened' : 'repeated' };
+    // Each step runs only when the one before changed nothing.
+    .with('repeated', (q) =>
+      q
+        .updateTable('incidents')
+        .set((eb) => ({ ...details, count: eb('count', '+', 1), last_seen_at: at, logs: eb.fn.coalesce(eb.val(stored), 'logs') }))
+        .where((eb) => fingerprint(eb))
+        .where('status', '<>', 'resolved')
+        .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
+        .returning([...RETURNED, clippedLogs]),
+    )
+    .with('reopened', (q) =>
+      q
+        .updateTable('incidents')
+        .set((eb) => ({ ...details, logs: eb.fn.coalesce(eb.val(stored), 'logs'), ...reopening(eb, at) }))
+        .where('id', '=', (eb) =>
+          eb
+            .selectFrom('incidents')
+            .select('id')
+            .where((eb) => fingerprint(eb))
+            .where('status', '=', 'resolved')
+            .where('resolved_at', '>=', new Date(at.getTime() - REOPEN_WINDOW_MS))
+            .orderBy('resolved_at', 'desc')
+            .limit(1),
+        )
+        .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
+        .where((eb) => eb.not(eb.exists(eb.selectFrom('repeated').select('repeated.id'))))
+        .returning([...RETURNED, clippedLogs]),
+    )
+    .with('opened', (q) =>
+      q
+        .insertInto('incidents')
+        .columns(['id', 'agent_id', 'type', 'source', 'message', 'exit_code', 'unit_status', 'context', 'logs', 'status', 'first_seen_at', 'last_seen_at', 'analysis_status', 'analysis_requested_at', 'severity', 'category', 'rule'])
+        .expression(
+          q
+            .selectNoFrom((eb) => [
+              eb.val(id).as('id'),
+              eb.val(agentId).as('agent_id'),
+              eb.val(alert.type).as('type'),
+              eb.val(alert.source).as('source'),
+              eb.val(details.message).as('message'),
+              sql<number | null>`${details.exit_code}::integer`.as('exit_code'),
+              sql<string | null>`${details.unit_status}::text`.as('unit_status'),
+              sql<string | null>`${details.context}::jsonb`.as('context'),
+              sql<string | null>`${stored}::text`.as('logs'),
+              sql.lit('new').as('status'),
+              sql<Date>`${atText}::timestamptz`.as('first_seen_at'),
+              sql<Date>`${atText}::timestamptz`.as('last_seen_at'),
+              sql.lit('pending').as('analysis_status'),
+              sql<Date>`${atText}::timestamptz`.as('analysis_requested_at'),
+              eb.val(how.fresh.severity).as('severity'),
+              eb.val(how.fresh.category).as('category'),
+              eb.val(how.fresh.rule).as('rule'),
+            ])
+            .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
+            .where((eb) => eb.not(eb.exists(eb.selectFrom('repeated').select('repeated.id'))))
+            .where((eb) => eb.not(eb.exists(eb.selectFrom('reopened').select('reopened.id')))),
+        )
+        // Another hub opened it a moment ago: count this alert as its repeat.
+        .onConflict((oc) =>
+          oc
+            .columns(['agent_id', 'type', 'source'])
+            // Literals, not parameters: a prepared statement's generic plan cannot match the partial index to a parameter.
+            .where(sql<boolean>`status <> 'resolved'`)
+            .where('integration_id', 'is', null)
+            .doUpdateSet((eb) => ({ count: eb('incidents.count', '+', 1), last_seen_at: eb.ref('excluded.last_seen_at') })),
+        )
+        .returning([...RETURNED, clippedLogs]),
+    )
+    .with('up', (q) =>
+      q
+        .selectFrom('repeated')
+        .selectAll()
+        .select(sql<AlertChange>`'repeated'`.as('change'))
+        .unionAll((q) => q.selectFrom('reopened').selectAll().select(sql<AlertChange>`'reopened'`.as('change')))
+        .unionAll((q) => q.selectFrom('opened').selectAll().select(sql<AlertChange>`CASE WHEN opened.count = 1 THEN 'opened' ELSE 'repeated' END`.as('change'))),
+    )
+    .with('timeline', (q) =>
+      q
+        .insertInto('incident_events')
+        .columns(['id', 'incident_id', 'agent_id', 'at', 'actor', 'kind', 'detail'])
+        .expression(
+          q
+            .selectFrom('up')
+            .select((eb) => [
+              eb.val(changeEventId).as('id'),
+              'up.id as incident_id',
+              eb.val(agentId).as('agent_id'),
+              sql<Date>`${atText}::timestamptz`.as('at'),
+              eb.val(how.actor).as('actor'),
+              sql<string>`up.change`.as('kind'),
+              sql<Record<string, unknown>>`CASE WHEN up.change = 'repeated' THEN jsonb_build_object('count', up.count) ELSE ${JSON.stringify({ message: alert.message.slice(0, 500) })}::jsonb END`.as('detail'),
+            ])
+            .unionAll(
+              q
+                .selectFrom('up')
+                .select((eb) => [
+                  eb.val(classifiedEventId).as('id'),
+                  'up.id as incident_id',
+                  eb.val(agentId).as('agent_id'),
+                  sql<Date>`${atText}::timestamptz`.as('at'),
+                  sql.lit('rule').as('actor'),
+                  sql.lit('classified').as('kind'),
+                  sql<Record<string, unknown>>`${JSON.stringify(how.fresh)}::jsonb`.as('detail'),
+                ])
+                .where('up.change', '=', 'opened'),
+            ),
+        ),
+    )
+    .selectFrom('up')
+    .selectAll()
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const { change, ...incident } = row;
+  return { incident: incident as UpsertedIncident, change };
 }
 
 /** What reopening an incident sets: new again, counted, its resolution and acknowledgement cleared, queued for analysis. */
@@ -163,7 +270,7 @@ export async function updateFlapping(db: Db, incidentId: string, at: Date): Prom
 }
 
 /** Store an incident's classification. */
-export async function setClassification(db: Db, id: string, c: { severity: string; category: string; rule: string }): Promise<void> {
+export async function setClassification(db: Db, id: string, c: ClassificationFields): Promise<void> {
   await db.updateTable('incidents').set({ severity: c.severity, category: c.category, rule: c.rule }).where('id', '=', id).execute();
 }
 

@@ -68,6 +68,8 @@ export function refusedData(err: unknown): boolean {
 }
 
 export const idKey = (agentId: string, msgId: string): string => `${agentId}\0${msgId}`;
+/** The agent of an `idKey`. */
+export const agentOfKey = (key: string): string => key.slice(0, key.indexOf('\0'));
 
 /**
  * Store a bulk batch; if the database refuses it for its data, find the agents whose part it

@@ -16,7 +16,8 @@ export async function enqueueMessage(db: Db, incidentId: string, at: Date): Prom
     .onConflict((oc) =>
       oc
         .column('incident_id')
-        .where('kind', '=', 'message')
+        // Literals, not parameters: a prepared statement's generic plan cannot match a partial index to a parameter.
+        .where(sql<boolean>`kind = 'message'`)
         .where('done_at', 'is', null)
         .doUpdateSet((eb) => ({ version: eb('notifications.version', '+', 1) })),
     )

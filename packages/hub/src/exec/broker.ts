@@ -27,6 +27,8 @@ export interface ExecAsk {
 
 /** Time allowed, past the command's own timeout, for the agent's result to come back. */
 export const RESULT_GRACE_MS = 1000;
+/** An exec whose result has not come back this long after it was sent gets its sent mark written. */
+export const SENT_MARK_MS = 250;
 /** Time allowed for another hub to say it sent an exec on to its agent (a dead hub never does). */
 export const FORWARD_ACCEPT_MS = 3000;
 
@@ -155,24 +157,32 @@ export class ExecBroker {
     this.#waiters.set(id, completed);
     try {
       await send();
-      // Recorded beside the wait, not before it: a result that lands first wins (the update
-      // only moves a pending row to sent).
-      const sent = markExecSent(this.db, id, this.clock.now());
+      // When it was sent goes on its row after the result (fire and forget) or, when the result
+      // is slow, SENT_MARK_MS after sending; written at once it was a second commit on the same
+      // row that the result's statement waited for.
+      const sentAt = this.clock.now();
+      let sent: Promise<void> | null = null;
+      const markSent = () => (sent ??= markExecSent(this.db, id, sentAt).catch(() => {}));
+      const early = setTimeout(markSent, SENT_MARK_MS);
       let timer: NodeJS.Timeout | undefined;
       const outcome = await Promise.race([
         result,
         new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ask.timeoutMs + RESULT_GRACE_MS))),
       ]);
       clearTimeout(timer);
-      await sent;
-      if (outcome === 'shutdown') throw new HubError('HUB_UNAVAILABLE', `the hub is shutting down; the result of exec ${id} will be stored when it arrives (GET /v1/exec/${id})`);
+      clearTimeout(early);
+      if (outcome === 'shutdown') {
+        await markSent();
+        throw new HubError('HUB_UNAVAILABLE', `the hub is shutting down; the result of exec ${id} will be stored when it arrives (GET /v1/exec/${id})`);
+      }
       if (outcome === 'timeout') {
+        await markSent();
         await markExecTimedOut(this.db, id);
         throw new HubError('HUB_EXEC_TIMEOUT', `no result from agent ${ask.agentId} within ${ask.timeoutMs} ms; see GET /v1/exec/${id}`);
       }
-      // The completing statement returned the row; sent_at may be missing from it when the
-      // result beat the sent mark.
-      return outcome.sent_at ? outcome : ((await getExecRequest(this.db, id)) ?? outcome);
+      if (outcome.sent_at) return outcome;
+      void markSent();
+      return { ...outcome, sent_at: sentAt };
     } finally {
       this.#waiters.delete(id);
     }

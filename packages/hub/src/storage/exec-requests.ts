@@ -23,9 +23,14 @@ export async function createExecRequest(
     FROM e`.execute(db);
 }
 
-/** pending → sent. A result that raced ahead of this update is left as it is. */
+/** When it was sent; pending → sent. A result that came first keeps its status. */
 export async function markExecSent(db: Db, id: string, at: Date): Promise<void> {
-  await db.updateTable('exec_requests').set({ status: 'sent', sent_at: at }).where('id', '=', id).where('status', '=', 'pending').execute();
+  await db
+    .updateTable('exec_requests')
+    .set({ status: sql<ExecRequest['status']>`CASE WHEN status = 'pending' THEN 'sent' ELSE status END`, sent_at: at })
+    .where('id', '=', id)
+    .where('sent_at', 'is', null)
+    .execute();
 }
 
 export async function markExecUndelivered(db: Db, id: string, at: Date): Promise<void> {

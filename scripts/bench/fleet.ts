@@ -5,8 +5,9 @@
  * source address (127.0.0.10, .11, …); each says hello, sends a heartbeat every 10 s and answers
  * execs at once. Once all are connected and a heartbeat round has passed, over the window
  * (BENCH_FLEET_SECONDS, 30): the hub's CPU and RSS, `POST /v1/admin/exec` round trips to random
- * agents one at a time, and alert → ack (the incident committed) one at a time from random agents
- * (BENCH_FLEET_SAMPLES, 200 each). Then the same clients against the bare server: its RSS and CPU.
+ * agents one at a time, alert → ack (the incident committed) one at a time from random agents, and
+ * `GET /healthz` (the HTTP floor) one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of each
+ * not counted). Then the same clients against the bare server: its RSS and CPU.
  *
  * With BENCH_FLEET_HUBS=K (K > 1): K hub processes on one database behind HAProxy (Debian's
  * package; one HAProxy process per 5,000 agents, since a process holds at most 20,000 files and a

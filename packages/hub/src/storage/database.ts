@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
@@ -130,20 +131,15 @@ const COUNTED_TEXTS = 4096;
  * that differ every time (a batch's VALUES list) are never counted twice and stay unnamed.
  */
 class StatementNames {
-  readonly #seen = new Map<string, string | null>();
-  #next = 0;
+  /** Texts seen, by their hash (a text may be 16 KiB; its hash is 27 characters): prepared once seen again. */
+  readonly #seen = new Set<string>();
 
   /** The name to prepare `text` under, or undefined to send it unnamed. */
   nameOf(text: string): string | undefined {
     if (text.length > PREPARED_MAX_TEXT) return undefined;
-    const name = this.#seen.get(text);
-    if (name) return name;
-    if (name === null) {
-      const given = `opspilot_${(this.#next++).toString(36)}`;
-      this.#seen.set(text, given);
-      return given;
-    }
-    if (this.#seen.size < COUNTED_TEXTS) this.#seen.set(text, null);
+    const hash = createHash('sha1').update(text).digest('base64url');
+    if (this.#seen.has(hash)) return `opspilot_${hash}`;
+    if (this.#seen.size < COUNTED_TEXTS) this.#seen.add(hash);
     return undefined;
   }
 

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import websocket from '@fastify/websocket';
 import { CLOSE_CODES } from '@opspilot/protocol';
 import type { Clock } from '../clock.ts';
@@ -24,6 +25,8 @@ const RESUMES_PER_TURN = 16;
 declare module 'fastify' {
   interface FastifyRequest {
     agentAuth: AuthenticatedAgent | null;
+    /** The upgrade's raw response, until the connection lets go of it. */
+    upgradeResponse: ServerResponse | null;
   }
 }
 
@@ -132,13 +135,15 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
   };
 
   app.decorateRequest('agentAuth', null);
+  app.decorateRequest('upgradeResponse', null);
 
   app.get(
     '/v1/stream',
     {
       websocket: true,
       schema: { hide: true },
-      preValidation: async (req) => {
+      preValidation: async (req, reply) => {
+        req.upgradeResponse = reply.raw;
         const header = req.headers.authorization;
         if (header === undefined) {
           // Compatible path: the first frame carries the token.
@@ -152,6 +157,15 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
       },
     },
     (socket, req) => {
+      // @fastify/websocket keeps the upgrade's request and reply for the connection's whole life:
+      // its error listener closes over them, and the raw response stays assigned to the TCP
+      // socket (which holds the raw request too): ~2 KB an agent, 20 MB at 10,000. The connection
+      // needs neither. Its socket errors end in 'close', which the connection handles.
+      socket.removeAllListeners('error');
+      socket.on('error', (err) => app.log.debug({ err }, 'agent socket error'));
+      const tcp = req.raw.socket;
+      if (req.upgradeResponse && tcp) req.upgradeResponse.detachSocket(tcp);
+      req.upgradeResponse = null;
       const conn = new AgentConnection(socket, ctx, req.agentAuth ?? undefined);
       if (!req.agentAuth && conn.agentId === null) unauthenticated.add(conn);
     },

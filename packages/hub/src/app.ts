@@ -182,6 +182,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
       app.log,
     );
     const writer = new IngestWriter(db, { flushIntervalMs: config.flushIntervalMs, bulkIntervalMs: config.bulkIntervalMs, maxBatchItems: config.maxBatchItems, lifecycle }, app.log, {
+      execSentAt: (id) => broker.sentAt(id),
       onEventsStored: (outcome) => {
         if (outcome.completedExecs.length > 0) events.emit('exec.finished', { execs: outcome.completedExecs });
         if (outcome.incidents.length > 0) events.emit('incident.changed', { incidentIds: outcome.incidents, opened: outcome.opened });

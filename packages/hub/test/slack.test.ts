@@ -62,6 +62,8 @@ eachBackend(t, 'an alert is one message, later changes edit it, and Restart by a
   const exec = agent.execs[0]!;
   t.same(exec.command, 'restart_service');
   t.same(exec.params, { service: 'api.service' }, 'the unit comes from the incident, not the click');
+  // Its sent mark is written 250 ms after sending when no result has come by then.
+  await eventually(async () => (await hub.api('GET', `/v1/exec/${exec.request_id}`)).body.status === 'sent', 5000, 'marked sent');
   t.match(await hub.api('GET', `/v1/exec/${exec.request_id}`), { body: { status: 'sent', completed_at: null } }, 'the click was answered before the exec finished');
   await eventually(async () => slack.of('chat.update').some((c) => /⏳ <@UALLOWED> ran `restart_service`/.test(JSON.stringify(c.args.blocks))), 5000, 'the running edit');
   agent.send('exec_result', { request_id: exec.request_id, ...ok('restarted api.service') }, { id: 'res-1' });

@@ -49,6 +49,8 @@ export interface AgentLinks {
 export class ExecBroker {
   readonly #waiters = new Map<string, (row: ExecRequest | 'shutdown') => void>();
   readonly #forwarded = new Map<string, (answer: ForwardAnswer) => void>();
+  /** When each request this hub sent itself and waits on was sent: its result's statement writes it. */
+  readonly #sent = new Map<string, Date>();
   #closing = false;
 
   constructor(
@@ -157,10 +159,11 @@ export class ExecBroker {
     this.#waiters.set(id, completed);
     try {
       await send();
-      // When it was sent goes on its row after the result (fire and forget) or, when the result
-      // is slow, SENT_MARK_MS after sending; written at once it was a second commit on the same
-      // row that the result's statement waited for.
+      // When it was sent is written with the result when this hub stores it (one write on the
+      // row; a separate mark was a second commit the result's statement waited for), or on its
+      // own when the result is slow (SENT_MARK_MS), stored by another hub, or never comes.
       const sentAt = this.clock.now();
+      this.#sent.set(id, sentAt);
       let sent: Promise<void> | null = null;
       const markSent = () => (sent ??= markExecSent(this.db, id, sentAt).catch(() => {}));
       const early = setTimeout(markSent, SENT_MARK_MS);
@@ -181,10 +184,11 @@ export class ExecBroker {
         throw new HubError('HUB_EXEC_TIMEOUT', `no result from agent ${ask.agentId} within ${ask.timeoutMs} ms; see GET /v1/exec/${id}`);
       }
       if (outcome.sent_at) return outcome;
-      void markSent();
+      await markSent();
       return { ...outcome, sent_at: sentAt };
     } finally {
       this.#waiters.delete(id);
+      this.#sent.delete(id);
     }
   }
 
@@ -234,6 +238,11 @@ export class ExecBroker {
   /** Called with the rows once results are stored. */
   completed(rows: ExecRequest[]): void {
     for (const row of rows) this.#waiters.get(row.id)?.(row);
+  }
+
+  /** When this hub sent a request it is waiting on, if it did. */
+  sentAt(id: string): Date | undefined {
+    return this.#sent.get(id);
   }
 
   get waiting(): number {

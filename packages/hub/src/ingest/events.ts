@@ -11,12 +11,15 @@ const YIELD_AFTER_MS = 20;
  * in one statement of their own (someone is waiting for them: one round trip); the others in one
  * transaction, in the order they arrived. Events of an agent deleted meanwhile are skipped.
  */
-export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
+/** When this hub sent an exec request, if it did and is waiting for its result. */
+export type SentAt = (requestId: string) => Date | undefined;
+
+export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, sentAt: SentAt = () => undefined): Promise<EventOutcome> {
   try {
-    return await storeEventsTogether(db, batch, lifecycle);
+    return await storeEventsTogether(db, batch, lifecycle, true, sentAt);
   } catch (err) {
     if (!refusedData(err) || batch.items.length === 0) throw err;
-    return storeEventsOneByOne(db, batch, lifecycle);
+    return storeEventsOneByOne(db, batch, lifecycle, sentAt);
   }
 }
 
@@ -24,11 +27,11 @@ export async function storeEvents(db: Db, batch: EventBatch, lifecycle: Lifecycl
  * The batch again, each message in a savepoint of its own: what the database refuses is rolled
  * back alone and named in `refused`; the others commit together.
  */
-async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: LifecycleOptions): Promise<EventOutcome> {
+async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, sentAt: SentAt): Promise<EventOutcome> {
   const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], monitors: [], certificates: [], refused: [] };
   await db.transaction().execute(async (trx) => {
     for (const [i, item] of batch.items.entries()) {
-      const one = await inSavepoint(trx, `item_${i}`, () => storeEventsTogether(trx, { items: [item], ids: [], receivedAt: batch.receivedAt }, lifecycle, false));
+      const one = await inSavepoint(trx, `item_${i}`, () => storeEventsTogether(trx, { items: [item], ids: [], receivedAt: batch.receivedAt }, lifecycle, false, sentAt));
       if ('value' in one) {
         outcome.completedExecs.push(...one.value.completedExecs);
         outcome.incidents.push(...one.value.incidents);
@@ -43,14 +46,17 @@ async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: Lifecyc
   return outcome;
 }
 
-async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, ownTransaction = true): Promise<EventOutcome> {
+async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, ownTransaction: boolean, sentAt: SentAt): Promise<EventOutcome> {
   const results = batch.items.filter((i): i is Extract<EventItem, { kind: 'exec_result' }> => i.kind === 'exec_result');
   const ordered = batch.items.filter((i) => i.kind !== 'exec_result');
   const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], monitors: [], certificates: [], refused: [] };
   if (results.length > 0) {
     outcome.completedExecs = await completeExecRequests(
       db,
-      results.map((r) => ({ agentId: r.agentId, msgId: r.msgId, at: r.at, result: r.payload })),
+      results.map((r) => {
+        const sent = sentAt(r.payload.request_id);
+        return { agentId: r.agentId, msgId: r.msgId, at: r.at, result: r.payload, ...(sent ? { sentAt: sent } : {}) };
+      }),
     );
   }
   if (ordered.length === 0) return outcome;

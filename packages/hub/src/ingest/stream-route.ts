@@ -173,24 +173,21 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
 
   // Ping every connection once an interval; one that let two pings pass without a pong or a
   // frame is gone. A connection the hub itself paused is not judged: its pongs are waiting
-  // unread. The pings are spread over the interval, a slice every 250 ms: pinging 10,000 sockets
-  // in one loop held the event loop for hundreds of milliseconds (every exec and ack waited).
+  // unread. Each connection has its own phase in the interval, so the pings of 10,000 sockets
+  // are spread over it (pinging them in one loop held the event loop for hundreds of
+  // milliseconds: every exec and ack waited); a tick every 250 ms pings those whose time came.
+  // Phases follow the golden ratio: connections made one after another are spread evenly.
   const tickMs = Math.min(PING_TICK_MS, config.pingIntervalMs);
-  let round: AgentConnection[] = [];
-  let next = 0;
-  let roundStarted = -Infinity;
+  let scheduled = 0;
   const pinger = setInterval(() => {
-    if (next >= round.length) {
-      // A round that ended early (few connections) waits out its interval: a connection made
-      // meanwhile is not pinged again a tick after its first ping.
-      if (performance.now() - roundStarted < config.pingIntervalMs - tickMs / 2) return;
-      round = [...registry.connections()];
-      next = 0;
-      roundStarted = performance.now();
-    }
-    const slice = Math.max(1, Math.ceil((round.length * tickMs) / config.pingIntervalMs));
-    for (const end = Math.min(round.length, next + slice); next < end; next++) {
-      const conn = round[next]!;
+    const now = performance.now();
+    for (const conn of registry.connections()) {
+      if (conn.nextPingAt === 0) {
+        conn.nextPingAt = now + ((scheduled++ * 0.6180339887) % 1) * config.pingIntervalMs;
+        continue;
+      }
+      if (conn.nextPingAt > now) continue;
+      conn.nextPingAt = Math.max(conn.nextPingAt + config.pingIntervalMs, now + config.pingIntervalMs / 2);
       if (!conn.isOpen || conn.paused) continue;
       if (conn.missedPongs >= 2) {
         conn.close(CLOSE_CODES.timeout, 'no pong');

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { HelloPayload, MetricSample } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
 import { storeBulkIsolated, type BulkBatch, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
-import { storeEvents } from './events.ts';
+import { storeEvents, type SentAt } from './events.ts';
 import { BatchQueue, type AckTarget } from './batch-queue.ts';
 import type { LifecycleOptions } from '../incidents/lifecycle.ts';
 
@@ -36,6 +36,8 @@ export interface WriterOptions {
 
 export interface WriterHooks {
   onEventsStored?(outcome: EventOutcome): void;
+  /** When this hub sent an exec request it waits on: written with its result (no second write on the row). */
+  execSentAt?: SentAt;
 }
 
 const OVERLOAD_BATCHES = 4; // pause reading from agents while this many full batches wait
@@ -73,7 +75,7 @@ export class IngestWriter {
         name,
         () => ({ items: [], ids: [], receivedAt: new Date(0) }),
         async (b) => {
-          const outcome = await storeEvents(db, b, opts.lifecycle);
+          const outcome = await storeEvents(db, b, opts.lifecycle, hooks.execSentAt);
           hooks.onEventsStored?.(outcome);
           return outcome.refused;
         },

@@ -52,6 +52,8 @@ export interface IncomingExecResult {
   msgId: string | undefined;
   at: Date;
   result: ExecResultPayload;
+  /** When this hub sent the request (its broker knows): the row's sent mark, written with the result. */
+  sentAt?: Date;
 }
 
 /**
@@ -64,11 +66,12 @@ export async function completeExecRequests(db: Db, incoming: IncomingExecResult[
   // Within one batch the first result for a request stands (an UPDATE ... FROM would pick any).
   const firstPerRequest = new Map<string, IncomingExecResult>();
   for (const r of incoming) if (!firstPerRequest.has(r.result.request_id)) firstPerRequest.set(r.result.request_id, r);
-  const rows = [...firstPerRequest.values()].map(({ agentId, msgId, at, result }) => ({
+  const rows = [...firstPerRequest.values()].map(({ agentId, msgId, at, result, sentAt }) => ({
     audit_id: newId(),
     agent_id: agentId,
     msg_id: msgId ?? null,
     at: at.toISOString(),
+    sent_at: sentAt?.toISOString() ?? null,
     ...result,
     error_code: result.error_code ?? null,
   }));
@@ -81,12 +84,12 @@ export async function completeExecRequests(db: Db, incoming: IncomingExecResult[
       ON CONFLICT DO NOTHING
       RETURNING agent_id, msg_id
     ), v AS (
-      SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS v(audit_id text, agent_id text, msg_id text, at timestamptz,
+      SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS v(audit_id text, agent_id text, msg_id text, at timestamptz, sent_at timestamptz,
         request_id text, ok boolean, exit_code integer, stdout text, stderr text, duration_ms float8, truncated boolean, error_code text)
     ), done AS (
     UPDATE exec_requests e SET
       status = CASE WHEN v.ok THEN 'succeeded' ELSE 'failed' END,
-      completed_at = v.at, ok = v.ok, exit_code = v.exit_code, stdout = v.stdout, stderr = v.stderr,
+      completed_at = v.at, sent_at = COALESCE(e.sent_at, v.sent_at), ok = v.ok, exit_code = v.exit_code, stdout = v.stdout, stderr = v.stderr,
       duration_ms = v.duration_ms, truncated = v.truncated, error_code = v.error_code
     FROM v
     WHERE e.id = v.request_id AND e.agent_id = v.agent_id AND e.status IN ('pending', 'sent', 'timeout')

@@ -6,14 +6,15 @@ import { storeCheckResults } from '../storage/monitors.ts';
 
 const YIELD_AFTER_MS = 20;
 
-/**
- * Store alerts, resolves, exec results and check results, each envelope id once. Exec results go
- * in one statement of their own (someone is waiting for them: one round trip); the others in one
- * transaction, in the order they arrived. Events of an agent deleted meanwhile are skipped.
- */
 /** When this hub sent an exec request, if it did and is waiting for its result. */
 export type SentAt = (requestId: string) => Date | undefined;
 
+/**
+ * Store alerts, resolves, exec results and check results, each envelope id once. Exec results go
+ * in one statement of their own (someone is waiting for them: one round trip), with when this hub
+ * sent them (`sentAt`); the others in one transaction, in the order they arrived, each alert in
+ * one statement. Events of an agent deleted meanwhile are skipped.
+ */
 export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, sentAt: SentAt = () => undefined): Promise<EventOutcome> {
   try {
     return await storeEventsTogether(db, batch, lifecycle, true, sentAt);

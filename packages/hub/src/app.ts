@@ -23,7 +23,6 @@ import { HUB_EVENT_NAMES, HubEvents } from './events.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { loadRules } from './incidents/classify.ts';
 import { MISSED_HEARTBEATS, sweepOfflineAgents } from './incidents/offline.ts';
-import cron from 'node-cron';
 import { Analyzer } from './incidents/analyzer.ts';
 import { createLlmClient } from './incidents/llm.ts';
 import { createRedactor, loadRedactions } from './incidents/redact.ts';
@@ -301,7 +300,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     // ready, and stops if the lead is lost. Fastify runs onClose hooks in reverse order of
     // registration: this one, added before the HTTP surfaces, runs after theirs (a Slack click
     // still working can write), and closes the database last.
-    let sweeper: ReturnType<typeof cron.schedule> | null = null;
+    let stopSweeper: (() => Promise<void>) | null = null;
     const background = {
       gained: async () => {
         retention.start();
@@ -310,14 +309,11 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         await heartbeats.start();
         await monitors.start();
         await slack?.notifier.start();
-        sweeper = cron.schedule('*/30 * * * * *', () => sweepOffline().then(() => undefined, (err) => app.log.warn({ err }, 'offline sweep failed')), {
-          name: 'opspilot-offline-sweep',
-          noOverlap: true,
-        });
+        stopSweeper = clock.every('*/30 * * * * *', 'opspilot-offline-sweep', () => sweepOffline().then(() => undefined, (err) => app.log.warn({ err }, 'offline sweep failed')));
       },
       lost: async () => {
-        await sweeper?.destroy();
-        sweeper = null;
+        await stopSweeper?.();
+        stopSweeper = null;
         await retention.stop();
         await analyzer.stop();
         await remediation.stop();

@@ -1,4 +1,3 @@
-import cron, { type ScheduledTask } from 'node-cron';
 import type { Clock } from './clock.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from './storage/database.ts';
@@ -41,7 +40,7 @@ const MAX_STATEMENTS = 400;
  * next one retries.
  */
 export class Retention {
-  #task: ScheduledTask | null = null;
+  #stopTask: (() => Promise<void>) | null = null;
   #running: Promise<RetentionReport> | null = null;
 
   constructor(
@@ -52,14 +51,14 @@ export class Retention {
   ) {}
 
   start(): void {
-    if (this.#task) return;
-    this.#task = cron.schedule('*/10 * * * *', () => void this.#runLogged(), { name: 'opspilot-retention', noOverlap: true });
+    if (this.#stopTask) return;
+    this.#stopTask = this.clock.every('*/10 * * * *', 'opspilot-retention', () => this.#runLogged());
     void this.#runLogged();
   }
 
   async stop(): Promise<void> {
-    await this.#task?.destroy();
-    this.#task = null;
+    await this.#stopTask?.();
+    this.#stopTask = null;
     await this.#running?.catch(() => undefined);
   }
 

@@ -126,6 +126,13 @@ export class TestClock implements Clock {
     if (this.#frozenAt === null) return systemClock.after(ms, fn);
     void this.wait(ms).then(fn);
   }
+  /**
+   * Periodic work never runs by itself: a test calls it (`sweepOffline()`, `retention.run()`).
+   * On the wall clock, a sweep between `advance()` and the test's next step made flakes.
+   */
+  every(): () => Promise<void> {
+    return async () => {};
+  }
 }
 
 export interface TestHub {

@@ -25,6 +25,7 @@
  *   BENCH_AGENTS   simulated agents (2000)
  *   BENCH_SECONDS  measured seconds per phase (20)
  *   BENCH_EXECS    exec round trips to time during the hub phase (200)
+ *   BENCH_HUB_PROFILE_DIR  write the flood phase's hub CPU profile (node --cpu-prof) there
  *   DATABASE_URL   PostgreSQL server to use (postgres://postgres@127.0.0.1:5432/test); a
  *                  throwaway database is created on it and dropped at the end
  */
@@ -73,7 +74,9 @@ async function freePort(): Promise<number> {
 }
 
 function node(script: string, args: string[], env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+  const profileDir = process.env.BENCH_HUB_PROFILE_DIR;
+  const prof = profileDir && script.includes('hub/src/main') ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', script, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -224,8 +227,9 @@ async function hubPhase(databaseUrl: string) {
     // Enrolling 2,000 agents and timing 200 execs is more than the default 600 requests a minute.
     OPSPILOT_API_RATE_LIMIT: '1000000',
     // This phase measures the write path under a flood: each simulated agent sends far more than
-    // a real one may (120 bulk messages a minute), and would otherwise be read more slowly.
+    // a real one may (120 bulk messages a minute, 240 samples), and would otherwise be read more slowly.
     OPSPILOT_BULK_PER_MINUTE: '1000000',
+    OPSPILOT_METRIC_SAMPLES_PER_MINUTE: '1000000',
   });
   hub.stdout!.pipe(process.stderr); // warnings and errors only (OPSPILOT_LOG_LEVEL=warn)
   const base = `http://127.0.0.1:${port}`;

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { HUB_BUNDLE, buildHub, hubBundleStale } from './build-hub.ts';
@@ -81,4 +82,29 @@ export async function spawnHub(env: Record<string, string> = {}, opts: { bundle?
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * The README's HAProxy configuration (its haproxy block), with these ports: what the cluster
+ * tests and `pnpm bench fleet` run, so the documented file is the tested one. `maxconn` replaces
+ * the global limit; `source` sets the address the balancer connects to the hubs from.
+ */
+export function haproxyConfig(port: number, hubPorts: number[], opts: { maxconn?: number; source?: string } = {}): string {
+  const readme = readFileSync(path.resolve(import.meta.dirname, '../README.md'), 'utf8');
+  const block = /```haproxy\n([\s\S]*?)```/.exec(readme)?.[1];
+  if (!block) throw new Error('README.md has no haproxy block');
+  const lines = block.split('\n');
+  const servers = lines.filter((l) => /^\s*server hub\d /.test(l));
+  const bind = /^\s*bind \*:8080$/;
+  const maxconn = /^\s*maxconn \d+$/;
+  if (servers.length === 0 || !lines.some((l) => bind.test(l)) || !lines.some((l) => maxconn.test(l))) throw new Error('the README haproxy block changed shape');
+  const source = opts.source ? ` source ${opts.source}` : '';
+  const out: string[] = [];
+  for (const line of lines) {
+    if (bind.test(line)) out.push(`  bind 127.0.0.1:${port}`);
+    else if (maxconn.test(line) && opts.maxconn !== undefined) out.push(`  maxconn ${opts.maxconn}`);
+    else if (line === servers[0]) out.push(...hubPorts.map((p, i) => `  server hub${i + 1} 127.0.0.1:${p} check${source}`));
+    else if (!servers.includes(line)) out.push(line);
+  }
+  return out.join('\n');
 }

@@ -22,7 +22,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { spawnHub, freePort, type HubProcess } from '../hub-process.ts';
+import { spawnHub, freePort, haproxyConfig, type HubProcess } from '../hub-process.ts';
 
 const CLIENT = path.join(import.meta.dirname, 'fleet-client.ts');
 const BARE = path.join(import.meta.dirname, 'bare-receiver.ts');
@@ -131,32 +131,8 @@ async function startBalancers(dir: string, hubs: HubProcess[], agents: number): 
   for (let b = 0; b < count; b++) {
     const port = await freePort();
     const cfg = path.join(dir, `haproxy-${b}.cfg`);
-    writeFileSync(
-      cfg,
-      [
-        'global',
-        `  maxconn ${PER_BALANCER + 500}`,
-        'defaults',
-        '  mode http',
-        '  timeout connect 5s',
-        '  timeout client 60s',
-        '  timeout server 60s',
-        '  timeout tunnel 1h',
-        '  timeout client-fin 5s',
-        '  timeout check 5s',
-        'frontend opspilot',
-        `  bind 127.0.0.1:${port}`,
-        '  default_backend hubs',
-        'backend hubs',
-        '  balance leastconn',
-        '  option httpchk GET /readyz',
-        '  http-check expect status 200',
-        '  default-server inter 2s fall 3 rise 2',
-        // Each balancer connects from its own address: ephemeral ports per source address are ~28,000.
-        ...hubs.map((h, i) => `  server hub${i + 1} 127.0.0.1:${h.port} check source 127.0.1.${b + 1}`),
-        '',
-      ].join('\n'),
-    );
+    // Each balancer connects from its own address: ephemeral ports per source address are ~28,000.
+    writeFileSync(cfg, haproxyConfig(port, hubs.map((h) => h.port), { maxconn: PER_BALANCER + 500, source: `127.0.1.${b + 1}` }) + '\n');
     const child = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
     procs.push(child);
     urls.push(`ws://127.0.0.1:${port}/v1/stream`);

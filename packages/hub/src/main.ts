@@ -43,7 +43,11 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
   try {
-    await app.listen({ port: config.port, host: config.host });
+    // A deep accept queue: when a hub behind the balancer dies, the others take thousands of its
+    // agents' reconnects within seconds. At Node's default of 511, connections past it were
+    // dropped by the kernel and retried by TCP a second or more later (and a busy hub failed the
+    // balancer's health checks the same way). The kernel caps it at net.core.somaxconn.
+    await app.listen({ port: config.port, host: config.host, backlog: 4096 });
   } catch (err) {
     await app.close().catch(() => {});
     const code = (err as NodeJS.ErrnoException).code;

@@ -4,12 +4,12 @@
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { Backoff, HubClient, Outbox, type Logger } from '@opspilot/agent';
-import { freePort, spawnHub, type HubProcess } from '../../../scripts/hub-process.ts';
+import { freePort, haproxyConfig, spawnHub, type HubProcess } from '../../../scripts/hub-process.ts';
 import { fakeSlack, BOT_TOKEN, CHANNEL, SIGNING_SECRET } from './fake-slack.ts';
 import { fakeModel, completion, type Reply } from './fake-model.ts';
 
@@ -68,23 +68,6 @@ async function haproxy(t: Test, hubs: HubProcess[]): Promise<{ port: number; url
   const url = `http://127.0.0.1:${port}`;
   await until(`HAProxy on ${port}: ${output}`, () => fetch(`${url}/readyz`).then((r) => r.ok, () => false), 15_000);
   return { port, url };
-}
-
-/** The README's configuration (its haproxy block), with this test's ports. */
-export function haproxyConfig(port: number, hubPorts: number[]): string {
-  const readme = readFileSync(path.resolve(import.meta.dirname, '../../../README.md'), 'utf8');
-  const block = /```haproxy\n([\s\S]*?)```/.exec(readme)?.[1];
-  if (!block) throw new Error('README.md has no haproxy block');
-  const lines = block.split('\n');
-  const servers = lines.filter((l) => /^\s*server hub\d /.test(l));
-  if (servers.length === 0 || !lines.some((l) => /^\s*bind \*:8080$/.test(l))) throw new Error('the README haproxy block changed shape');
-  const out: string[] = [];
-  for (const line of lines) {
-    if (/^\s*bind \*:8080$/.test(line)) out.push(`  bind 127.0.0.1:${port}`);
-    else if (line === servers[0]) out.push(...hubPorts.map((p, i) => `  server hub${i + 1} 127.0.0.1:${p} check`));
-    else if (!servers.includes(line)) out.push(line);
-  }
-  return out.join('\n');
 }
 
 const quiet: Logger = { info() {}, warn() {}, error() {} };

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -207,6 +207,11 @@ t.test('the bundle `pnpm hub` runs starts on the embedded database and serves th
     if (child.exitCode !== null || i > 600) throw new Error(`the bundled hub did not start:\n${output}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+  // The accept queue the kernel gave the listening socket (`ss` shows it as Send-Q): deep enough
+  // for a storm of reconnects when another hub dies, as far as net.core.somaxconn allows.
+  const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
+  const listening = execFileSync('ss', ['-ltnH', `sport = :${port}`], { encoding: 'utf8' }).trim().split(/\s+/);
+  t.equal(Number(listening[2]), Math.min(4096, somaxconn), `listen backlog (${listening.join(' ')})`);
   const created = await api(port, token, 'POST', '/v1/agents', { hostname: 'bundled' });
   t.equal(created.status, 201, 'migrations found above the bundle, agents enrolled');
   const agent = await ScriptedAgent.connect(`ws://127.0.0.1:${port}/v1/stream`, created.body.token);

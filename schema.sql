@@ -342,6 +342,14 @@ CREATE TABLE remediation_rules (
   created_by        text NOT NULL
 );
 
+-- Incidents opened or reopened whose remediation rules the leader has not consulted yet: written
+-- in the transaction that opens or reopens one, deleted once the rules decided.
+CREATE TABLE remediation_queue (
+  incident_id  text PRIMARY KEY REFERENCES incidents(id) ON DELETE CASCADE,
+  queued_at    timestamptz NOT NULL
+);
+CREATE INDEX remediation_queue_order ON remediation_queue (queued_at, incident_id);
+
 -- Each time a rule acted (or asked to): what, on which incident, and how it ended.
 CREATE TABLE remediation_attempts (
   id           text PRIMARY KEY,

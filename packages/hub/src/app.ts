@@ -198,6 +198,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
         lifecycle,
         execTimeoutMs: Math.min(config.execMaxTimeoutMs, Math.max(config.execDefaultTimeoutMs, 30_000)),
         sweepMs: 2000,
+        offlineAfterMs: MISSED_HEARTBEATS * config.heartbeatIntervalS * 1000,
         events,
         clock,
         // Approve mode asks in Slack, which only the app mode can (its buttons answer).
@@ -273,7 +274,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     events.on('incident.changed', (e) => {
       analyzer.kick();
       slack?.kick();
-      remediation.opened(e.opened);
+      if (e.opened.length > 0) remediation.kick();
     });
     events.on('analysis.requested', () => analyzer.kick());
     events.on('analysis.stored', () => slack?.kick());

@@ -3,7 +3,8 @@
 import t from 'tap';
 import pg from 'pg';
 import { newId } from '@opspilot/protocol';
-import { postgres, runningAgent, startHub } from './helpers.ts';
+import { HELLO, postgres, runningAgent, startHub } from './helpers.ts';
+import { RULE } from './rules.ts';
 import { MAX_MESSAGE_BYTES, split } from '../src/cluster.ts';
 import { clusterNames, registerHub } from '../src/storage/cluster.ts';
 
@@ -106,6 +107,33 @@ if (!process.env.DATABASE_URL) {
       return list.some((h) => h.name === 'ghost') ? undefined : list;
     });
     t.same(hubs.map((h) => h.this_hub), [true], 'the stopped hub left; the one whose lease ran out was removed');
+  });
+
+  t.test("the leader's remediation rules act on an agent held by another hub, and verify through it", async (t) => {
+    t.setTimeout(60_000);
+    const db = await postgres.open(t);
+    const a = await startHub(t, db);
+    const b = await startHub(t, db);
+    t.same([a.app.hub.cluster.isLeader, b.app.hub.cluster.isLeader], [true, false], 'a leads');
+    t.equal((await a.api('POST', '/v1/rules', RULE)).status, 201);
+    const { id, token } = await a.enroll({ hostname: 'web-1' });
+    const done = { ok: true, exit_code: 0, stdout: 'active', stderr: '', duration_ms: 1, truncated: false };
+    const agent = await runningAgent(b, token, () => done, { ...HELLO, actions: ['restart_service', 'service_status'] });
+    await until('the agent held by hub b, as the leader sees it', () => a.app.hub.broker.reachable(id));
+    agent.send('alert', { type: 'systemd', source: 'api.service', message: 'failed', status: 'failed' }, { id: 'al-r' });
+    await agent.acked(['al-r']);
+    await until('the restart, sent by the leader through hub b', () => agent.execs.some((e) => e.command === 'restart_service'));
+    // Its result stored: the verification deadline is set from the leader's clock, before that clock moves.
+    await until('the attempt verifying', async () => (await db.db.selectFrom('remediation_attempts').select('status').executeTakeFirst())?.status === 'verifying');
+    a.clock.advance((RULE.verify_s + 1) * 1000); // past verify_s on the leader's clock
+    await until('the fix verified by asking the unit through hub b', async () => {
+      await a.app.hub.remediation!.sweep();
+      const row = await db.db.selectFrom('remediation_attempts').selectAll().executeTakeFirst();
+      return row?.status === 'verified' ? row : undefined;
+    });
+    t.same(agent.execs.map((e) => e.command), ['restart_service', 'service_status'], 'restarted, then its status asked');
+    t.same(await db.db.selectFrom('remediation_queue').selectAll().execute(), [], 'nothing left queued');
+    agent.close();
   });
 }
 

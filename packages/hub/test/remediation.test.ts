@@ -242,3 +242,44 @@ eachBackend(t, 'rules are validated: whole-value templates, known fields, the ac
   t.equal((await hub.api('DELETE', `/v1/rules/${created.body.id}`)).status, 404);
   t.same((await audit(hub, 'actor=user')).map((e) => e.kind), ['rule_created', 'rule_deleted']);
 });
+
+eachBackend(t, 'an opening the rules were not consulted on when its hub stopped is decided by the next start, once its agent is back; past the offline deadline it is skipped', async (t, backend) => {
+  const db = await backend.open(t);
+  const queue = () => db.db.selectFrom('remediation_queue').selectAll().execute();
+  const first = await startHub(t, db);
+  t.equal((await first.api('POST', '/v1/rules', RULE)).status, 201);
+  const { id: agentId, token } = await first.enroll();
+  let agent = await runningAgent(first, token, () => ok('restarted'), HELLO_UNITS);
+  // The hub dies between the alert's commit and its engine looking (its engine stopped first).
+  await first.app.hub.remediation!.stop();
+  await send(agent, 'alert', failed('api.service'));
+  t.match(await queue(), [{ incident_id: (await incidentOf(first, 'api.service')).id }], 'queued with the incident, in its transaction');
+  agent.close();
+  await first.close();
+
+  const second = await startHub(t, db);
+  await second.app.hub.remediation!.worker.idle();
+  const incident = await incidentOf(second, 'api.service');
+  t.equal((await queue()).length, 1, 'its agent not back yet, within its offline deadline: the opening waits');
+  t.same(await skipped(second, incident.id), [], 'and nothing is skipped for it');
+  agent = await runningAgent(second, token, () => ok('restarted'), HELLO_UNITS);
+  await eventually(async () => agent.execs.length === 1, 10_000, 'the exec once the agent is back');
+  t.match(agent.execs[0], { command: 'restart_service', params: { service: 'api.service' } });
+  await second.app.hub.remediation!.worker.idle();
+  t.same(await queue(), [], 'the opening taken off the queue');
+  t.equal((await attempts(second)).length, 1, 'one attempt');
+  t.equal((await audit(second, `incident_id=${incident.id}`)).filter((e) => e.kind === 'rule_fired').length, 1, 'fired once');
+
+  // Another opening waits while its agent is away, until the agent is past its offline deadline (3 intervals of 10 s).
+  await second.app.hub.remediation!.stop();
+  await send(agent, 'alert', failed('api-2.service'));
+  agent.close();
+  await eventually(async () => !second.app.hub.registry.get(agentId)?.isOpen, 5000, 'the agent gone');
+  second.clock.advance(31_000);
+  await second.app.hub.remediation!.start();
+  const other = await incidentOf(second, 'api-2.service');
+  await eventually(async () => (await skipped(second, other.id)).length === 1, 10_000, 'the skip');
+  t.same(await skipped(second, other.id), ['the agent is offline']);
+  t.same(await queue(), [], 'and dequeued');
+  t.equal((await attempts(second)).length, 1, 'no second attempt');
+});

@@ -100,6 +100,14 @@ export class ExecBroker {
     });
   }
 
+  /** The agent can be sent an exec now: connected here, or to another hub that lives. */
+  async reachable(agentId: string): Promise<boolean> {
+    if (this.registry.get(agentId)?.isOpen) return true;
+    if (!this.cluster?.shared) return false;
+    const route = await agentRoute(this.db, agentId);
+    return route !== undefined && route.hubId !== null && route.hubId !== this.cluster.hubId && route.alive;
+  }
+
   async #run(ask: ExecAsk): Promise<ExecRequest> {
     if (this.#closing) throw new HubError('HUB_UNAVAILABLE', 'the hub is shutting down');
     // A connected agent exists (deleting one closes its connection); only ask the database

@@ -12,7 +12,7 @@ import {
   type NewExternalIncident,
 } from '../storage/external-alerts.ts';
 import { enqueueMessage, muteFingerprint } from '../storage/notifications.ts';
-import { releaseHold } from '../storage/rules.ts';
+import { queueRemediation, releaseHold } from '../storage/rules.ts';
 import type { Incident } from '../storage/tables.ts';
 import { recordEvent, recordEvents, type TimelineActor, type TimelineEvent } from '../storage/timeline.ts';
 import { classify, type ClassificationRule, type IncidentFacts } from './classify.ts';
@@ -126,6 +126,7 @@ export async function applyExternalAlerts(
       { incidentId: id, agentId, at, actor: 'rule' as const, kind: 'classified' as const, detail: { ...classification } },
     ]),
   );
+  await queueRemediation(db, fresh.map((f) => f.id), at);
   if (opts.notify) for (const f of fresh) await enqueueMessage(db, f.id, at);
   for (const [i, { alert, agentId }] of items.entries()) {
     results[i] ??= await applyExternalAlert(db, opts, integration, agentId, alert, at, cause);
@@ -213,6 +214,8 @@ async function afterAlert(
     events.push({ incidentId: incident.id, at, actor: 'rule', kind: 'classified', detail: { ...c } });
   }
   await recordEvents(db, events);
+  // Opened or reopened: queued for the remediation rules (with the alert's own statement when recorded).
+  if (!recorded && change !== 'repeated') await queueRemediation(db, [incident.id], at);
   // A new incident has one change in its window: it cannot be flapping yet.
   if (change === 'reopened') await flapCheck(db, incident.id, at);
   if (opts.notify) await enqueueMessage(db, incident.id, at);

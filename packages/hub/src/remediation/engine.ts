@@ -13,6 +13,7 @@ import { enqueueThread } from '../storage/notifications.ts';
 import {
   attemptExec,
   createAttempt,
+  dequeueRemediation,
   dueVerifications,
   failuresSince,
   getAttempt,
@@ -22,8 +23,10 @@ import {
   listRules,
   moveAttempt,
   placeHold,
+  queuedRemediations,
   runsOnAgentSince,
   suspendRule,
+  type QueuedRemediation,
 } from '../storage/rules.ts';
 import { getExecRequest } from '../storage/exec-requests.ts';
 import { getAutonomy } from '../storage/settings.ts';
@@ -39,8 +42,10 @@ import { Worker } from '../worker.ts';
 export interface EngineOptions {
   lifecycle: LifecycleOptions;
   execTimeoutMs: number;
-  /** How often verifications that came due are checked (restarts included). */
+  /** How often verifications that came due, and openings waiting for their agent, are checked. */
   sweepMs: number;
+  /** An agent not heard from for this long counts offline (3 heartbeat intervals): until then, an opening waits for it. */
+  offlineAfterMs: number;
   /** Told when a thread reply or an approval question is queued for Slack. */
   events: HubEvents;
   clock: Clock;
@@ -52,6 +57,9 @@ export interface EngineOptions {
 export const CIRCUIT_FAILURES = 3;
 const SEVERITY_UP: Record<string, string> = { low: 'medium', medium: 'high', high: 'critical', critical: 'critical' };
 
+/** Thrown to roll back an attempt whose opening was no longer queued. */
+const NOT_QUEUED = Symbol('not queued');
+
 /**
  * Remediation: when an incident opens or reopens, the first enabled rule that matches and passes
  * every gate (kill switch, agent autonomy, a hold after a failed fix, silences, cooldown, hourly
@@ -61,7 +69,6 @@ const SEVERITY_UP: Record<string, string> = { low: 'medium', medium: 'high', hig
  */
 export class RemediationEngine {
   readonly worker: Worker;
-  #chain: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly db: Db,
@@ -70,7 +77,18 @@ export class RemediationEngine {
     private readonly opts: EngineOptions,
     private readonly log: FastifyBaseLogger,
   ) {
-    this.worker = new Worker({ name: 'remediation', pollMs: opts.sweepMs, prepare: () => this.#settleInterrupted(), run: () => this.sweep() }, log);
+    this.worker = new Worker(
+      {
+        name: 'remediation',
+        pollMs: opts.sweepMs,
+        prepare: () => this.#settleInterrupted(),
+        run: async () => {
+          await this.#drainQueue();
+          await this.sweep();
+        },
+      },
+      log,
+    );
   }
 
   start = (): Promise<void> => this.worker.start();
@@ -96,11 +114,29 @@ export class RemediationEngine {
   /** Call after `broker.shutdown()`, so no exec wait holds this up. */
   stop = (): Promise<void> => this.worker.stop();
 
-  /** Incidents opened or reopened: decide, one incident at a time, in order. */
-  opened(incidentIds: readonly string[]): void {
-    for (const id of incidentIds) {
-      this.#chain = this.#chain.then(() => this.#evaluate(id)).catch((err) => this.log.error({ err, incidentId: id }, 'remediation failed'));
-      void this.worker.track(this.#chain);
+  /**
+   * Incidents were opened or reopened (on any hub): the queue they were written to in the same
+   * transaction has work. Ignored on a hub that is not the leader; the leader also looks every
+   * `sweepMs`, and when it takes over, so an opening whose news was lost is still decided.
+   */
+  kick = (): void => this.worker.kick();
+
+  /** The queue, oldest first, one incident at a time; what waits for its agent is passed over until the next run. */
+  async #drainQueue(): Promise<void> {
+    let after: QueuedRemediation | undefined;
+    for (;;) {
+      const due = await queuedRemediations(this.db, 20, after);
+      if (due.length === 0) return;
+      for (const q of due) {
+        if (this.worker.stopped) return; // left queued: the next leader decides it
+        try {
+          await this.#evaluate(q);
+        } catch (err) {
+          // Left queued, tried again at the next run (a rule's attempt is made once per opening: dequeued with it).
+          this.log.error({ err, incidentId: q.incident_id }, 'remediation failed');
+        }
+      }
+      after = due.at(-1);
     }
   }
 
@@ -110,20 +146,35 @@ export class RemediationEngine {
     for (const attempt of await dueVerifications(this.db, now)) await this.#verify(attempt);
   }
 
-  async #evaluate(incidentId: string): Promise<void> {
-    if (this.worker.stopped) return;
+  /**
+   * Consult the rules on one opening of an incident. An attempt is recorded in one transaction
+   * with taking the opening off the queue, so it is made at most once per opening; a run that
+   * dies before deciding leaves it queued, and the next run decides again (a skipped rule may then
+   * be on the timeline twice).
+   */
+  async #evaluate(q: QueuedRemediation): Promise<void> {
     const rules = (await listRules(this.db)).filter((r) => r.enabled);
-    if (rules.length === 0) return;
-    const incident = await incidentOnHost(this.db, incidentId);
-    if (!incident || incident.status === 'resolved') return; // an integration's alert acts only on the host it is linked to
-    const agent = await getAgent(this.db, incident.agent_id);
-    if (!agent) return;
+    const incident = rules.length > 0 ? await incidentOnHost(this.db, q.incident_id) : undefined;
+    // An integration's alert acts only on the host it is linked to.
+    const agent = incident && incident.status !== 'resolved' ? await getAgent(this.db, incident.agent_id) : undefined;
+    if (!incident || !agent) {
+      await dequeueRemediation(this.db, q);
+      return;
+    }
     const subject: MatchSubject = { ...incident, labels: { ...(agent.labels ?? {}), ...incident.labels } };
+    const matching = rules.filter((rule) => matches(rule.match, subject));
+    if (matching.length === 0) {
+      await dequeueRemediation(this.db, q);
+      return;
+    }
+    // Connected here or to another hub that lives. If not, and not yet past its offline deadline,
+    // it is most likely reconnecting (its hub died, say): the opening waits for it.
+    const reachable = await this.broker.reachable(agent.id);
     const at = this.opts.clock.now();
+    if (!reachable && agent.last_seen_at && at.getTime() - agent.last_seen_at.getTime() < this.opts.offlineAfterMs) return;
     let fired: RemediationRule | null = null;
-    for (const rule of rules) {
-      if (!matches(rule.match, subject)) continue;
-      const reason = fired ? `rule ${fired.name} acted first` : await this.#gate(rule, incident, subject, agent.autonomy, at);
+    for (const rule of matching) {
+      const reason = fired ? `rule ${fired.name} acted first` : await this.#gate(rule, incident, subject, agent.autonomy, reachable, at);
       if (reason) {
         await this.#audit(incident, at, 'rule_skipped', rule, { reason });
         continue;
@@ -168,21 +219,32 @@ export class RemediationEngine {
         finished_at: null,
         outcome: null,
       };
-      await this.db.transaction().execute(async (trx) => {
-        await createAttempt(trx, attempt);
-        await this.#audit(incident, at, 'rule_fired', rule, { attempt_id: attempt.id, mode: rule.mode, command: attempt.command, params: attempt.params }, trx);
-        if (rule.mode === 'approve') {
-          const asked = await this.opts.askApproval(trx, attempt);
-          await this.#audit(incident, at, 'approval_requested', rule, { attempt_id: attempt.id, via: asked ? 'slack' : 'rest' }, trx);
-        }
-      });
+      const taken = await this.db
+        .transaction()
+        .execute(async (trx) => {
+          // Another run (a leader that took over) or a newer opening came first: record nothing.
+          if (!(await dequeueRemediation(trx, q))) throw NOT_QUEUED;
+          await createAttempt(trx, attempt);
+          await this.#audit(incident, at, 'rule_fired', rule, { attempt_id: attempt.id, mode: rule.mode, command: attempt.command, params: attempt.params }, trx);
+          if (rule.mode === 'approve') {
+            const asked = await this.opts.askApproval(trx, attempt);
+            await this.#audit(incident, at, 'approval_requested', rule, { attempt_id: attempt.id, via: asked ? 'slack' : 'rest' }, trx);
+          }
+          return true;
+        })
+        .catch((err: unknown) => {
+          if (err === NOT_QUEUED) return false;
+          throw err;
+        });
+      if (!taken) return;
       if (rule.mode === 'approve') this.opts.events.emit('notification.queued', {});
       else void this.worker.track(this.#execute(attempt, rule));
     }
+    if (!fired) await dequeueRemediation(this.db, q);
   }
 
   /** Why this rule may not act on this incident now, or null. */
-  async #gate(rule: RemediationRule, incident: OnHost, subject: MatchSubject, agentAutonomy: boolean, at: Date): Promise<string | null> {
+  async #gate(rule: RemediationRule, incident: OnHost, subject: MatchSubject, agentAutonomy: boolean, reachable: boolean, at: Date): Promise<string | null> {
     if (rule.suspended_at) return `circuit open: ${rule.suspended_reason ?? 'suspended'}`;
     if (!(await getAutonomy(this.db)).enabled) return 'kill switch: autonomy is off';
     if (!agentAutonomy) return "the agent's autonomy is off";
@@ -194,7 +256,7 @@ export class RemediationEngine {
     if (last && at.getTime() - last.getTime() < rule.cooldown_s * 1000) return `cooldown: last ran ${Math.round((at.getTime() - last.getTime()) / 1000)} s ago (cooldown_s ${rule.cooldown_s})`;
     const runs = await runsOnAgentSince(this.db, rule.id, incident.agent_id, new Date(at.getTime() - 3_600_000));
     if (runs >= rule.max_per_hour) return `rate limit: ${runs} runs on this agent in the last hour (max_per_hour ${rule.max_per_hour})`;
-    if (!this.registry.get(incident.agent_id)?.isOpen) return 'the agent is offline';
+    if (!reachable) return 'the agent is offline';
     return null;
   }
 
@@ -281,8 +343,9 @@ export class RemediationEngine {
       await this.#verified(attempt, 'the incident resolved');
       return;
     }
-    if (['restart_service', 'start_service'].includes(attempt.command) && typeof attempt.params.service === 'string' && this.registry.get(attempt.agent_id)?.isOpen) {
-      const offers = this.registry.get(attempt.agent_id)?.actions;
+    // Connected here or to another hub: its unit is asked about (what it offers, from its connection or its hello).
+    if (['restart_service', 'start_service'].includes(attempt.command) && typeof attempt.params.service === 'string' && (await this.broker.reachable(attempt.agent_id))) {
+      const offers = this.registry.get(attempt.agent_id)?.actions ?? (await getAgent(this.db, attempt.agent_id))?.actions;
       if (!offers || offers.includes('service_status')) {
         const status = await this.broker
           .run({

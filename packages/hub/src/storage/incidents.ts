@@ -215,6 +215,14 @@ export async function recordAlert(
             ),
         ),
     )
+    // Opened or reopened: the remediation rules are to be consulted on it (the leader works the queue).
+    .with('queued', (q) =>
+      q
+        .insertInto('remediation_queue')
+        .columns(['incident_id', 'queued_at'])
+        .expression(q.selectFrom('up').select(['up.id as incident_id', sql<Date>`${atText}::timestamptz`.as('queued_at')]).where('up.change', '<>', 'repeated'))
+        .onConflict((oc) => oc.column('incident_id').doUpdateSet((eb) => ({ queued_at: eb.ref('excluded.queued_at') }))),
+    )
     .selectFrom('up')
     .selectAll()
     .executeTakeFirst();

@@ -98,6 +98,43 @@ export async function createAttempt(db: Db, a: Omit<RemediationAttempt, 'exec_id
   await db.insertInto('remediation_attempts').values({ ...a, params: JSON.stringify(a.params) }).execute();
 }
 
+/** An incident's place in the remediation queue: which opening (or reopening) of it is waiting. */
+export interface QueuedRemediation {
+  incident_id: string;
+  queued_at: Date;
+}
+
+/**
+ * The rules are to be consulted on these incidents (opened or reopened at `at`). Called in the
+ * transaction that opens them; a newer opening replaces a waiting one.
+ */
+export async function queueRemediation(db: Db, incidentIds: readonly string[], at: Date): Promise<void> {
+  if (incidentIds.length === 0) return;
+  await db
+    .insertInto('remediation_queue')
+    .values(incidentIds.map((id) => ({ incident_id: id, queued_at: at })))
+    .onConflict((oc) => oc.column('incident_id').doUpdateSet((eb) => ({ queued_at: eb.ref('excluded.queued_at') })))
+    .execute();
+}
+
+/** The oldest waiting incidents, in the order they were queued (after `after`, to page on). */
+export async function queuedRemediations(db: Db, limit: number, after?: QueuedRemediation): Promise<QueuedRemediation[]> {
+  let q = db.selectFrom('remediation_queue').selectAll();
+  if (after) q = q.where((eb) => eb.or([eb('queued_at', '>', after.queued_at), eb.and([eb('queued_at', '=', after.queued_at), eb('incident_id', '>', after.incident_id)])]));
+  return q.orderBy('queued_at').orderBy('incident_id').limit(limit).execute();
+}
+
+/**
+ * Take this opening of the incident off the queue: true if it was still there. The engine does
+ * this in the transaction that records a rule's attempt, so an attempt is made once per opening
+ * however often a crash makes the rules run again; false means another run (or a newer opening)
+ * came first.
+ */
+export async function dequeueRemediation(db: Db, q: QueuedRemediation): Promise<boolean> {
+  const r = await db.deleteFrom('remediation_queue').where('incident_id', '=', q.incident_id).where('queued_at', '=', q.queued_at).executeTakeFirst();
+  return r.numDeletedRows > 0n;
+}
+
 export async function getAttempt(db: Db, id: string): Promise<RemediationAttempt | undefined> {
   return db.selectFrom('remediation_attempts').selectAll().where('id', '=', id).executeTakeFirst();
 }

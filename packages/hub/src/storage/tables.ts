@@ -326,6 +326,12 @@ export interface SlackMessagesTable {
   posted_at: Timestamp;
 }
 
+/** An incident opened or reopened, waiting for the remediation rules to be consulted. */
+export interface RemediationQueueTable {
+  incident_id: string;
+  queued_at: Date;
+}
+
 export interface NotificationsTable {
   id: string;
   incident_id: string;
@@ -470,6 +476,7 @@ export interface Database {
   incident_events: IncidentEventsTable;
   sessions: SessionsTable;
   slack_messages: SlackMessagesTable;
+  remediation_queue: RemediationQueueTable;
   notifications: NotificationsTable;
   fingerprint_mutes: FingerprintMutesTable;
   integrations: IntegrationsTable;

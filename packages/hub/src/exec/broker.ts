@@ -3,7 +3,7 @@ import type { Clock } from '../clock.ts';
 import { HubError } from '../errors.ts';
 import type { Db } from '../storage/database.ts';
 import type { Cluster, ClusterMessage, ForwardedExec } from '../cluster.ts';
-import { agentRoute } from '../storage/cluster.ts';
+import { agentRoute, type AgentRoute } from '../storage/cluster.ts';
 import {
   createExecRequest,
   getExecRequest,
@@ -103,9 +103,12 @@ export class ExecBroker {
   /** The agent can be sent an exec now: connected here, or to another hub that lives. */
   async reachable(agentId: string): Promise<boolean> {
     if (this.registry.get(agentId)?.isOpen) return true;
-    if (!this.cluster?.shared) return false;
-    const route = await agentRoute(this.db, agentId);
-    return route !== undefined && route.hubId !== null && route.hubId !== this.cluster.hubId && route.alive;
+    return this.cluster?.shared === true && this.#otherHub(await agentRoute(this.db, agentId)) !== null;
+  }
+
+  /** The other live hub holding the agent, if any. */
+  #otherHub(route: AgentRoute | undefined): string | null {
+    return this.cluster?.shared && route?.hubId && route.hubId !== this.cluster.hubId && route.alive ? route.hubId : null;
   }
 
   async #run(ask: ExecAsk): Promise<ExecRequest> {
@@ -116,7 +119,8 @@ export class ExecBroker {
     if (!conn || !conn.isOpen) {
       const route = await agentRoute(this.db, ask.agentId);
       if (!route) throw new HubError('HUB_AGENT_NOT_FOUND', `no agent ${ask.agentId}`);
-      if (this.cluster?.shared && route.hubId !== null && route.hubId !== this.cluster.hubId && route.alive) return this.#remote(ask, route.hubId);
+      const hubId = this.#otherHub(route);
+      if (hubId !== null) return this.#remote(ask, hubId);
       throw new HubError('HUB_AGENT_OFFLINE', `agent ${ask.agentId} is not connected`);
     }
     if (conn.actions !== null && !conn.actions.includes(ask.command)) throw notOffered(ask.agentId, ask.command, conn.actions);

@@ -15,6 +15,12 @@ import { isDatabaseFault } from './storage/database.ts';
 /** The hub process: config from the environment, listen, and shut down cleanly on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
   const config = configFromEnv(process.env);
+  // The embedded database is PostgreSQL compiled to WebAssembly. V8 compiles it with its baseline
+  // compiler and then recompiles hot functions with TurboFan on background threads, whose
+  // ~90 MB of compiler memory glibc keeps in its per-thread arenas after it is freed: a third of
+  // an idle embedded hub. Baseline code only: idle 171-200 MiB instead of 215-267, statements
+  // ~25 % slower once warm (docs/PERFORMANCE.md). Set before PGlite's module is compiled.
+  if (!config.databaseUrl) v8.setFlagsFromString('--liftoff-only');
   const app = await buildApp({ config });
   let stopping = false;
   const stop = async (signal: string) => {

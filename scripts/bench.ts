@@ -25,7 +25,7 @@
  *   BENCH_AGENTS   simulated agents (2000)
  *   BENCH_SECONDS  measured seconds per phase (20)
  *   BENCH_EXECS    exec round trips to time during the hub phase (200)
- *   BENCH_HUB_PROFILE_DIR  write the flood phase's hub CPU profile (node --cpu-prof) there
+ *   BENCH_HUB_PROFILE_DIR  write the hub's CPU profile (node --cpu-prof) there: the flood phase's, or each fleet hub's
  *   DATABASE_URL   PostgreSQL server to use (postgres://postgres@127.0.0.1:5432/test); a
  *                  throwaway database is created on it and dropped at the end
  */

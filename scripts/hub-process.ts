@@ -33,12 +33,15 @@ export interface HubProcess {
   stop(): Promise<number | null>;
 }
 
-/** `bundle`: run the hub as `pnpm hub` does, from its bundle (built first if older than its sources). */
-export async function spawnHub(env: Record<string, string> = {}, opts: { bundle?: boolean } = {}): Promise<HubProcess> {
+/**
+ * `bundle`: run the hub as `pnpm hub` does, from its bundle (built first if older than its
+ * sources). `nodeArgs`: node's own options before the script (a benchmark's `--cpu-prof`).
+ */
+export async function spawnHub(env: Record<string, string> = {}, opts: { bundle?: boolean; nodeArgs?: string[] } = {}): Promise<HubProcess> {
   const port = await freePort();
   const adminToken = env.OPSPILOT_ADMIN_TOKEN ?? `opk_${randomBytes(24).toString('base64url')}`;
   if (opts.bundle && hubBundleStale()) await buildHub();
-  const child = spawn(process.execPath, opts.bundle ? [HUB_BUNDLE] : ['--import', 'tsx', MAIN], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...(opts.bundle ? [HUB_BUNDLE] : ['--import', 'tsx', MAIN])], {
     env: { PATH: process.env.PATH ?? '', OPSPILOT_PORT: String(port), OPSPILOT_HOST: '127.0.0.1', OPSPILOT_ADMIN_TOKEN: adminToken, OPSPILOT_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

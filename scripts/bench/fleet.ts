@@ -163,11 +163,12 @@ export async function fleetBench(opts: {
     OPSPILOT_API_RATE_LIMIT: '10000000',
     OPSPILOT_ALERTS_PER_MINUTE: '100000',
     OPSPILOT_MAX_CONNECTIONS: String(Math.min(19_000, opts.agents + 1000)),
-    ...(process.env.OPSPILOT_TRACE_FILE ? { OPSPILOT_TRACE_FILE: process.env.OPSPILOT_TRACE_FILE } : {}),
     ...opts.hubEnv,
   };
+  const profileDir = process.env.BENCH_HUB_PROFILE_DIR;
+  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   try {
-    for (let i = 0; i < k; i++) hubs.push(await spawnHub({ ...env, OPSPILOT_HUB_NAME: `hub-${i + 1}` }, { bundle: true }));
+    for (let i = 0; i < k; i++) hubs.push(await spawnHub({ ...env, OPSPILOT_HUB_NAME: `hub-${i + 1}` }, { bundle: true, nodeArgs: profile }));
     const first = hubs[0]!;
     // Enrolled over REST, 32 at a time.
     const tokens: string[] = new Array(opts.agents);

@@ -487,7 +487,7 @@ async function fleetPart(): Promise<void> {
   const hubs = Number(process.env.BENCH_FLEET_HUBS ?? 1);
   const kill = process.env.BENCH_FLEET_KILL === '1';
   const { url } = await throwawayDatabase();
-  log(`fleet: ${agents} agents at real intervals (heartbeat 10 s) on ${hubs} hub(s), ${seconds} s window, ${samples} execs, ${samples} alerts and ${samples} GET /healthz, each one at a time${kill ? ', then one hub killed' : ''}`);
+  log(`fleet: ${agents} agents at real intervals (heartbeat 10 s) on ${hubs} hub(s), ${seconds} s window, ${samples} execs, ${samples} alerts, ${samples} GET /healthz and ${samples} one-row commits, each one at a time${kill ? ', then one hub killed' : ''}`);
   const r = await fleetBench({ databaseUrl: url.toString(), agents, seconds, samples, hubs, kill });
   const fmt = (s: FleetRow['exec']) => (s ? `p50 ${s.p50} ms, p99 ${s.p99} ms, max ${s.max} ms (${s.n} ok, ${s.failed} failed)` : '-');
   console.log(
@@ -498,6 +498,7 @@ async function fleetPart(): Promise<void> {
       `    exec round trip  ${fmt(r.total.exec)}`,
       `    alert → ack      ${fmt(r.total.ack)}`,
       `    GET /healthz     ${fmt(r.total.http_floor)} (the HTTP floor under an exec, same window)`,
+      `    INSERT, commit   ${fmt(r.total.commit_floor)} (PostgreSQL's floor: an exec commits twice, an alert once; same window)`,
       `  bare ws server, ${r.bare.connected} sockets (one hub's share): RSS ${r.bare.rss_mib} MiB, CPU ${r.bare.cpu_pct}% of a core`,
       ...(r.kill
         ? [

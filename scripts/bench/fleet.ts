@@ -6,8 +6,8 @@
  * execs at once. Once all are connected and a heartbeat round has passed, over the window
  * (BENCH_FLEET_SECONDS, 30): the hub's CPU and RSS, `POST /v1/admin/exec` round trips to random
  * agents one at a time, alert → ack (the incident committed) one at a time from random agents, and
- * `GET /healthz` (the HTTP floor) one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of each
- * not counted). Then the same clients against the bare server: its RSS and CPU.
+ * `GET /healthz` (the HTTP floor) and a one-row INSERT committed on PostgreSQL (the database's
+ * floor) one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of each not counted). Then the same clients against the bare server: its RSS and CPU.
  *
  * With BENCH_FLEET_HUBS=K (K > 1): K hub processes on one database behind HAProxy (Debian's
  * package; one HAProxy process per 5,000 agents, since a process holds at most 20,000 files and a
@@ -117,7 +117,7 @@ export interface FleetResult {
   balancers: number;
   /** Each hub: its RSS and CPU (connected: the agents it held, from GET /v1/hubs). */
   perHub: FleetRow[];
-  total: { connected: number; rss_mib: number; cpu_pct: number; exec: FleetRow['exec']; ack: FleetRow['ack']; http_floor: FleetRow['exec'] };
+  total: { connected: number; rss_mib: number; cpu_pct: number; exec: FleetRow['exec']; ack: FleetRow['ack']; http_floor: FleetRow['exec']; commit_floor: FleetRow['exec'] };
   /** A bare ws server holding as many sockets as one hub did. */
   bare: FleetRow;
   kill?: { orphans: number; reconnected: number; first_ms: number; median_ms: number; last_ms: number; offline_incidents: number; lost: number };
@@ -210,9 +210,19 @@ export async function fleetBench(opts: {
       await r.arrayBuffer();
       return r.ok ? performance.now() - s : -1;
     };
+    // The database's floor under an exec (two commits) and an ack (one): a one-row INSERT
+    // committed by its own connection, from this process, in the same window.
+    const floorDb = new pg.Client({ connectionString: opts.databaseUrl });
+    await floorDb.connect();
+    await floorDb.query('CREATE TABLE IF NOT EXISTS bench_commit_floor (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())');
+    const commitOnce = async () => {
+      const s = performance.now();
+      await floorDb.query('INSERT INTO bench_commit_floor DEFAULT VALUES');
+      return performance.now() - s;
+    };
     // Warm-up, not counted: the first uses of each path (statements planned, code compiled)
     // are not what a hub that has been running does.
-    for (let i = 0; i < 20; i++) await Promise.all([execOnce(), clients.alert(pick(), `fleet-warm-${i}`), floorOnce()]);
+    for (let i = 0; i < 20; i++) await Promise.all([execOnce(), clients.alert(pick(), `fleet-warm-${i}`), floorOnce(), commitOnce()]);
     await sleep(3000); // the warm-up's incidents analysed
     await Promise.all(hubs.map(loopDelay));
     const cpu0 = hubs.map((h) => cpuSeconds(h.child.pid!));
@@ -223,6 +233,7 @@ export async function fleetBench(opts: {
     let execFailed = 0;
     let ackFailed = 0;
     let floorFailed = 0;
+    const commitMs: number[] = [];
     const deadline = Date.now() + opts.seconds * 1000;
     // Execs, alerts and bare HTTP requests (GET /healthz: the floor under an exec's round trip),
     // each one at a time, independently: each waits a random gap (exponential, with a mean
@@ -244,7 +255,9 @@ export async function fleetBench(opts: {
       loop(execOnce, execMs, () => execFailed++),
       loop(() => clients.alert(pick(), `fleet-alert-${alerts++}`), ackMs, () => ackFailed++),
       loop(floorOnce, floorMs, () => floorFailed++),
+      loop(commitOnce, commitMs, () => {}),
     ]);
+    await floorDb.end();
     await sleep(Math.max(0, deadline - Date.now()));
     const seconds = (performance.now() - t0) / 1000;
     const loops = await Promise.all(hubs.map(loopDelay));
@@ -268,6 +281,7 @@ export async function fleetBench(opts: {
         exec: summary(execMs, execFailed),
         ack: summary(ackMs, ackFailed),
         http_floor: summary(floorMs, floorFailed),
+        commit_floor: summary(commitMs, 0),
       },
       bare: { connected: 0, rss_mib: 0, cpu_pct: 0 },
     };

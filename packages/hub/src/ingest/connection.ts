@@ -84,8 +84,6 @@ export class AgentConnection implements AckTarget {
   monitorsVersion: string | null = null;
   /** Pings sent with neither a pong nor a frame since. */
   missedPongs = 0;
-  /** When the pinger next pings this connection (performance.now() ms; 0: not scheduled yet). */
-  nextPingAt = 0;
   /** This connection's number among the agent's connections on every hub (null until stored). */
   connectionNumber: number | null = null;
   #pausedForWriter = false;

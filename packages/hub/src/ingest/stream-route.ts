@@ -18,6 +18,7 @@ import { OFFLINE_FINGERPRINT, agentReturned } from '../incidents/offline.ts';
 import { recordEvent } from '../storage/timeline.ts';
 import { AgentConnection, type AuthenticatedAgent, type ConnectionContext } from './connection.ts';
 import { ReadBudget } from './read-budget.ts';
+import { PingWheel } from './ping-wheel.ts';
 
 const FRAMES_PER_TURN = 1000; // ~30 ms of decoding, then others get the event loop
 const RESUMES_PER_TURN = 16;
@@ -31,7 +32,7 @@ declare module 'fastify' {
 }
 
 /** Pings go out in slices this often, spread over the ping interval. */
-const PING_TICK_MS = 250;
+const PING_TICK_MS = 25;
 
 /**
  * `GET /v1/stream`: the agents' WebSocket. A bearer token is checked before the upgrade (a bad
@@ -84,6 +85,7 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
   // Header-less connections that have not authenticated yet: they cost a socket and a timer each
   // for up to authTimeoutMs, before anyone knows who they are. Bounded.
   const unauthenticated = new Set<AgentConnection>();
+  const pingWheel = new PingWheel<AgentConnection>(config.pingIntervalMs, Math.min(PING_TICK_MS, config.pingIntervalMs));
 
   const ctx: ConnectionContext = {
     clock,
@@ -103,6 +105,7 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
       unauthenticated.delete(conn);
       const agentId = conn.agentId!;
       registry.register(agentId, conn)?.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
+      pingWheel.add(conn);
       app.log.info({ agentId }, 'agent connected');
       // The agent is this hub's now (numbered, so the newest connection wins on every hub), its
       // connection on the audit trail, and its offline incident, if one is open, resolved.
@@ -127,6 +130,7 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
       unauthenticated.delete(conn);
       if (conn.agentId === null) return;
       registry.unregister(conn.agentId, conn);
+      pingWheel.delete(conn);
       app.log.info({ agentId: conn.agentId, code: conn.closeCode }, 'agent disconnected');
       const agentId = conn.agentId;
       if (conn.connectionNumber !== null) releaseAgent(db, agentId, cluster.hubId, conn.connectionNumber).catch(() => {}); // a newer claim, or a stopping hub, frees it anyway
@@ -173,29 +177,22 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
 
   // Ping every connection once an interval; one that let two pings pass without a pong or a
   // frame is gone. A connection the hub itself paused is not judged: its pongs are waiting
-  // unread. Each connection has its own phase in the interval, so the pings of 10,000 sockets
-  // are spread over it (pinging them in one loop held the event loop for hundreds of
-  // milliseconds: every exec and ack waited); a tick every 250 ms pings those whose time came.
-  // Phases follow the golden ratio: connections made one after another are spread evenly.
-  const tickMs = Math.min(PING_TICK_MS, config.pingIntervalMs);
-  let scheduled = 0;
-  const pinger = setInterval(() => {
-    const now = performance.now();
-    for (const conn of registry.connections()) {
-      if (conn.nextPingAt === 0) {
-        conn.nextPingAt = now + ((scheduled++ * 0.6180339887) % 1) * config.pingIntervalMs;
-        continue;
-      }
-      if (conn.nextPingAt > now) continue;
-      conn.nextPingAt = Math.max(conn.nextPingAt + config.pingIntervalMs, now + config.pingIntervalMs / 2);
-      if (!conn.isOpen || conn.paused) continue;
-      if (conn.missedPongs >= 2) {
-        conn.close(CLOSE_CODES.timeout, 'no pong');
-        continue;
-      }
-      conn.missedPongs++;
-      conn.socket.ping();
-    }
-  }, tickMs);
+  // unread. The pings are spread evenly over the interval, a few every tick (the wheel): pinging
+  // 10,000 sockets in one loop held the event loop for hundreds of milliseconds, and a tick every
+  // 250 ms still wrote ~280 pings at once at 16,700 agents (15-60 ms during which every exec and
+  // ack waited); every 25 ms it is ~28.
+  const pinger = setInterval(
+    () =>
+      pingWheel.due(performance.now(), (conn) => {
+        if (!conn.isOpen || conn.paused) return;
+        if (conn.missedPongs >= 2) {
+          conn.close(CLOSE_CODES.timeout, 'no pong');
+          return;
+        }
+        conn.missedPongs++;
+        conn.socket.ping();
+      }),
+    pingWheel.tickMs,
+  );
   app.addHook('onClose', async () => clearInterval(pinger));
 }

@@ -499,6 +499,7 @@ async function fleetPart(): Promise<void> {
       `    alert → ack      ${fmt(r.total.ack)}`,
       `    GET /healthz     ${fmt(r.total.http_floor)} (the HTTP floor under an exec, same window)`,
       `    INSERT, commit   ${fmt(r.total.commit_floor)} (PostgreSQL's floor: an exec commits twice, an alert once; same window)`,
+      ...(r.total.balancer_floor ? [`    GET /healthz through HAProxy  ${fmt(r.total.balancer_floor)} (the balancer's hop, which an exec crosses twice and an ack twice)`] : []),
       `  bare ws server, ${r.bare.connected} sockets (one hub's share): RSS ${r.bare.rss_mib} MiB, CPU ${r.bare.cpu_pct}% of a core`,
       ...(r.kill
         ? [

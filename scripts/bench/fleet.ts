@@ -6,8 +6,8 @@
  * execs at once. Once all are connected and a heartbeat round has passed, over the window
  * (BENCH_FLEET_SECONDS, 30): the hub's CPU and RSS, `POST /v1/admin/exec` round trips to random
  * agents one at a time, alert → ack (the incident committed) one at a time from random agents, and
- * `GET /healthz` (the HTTP floor) and a one-row INSERT committed on PostgreSQL (the database's
- * floor) one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of each not counted). Then the same clients against the bare server: its RSS and CPU.
+ * `GET /healthz` (the HTTP floor; with balancers, also through one) and a one-row INSERT committed
+ * on PostgreSQL (the database's floor) one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of each not counted). Then the same clients against the bare server: its RSS and CPU.
  *
  * With BENCH_FLEET_HUBS=K (K > 1): K hub processes on one database behind HAProxy (Debian's
  * package; one HAProxy process per 5,000 agents, since a process holds at most 20,000 files and a
@@ -117,7 +117,7 @@ export interface FleetResult {
   balancers: number;
   /** Each hub: its RSS and CPU (connected: the agents it held, from GET /v1/hubs). */
   perHub: FleetRow[];
-  total: { connected: number; rss_mib: number; cpu_pct: number; exec: FleetRow['exec']; ack: FleetRow['ack']; http_floor: FleetRow['exec']; commit_floor: FleetRow['exec'] };
+  total: { connected: number; rss_mib: number; cpu_pct: number; exec: FleetRow['exec']; ack: FleetRow['ack']; http_floor: FleetRow['exec']; commit_floor: FleetRow['exec']; balancer_floor?: FleetRow['exec'] };
   /** A bare ws server holding as many sockets as one hub did. */
   bare: FleetRow;
   kill?: { orphans: number; reconnected: number; first_ms: number; median_ms: number; last_ms: number; offline_incidents: number; lost: number };
@@ -203,6 +203,14 @@ export async function fleetBench(opts: {
       const r = await hub.api('POST', '/v1/admin/exec', { agent_id: ids[pick()], command: 'service_status', params: { service: 'nginx.service' } });
       return r.status === 200 && r.body.status === 'succeeded' ? performance.now() - s : -1;
     };
+    // With balancers: the same request through a random one (the hop an agent's frames take).
+    const balancerOnce = async () => {
+      const s = performance.now();
+      const url = balancers!.urls[Math.floor(Math.random() * balancers!.urls.length)]!.replace(/^ws:/, 'http:').replace(/\/v1\/stream$/, '/healthz');
+      const r = await fetch(url);
+      await r.arrayBuffer();
+      return r.ok ? performance.now() - s : -1;
+    };
     const floorOnce = async () => {
       const s = performance.now();
       const hub = hubs[Math.floor(Math.random() * k)]!;
@@ -234,6 +242,8 @@ export async function fleetBench(opts: {
     let ackFailed = 0;
     let floorFailed = 0;
     const commitMs: number[] = [];
+    const balancerMs: number[] = [];
+    let balancerFailed = 0;
     const deadline = Date.now() + opts.seconds * 1000;
     // Execs, alerts and bare HTTP requests (GET /healthz: the floor under an exec's round trip),
     // each one at a time, independently: each waits a random gap (exponential, with a mean
@@ -256,6 +266,7 @@ export async function fleetBench(opts: {
       loop(() => clients.alert(pick(), `fleet-alert-${alerts++}`), ackMs, () => ackFailed++),
       loop(floorOnce, floorMs, () => floorFailed++),
       loop(commitOnce, commitMs, () => {}),
+      ...(balancers ? [loop(balancerOnce, balancerMs, () => balancerFailed++)] : []),
     ]);
     await floorDb.end();
     await sleep(Math.max(0, deadline - Date.now()));
@@ -282,6 +293,7 @@ export async function fleetBench(opts: {
         ack: summary(ackMs, ackFailed),
         http_floor: summary(floorMs, floorFailed),
         commit_floor: summary(commitMs, 0),
+        ...(balancers ? { balancer_floor: summary(balancerMs, balancerFailed) } : {}),
       },
       bare: { connected: 0, rss_mib: 0, cpu_pct: 0 },
     };

@@ -135,6 +135,25 @@ if (!process.env.DATABASE_URL) {
     t.same(await db.db.selectFrom('remediation_queue').selectAll().execute(), [], 'nothing left queued');
     agent.close();
   });
+
+  t.test('an exec passed on to the hub holding the agent: that hub stamps when it sent it, with the result, and the asking hub writes nothing more', async (t) => {
+    t.setTimeout(60_000);
+    const db = await postgres.open(t);
+    const a = await startHub(t, db);
+    const b = await startHub(t, db);
+    b.clock.advance(3_600_000); // hub b's clock an hour ahead: whose time is on the row tells who wrote it
+    const { id, token } = await a.enroll({ hostname: 'web-1' });
+    const agent = await runningAgent(b, token, () => ({ ok: true, exit_code: 0, stdout: 'fine', stderr: '', duration_ms: 1, truncated: false }));
+    await until('the agent held by hub b, as hub a sees it', () => a.app.hub.broker.reachable(id));
+    const asked = a.clock.now().getTime();
+    const r = await a.api('POST', '/v1/admin/exec', { agent_id: id, command: 'service_status', params: { unit: 'nginx.service' } });
+    t.match(r, { status: 200, body: { status: 'succeeded' } });
+    const row = await db.db.selectFrom('exec_requests').selectAll().where('id', '=', r.body.id).executeTakeFirstOrThrow();
+    t.ok(row.sent_at && row.sent_at.getTime() >= asked + 3_500_000, "sent_at is hub b's: written by b's result statement, not by a separate mark from hub a");
+    t.ok(row.sent_at! <= row.completed_at!, 'sent before it completed');
+    t.equal(new Date(r.body.sent_at).getTime(), row.sent_at!.getTime(), 'the answer carries the stored time');
+    agent.close();
+  });
 }
 
 async function searchPath(db: { db: import('../src/storage/database.ts').Db }): Promise<string> {

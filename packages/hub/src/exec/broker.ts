@@ -51,6 +51,12 @@ export class ExecBroker {
   readonly #forwarded = new Map<string, (answer: ForwardAnswer) => void>();
   /** When each request this hub sent itself and waits on was sent: its result's statement writes it. */
   readonly #sent = new Map<string, Date>();
+  /**
+   * When this hub sent each request another hub asked it to pass on: its result's statement here
+   * writes it too, so the asking hub reads a complete row and writes nothing more (one commit
+   * fewer on the way back). Kept until the result is stored or the exec's time is up.
+   */
+  readonly #relayed = new Map<string, { at: Date; timer: NodeJS.Timeout }>();
   #closing = false;
 
   constructor(
@@ -219,9 +225,19 @@ export class ExecBroker {
       answer({ k: 'exec_refused', id: exec.id, code: 'HUB_EXEC_NOT_IN_CATALOGUE', message: notOffered(exec.agent, exec.command, conn.actions).message });
       return;
     }
-    conn.send('exec', { request_id: exec.id, command: exec.command, params: exec.params, timeout_ms: exec.timeout_ms }, (err) =>
-      answer(err ? { k: 'exec_refused', id: exec.id, code: 'HUB_EXEC_NOT_DELIVERED', message: `exec ${exec.id} could not be sent: ${err.message}` } : { k: 'exec_sent', id: exec.id }),
-    );
+    conn.send('exec', { request_id: exec.id, command: exec.command, params: exec.params, timeout_ms: exec.timeout_ms }, (err) => {
+      if (err) {
+        answer({ k: 'exec_refused', id: exec.id, code: 'HUB_EXEC_NOT_DELIVERED', message: `exec ${exec.id} could not be sent: ${err.message}` });
+        return;
+      }
+      if (!this.#relayed.has(exec.id)) {
+        const at = this.clock.now();
+        const timer = setTimeout(() => this.#relayed.delete(exec.id), exec.timeout_ms + RESULT_GRACE_MS);
+        timer.unref();
+        this.#relayed.set(exec.id, { at, timer });
+      }
+      answer({ k: 'exec_sent', id: exec.id });
+    });
   }
 
   /** The hub holding the agent answered an exec this one passed to it. */
@@ -249,12 +265,19 @@ export class ExecBroker {
 
   /** Called with the rows once results are stored. */
   completed(rows: ExecRequest[]): void {
-    for (const row of rows) this.#waiters.get(row.id)?.(row);
+    for (const row of rows) {
+      this.#waiters.get(row.id)?.(row);
+      const relayed = this.#relayed.get(row.id);
+      if (relayed) {
+        clearTimeout(relayed.timer);
+        this.#relayed.delete(row.id);
+      }
+    }
   }
 
-  /** When this hub sent a request it is waiting on, if it did. */
+  /** When this hub sent a request it is waiting on, or passed on for another hub, if it did. */
   sentAt(id: string): Date | undefined {
-    return this.#sent.get(id);
+    return this.#sent.get(id) ?? this.#relayed.get(id)?.at;
   }
 
   get waiting(): number {

@@ -7,7 +7,8 @@
  * (BENCH_FLEET_SECONDS, 30): the hub's CPU and RSS, `POST /v1/admin/exec` round trips to random
  * agents one at a time, alert → ack (the incident committed) one at a time from random agents, and
  * `GET /healthz` (the HTTP floor; with balancers, also through one) and a one-row INSERT committed
- * on PostgreSQL (the database's floor) one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of each not counted). Then the same clients against the bare server: its RSS and CPU.
+ * on PostgreSQL (the database's floor) one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of
+ * each not counted). Then the same clients against the bare server: its RSS and CPU.
  *
  * With BENCH_FLEET_HUBS=K (K > 1): K hub processes on one database behind HAProxy (Debian's
  * package; one HAProxy process per 5,000 agents, since a process holds at most 20,000 files and a
@@ -203,21 +204,16 @@ export async function fleetBench(opts: {
       const r = await hub.api('POST', '/v1/admin/exec', { agent_id: ids[pick()], command: 'service_status', params: { service: 'nginx.service' } });
       return r.status === 200 && r.body.status === 'succeeded' ? performance.now() - s : -1;
     };
-    // With balancers: the same request through a random one (the hop an agent's frames take).
-    const balancerOnce = async () => {
+    const any = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)]!;
+    const getOnce = async (url: string) => {
       const s = performance.now();
-      const url = balancers!.urls[Math.floor(Math.random() * balancers!.urls.length)]!.replace(/^ws:/, 'http:').replace(/\/v1\/stream$/, '/healthz');
       const r = await fetch(url);
       await r.arrayBuffer();
       return r.ok ? performance.now() - s : -1;
     };
-    const floorOnce = async () => {
-      const s = performance.now();
-      const hub = hubs[Math.floor(Math.random() * k)]!;
-      const r = await fetch(`${hub.url}/healthz`);
-      await r.arrayBuffer();
-      return r.ok ? performance.now() - s : -1;
-    };
+    const floorOnce = () => getOnce(`${any(hubs).url}/healthz`);
+    // With balancers: the same request through a random one (the hop an agent's frames take).
+    const balancerOnce = () => getOnce(any(balancers!.urls).replace(/^ws:/, 'http:').replace(/\/v1\/stream$/, '/healthz'));
     // The database's floor under an exec (two commits) and an ack (one): a one-row INSERT
     // committed by its own connection, from this process, in the same window.
     const floorDb = new pg.Client({ connectionString: opts.databaseUrl });

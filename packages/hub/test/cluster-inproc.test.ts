@@ -1,9 +1,10 @@
 // Several hubs on one PostgreSQL, in one process (the process-level runs behind HAProxy are in
 // cluster.test.ts): messages between hubs, hostile ones, dead hubs, the lead passing on.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import pg from 'pg';
 import { newId } from '@opspilot/protocol';
-import { HELLO, postgres, runningAgent, startHub } from './helpers.ts';
+import { HELLO, postgres, runningAgent, startHub, type TestHub } from './helpers.ts';
+import type { HubDatabase } from '../src/storage/database.ts';
 import { RULE } from './rules.ts';
 import { MAX_MESSAGE_BYTES, split } from '../src/cluster.ts';
 import { clusterNames, registerHub } from '../src/storage/cluster.ts';
@@ -29,15 +30,21 @@ t.test('an event too large for one message is cut into pieces that each fit, kee
   t.same(split({ incidentIds: ['a'], opened: [] }), [{ incidentIds: ['a'], opened: [] }], 'a small one is one piece');
 });
 
+/** Two hubs on one new PostgreSQL database; a, started first, leads. */
+async function twoHubs(t: Test): Promise<{ db: HubDatabase; a: TestHub; b: TestHub }> {
+  const db = await postgres.open(t);
+  const a = await startHub(t, db);
+  const b = await startHub(t, db);
+  t.same([a.app.hub.cluster.isLeader, b.app.hub.cluster.isLeader], [true, false], 'the first started leads');
+  return { db, a, b };
+}
+
 if (!process.env.DATABASE_URL) {
   t.comment('not run: several hubs need PostgreSQL (set DATABASE_URL)');
 } else {
   t.test('hubs on one database: hostile messages cost nothing, a silent or expired hub fails an exec at once, the lead passes when the leader stops', async (t) => {
     t.setTimeout(120_000);
-    const db = await postgres.open(t);
-    const a = await startHub(t, db);
-    const b = await startHub(t, db);
-    t.same([a.app.hub.cluster.isLeader, b.app.hub.cluster.isLeader], [true, false], 'the first leads');
+    const { db, a, b } = await twoHubs(t);
     const { id, token } = await a.enroll({ hostname: 'web-1' });
     const agent = await runningAgent(b, token, () => ({ ok: true, exit_code: 0, stdout: 'fine', stderr: '', duration_ms: 1, truncated: false }));
     let closedWith: number | null = null;
@@ -111,10 +118,7 @@ if (!process.env.DATABASE_URL) {
 
   t.test("the leader's remediation rules act on an agent held by another hub, and verify through it", async (t) => {
     t.setTimeout(60_000);
-    const db = await postgres.open(t);
-    const a = await startHub(t, db);
-    const b = await startHub(t, db);
-    t.same([a.app.hub.cluster.isLeader, b.app.hub.cluster.isLeader], [true, false], 'a leads');
+    const { db, a, b } = await twoHubs(t);
     t.equal((await a.api('POST', '/v1/rules', RULE)).status, 201);
     const { id, token } = await a.enroll({ hostname: 'web-1' });
     const done = { ok: true, exit_code: 0, stdout: 'active', stderr: '', duration_ms: 1, truncated: false };
@@ -138,9 +142,7 @@ if (!process.env.DATABASE_URL) {
 
   t.test('an exec passed on to the hub holding the agent: that hub stamps when it sent it, with the result, and the asking hub writes nothing more', async (t) => {
     t.setTimeout(60_000);
-    const db = await postgres.open(t);
-    const a = await startHub(t, db);
-    const b = await startHub(t, db);
+    const { a, b, db } = await twoHubs(t);
     b.clock.advance(3_600_000); // hub b's clock an hour ahead: whose time is on the row tells who wrote it
     const { id, token } = await a.enroll({ hostname: 'web-1' });
     const agent = await runningAgent(b, token, () => ({ ok: true, exit_code: 0, stdout: 'fine', stderr: '', duration_ms: 1, truncated: false }));

@@ -357,25 +357,26 @@ export class AgentConnection implements AckTarget {
    */
   #spend(message: Message<AgentMessageType>): void {
     const now = Date.now();
+    // No closure here: this runs for every frame, and the bundle's keepNames would wrap one per call.
     let waitMs = 0;
-    let over = '';
-    const charge = (name: 'events' | 'bulk' | 'samples', n: number) => {
-      const wait = this.#budgets[name].spend(n, now);
-      if (wait > waitMs) [waitMs, over] = [wait, name];
-    };
+    let over: 'events' | 'bulk' | 'samples' = 'bulk';
     switch (message.type) {
       case 'alert':
       case 'resolve':
-        charge('events', 1);
+        waitMs = this.#budgets.events.spend(1, now);
+        over = 'events';
         break;
-      case 'metrics':
-        charge('samples', message.payload.samples.length);
-        charge('bulk', 1);
+      case 'metrics': {
+        waitMs = this.#budgets.samples.spend(message.payload.samples.length, now);
+        over = 'samples';
+        const bulkWait = this.#budgets.bulk.spend(1, now);
+        if (bulkWait > waitMs) [waitMs, over] = [bulkWait, 'bulk'];
         break;
+      }
       case 'hello':
       case 'heartbeat':
       case 'check_results':
-        charge('bulk', 1);
+        waitMs = this.#budgets.bulk.spend(1, now);
         break;
       case 'exec_result':
         return;

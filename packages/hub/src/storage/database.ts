@@ -257,7 +257,6 @@ function processRuns(pid: number): boolean {
   }
 }
 
-/** True when a trivial query answers: what /readyz reports. */
 /**
  * A fault of the database or of the way to it, not of the hub's logic: the server refusing or
  * dropping connections, shutting down, out of resources (SQLSTATE classes 08, 53, 57).
@@ -268,6 +267,7 @@ export function isDatabaseFault(err: unknown): boolean {
   return /^(08|53|57)[0-9A-Z]{3}$/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND'].includes(code);
 }
 
+/** True when a trivial query answers: what /readyz reports. */
 export async function ping(db: Db): Promise<boolean> {
   try {
     await sql`SELECT 1`.execute(db);

@@ -5,6 +5,7 @@ import { ID_PATTERN, newId, type ExecParams } from '@opspilot/protocol';
 import { HUB_EVENT_NAMES, type HubEventMap, type HubEventName, type HubEvents } from './events.ts';
 import type { Db } from './storage/database.ts';
 import { ClusterSession, clusterNames, expireHubs, notifyHubs, registerHub, removeHub, renewHub } from './storage/cluster.ts';
+import type { ExecDoneNotice } from './storage/exec-requests.ts';
 
 /** An exec asked at one hub for an agent connected to another. */
 export interface ForwardedExec {
@@ -124,10 +125,25 @@ export class Cluster {
 
   /** Tell one hub (`to`) or all the others something. */
   async send(to: string | undefined, msg: ClusterMessage): Promise<void> {
-    if (!this.#names) return;
+    const notice = this.encode(to, msg);
+    if (notice) await notifyHubs(this.db, notice.channel, notice.payload);
+  }
+
+  /**
+   * A message as the NOTIFY that carries it, for a statement that writes what the message is
+   * about to send it too (one commit, and the others hear of the rows only once they are
+   * there). Null while this hub talks to no other (the embedded database, or not started).
+   */
+  encode(to: string | undefined, msg: ClusterMessage): { channel: string; payload: string } | null {
+    if (!this.#names) return null;
     const payload = JSON.stringify({ ...msg, from: this.hubId, ...(to ? { to } : {}) });
     if (Buffer.byteLength(payload) > MAX_MESSAGE_BYTES) throw new Error(`a cluster message of ${Buffer.byteLength(payload)} bytes is over ${MAX_MESSAGE_BYTES}`);
-    await notifyHubs(this.db, this.#names.channel, payload);
+    return { channel: this.#names.channel, payload };
+  }
+
+  /** Where a statement that stores exec results tells the others (`exec_done`), or null when there are none to tell. */
+  get execDoneNotice(): ExecDoneNotice | null {
+    return this.#names ? { channel: this.#names.channel, from: this.hubId } : null;
   }
 
   /**
@@ -138,10 +154,14 @@ export class Cluster {
   relay(events: HubEvents): void {
     if (!this.shared) return;
     events.relay = (name, event) => {
-      const parts: ClusterMessage[] =
-        name === 'exec.finished'
-          ? split({ ids: (event as HubEventMap['exec.finished']).execs.map((e) => e.id) }).map((p) => ({ k: 'exec_done' as const, ids: p.ids as string[] }))
-          : split(event as Record<string, unknown>).map((data) => ({ k: 'event' as const, name, data }));
+      let parts: ClusterMessage[];
+      if (name === 'exec.finished') {
+        // Usually told already, by the statement that stored the results (execDoneNotice).
+        const finished = event as HubEventMap['exec.finished'];
+        parts = finished.announced ? [] : split({ ids: finished.execs.map((e) => e.id) }).map((p) => ({ k: 'exec_done' as const, ids: p.ids as string[] }));
+      } else {
+        parts = split(event as Record<string, unknown>).map((data) => ({ k: 'event' as const, name, data }));
+      }
       for (const part of parts) this.send(undefined, part).catch((err) => this.log.warn({ err, event: name }, 'could not tell the other hubs of an event'));
     };
     this.on('event', (msg) => {

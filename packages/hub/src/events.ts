@@ -22,7 +22,8 @@ export interface HubEventMap {
   'incident.changed': { incidentIds: string[]; opened: string[] };
   'analysis.requested': { incidentId: string };
   'analysis.stored': { incidentId: string };
-  'exec.finished': { execs: ExecRequest[] };
+  /** `announced`: the statement that stored them told the other hubs (exec_done) already. */
+  'exec.finished': { execs: ExecRequest[]; announced?: boolean };
   /** Something was put in the Slack outbox. */
   'notification.queued': Record<string, never>;
   /** Agents' results stored: monitors whose location changed state, certificate expiries seen. */

@@ -8,6 +8,7 @@ import type { HubDatabase } from '../src/storage/database.ts';
 import { RULE } from './rules.ts';
 import { MAX_MESSAGE_BYTES, split } from '../src/cluster.ts';
 import { clusterNames, registerHub } from '../src/storage/cluster.ts';
+import { completeExecRequests, createExecRequest } from '../src/storage/exec-requests.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
@@ -154,6 +155,71 @@ if (!process.env.DATABASE_URL) {
     t.ok(row.sent_at && row.sent_at.getTime() >= asked + 3_500_000, "sent_at is hub b's: written by b's result statement, not by a separate mark from hub a");
     t.ok(row.sent_at! <= row.completed_at!, 'sent before it completed');
     t.equal(new Date(r.body.sent_at).getTime(), row.sent_at!.getTime(), 'the answer carries the stored time');
+    agent.close();
+  });
+
+  t.test('a request and its NOTIFY to the holding hub are one statement, and so are results and their exec_done', async (t) => {
+    t.setTimeout(60_000);
+    const { a, b, db } = await twoHubs(t);
+    const { id: agentId } = await a.enroll({ hostname: 'web-1' });
+    const { channel } = await clusterNames(db.db);
+    const listener = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await listener.connect();
+    t.teardown(() => listener.end());
+    const heard: Record<string, unknown>[] = [];
+    listener.on('notification', (n) => heard.push(JSON.parse(n.payload!)));
+    await listener.query(`LISTEN "${channel}"`);
+    const ask = { agentId, command: 'service_status', params: { unit: 'nginx.service' }, timeoutMs: 1000, requestedBy: 'test', origin: 'rest' as const, at: new Date() };
+    const passOn = (id: string) => a.app.hub.cluster.encode(b.app.hub.cluster.hubId, { k: 'exec', id, agent: agentId, command: ask.command, params: ask.params, timeout_ms: 1000 })!;
+
+    const id = newId();
+    await createExecRequest(db.db, { ...ask, id }, passOn(id));
+    const told = await until('the request passed on', () => heard.find((m) => m.k === 'exec' && m.id === id));
+    t.match(told, { from: a.app.hub.cluster.hubId, to: b.app.hub.cluster.hubId, agent: agentId });
+    // The same id again: the insert fails, and nobody is told of a request that is not there.
+    await t.rejects(createExecRequest(db.db, { ...ask, id }, passOn(id)));
+
+    // 250 results in one statement: exec_done in pieces of at most 100 ids, each fitting a NOTIFY.
+    const ids = Array.from({ length: 250 }, () => newId());
+    for (const rid of ids) await createExecRequest(db.db, { ...ask, id: rid });
+    const result = (request_id: string) => ({ agentId, at: new Date(), result: { request_id, ok: true, exit_code: 0, stdout: 'fine', stderr: '', duration_ms: 1, truncated: false } });
+    const notice = b.app.hub.cluster.execDoneNotice!;
+    const done = await completeExecRequests(db.db, ids.map(result), notice);
+    t.equal(done.length, 250);
+    const pieces = await until('every result announced', () => {
+      const p = heard.filter((m) => m.k === 'exec_done' && m.from === notice.from);
+      return p.flatMap((m) => m.ids as string[]).length >= 250 && p;
+    });
+    t.same(pieces.flatMap((m) => m.ids as string[]).sort(), [...ids].sort(), 'each id once');
+    t.ok(pieces.every((m) => (m.ids as string[]).length <= 100), `${pieces.length} pieces of at most 100`);
+    // Results for requests already finished store nothing, and announce nothing.
+    const before = heard.length;
+    t.same(await completeExecRequests(db.db, ids.slice(0, 3).map(result), notice), []);
+    await createExecRequest(db.db, { ...ask, id: newId() });
+    await until('a later notification', async () => (await listener.query('SELECT pg_notify($1, $2)', [channel, '{"k":"probe"}'])) && heard.length > before);
+    t.same(heard.slice(before).map((m) => m.k), ['probe'], 'no exec_done for results not stored');
+    t.equal(heard.filter((m) => m.k === 'exec' && m.id === id).length, 1, 'the failed insert told nobody');
+  });
+
+  t.test("a result reaches the asking hub even when the holding hub's word that it sent the exec is lost", async (t) => {
+    t.setTimeout(60_000);
+    const { a, b } = await twoHubs(t);
+    const { id, token } = await a.enroll({ hostname: 'web-1' });
+    const agent = await runningAgent(b, token, () => ({ ok: true, exit_code: 0, stdout: 'fine', stderr: '', duration_ms: 1, truncated: false }));
+    await until('the agent held by hub b, as hub a sees it', () => a.app.hub.broker.reachable(id));
+    const cluster = b.app.hub.cluster;
+    const send = cluster.send.bind(cluster);
+    let dropped = 0;
+    let relayed = 0;
+    cluster.send = async (to, msg) => {
+      if (msg.k === 'exec_sent') return void dropped++;
+      if (msg.k === 'exec_done') relayed++;
+      return send(to, msg);
+    };
+    const r = await a.api('POST', '/v1/admin/exec', { agent_id: id, command: 'service_status', params: { unit: 'nginx.service' } });
+    t.match(r, { status: 200, body: { status: 'succeeded', stdout: 'fine' } }, 'the result stands for the word');
+    t.equal(dropped, 1, 'the word was lost');
+    t.equal(relayed, 0, 'hub a heard of the result from the statement that stored it, not from a NOTIFY of its own');
     agent.close();
   });
 }

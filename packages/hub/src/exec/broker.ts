@@ -64,7 +64,7 @@ export class ExecBroker {
     private readonly registry: AgentLinks,
     private readonly clock: Clock,
     /** The other hubs on the database: an agent connected to one of them is reached through it. */
-    private readonly cluster: Pick<Cluster, 'hubId' | 'shared' | 'send'> | null = null,
+    private readonly cluster: Pick<Cluster, 'hubId' | 'shared' | 'send' | 'encode'> | null = null,
   ) {}
 
   /**
@@ -145,29 +145,40 @@ export class ExecBroker {
   }
 
   /**
-   * The agent is connected to another hub: that hub is asked to send the exec (NOTIFY), says
-   * whether it did, and its result comes back as every result does (stored, then `exec_done`).
+   * The agent is connected to another hub: that hub is asked to send the exec by a NOTIFY in
+   * the statement that writes the request (one commit), says whether it did, and its result
+   * comes back as every result does (stored, then `exec_done`).
    */
   async #remote(ask: ExecAsk, hubId: string): Promise<ExecRequest> {
     const id = newId();
-    await createExecRequest(this.db, { id, ...ask, at: this.clock.now() });
-    return this.#await(ask, id, async () => {
-      let timer: NodeJS.Timeout | undefined;
-      const answer = await new Promise<ForwardAnswer | 'silent'>((resolve) => {
-        this.#forwarded.set(id, resolve);
-        timer = setTimeout(() => resolve('silent'), Math.min(FORWARD_ACCEPT_MS, ask.timeoutMs + RESULT_GRACE_MS));
-        this.cluster!.send(hubId, { k: 'exec', id, agent: ask.agentId, command: ask.command, params: ask.params, timeout_ms: ask.timeoutMs }).catch((err: Error) =>
-          resolve(new HubError('HUB_EXEC_NOT_DELIVERED', `exec ${id} could not be passed to hub ${hubId}: ${err.message}`)),
-        );
-      }).finally(() => {
+    let notice: { channel: string; payload: string } | null;
+    try {
+      notice = this.cluster!.encode(hubId, { k: 'exec', id, agent: ask.agentId, command: ask.command, params: ask.params, timeout_ms: ask.timeoutMs });
+    } catch (err) {
+      throw new HubError('HUB_EXEC_NOT_DELIVERED', `exec ${id} could not be passed to hub ${hubId}: ${(err as Error).message}`);
+    }
+    if (!notice) throw new HubError('HUB_AGENT_OFFLINE', `agent ${ask.agentId} is not connected`);
+    // Listening before the request exists: the other hub may answer as soon as it commits.
+    let answered!: (answer: ForwardAnswer) => void;
+    const answer = new Promise<ForwardAnswer>((resolve) => (answered = resolve));
+    this.#forwarded.set(id, answered);
+    try {
+      await createExecRequest(this.db, { id, ...ask, at: this.clock.now() }, notice);
+      return await this.#await(ask, id, async () => {
+        let timer: NodeJS.Timeout | undefined;
+        const outcome = await Promise.race([
+          answer,
+          new Promise<'silent'>((resolve) => (timer = setTimeout(() => resolve('silent'), Math.min(FORWARD_ACCEPT_MS, ask.timeoutMs + RESULT_GRACE_MS)))),
+        ]);
         clearTimeout(timer);
-        this.#forwarded.delete(id);
+        if (outcome === 'sent') return;
+        await markExecUndelivered(this.db, id, this.clock.now());
+        if (outcome === 'silent') throw new HubError('HUB_EXEC_NOT_DELIVERED', `exec ${id}: hub ${hubId}, which holds agent ${ask.agentId}, did not answer`);
+        throw outcome;
       });
-      if (answer === 'sent') return;
-      await markExecUndelivered(this.db, id, this.clock.now());
-      if (answer === 'silent') throw new HubError('HUB_EXEC_NOT_DELIVERED', `exec ${id}: hub ${hubId}, which holds agent ${ask.agentId}, did not answer`);
-      throw answer;
-    });
+    } finally {
+      this.#forwarded.delete(id);
+    }
   }
 
   /** Wait for the result of a stored request once `send` has sent it. */
@@ -249,6 +260,8 @@ export class ExecBroker {
   async completedElsewhere(ids: readonly string[]): Promise<void> {
     const mine = ids.filter((id) => this.#waiters.has(id));
     for (const id of mine) {
+      // A result means it was sent, whether or not that hub's word on it has come yet.
+      this.#forwarded.get(id)?.('sent');
       const row = await getExecRequest(this.db, id);
       if (row && row.completed_at) this.#waiters.get(id)?.(row);
     }

@@ -1,5 +1,5 @@
 import type { Db } from '../storage/database.ts';
-import { completeExecRequests } from '../storage/exec-requests.ts';
+import { completeExecRequests, type ExecDoneNotice } from '../storage/exec-requests.ts';
 import { agentOfKey, claimEnvelopeIds, existingAgents, idKey, inSavepoint, refusedData, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
 import { applyAlert, applyResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
 import { storeCheckResults } from '../storage/monitors.ts';
@@ -9,18 +9,24 @@ const YIELD_AFTER_MS = 20;
 /** When this hub sent an exec request, if it did and is waiting for its result. */
 export type SentAt = (requestId: string) => Date | undefined;
 
+/** What a statement storing exec results needs to tell the other hubs itself, if there are any. */
+export interface ResultHooks {
+  sentAt?: SentAt;
+  execDone?: () => ExecDoneNotice | null;
+}
+
 /**
  * Store alerts, resolves, exec results and check results, each envelope id once. Exec results go
  * in one statement of their own (someone is waiting for them: one round trip), with when this hub
- * sent them (`sentAt`); the others in one transaction, in the order they arrived, each alert in
+ * sent them (`sentAt`), telling the other hubs (`execDone`); the others in one transaction, in the order they arrived, each alert in
  * one statement. Events of an agent deleted meanwhile are skipped.
  */
-export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, sentAt: SentAt = () => undefined): Promise<EventOutcome> {
+export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, hooks: ResultHooks = {}): Promise<EventOutcome> {
   try {
-    return await storeEventsTogether(db, batch, lifecycle, true, sentAt);
+    return await storeEventsTogether(db, batch, lifecycle, true, hooks);
   } catch (err) {
     if (!refusedData(err) || batch.items.length === 0) throw err;
-    return storeEventsOneByOne(db, batch, lifecycle, sentAt);
+    return storeEventsOneByOne(db, batch, lifecycle, hooks);
   }
 }
 
@@ -28,13 +34,14 @@ export async function storeEvents(db: Db, batch: EventBatch, lifecycle: Lifecycl
  * The batch again, each message in a savepoint of its own: what the database refuses is rolled
  * back alone and named in `refused`; the others commit together.
  */
-async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, sentAt: SentAt): Promise<EventOutcome> {
+async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, hooks: ResultHooks): Promise<EventOutcome> {
   const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], monitors: [], certificates: [], refused: [] };
   await db.transaction().execute(async (trx) => {
     for (const [i, item] of batch.items.entries()) {
-      const one = await inSavepoint(trx, `item_${i}`, () => storeEventsTogether(trx, { items: [item], ids: [], receivedAt: batch.receivedAt }, lifecycle, false, sentAt));
+      const one = await inSavepoint(trx, `item_${i}`, () => storeEventsTogether(trx, { items: [item], ids: [], receivedAt: batch.receivedAt }, lifecycle, false, hooks));
       if ('value' in one) {
         outcome.completedExecs.push(...one.value.completedExecs);
+        if (one.value.announced) outcome.announced = true;
         outcome.incidents.push(...one.value.incidents);
         outcome.opened.push(...one.value.opened);
         outcome.monitors.push(...one.value.monitors);
@@ -47,18 +54,21 @@ async function storeEventsOneByOne(db: Db, batch: EventBatch, lifecycle: Lifecyc
   return outcome;
 }
 
-async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, ownTransaction: boolean, sentAt: SentAt): Promise<EventOutcome> {
+async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, ownTransaction: boolean, hooks: ResultHooks): Promise<EventOutcome> {
   const results = batch.items.filter((i): i is Extract<EventItem, { kind: 'exec_result' }> => i.kind === 'exec_result');
   const ordered = batch.items.filter((i) => i.kind !== 'exec_result');
   const outcome: EventOutcome = { completedExecs: [], incidents: [], opened: [], monitors: [], certificates: [], refused: [] };
   if (results.length > 0) {
+    const notice = hooks.execDone?.() ?? undefined;
     outcome.completedExecs = await completeExecRequests(
       db,
       results.map((r) => {
-        const sent = sentAt(r.payload.request_id);
+        const sent = hooks.sentAt?.(r.payload.request_id);
         return { agentId: r.agentId, msgId: r.msgId, at: r.at, result: r.payload, ...(sent ? { sentAt: sent } : {}) };
       }),
+      notice,
     );
+    outcome.announced = notice !== undefined;
   }
   if (ordered.length === 0) return outcome;
   // An alert claims its own envelope id in the statement that records it (a lone alert: three

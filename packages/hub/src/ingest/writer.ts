@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { HelloPayload, MetricSample } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
+import type { ExecDoneNotice } from '../storage/exec-requests.ts';
 import { storeBulkIsolated, type BulkBatch, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
 import { storeEvents, type SentAt } from './events.ts';
 import { BatchQueue, type AckTarget } from './batch-queue.ts';
@@ -38,6 +39,8 @@ export interface WriterHooks {
   onEventsStored?(outcome: EventOutcome): void;
   /** When this hub sent an exec request it waits on: written with its result (no second write on the row). */
   execSentAt?: SentAt;
+  /** Where the statement storing exec results tells the other hubs, when there are others. */
+  execDone?: () => ExecDoneNotice | null;
 }
 
 const OVERLOAD_BATCHES = 4; // pause reading from agents while this many full batches wait
@@ -75,7 +78,7 @@ export class IngestWriter {
         name,
         () => ({ items: [], ids: [], receivedAt: new Date(0) }),
         async (b) => {
-          const outcome = await storeEvents(db, b, opts.lifecycle, hooks.execSentAt);
+          const outcome = await storeEvents(db, b, opts.lifecycle, { sentAt: hooks.execSentAt, execDone: hooks.execDone });
           hooks.onEventsStored?.(outcome);
           return outcome.refused;
         },

@@ -7,20 +7,32 @@ import type { ExecOrigin, ExecRequest } from './tables.ts';
  * A new exec request, and its line on the audit trail (`exec_requested`: who asked what of which
  * agent), in one statement: one round trip on the exec path.
  */
+/**
+ * A request's row and its audit entry, in one statement. With `notice` (a NOTIFY: the request
+ * passed to the hub holding the agent) in the same statement too: one commit, and the other hub
+ * hears of the request only once its row is there.
+ */
 export async function createExecRequest(
   db: Db,
   req: { id: string; agentId: string; command: string; params: Record<string, string | number | boolean>; timeoutMs: number; requestedBy: string; origin: ExecOrigin; incidentId?: string; at: Date },
+  notice?: { channel: string; payload: string },
 ): Promise<void> {
-  await sql`
-    WITH e AS (
-      INSERT INTO exec_requests (id, agent_id, command, params, timeout_ms, requested_by, origin, incident_id)
-      VALUES (${req.id}, ${req.agentId}, ${req.command}, ${JSON.stringify(req.params)}::jsonb, ${req.timeoutMs}, ${req.requestedBy}, ${req.origin}, ${req.incidentId ?? null})
-      RETURNING id
-    )
+  const audit = sql`
     INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind, by, detail)
     SELECT ${newId()}, ${req.incidentId ?? null}, ${req.agentId}, ${req.at.toISOString()}::timestamptz, ${req.origin === 'rule' ? 'rule' : 'user'}, 'exec_requested', ${req.requestedBy},
       jsonb_build_object('exec_id', e.id, 'command', ${req.command}::text, 'params', ${JSON.stringify(req.params)}::jsonb, 'origin', ${req.origin}::text, 'timeout_ms', ${req.timeoutMs}::int)
-    FROM e`.execute(db);
+    FROM e`;
+  const e = sql`
+    e AS (
+      INSERT INTO exec_requests (id, agent_id, command, params, timeout_ms, requested_by, origin, incident_id)
+      VALUES (${req.id}, ${req.agentId}, ${req.command}, ${JSON.stringify(req.params)}::jsonb, ${req.timeoutMs}, ${req.requestedBy}, ${req.origin}, ${req.incidentId ?? null})
+      RETURNING id
+    )`;
+  if (!notice) {
+    await sql`WITH ${e} ${audit}`.execute(db);
+    return;
+  }
+  await sql`WITH ${e}, audit AS (${audit} RETURNING 1) SELECT pg_notify(${notice.channel}, ${notice.payload}) FROM e`.execute(db);
 }
 
 /** When it was sent; pending → sent. A result that came first keeps its status. */
@@ -62,7 +74,21 @@ export interface IncomingExecResult {
  * already known) changes nothing. One statement, so one round trip: the envelope ids and the
  * updates commit together. Returns the rows it completed.
  */
-export async function completeExecRequests(db: Db, incoming: IncomingExecResult[]): Promise<ExecRequest[]> {
+/** Where a statement storing exec results tells the other hubs (`exec_done`), and who it says it is. */
+export interface ExecDoneNotice {
+  channel: string;
+  from: string;
+}
+
+/** Ids an `exec_done` carries: 100 ids of at most 64 characters stay under NOTIFY's 8000 bytes. */
+const EXEC_DONE_IDS = 100;
+
+/**
+ * Store exec results, each request's first, with its audit entry, in one statement. With
+ * `notice`, the same statement tells the other hubs which requests finished (`exec_done`, a
+ * NOTIFY sent at commit): the hub that asked hears of it without a second commit here.
+ */
+export async function completeExecRequests(db: Db, incoming: IncomingExecResult[], notice?: ExecDoneNotice): Promise<ExecRequest[]> {
   // Within one batch the first result for a request stands (an UPDATE ... FROM would pick any).
   const firstPerRequest = new Map<string, IncomingExecResult>();
   for (const r of incoming) if (!firstPerRequest.has(r.result.request_id)) firstPerRequest.set(r.result.request_id, r);
@@ -106,8 +132,16 @@ export async function completeExecRequests(db: Db, incoming: IncomingExecResult[
         jsonb_build_object('exec_id', d.id, 'command', d.command, 'params', d.params, 'origin', d.origin, 'status', d.status, 'exit_code', d.exit_code,
           'error_code', d.error_code, 'stdout', d.stdout_head, 'stderr', d.stderr_head)
       FROM done d JOIN v ON v.request_id = d.id
+    )${
+      notice
+        ? sql`, told AS (
+      SELECT pg_notify(${notice.channel}, json_build_object('k', 'exec_done', 'ids', json_agg(id), 'from', ${notice.from}::text)::text)
+      FROM (SELECT id, (row_number() OVER () - 1) / ${EXEC_DONE_IDS} AS part FROM done) d GROUP BY part
     )
-    SELECT * FROM done`.execute(db);
+    SELECT done.* FROM done, (SELECT count(*) FROM told) t`
+        : sql`
+    SELECT * FROM done`
+    }`.execute(db);
   return result.rows.map(({ stdout_head: _s, stderr_head: _e, ...row }) => {
     const sent = firstPerRequest.get(row.id)!.result;
     return { ...row, stdout: sent.stdout, stderr: sent.stderr };

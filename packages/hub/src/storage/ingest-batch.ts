@@ -43,6 +43,8 @@ export interface EventBatch {
 export interface EventOutcome {
   /** exec requests whose result this batch stored. */
   completedExecs: ExecRequest[];
+  /** The statement that stored them told the other hubs (exec_done). */
+  announced?: boolean;
   /** incident ids created, updated or resolved. */
   incidents: string[];
   /** incident ids opened or reopened (remediation rules look at these). */

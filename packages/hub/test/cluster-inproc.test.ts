@@ -182,7 +182,7 @@ if (!process.env.DATABASE_URL) {
     // 250 results in one statement: exec_done in pieces of at most 100 ids, each fitting a NOTIFY.
     const ids = Array.from({ length: 250 }, () => newId());
     for (const rid of ids) await createExecRequest(db.db, { ...ask, id: rid });
-    const result = (request_id: string) => ({ agentId, at: new Date(), result: { request_id, ok: true, exit_code: 0, stdout: 'fine', stderr: '', duration_ms: 1, truncated: false } });
+    const result = (request_id: string) => ({ agentId, msgId: undefined, at: new Date(), result: { request_id, ok: true, exit_code: 0, stdout: 'fine', stderr: '', duration_ms: 1, truncated: false } });
     const notice = b.app.hub.cluster.execDoneNotice!;
     const done = await completeExecRequests(db.db, ids.map(result), notice);
     t.equal(done.length, 250);

@@ -6,7 +6,7 @@ import type { Cluster, ClusterMessage, ForwardedExec } from '../cluster.ts';
 import { agentRoute, type AgentRoute } from '../storage/cluster.ts';
 import {
   createExecRequest,
-  getExecRequest,
+  getExecRequests,
   markExecSent,
   markExecTimedOut,
   markExecUndelivered,
@@ -158,13 +158,14 @@ export class ExecBroker {
       throw new HubError('HUB_EXEC_NOT_DELIVERED', `exec ${id} could not be passed to hub ${hubId}: ${(err as Error).message}`);
     }
     if (!notice) throw new HubError('HUB_AGENT_OFFLINE', `agent ${ask.agentId} is not connected`);
-    // Listening before the request exists: the other hub may answer as soon as it commits.
+    // Listening (for its word, and its result) before the request exists: the other hub may
+    // answer as soon as the request commits, and its NOTIFY may be read before the commit's reply.
     let answered!: (answer: ForwardAnswer) => void;
     const answer = new Promise<ForwardAnswer>((resolve) => (answered = resolve));
     this.#forwarded.set(id, answered);
     try {
-      await createExecRequest(this.db, { id, ...ask, at: this.clock.now() }, notice);
       return await this.#await(ask, id, async () => {
+        await createExecRequest(this.db, { id, ...ask, at: this.clock.now() }, notice);
         let timer: NodeJS.Timeout | undefined;
         const outcome = await Promise.race([
           answer,
@@ -259,11 +260,10 @@ export class ExecBroker {
   /** Results stored by another hub: the rows of those this hub waits for are read. */
   async completedElsewhere(ids: readonly string[]): Promise<void> {
     const mine = ids.filter((id) => this.#waiters.has(id));
-    for (const id of mine) {
-      // A result means it was sent, whether or not that hub's word on it has come yet.
-      this.#forwarded.get(id)?.('sent');
-      const row = await getExecRequest(this.db, id);
-      if (row && row.completed_at) this.#waiters.get(id)?.(row);
+    // A result means it was sent, whether or not that hub's word on it has come yet.
+    for (const id of mine) this.#forwarded.get(id)?.('sent');
+    for (const row of await getExecRequests(this.db, mine)) {
+      if (row.completed_at) this.#waiters.get(row.id)?.(row);
     }
   }
 

@@ -152,6 +152,12 @@ export async function getExecRequest(db: Db, id: string): Promise<ExecRequest | 
   return db.selectFrom('exec_requests').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+/** Several requests in one round trip (those that exist). */
+export async function getExecRequests(db: Db, ids: readonly string[]): Promise<ExecRequest[]> {
+  if (ids.length === 0) return [];
+  return db.selectFrom('exec_requests').selectAll().where('id', 'in', ids).execute();
+}
+
 /** Exec requests, newest first: an agent's, an incident's, or both; `before` an id for the next page. */
 export async function listExecRequests(db: Db, filter: { agentId?: string; incidentId?: string; limit: number; before?: string }): Promise<ExecRequest[]> {
   let q = db.selectFrom('exec_requests').selectAll();

@@ -202,7 +202,10 @@ export async function fleetBench(opts: {
       const s = performance.now();
       const hub = hubs[Math.floor(Math.random() * k)]!;
       const r = await hub.api('POST', '/v1/admin/exec', { agent_id: ids[pick()], command: 'service_status', params: { service: 'nginx.service' } });
-      return r.status === 200 && r.body.status === 'succeeded' ? performance.now() - s : -1;
+      if (r.status === 200 && r.body.status === 'succeeded') return performance.now() - s;
+      // A failure says why (every one: there are at most BENCH_FLEET_SAMPLES).
+      console.error(`bench: fleet: an exec failed at hub ${hubs.indexOf(hub) + 1}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
+      return -1;
     };
     const any = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)]!;
     const getOnce = async (url: string) => {

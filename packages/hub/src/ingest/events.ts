@@ -18,8 +18,9 @@ export interface ResultHooks {
 /**
  * Store alerts, resolves, exec results and check results, each envelope id once. Exec results go
  * in one statement of their own (someone is waiting for them: one round trip), with when this hub
- * sent them (`sentAt`), telling the other hubs (`execDone`); the others in one transaction, in the order they arrived, each alert in
- * one statement. Events of an agent deleted meanwhile are skipped.
+ * sent them (`sentAt`) and the news to the other hubs (`execDone`); the others in one
+ * transaction, in the order they arrived, each alert in one statement. Events of an agent deleted
+ * meanwhile are skipped.
  */
 export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, hooks: ResultHooks = {}): Promise<EventOutcome> {
   try {

@@ -5,10 +5,7 @@ import type { ExecOrigin, ExecRequest } from './tables.ts';
 
 /**
  * A new exec request, and its line on the audit trail (`exec_requested`: who asked what of which
- * agent), in one statement: one round trip on the exec path.
- */
-/**
- * A request's row and its audit entry, in one statement. With `notice` (a NOTIFY: the request
+ * agent), in one statement: one round trip on the exec path. With `notice` (a NOTIFY: the request
  * passed to the hub holding the agent) in the same statement too: one commit, and the other hub
  * hears of the request only once its row is there.
  */
@@ -68,12 +65,6 @@ export interface IncomingExecResult {
   sentAt?: Date;
 }
 
-/**
- * Store agents' results, each for one of the agent's own requests and once: a second result for
- * the same request, a result naming another agent's request, or a resent envelope (its id is
- * already known) changes nothing. One statement, so one round trip: the envelope ids and the
- * updates commit together. Returns the rows it completed.
- */
 /** Where a statement storing exec results tells the other hubs (`exec_done`), and who it says it is. */
 export interface ExecDoneNotice {
   channel: string;
@@ -84,9 +75,12 @@ export interface ExecDoneNotice {
 const EXEC_DONE_IDS = 100;
 
 /**
- * Store exec results, each request's first, with its audit entry, in one statement. With
- * `notice`, the same statement tells the other hubs which requests finished (`exec_done`, a
- * NOTIFY sent at commit): the hub that asked hears of it without a second commit here.
+ * Store agents' results, each for one of the agent's own requests and once: a second result for
+ * the same request, a result naming another agent's request, or a resent envelope (its id is
+ * already known) changes nothing. One statement, so one round trip: the envelope ids, the
+ * updates and their audit entries commit together. With `notice`, the same statement tells the
+ * other hubs which requests finished (`exec_done`, a NOTIFY sent at commit): the hub that asked
+ * hears of it without a second commit here. Returns the rows it completed.
  */
 export async function completeExecRequests(db: Db, incoming: IncomingExecResult[], notice?: ExecDoneNotice): Promise<ExecRequest[]> {
   // Within one batch the first result for a request stands (an UPDATE ... FROM would pick any).

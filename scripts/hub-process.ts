@@ -23,6 +23,8 @@ export async function freePort(): Promise<number> {
 export interface HubProcess {
   child: ChildProcess;
   port: number;
+  /** The health port (`OPSPILOT_HEALTH_PORT`), when the hub was given one. */
+  healthPort: number | null;
   url: string;
   adminToken: string;
   output(): string;
@@ -36,9 +38,12 @@ export interface HubProcess {
 /**
  * `bundle`: run the hub as `pnpm hub` does, from its bundle (built first if older than its
  * sources). `nodeArgs`: node's own options before the script (a benchmark's `--cpu-prof`).
+ * `healthPort`: give it a health port (a free one), as behind a load balancer.
  */
-export async function spawnHub(env: Record<string, string> = {}, opts: { bundle?: boolean; nodeArgs?: string[] } = {}): Promise<HubProcess> {
+export async function spawnHub(env: Record<string, string> = {}, opts: { bundle?: boolean; nodeArgs?: string[]; healthPort?: boolean } = {}): Promise<HubProcess> {
   const port = await freePort();
+  const healthPort = opts.healthPort ? await freePort() : env.OPSPILOT_HEALTH_PORT ? Number(env.OPSPILOT_HEALTH_PORT) : null;
+  if (opts.healthPort) env = { ...env, OPSPILOT_HEALTH_PORT: String(healthPort) };
   const adminToken = env.OPSPILOT_ADMIN_TOKEN ?? `opk_${randomBytes(24).toString('base64url')}`;
   if (opts.bundle && hubBundleStale()) await buildHub();
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...(opts.bundle ? [HUB_BUNDLE] : ['--import', 'tsx', MAIN])], {
@@ -53,6 +58,7 @@ export async function spawnHub(env: Record<string, string> = {}, opts: { bundle?
   const hub: HubProcess = {
     child,
     port,
+    healthPort,
     url,
     adminToken,
     output: () => output,
@@ -89,15 +95,16 @@ export async function spawnHub(env: Record<string, string> = {}, opts: { bundle?
 
 /**
  * The README's HAProxy configuration (its haproxy block), with these ports: what the cluster
- * tests and `pnpm bench fleet` run, so the documented file is the tested one. `maxconn` replaces
- * the global limit; `source` sets the address the balancer connects to the hubs from.
+ * tests and `pnpm bench fleet` run, so the documented file is the tested one. Each hub is checked
+ * on its health port where it has one (`check port`). `maxconn` replaces the global limit;
+ * `source` sets the address the balancer connects to the hubs from.
  */
-export function haproxyConfig(port: number, hubPorts: number[], opts: { maxconn?: number; source?: string } = {}): string {
+export function haproxyConfig(port: number, hubs: { port: number; healthPort: number | null }[], opts: { maxconn?: number; source?: string } = {}): string {
   const readme = readFileSync(path.resolve(import.meta.dirname, '../README.md'), 'utf8');
   const block = /```haproxy\n([\s\S]*?)```/.exec(readme)?.[1];
   if (!block) throw new Error('README.md has no haproxy block');
   const lines = block.split('\n');
-  const servers = lines.filter((l) => /^\s*server hub\d /.test(l));
+  const servers = lines.filter((l) => /^\s*server hub\d 127\.0\.0\.1:\d+ check port \d+$/.test(l));
   const bind = /^\s*bind \*:8080$/;
   const maxconn = /^\s*maxconn \d+$/;
   if (servers.length === 0 || !lines.some((l) => bind.test(l)) || !lines.some((l) => maxconn.test(l))) throw new Error('the README haproxy block changed shape');
@@ -106,7 +113,7 @@ export function haproxyConfig(port: number, hubPorts: number[], opts: { maxconn?
   for (const line of lines) {
     if (bind.test(line)) out.push(`  bind 127.0.0.1:${port}`);
     else if (maxconn.test(line) && opts.maxconn !== undefined) out.push(`  maxconn ${opts.maxconn}`);
-    else if (line === servers[0]) out.push(...hubPorts.map((p, i) => `  server hub${i + 1} 127.0.0.1:${p} check${source}`));
+    else if (line === servers[0]) out.push(...hubs.map((h, i) => `  server hub${i + 1} 127.0.0.1:${h.port} check${h.healthPort ? ` port ${h.healthPort}` : ''}${source}`));
     else if (!servers.includes(line)) out.push(line);
   }
   return out.join('\n');

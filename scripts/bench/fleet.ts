@@ -133,7 +133,7 @@ async function startBalancers(dir: string, hubs: HubProcess[], agents: number): 
     const port = await freePort();
     const cfg = path.join(dir, `haproxy-${b}.cfg`);
     // Each balancer connects from its own address: ephemeral ports per source address are ~28,000.
-    writeFileSync(cfg, haproxyConfig(port, hubs.map((h) => h.port), { maxconn: PER_BALANCER + 500, source: `127.0.1.${b + 1}` }) + '\n');
+    writeFileSync(cfg, haproxyConfig(port, hubs, { maxconn: PER_BALANCER + 500, source: `127.0.1.${b + 1}` }) + '\n');
     const child = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
     procs.push(child);
     urls.push(`ws://127.0.0.1:${port}/v1/stream`);
@@ -169,7 +169,7 @@ export async function fleetBench(opts: {
   const profileDir = process.env.BENCH_HUB_PROFILE_DIR;
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   try {
-    for (let i = 0; i < k; i++) hubs.push(await spawnHub({ ...env, OPSPILOT_HUB_NAME: `hub-${i + 1}` }, { bundle: true, nodeArgs: profile }));
+    for (let i = 0; i < k; i++) hubs.push(await spawnHub({ ...env, OPSPILOT_HUB_NAME: `hub-${i + 1}` }, { bundle: true, nodeArgs: profile, healthPort: k > 1 }));
     const first = hubs[0]!;
     // Enrolled over REST, 32 at a time.
     const tokens: string[] = new Array(opts.agents);

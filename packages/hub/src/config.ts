@@ -27,6 +27,11 @@ export interface HubConfig {
   maxBatchItems: number;
   /** This hub's name among the others on one PostgreSQL (GET /v1/hubs, logs); null: host name and process id. */
   hubName: string | null;
+  /**
+   * A second port answering only `/healthz` and `/readyz`, for a load balancer's checks; 0: none.
+   * Its own listening socket, so checks never wait in the accept queue behind agents' connects.
+   */
+  healthPort: number;
   execDefaultTimeoutMs: number;
   execMaxTimeoutMs: number;
   /** How long envelope ids are remembered for dedupe. */
@@ -115,6 +120,7 @@ export const DEFAULT_CONFIG: Readonly<HubConfig> = Object.freeze({
   flushIntervalMs: 0, // an alert, resolve or exec result waits this long for company when nothing is being written (0: written at the end of the event-loop turn)
   bulkIntervalMs: 100, // heartbeats, hellos and metric samples wait this long for company (nobody waits on them; fewer commits)
   hubName: null,
+  healthPort: 0,
   maxBatchItems: 10_000, // rows that start a write at once; agents that flood are paused past 4x this waiting
   execDefaultTimeoutMs: 15_000, // 15 s
   execMaxTimeoutMs: 125_000, // 125 s
@@ -182,6 +188,7 @@ const RULES: { [K in keyof HubConfig]: Rule } = {
   flushIntervalMs: int(0, 60_000),
   bulkIntervalMs: int(0, 60_000),
   maxBatchItems: int(1, 1_000_000),
+  healthPort: int(0, 65535),
   hubName: nullableString((v) => (typeof v === 'string' && /^[\x21-\x7e]{1,100}$/.test(v) ? null : 'must be 1 to 100 printable characters without spaces')),
   execDefaultTimeoutMs: int(1, 3_600_000),
   execMaxTimeoutMs: int(1, 3_600_000),
@@ -254,6 +261,9 @@ export function resolveConfig(overrides: Partial<HubConfig> = {}): Readonly<HubC
   if (config.metricsRawHours > config.metricsRetentionDays * 24) {
     throw new ConfigError('metricsRawHours', 'must not exceed metricsRetentionDays (in hours)');
   }
+  if (config.healthPort !== 0 && config.healthPort === config.port) {
+    throw new ConfigError('healthPort', 'must differ from the main port (or be 0: none)');
+  }
   if (config.monitorResultsRawDays > config.monitorResultsRetentionDays) {
     throw new ConfigError('monitorResultsRawDays', 'must not exceed monitorResultsRetentionDays');
   }
@@ -303,6 +313,7 @@ export const ENV_KEYS = {
   OPSPILOT_FLUSH_INTERVAL_MS: 'flushIntervalMs',
   OPSPILOT_BULK_INTERVAL_MS: 'bulkIntervalMs',
   OPSPILOT_HUB_NAME: 'hubName',
+  OPSPILOT_HEALTH_PORT: 'healthPort',
 } as const satisfies Record<string, keyof HubConfig>;
 
 // Every key whose default is a number is read as an integer.

@@ -11,6 +11,7 @@ import { buildApp } from './app.ts';
 import { configFromEnv } from './config.ts';
 import { StartupError } from './errors.ts';
 import { isDatabaseFault } from './storage/database.ts';
+import { listenHealth } from './observability/health.ts';
 
 /** The hub process: config from the environment, listen, and shut down cleanly on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -22,12 +23,16 @@ async function main(): Promise<void> {
   // ~25 % slower once warm (docs/PERFORMANCE.md). Set before PGlite's module is compiled.
   if (!config.databaseUrl) v8.setFlagsFromString('--liftoff-only');
   const app = await buildApp({ config });
+  let health: Awaited<ReturnType<typeof listenHealth>> | null = null;
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     app.log.info({ signal }, 'shutting down: closing agent connections (1012) and flushing writes');
     try {
+      // The health port first: a balancer stops sending new connections here while the agents
+      // held are told to go elsewhere (1012).
+      await health?.close();
       await app.close();
       process.exit(0);
     } catch (err) {
@@ -62,8 +67,15 @@ async function main(): Promise<void> {
     if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new StartupError('OPSPILOT_HOST', `${config.host} is not an address of this machine`);
     throw err;
   }
+  if (config.healthPort !== 0) {
+    const { hub } = app;
+    health = await listenHealth({ db: hub.database.db, registry: hub.registry, cluster: hub.cluster }, { host: config.host, port: config.healthPort }).catch(async (err) => {
+      await app.close().catch(() => {});
+      throw err;
+    });
+  }
   const store = config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${path.resolve(config.dataDir, 'pglite')}`;
-  app.log.info({ store, docs: '/docs' }, 'OpsPilot hub ready');
+  app.log.info({ store, docs: '/docs', ...(health ? { health_port: health.port } : {}) }, 'OpsPilot hub ready');
   // The link goes to the terminal that started the hub, never to the log (it signs in as the admin).
   const code = config.signinLink ? app.hub.sessions.issueLink() : undefined;
   if (code) {

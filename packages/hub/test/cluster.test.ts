@@ -57,7 +57,7 @@ async function haproxy(t: Test, hubs: HubProcess[]): Promise<{ port: number; url
   const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-haproxy-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const cfg = path.join(dir, 'haproxy.cfg');
-  writeFileSync(cfg, haproxyConfig(port, hubs.map((h) => h.port)));
+  writeFileSync(cfg, haproxyConfig(port, hubs));
   const child = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
@@ -145,9 +145,9 @@ if (!BASE_URL) {
       SLACK_CHANNEL: CHANNEL,
       OPSPILOT_SLACK_API_URL: slack.apiUrl,
     };
-    const a = await spawnHub({ ...env, OPSPILOT_HUB_NAME: 'hub-a' });
+    const a = await spawnHub({ ...env, OPSPILOT_HUB_NAME: 'hub-a' }, { healthPort: true });
     t.teardown(() => a.stop());
-    const b = await spawnHub({ ...env, OPSPILOT_HUB_NAME: 'hub-b' });
+    const b = await spawnHub({ ...env, OPSPILOT_HUB_NAME: 'hub-b' }, { healthPort: true });
     t.teardown(() => b.stop());
     t.same([(await readyz(a))?.leader, (await readyz(b))?.leader], [true, false], 'the first hub leads; the second waits');
     const lb = await haproxy(t, [a, b]);
@@ -218,7 +218,7 @@ if (!BASE_URL) {
     const env = { ...HUB_ENV(db.url, token), OPSPILOT_LLM_BASE_URL: model.baseURL, OPSPILOT_LLM_API_KEY: 'sk-test' };
     const hubs: HubProcess[] = [];
     for (const name of ['hub-1', 'hub-2', 'hub-3']) {
-      const h = await spawnHub({ ...env, OPSPILOT_HUB_NAME: name });
+      const h = await spawnHub({ ...env, OPSPILOT_HUB_NAME: name }, { healthPort: true });
       t.teardown(() => h.stop());
       hubs.push(h);
     }

@@ -10,7 +10,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import pg from 'pg';
-import { spawnHub } from '../../../scripts/hub-process.ts';
+import { freePort, spawnHub } from '../../../scripts/hub-process.ts';
 import { ScriptedAgent, eventually } from './helpers.ts';
 
 const SERVER = process.env.DATABASE_URL;
@@ -79,7 +79,9 @@ if (!SERVER) {
     url.port = String(proxy.port);
     url.pathname = `/${dbName}`;
 
-    const hub = await spawnHub({ DATABASE_URL: url.toString(), OPSPILOT_DATA_DIR: `/tmp/${dbName}` });
+    const healthPort = await freePort();
+    const hub = await spawnHub({ DATABASE_URL: url.toString(), OPSPILOT_DATA_DIR: `/tmp/${dbName}`, OPSPILOT_HEALTH_PORT: String(healthPort) });
+    const healthReady = () => fetch(`http://127.0.0.1:${healthPort}/readyz`).then(async (r) => ({ status: r.status, body: await r.json() }));
     t.teardown(() => hub.stop());
     const enrolled = await hub.api('POST', '/v1/agents', { hostname: 'faults' });
     await hub.api('POST', '/v1/rules', { name: 'r', match: { type: 'systemd' }, action: { command: 'service_status', params: { service: '{{source}}' } }, verify_s: 1 });
@@ -122,10 +124,12 @@ if (!SERVER) {
     let refused = 0;
     await eventually(async () => (await hub.api('GET', '/readyz')).status === 503 && ++refused >= 20, 30_000, '/readyz to say not ready twenty times');
     t.equal(hub.child.exitCode, null, 'alive after twenty refused connections and the traffic meanwhile');
+    t.match(await healthReady(), { status: 503, body: { error: { code: 'HUB_UNAVAILABLE', retry: true } } }, 'the health port says so too');
     // An integration's delivery while the database is away: 503 with retry, so its sender retries.
     t.match(await deliver(), { status: 503, body: { error: { code: 'HUB_UNAVAILABLE', retry: true } } });
     await proxy.listen();
     await eventually(async () => (await hub.api('GET', '/readyz')).status === 200, 30_000, '/readyz ready again');
+    t.match(await healthReady(), { status: 200, body: { status: 'ready' } }, 'and the health port');
     stop = true;
     await traffic;
 

@@ -186,6 +186,74 @@ t.test('every start-up problem exits 2 and names the setting to fix', async (t) 
   const inUse = await failedStart({ OPSPILOT_DATA_DIR: dir, OPSPILOT_PORT: String(port), OPSPILOT_HOST: '127.0.0.1' });
   t.equal(inUse.code, 2, 'a port in use');
   t.match(inUse.stderr, new RegExp(`^opspilot-hub: OPSPILOT_PORT: port ${port} on 127.0.0.1 is in use`, 'm'));
+
+  const healthInUse = await failedStart({ OPSPILOT_DATA_DIR: dir, OPSPILOT_PORT: String(await freePort()), OPSPILOT_HOST: '127.0.0.1', OPSPILOT_HEALTH_PORT: String(port) });
+  t.equal(healthInUse.code, 2, 'a health port in use');
+  t.match(healthInUse.stderr, new RegExp(`^opspilot-hub: OPSPILOT_HEALTH_PORT: port ${port} on 127.0.0.1 is in use`, 'm'));
+  const same = await failedStart({ OPSPILOT_DATA_DIR: dir, OPSPILOT_PORT: '9000', OPSPILOT_HEALTH_PORT: '9000' });
+  t.equal(same.code, 2, 'the health port on the main port');
+  t.match(same.stderr, /^opspilot-hub: invalid config OPSPILOT_HEALTH_PORT: must differ from the main port/m);
+});
+
+t.test('the health port (OPSPILOT_HEALTH_PORT) answers /healthz and /readyz on a socket of its own, and nothing else', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-proc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const healthPort = await freePort();
+  const hub = await spawnHub(t, { OPSPILOT_DATA_DIR: dir, OPSPILOT_ADMIN_TOKEN: 'health-port-admin-token-0123', OPSPILOT_HEALTH_PORT: String(healthPort), OPSPILOT_LOG_LEVEL: 'info' });
+  const base = `http://127.0.0.1:${healthPort}`;
+  t.match(hub.output(), new RegExp(`"health_port":${healthPort}.*OpsPilot hub ready`), 'the start-up line names it');
+
+  t.same(await (await fetch(`${base}/healthz`)).json(), { status: 'ok' });
+  const ready = await fetch(`${base}/readyz?probe=1`);
+  t.equal(ready.status, 200);
+  t.equal(ready.headers.get('cache-control'), 'no-store');
+  const main = await (await fetch(`http://127.0.0.1:${hub.port}/readyz`)).json();
+  t.same(await ready.json(), main, 'the same answer as the main port');
+  const head = await fetch(`${base}/readyz`, { method: 'HEAD' });
+  t.equal(head.status, 200, 'HEAD');
+  t.equal(await head.text(), '');
+
+  // Everything else: a stable error, never the API behind it.
+  const notFound = await fetch(`${base}/v1/agents`, { headers: { authorization: 'Bearer health-port-admin-token-0123' } });
+  t.equal(notFound.status, 404);
+  t.match(await notFound.json(), { error: { code: 'HUB_NOT_FOUND', retry: false } });
+  const post = await fetch(`${base}/readyz`, { method: 'POST', body: 'x'.repeat(1 << 20) });
+  t.equal(post.status, 405);
+  t.equal(post.headers.get('allow'), 'GET, HEAD');
+  t.match(await post.json(), { error: { code: 'HUB_BAD_REQUEST' } });
+
+  // Raw bytes: a request line that is not HTTP, and headers past the limit, each answered and closed.
+  const { connect } = await import('node:net');
+  const raw = (bytes: string) =>
+    new Promise<string>((resolve) => {
+      let got = '';
+      const socket = connect(healthPort, '127.0.0.1', () => socket.write(bytes));
+      socket.on('data', (c: Buffer) => (got += c.toString()));
+      socket.on('error', () => {});
+      socket.on('close', () => resolve(got));
+    });
+  t.match(await raw('\x16\x03\x01 not http at all\r\n\r\n'), /^HTTP\/1\.1 400 /, 'garbage: 400, closed');
+  t.match(await raw(`GET /readyz HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`), /^HTTP\/1\.1 431 /, 'headers past 8 KiB: 431, closed');
+
+  // Idle connections are bounded: a peer holding more than 64 open is cut off at the 65th, and a
+  // check after it closes them is answered.
+  const idle = await Promise.all(
+    Array.from({ length: 70 }, () =>
+      new Promise<import('node:net').Socket>((resolve) => {
+        const s = connect(healthPort, '127.0.0.1', () => resolve(s));
+        s.on('error', () => {});
+      }),
+    ),
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  t.ok(idle.filter((s) => s.destroyed || s.readyState !== 'open').length >= 6, 'connections past 64 are closed');
+  for (const s of idle) s.destroy();
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal((await fetch(`${base}/healthz`)).status, 200, 'answered once they are gone');
+
+  hub.child.kill('SIGTERM');
+  t.equal(await hub.exited, 0, 'a clean stop');
+  t.equal(await fetch(`${base}/healthz`).then((r) => r.status, () => 'refused'), 'refused', 'the health port closes with the hub');
 });
 
 t.test('the bundle `pnpm hub` runs starts on the embedded database and serves the API, its docs and agents', async (t) => {

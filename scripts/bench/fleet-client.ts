@@ -39,6 +39,9 @@ function spreadMs(i: number): number {
   return Math.max(1000, Math.min(30_000, lastHeartbeat[i]! + 3 * interval - Date.now() - interval));
 }
 
+/** For a reconnect after a lost hub: when the socket closed, when the attempt was drawn for, how many failed. */
+const lost = new Map<number, { closedAt: number; drawnAt: number; deadline: number; failures: number }>();
+
 function connect(i: number, again = false, attempt = 0): Promise<void> {
   return new Promise((resolve) => {
     const ws = new WebSocket(url!, {
@@ -47,8 +50,12 @@ function connect(i: number, again = false, attempt = 0): Promise<void> {
       headers: tokens[i] ? { authorization: `Bearer ${tokens[i]}` } : {},
     });
     ws.on('open', () => {
-      if (again) process.send!({ event: 'reconnected', at: Date.now() });
-      else connected++;
+      if (again) {
+        const at = Date.now();
+        const l = lost.get(i);
+        lost.delete(i);
+        process.send!({ event: 'reconnected', at, ...(l ? { late_ms: at - l.drawnAt, past_deadline: at > l.deadline, failures: l.failures } : {}) });
+      } else connected++;
       sockets[i] = ws;
       lastHeartbeat[i] = Date.now();
       ws.send(hello);
@@ -67,13 +74,20 @@ function connect(i: number, again = false, attempt = 0): Promise<void> {
       ws.once('close', () => {
         clearTimeout(timer);
         if (stopping) return;
-        setTimeout(() => void connect(i, true), Math.random() * spreadMs(i));
+        const now = Date.now();
+        const delay = Math.random() * spreadMs(i);
+        lost.set(i, { closedAt: now, drawnAt: now + delay, deadline: lastHeartbeat[i]! + 3 * heartbeatS * 1000, failures: 0 });
+        setTimeout(() => void connect(i, true), delay);
       });
       resolve();
     });
-    ws.on('error', () => {
+    ws.on('error', (err) => {
       if (sockets[i] === ws) return; // an open socket's error: its close reconnects
       if (again) {
+        const l = lost.get(i);
+        if (l) l.failures++;
+        // Why an attempt failed, in a few words (a refused connection, a 503 from a balancer…).
+        process.send!({ event: 'reconnect_failed', reason: err.message.replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'ADDR').slice(0, 80) });
         if (!stopping) setTimeout(() => void connect(i, true), 1000 + Math.random() * 2000);
         return;
       }

@@ -63,14 +63,28 @@ interface Clients {
   connected: number;
   /** When each reconnect after a lost hub happened (ms since the epoch). */
   reconnects: number[];
+  /** Each reconnect: how long after its drawn time it got in, whether past its offline deadline, failed attempts before. */
+  reconnectDetails: { late_ms: number; past_deadline: boolean; failures: number }[];
+  /** Failed reconnect attempts by reason. */
+  reconnectFailures: Map<string, number>;
   alert(index: number, id: string): Promise<number>;
   stop(): Promise<void>;
+}
+
+/** The kernel's TcpExtListenOverflows: connections dropped because an accept queue was full (any socket on the machine). */
+function listenOverflows(): number {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+  const names = lines[0]!.split(/\s+/);
+  const values = lines[1]!.split(/\s+/);
+  return Number(values[names.indexOf('ListenOverflows')]);
 }
 
 async function startClients(urls: string | string[], tokensFile: string, agents: number): Promise<Clients> {
   const procs: ChildProcess[] = [];
   const acked = new Map<string, (ms: number) => void>();
   const reconnects: number[] = [];
+  const reconnectDetails: Clients['reconnectDetails'] = [];
+  const reconnectFailures = new Map<string, number>();
   let connected = 0;
   const ready: Promise<void>[] = [];
   for (let from = 0, k = 0; from < agents; from += PER_CLIENT, k++) {
@@ -80,8 +94,11 @@ async function startClients(urls: string | string[], tokensFile: string, agents:
     procs.push(child);
     ready.push(
       new Promise((resolve) =>
-        child.on('message', (m: { event: string; connected?: number; id?: string; ms?: number; at?: number }) => {
-          if (m.event === 'reconnected') reconnects.push(m.at!);
+        child.on('message', (m: { event: string; connected?: number; id?: string; ms?: number; at?: number; late_ms?: number; past_deadline?: boolean; failures?: number; reason?: string }) => {
+          if (m.event === 'reconnected') {
+            reconnects.push(m.at!);
+            if (m.late_ms !== undefined) reconnectDetails.push({ late_ms: m.late_ms, past_deadline: m.past_deadline!, failures: m.failures! });
+          } else if (m.event === 'reconnect_failed') reconnectFailures.set(m.reason!, (reconnectFailures.get(m.reason!) ?? 0) + 1);
           else if (m.event === 'connected') {
             connected += m.connected!;
             resolve();
@@ -95,6 +112,8 @@ async function startClients(urls: string | string[], tokensFile: string, agents:
     procs,
     connected,
     reconnects,
+    reconnectDetails,
+    reconnectFailures,
     alert(index, id) {
       return new Promise((resolve) => {
         const timer = setTimeout(() => (acked.delete(id), resolve(-1)), 10_000);
@@ -121,7 +140,24 @@ export interface FleetResult {
   total: { connected: number; rss_mib: number; cpu_pct: number; exec: FleetRow['exec']; ack: FleetRow['ack']; http_floor: FleetRow['exec']; commit_floor: FleetRow['exec']; balancer_floor?: FleetRow['exec'] };
   /** A bare ws server holding as many sockets as one hub did. */
   bare: FleetRow;
-  kill?: { orphans: number; reconnected: number; first_ms: number; median_ms: number; last_ms: number; offline_incidents: number; lost: number };
+  kill?: {
+    orphans: number;
+    reconnected: number;
+    first_ms: number;
+    median_ms: number;
+    last_ms: number;
+    offline_incidents: number;
+    lost: number;
+    /** Reconnects that got in after their agent's offline deadline. */
+    past_deadline: number;
+    /** How long after its drawn time a reconnect got in: p50 / p99 / max. */
+    late_ms: { p50: number; p99: number; max: number };
+    /** Failed attempts before getting in, and by reason. */
+    failed_attempts: number;
+    failures: Record<string, number>;
+    /** The kernel's count of connections dropped from full accept queues (TcpExtListenOverflows), kill to count. */
+    listen_overflows: number;
+  };
 }
 
 /** HAProxy in front of the hubs (the README's configuration), one process per client process. */
@@ -301,13 +337,20 @@ export async function fleetBench(opts: {
       // The last hub dies with its agents connected (not the leader: that case is in the tests).
       const victim = hubs[k - 1]!;
       const orphans = perHub[k - 1]!.connected;
+      const overflowsBefore = listenOverflows();
+      const detailsBefore = clients.reconnectDetails.length;
+      clients.reconnectFailures.clear();
       const killedAt = Date.now();
       victim.child.kill('SIGKILL');
+      if (profileDir) process.stderr.write(`fleet: hub killed at monotonic ${process.hrtime.bigint() / 1000n} µs\n`);
       await victim.exited;
       const until = Date.now() + 90_000;
       const before = clients.reconnects.length;
       while (clients.reconnects.length - before < orphans && Date.now() < until) await sleep(500);
       const back = clients.reconnects.filter((t) => t >= killedAt).map((t) => t - killedAt).sort((a, b) => a - b);
+      const details = clients.reconnectDetails.slice(detailsBefore);
+      const late = details.map((d) => d.late_ms).sort((a, b) => a - b);
+      const overflows = listenOverflows() - overflowsBefore;
       // An agent back within its deadline must not count offline: wait past the deadline and a sweep.
       await sleep(Math.max(0, killedAt + 3 * HEARTBEAT_S * 1000 + 35_000 - Date.now()));
       const db = new pg.Client({ connectionString: opts.databaseUrl });
@@ -323,6 +366,11 @@ export async function fleetBench(opts: {
         last_ms: back.at(-1) ?? NaN,
         offline_incidents: offline,
         lost: opts.agents - alive,
+        past_deadline: details.filter((d) => d.past_deadline).length,
+        late_ms: { p50: Math.round(late[Math.floor(late.length / 2)] ?? NaN), p99: Math.round(late[Math.floor(late.length * 0.99)] ?? NaN), max: Math.round(late.at(-1) ?? NaN) },
+        failed_attempts: details.reduce((n, d) => n + d.failures, 0),
+        failures: Object.fromEntries(clients.reconnectFailures),
+        listen_overflows: overflows,
       };
     }
     await clients.stop();

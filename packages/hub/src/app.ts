@@ -182,7 +182,7 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     );
     const writer = new IngestWriter(db, { flushIntervalMs: config.flushIntervalMs, bulkIntervalMs: config.bulkIntervalMs, maxBatchItems: config.maxBatchItems, lifecycle }, app.log, {
       execSentAt: (id) => broker.sentAt(id),
-      execDone: () => cluster.execDoneNotice,
+      execDone: () => cluster.channel,
       onEventsStored: (outcome) => {
         if (outcome.completedExecs.length > 0) events.emit('exec.finished', { execs: outcome.completedExecs, announced: outcome.announced === true });
         if (outcome.incidents.length > 0) events.emit('incident.changed', { incidentIds: outcome.incidents, opened: outcome.opened });

@@ -5,7 +5,7 @@ import { ID_PATTERN, newId, type ExecParams } from '@opspilot/protocol';
 import { HUB_EVENT_NAMES, type HubEventMap, type HubEventName, type HubEvents } from './events.ts';
 import type { Db } from './storage/database.ts';
 import { ClusterSession, clusterNames, expireHubs, notifyHubs, registerHub, removeHub, renewHub } from './storage/cluster.ts';
-import type { ExecDoneNotice } from './storage/exec-requests.ts';
+import type { ClusterChannel } from './storage/cluster.ts';
 
 /** An exec asked at one hub for an agent connected to another. */
 export interface ForwardedExec {
@@ -141,8 +141,11 @@ export class Cluster {
     return { channel: this.#names.channel, payload };
   }
 
-  /** Where a statement that stores exec results tells the others (`exec_done`), or null when there are none to tell. */
-  get execDoneNotice(): ExecDoneNotice | null {
+  /**
+   * Where a statement tells the others what it wrote (a stored result's `exec_done`, a claimed
+   * agent's `replaced`), or null when there are none to tell.
+   */
+  get channel(): ClusterChannel | null {
     return this.#names ? { channel: this.#names.channel, from: this.hubId } : null;
   }
 
@@ -156,7 +159,7 @@ export class Cluster {
     events.relay = (name, event) => {
       let parts: ClusterMessage[];
       if (name === 'exec.finished') {
-        // Usually told already, by the statement that stored the results (execDoneNotice).
+        // Usually told already, by the statement that stored the results (channel).
         const finished = event as HubEventMap['exec.finished'];
         parts = finished.announced ? [] : split({ ids: finished.execs.map((e) => e.id) }).map((p) => ({ k: 'exec_done' as const, ids: p.ids as string[] }));
       } else {

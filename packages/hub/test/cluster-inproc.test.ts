@@ -7,7 +7,8 @@ import { HELLO, postgres, runningAgent, startHub, type TestHub } from './helpers
 import type { HubDatabase } from '../src/storage/database.ts';
 import { RULE } from './rules.ts';
 import { MAX_MESSAGE_BYTES, split } from '../src/cluster.ts';
-import { clusterNames, registerHub } from '../src/storage/cluster.ts';
+import { claimAgent, clusterNames, registerHub } from '../src/storage/cluster.ts';
+import { OFFLINE_FINGERPRINT } from '../src/incidents/offline.ts';
 import { completeExecRequests, createExecRequest } from '../src/storage/exec-requests.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -183,7 +184,7 @@ if (!process.env.DATABASE_URL) {
     const ids = Array.from({ length: 250 }, () => newId());
     for (const rid of ids) await createExecRequest(db.db, { ...ask, id: rid });
     const result = (request_id: string) => ({ agentId, msgId: undefined, at: new Date(), result: { request_id, ok: true, exit_code: 0, stdout: 'fine', stderr: '', duration_ms: 1, truncated: false } });
-    const notice = b.app.hub.cluster.execDoneNotice!;
+    const notice = b.app.hub.cluster.channel!;
     const done = await completeExecRequests(db.db, ids.map(result), notice);
     t.equal(done.length, 250);
     const pieces = await until('every result announced', () => {
@@ -199,6 +200,56 @@ if (!process.env.DATABASE_URL) {
     await until('a later notification', async () => (await listener.query('SELECT pg_notify($1, $2)', [channel, '{"k":"probe"}'])) && heard.length > before);
     t.same(heard.slice(before).map((m) => m.k), ['probe'], 'no exec_done for results not stored');
     t.equal(heard.filter((m) => m.k === 'exec' && m.id === id).length, 1, 'the failed insert told nobody');
+  });
+
+  t.test("a claim tells the hub that held the agent (`replaced`) in its own statement, and nobody else", async (t) => {
+    t.setTimeout(60_000);
+    const { a, b, db } = await twoHubs(t);
+    const { id: agentId, token } = await a.enroll({ hostname: 'web-1' });
+    const { channel } = await clusterNames(db.db);
+    const listener = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await listener.connect();
+    t.teardown(() => listener.end());
+    const heard: Record<string, unknown>[] = [];
+    listener.on('notification', (n) => heard.push(JSON.parse(n.payload!)));
+    await listener.query(`LISTEN "${channel}"`);
+    const quiet = async (why: string) => {
+      const before = heard.length;
+      await listener.query('SELECT pg_notify($1, $2)', [channel, '{"k":"probe"}']);
+      await until('the probe', () => heard.length > before);
+      t.same(heard.slice(before).map((m) => m.k), ['probe'], why);
+    };
+    const hubA = a.app.hub.cluster.hubId;
+    const hubB = b.app.hub.cluster.hubId;
+
+    const first = await claimAgent(db.db, agentId, hubA, new Date(), OFFLINE_FINGERPRINT, a.app.hub.cluster.channel);
+    t.match(first, { previousHub: null });
+    await quiet('held by nobody before: nobody told');
+    const again = await claimAgent(db.db, agentId, hubA, new Date(), OFFLINE_FINGERPRINT, a.app.hub.cluster.channel);
+    t.equal(again!.epoch, first!.epoch + 1);
+    await quiet('held by the same hub: nobody told');
+    const moved = await claimAgent(db.db, agentId, hubB, new Date(), OFFLINE_FINGERPRINT, b.app.hub.cluster.channel);
+    t.match(moved, { previousHub: hubA, epoch: again!.epoch + 1 });
+    const told = await until('the previous hub told', () => heard.find((m) => m.k === 'replaced'));
+    t.same(told, { k: 'replaced', agent: agentId, epoch: moved!.epoch, from: hubB, to: hubA }, 'the message Cluster.send would have sent');
+    t.same(await claimAgent(db.db, newId(), hubB, new Date(), OFFLINE_FINGERPRINT, b.app.hub.cluster.channel), undefined, 'an unknown agent: no claim');
+    await quiet('and nobody told');
+
+    // Through the hubs: a newer connection on b closes the one on a (4409), told by b's claim alone.
+    const cluster = b.app.hub.cluster;
+    const send = cluster.send.bind(cluster);
+    let sentReplaced = 0;
+    cluster.send = async (to, msg) => {
+      if (msg.k === 'replaced') sentReplaced++;
+      return send(to, msg);
+    };
+    const older = await runningAgent(a, token, () => ({ ok: true, exit_code: 0, stdout: '', stderr: '', duration_ms: 1, truncated: false }));
+    await until('held by hub a', async () => (await db.db.selectFrom('agents').select('hub_id').where('id', '=', agentId).executeTakeFirst())?.hub_id === hubA);
+    const closed = new Promise<number>((resolve) => older.ws.once('close', (code: number) => resolve(code)));
+    const newer = await runningAgent(b, token, () => ({ ok: true, exit_code: 0, stdout: '', stderr: '', duration_ms: 1, truncated: false }));
+    t.equal(await closed, 4409, 'the older connection, on hub a, replaced');
+    t.equal(sentReplaced, 0, 'no NOTIFY of its own');
+    newer.close();
   });
 
   t.test("a result reaches the asking hub even when the holding hub's word that it sent the exec is lost", async (t) => {

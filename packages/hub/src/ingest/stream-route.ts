@@ -47,7 +47,7 @@ export interface StreamDeps {
   lifecycle: LifecycleOptions;
   events: HubEvents;
   /** This hub among the others on the database: an agent's newer connection on another hub closes the one here. */
-  cluster: Pick<Cluster, 'hubId' | 'shared' | 'send' | 'on'>;
+  cluster: Pick<Cluster, 'hubId' | 'channel' | 'on'>;
   /** An agent said hello (its message set is known). */
   onHello?(conn: AgentConnection): void;
 }
@@ -109,14 +109,12 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
       app.log.info({ agentId }, 'agent connected');
       // The agent is this hub's now (numbered, so the newest connection wins on every hub), its
       // connection on the audit trail, and its offline incident, if one is open, resolved.
-      claimAgent(db, agentId, cluster.hubId, conn.connectedAt!, OFFLINE_FINGERPRINT).then(
+      // The hub that held it before, if another, is told in the same statement (`replaced`).
+      claimAgent(db, agentId, cluster.hubId, conn.connectedAt!, OFFLINE_FINGERPRINT, cluster.channel).then(
         (claim) => {
           if (!claim) return;
           conn.connectionNumber = claim.epoch;
           if (!conn.isOpen) void releaseAgent(db, agentId, cluster.hubId, claim.epoch).catch(() => {});
-          else if (claim.previousHub !== null && claim.previousHub !== cluster.hubId && cluster.shared) {
-            cluster.send(claim.previousHub, { k: 'replaced', agent: agentId, epoch: claim.epoch }).catch((err) => app.log.warn({ err, agentId }, 'could not tell the previous hub'));
-          }
           if (!claim.offlineOpen) return;
           agentReturned(db, lifecycle, agentId, conn.connectedAt!).then(
             (resolved) => resolved && events.emit('incident.changed', { incidentIds: [resolved], opened: [] }),

@@ -97,9 +97,11 @@ export class MonitorAssignments {
   async #sendTo(conns: AgentConnection[]): Promise<void> {
     if (conns.length === 0) return;
     const monitors = await this.#monitors();
-    const labels = await agentLabels(this.db, conns.map((c) => c.agentId!));
+    // With no monitors run by agents, every agent's set is the empty one: no labels to read (a
+    // hello per reconnect, thousands a second when a hub is lost).
+    const labels = monitors.length > 0 ? await agentLabels(this.db, conns.map((c) => c.agentId!)) : null;
     for (const conn of conns) {
-      const agentLabels = labels.get(conn.agentId!);
+      const agentLabels = labels ? labels.get(conn.agentId!) : {};
       if (!agentLabels || !conn.isOpen) continue;
       const { payload, dropped } = monitorSet(monitors.filter((m) => runsOnAgent(m.run_on, { id: conn.agentId!, labels: agentLabels })));
       if (payload.version === conn.monitorsVersion) continue;

@@ -73,13 +73,27 @@ export async function listHubs(db: Db): Promise<HubRow[]> {
  * trip, whatever a reconnect storm brings; concurrent claims of one agent take turns on its row,
  * so numbers only grow.
  */
+/** The hubs' NOTIFY channel, and the sending hub's id: for a statement that tells the others what it wrote. */
+export interface ClusterChannel {
+  channel: string;
+  from: string;
+}
+
 export async function claimAgent(
   db: Db,
   agentId: string,
   hubId: string,
   at: Date,
   offline: { type: string; source: string },
+  /** Where to tell the hub that held the agent before (`replaced`), in this statement: one commit, not two. */
+  notice?: ClusterChannel | null,
 ): Promise<{ epoch: number; previousHub: string | null; offlineOpen: boolean } | undefined> {
+  const told = notice
+    ? sql`, told AS (
+      SELECT pg_notify(${notice.channel}, json_build_object('k', 'replaced', 'agent', id, 'epoch', epoch, 'from', ${notice.from}::text, 'to', previous_hub)::text)
+      FROM claimed WHERE previous_hub IS NOT NULL AND previous_hub <> ${hubId}
+    )`
+    : sql``;
   const r = await sql<{ epoch: string | number; previous_hub: string | null; offline_open: boolean }>`
     WITH claimed AS (
       UPDATE agents a SET hub_id = ${hubId}, conn_epoch = a.conn_epoch + 1, connected_at = ${at.toISOString()}::timestamptz, last_seen_at = ${at.toISOString()}::timestamptz
@@ -89,10 +103,10 @@ export async function claimAgent(
     ), audit AS (
       INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind)
       SELECT ${newId()}, NULL, id, ${at.toISOString()}::timestamptz, 'hub', 'agent_connected' FROM claimed
-    )
+    )${told}
     SELECT epoch, previous_hub,
       EXISTS (SELECT 1 FROM incidents WHERE agent_id = ${agentId} AND type = ${offline.type} AND source = ${offline.source} AND status <> 'resolved') AS offline_open
-    FROM claimed`.execute(db);
+    FROM claimed${notice ? sql`, (SELECT count(*) FROM told) t` : sql``}`.execute(db);
   const row = r.rows[0];
   return row ? { epoch: Number(row.epoch), previousHub: row.previous_hub, offlineOpen: row.offline_open } : undefined;
 }

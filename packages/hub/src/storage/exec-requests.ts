@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { newId, type ExecResultPayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
 import type { ExecOrigin, ExecRequest } from './tables.ts';
+import type { ClusterChannel } from './cluster.ts';
 
 /**
  * A new exec request, and its line on the audit trail (`exec_requested`: who asked what of which
@@ -66,10 +67,7 @@ export interface IncomingExecResult {
 }
 
 /** Where a statement storing exec results tells the other hubs (`exec_done`), and who it says it is. */
-export interface ExecDoneNotice {
-  channel: string;
-  from: string;
-}
+export type ExecDoneNotice = ClusterChannel;
 
 /** Ids an `exec_done` carries: 100 ids of at most 64 characters stay under NOTIFY's 8000 bytes. */
 const EXEC_DONE_IDS = 100;

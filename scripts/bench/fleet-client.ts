@@ -9,7 +9,9 @@
  * Sends {event: 'connected', connected, failed}, then answers {cmd: 'alert', index, id} with
  * {event: 'acked', id, ms}; {cmd: 'stop'} closes every socket and exits. A socket the hub side
  * closes is reconnected as the agent does (the first attempt drawn from up to 30 s, narrowed to
- * one interval before the agent's offline deadline), reported as {event: 'reconnected', at}.
+ * one interval before the agent's offline deadline), reported as {event: 'reconnected', at,
+ * late_ms, past_deadline, failures} (how long after its drawn time it got in, whether after its
+ * deadline, attempts that failed first); each failed attempt as {event: 'reconnect_failed', reason}.
  */
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';

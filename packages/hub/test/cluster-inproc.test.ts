@@ -163,13 +163,7 @@ if (!process.env.DATABASE_URL) {
     t.setTimeout(60_000);
     const { a, b, db } = await twoHubs(t);
     const { id: agentId } = await a.enroll({ hostname: 'web-1' });
-    const { channel } = await clusterNames(db.db);
-    const listener = new pg.Client({ connectionString: process.env.DATABASE_URL });
-    await listener.connect();
-    t.teardown(() => listener.end());
-    const heard: Record<string, unknown>[] = [];
-    listener.on('notification', (n) => heard.push(JSON.parse(n.payload!)));
-    await listener.query(`LISTEN "${channel}"`);
+    const { heard, probe } = await listenToHubs(t, db.db);
     const ask = { agentId, command: 'service_status', params: { unit: 'nginx.service' }, timeoutMs: 1000, requestedBy: 'test', origin: 'rest' as const, at: new Date() };
     const passOn = (id: string) => a.app.hub.cluster.encode(b.app.hub.cluster.hubId, { k: 'exec', id, agent: agentId, command: ask.command, params: ask.params, timeout_ms: 1000 })!;
 
@@ -197,7 +191,7 @@ if (!process.env.DATABASE_URL) {
     const before = heard.length;
     t.same(await completeExecRequests(db.db, ids.slice(0, 3).map(result), notice), []);
     await createExecRequest(db.db, { ...ask, id: newId() });
-    await until('a later notification', async () => (await listener.query('SELECT pg_notify($1, $2)', [channel, '{"k":"probe"}'])) && heard.length > before);
+    await until('a later notification', async () => (await probe()) && heard.length > before);
     t.same(heard.slice(before).map((m) => m.k), ['probe'], 'no exec_done for results not stored');
     t.equal(heard.filter((m) => m.k === 'exec' && m.id === id).length, 1, 'the failed insert told nobody');
   });
@@ -206,16 +200,10 @@ if (!process.env.DATABASE_URL) {
     t.setTimeout(60_000);
     const { a, b, db } = await twoHubs(t);
     const { id: agentId, token } = await a.enroll({ hostname: 'web-1' });
-    const { channel } = await clusterNames(db.db);
-    const listener = new pg.Client({ connectionString: process.env.DATABASE_URL });
-    await listener.connect();
-    t.teardown(() => listener.end());
-    const heard: Record<string, unknown>[] = [];
-    listener.on('notification', (n) => heard.push(JSON.parse(n.payload!)));
-    await listener.query(`LISTEN "${channel}"`);
+    const { heard, probe } = await listenToHubs(t, db.db);
     const quiet = async (why: string) => {
       const before = heard.length;
-      await listener.query('SELECT pg_notify($1, $2)', [channel, '{"k":"probe"}']);
+      await probe();
       await until('the probe', () => heard.length > before);
       t.same(heard.slice(before).map((m) => m.k), ['probe'], why);
     };
@@ -273,6 +261,18 @@ if (!process.env.DATABASE_URL) {
     t.equal(relayed, 0, 'hub a heard of the result from the statement that stored it, not from a NOTIFY of its own');
     agent.close();
   });
+}
+
+/** A client LISTENing on the hubs' channel: every message heard, parsed; `probe` sends one of its own ({k: 'probe'}), to know all before it arrived. */
+async function listenToHubs(t: Test, db: import('../src/storage/database.ts').Db): Promise<{ heard: Record<string, unknown>[]; probe(): Promise<true> }> {
+  const { channel } = await clusterNames(db);
+  const listener = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await listener.connect();
+  t.teardown(() => listener.end());
+  const heard: Record<string, unknown>[] = [];
+  listener.on('notification', (n) => heard.push(JSON.parse(n.payload!)));
+  await listener.query(`LISTEN "${channel}"`);
+  return { heard, probe: async () => (await listener.query('SELECT pg_notify($1, $2)', [channel, '{"k":"probe"}']), true) };
 }
 
 async function searchPath(db: { db: import('../src/storage/database.ts').Db }): Promise<string> {

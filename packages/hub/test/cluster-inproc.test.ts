@@ -7,8 +7,8 @@ import { HELLO, postgres, runningAgent, startHub, type TestHub } from './helpers
 import type { HubDatabase } from '../src/storage/database.ts';
 import { RULE } from './rules.ts';
 import { MAX_MESSAGE_BYTES, split } from '../src/cluster.ts';
-import { claimAgent, clusterNames, registerHub } from '../src/storage/cluster.ts';
-import { OFFLINE_FINGERPRINT } from '../src/incidents/offline.ts';
+import { claimAgent, claimAgents, clusterNames, registerHub } from '../src/storage/cluster.ts';
+import { OFFLINE_FINGERPRINT, sweepOfflineAgents } from '../src/incidents/offline.ts';
 import { completeExecRequests, createExecRequest } from '../src/storage/exec-requests.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -238,6 +238,54 @@ if (!process.env.DATABASE_URL) {
     t.equal(await closed, 4409, 'the older connection, on hub a, replaced');
     t.equal(sentReplaced, 0, 'no NOTIFY of its own');
     newer.close();
+  });
+
+  t.test('many claims in one statement: each agent its own answer, notice and audit entry; two hubs claiming the same agents in opposite orders take turns', async (t) => {
+    t.setTimeout(60_000);
+    const { a, b, db } = await twoHubs(t);
+    const ids = (await Promise.all(Array.from({ length: 30 }, (_, i) => a.enroll({ hostname: `web-${i}` })))).map((e) => e.id);
+    const { heard, probe } = await listenToHubs(t, db.db);
+    const hubA = a.app.hub.cluster.hubId;
+    const hubB = b.app.hub.cluster.hubId;
+    const now = new Date();
+    const hourAgo = new Date(now.getTime() - 3_600_000);
+
+    // Five agents last seen an hour ago go offline; the other twenty-five were seen now.
+    const unknown = newId();
+    const first = await claimAgents(db.db, [...ids.map((agentId, i) => ({ agentId, at: i < 5 ? hourAgo : now })), { agentId: unknown, at: now }], hubA, OFFLINE_FINGERPRINT, a.app.hub.cluster.channel);
+    t.equal(first.length, 31, 'one answer per claim');
+    t.equal(first[30], undefined, 'an unknown agent: no claim');
+    t.ok(first.slice(0, 30).every((c) => c && c.previousHub === null && !c.offlineOpen), 'held by nobody before, none offline');
+    t.same(new Set(await sweepOfflineAgents(db.db, { rules: [], notify: false }, 10, now)), new Set(ids.slice(0, 5)), 'the five seen an hour ago are offline');
+
+    const moved = await claimAgents(db.db, ids.map((agentId) => ({ agentId, at: now })), hubB, OFFLINE_FINGERPRINT, b.app.hub.cluster.channel);
+    t.same(moved.map((c) => c!.offlineOpen), ids.map((_, i) => i < 5), 'offline incidents open for exactly those five');
+    t.same(moved.map((c) => c!.previousHub), ids.map(() => hubA));
+    t.same(moved.map((c) => c!.epoch), first.slice(0, 30).map((c) => c!.epoch + 1), 'each its next connection number');
+    const told = await until('every previous holder told', () => {
+      const r = heard.filter((m) => m.k === 'replaced');
+      return r.length >= 30 && r;
+    });
+    t.same(new Set(told.map((m) => m.agent)), new Set(ids), 'one replaced notice per agent');
+    t.ok(told.every((m) => m.to === hubA && m.from === hubB), 'each to hub a, from hub b');
+
+    // Both hubs claim all thirty at once, in opposite orders, five times over: no deadlock, and the
+    // numbers of each agent grow by one per claim whichever hub won each turn.
+    const before = new Map(moved.map((c, i) => [ids[i]!, c!.epoch]));
+    const reversed = [...ids].reverse();
+    const rounds = await Promise.all(
+      Array.from({ length: 5 }, () => [
+        claimAgents(db.db, ids.map((agentId) => ({ agentId, at: now })), hubA, OFFLINE_FINGERPRINT, a.app.hub.cluster.channel),
+        claimAgents(db.db, reversed.map((agentId) => ({ agentId, at: now })), hubB, OFFLINE_FINGERPRINT, b.app.hub.cluster.channel),
+      ]).flat(),
+    );
+    for (const [i, agentId] of ids.entries()) {
+      const epochs = rounds.map((r, k) => r[k % 2 === 0 ? i : ids.length - 1 - i]!.epoch).sort((x, y) => x - y);
+      if (!t.same(epochs, Array.from({ length: 10 }, (_, n) => before.get(agentId)! + n + 1), `${agentId}: ten claims, ten numbers`)) break;
+    }
+    const audit = await db.db.selectFrom('incident_events').select(({ fn }) => ['agent_id', fn.countAll<string>().as('n')]).where('kind', '=', 'agent_connected').groupBy('agent_id').execute();
+    t.same(new Set(audit.map((r) => Number(r.n))), new Set([12]), 'each agent connected twelve times on the audit trail');
+    await probe();
   });
 
   t.test("a result reaches the asking hub even when the holding hub's word that it sent the exec is lost", async (t) => {

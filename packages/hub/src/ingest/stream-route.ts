@@ -11,8 +11,9 @@ import type { Db } from '../storage/database.ts';
 import type { AgentRegistry } from './registry.ts';
 import type { IngestWriter } from './writer.ts';
 import { HubError } from '../errors.ts';
-import { findAgentIdByTokenHash } from '../storage/agents.ts';
-import { claimAgent, releaseAgent } from '../storage/cluster.ts';
+import { findAgentIdsByTokenHashes } from '../storage/agents.ts';
+import { claimAgents, releaseAgent, type AgentClaim, type ClaimResult } from '../storage/cluster.ts';
+import { Coalescer } from './coalesce.ts';
 import type { Cluster } from '../cluster.ts';
 import { OFFLINE_FINGERPRINT, agentReturned } from '../incidents/offline.ts';
 import { recordEvent } from '../storage/timeline.ts';
@@ -22,6 +23,8 @@ import { PingWheel } from './ping-wheel.ts';
 
 const FRAMES_PER_TURN = 1000; // ~30 ms of decoding, then others get the event loop
 const RESUMES_PER_TURN = 16;
+/** Token lookups, and claims, that share one statement at most. */
+const COALESCE_MAX = 500;
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -76,9 +79,17 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
     if (conn && conn.connectionNumber !== null && conn.connectionNumber < msg.epoch) conn.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
   });
 
+  // When a hub dies, its agents come to the others thousands a second: their token lookups go
+  // to the database together, and so do their claims (one commit for many, not one each).
+  const lookups = new Coalescer((hashes: string[]) => findAgentIdsByTokenHashes(db, hashes), { maxBatch: COALESCE_MAX });
+  const claims = new Coalescer(
+    (batch: AgentClaim[]) => claimAgents(db, batch, cluster.hubId, OFFLINE_FINGERPRINT, cluster.channel),
+    { maxBatch: COALESCE_MAX, key: (c: AgentClaim) => c.agentId },
+  );
+
   async function authenticate(token: string): Promise<AuthenticatedAgent | undefined> {
     const hash = hashToken(token);
-    const row = await findAgentIdByTokenHash(db, hash);
+    const row = await lookups.request(hash);
     return row && hashesEqual(row.token_hash, hash) ? { agentId: row.id, tokenHash: row.token_hash } : undefined;
   }
 
@@ -110,8 +121,8 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
       // The agent is this hub's now (numbered, so the newest connection wins on every hub), its
       // connection on the audit trail, and its offline incident, if one is open, resolved.
       // The hub that held it before, if another, is told in the same statement (`replaced`).
-      claimAgent(db, agentId, cluster.hubId, conn.connectedAt!, OFFLINE_FINGERPRINT, cluster.channel).then(
-        (claim) => {
+      claims.request({ agentId, at: conn.connectedAt! }).then(
+        (claim: ClaimResult | undefined) => {
           if (!claim) return;
           conn.connectionNumber = claim.epoch;
           if (!conn.isOpen) void releaseAgent(db, agentId, cluster.hubId, claim.epoch).catch(() => {});

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Db } from './database.ts';
 import type { Agent } from './tables.ts';
 
@@ -36,9 +37,13 @@ export async function getAgent(db: Db, id: string): Promise<AgentRecord | undefi
   return db.selectFrom('agents').select(PUBLIC_COLUMNS).where('id', '=', id).executeTakeFirst();
 }
 
-/** The agent holding a token, found by the token's hash. */
-export async function findAgentIdByTokenHash(db: Db, tokenHash: string): Promise<{ id: string; token_hash: string } | undefined> {
-  return db.selectFrom('agents').select(['id', 'token_hash']).where('token_hash', '=', tokenHash).executeTakeFirst();
+/** The agents holding these tokens, found by the tokens' hashes, in one statement: one answer per hash, in order. */
+export async function findAgentIdsByTokenHashes(db: Db, tokenHashes: readonly string[]): Promise<({ id: string; token_hash: string } | undefined)[]> {
+  if (tokenHashes.length === 0) return [];
+  const r = await sql<{ id: string; token_hash: string }>`
+    SELECT id, token_hash FROM agents WHERE token_hash IN (SELECT json_array_elements_text(${JSON.stringify(tokenHashes)}::json))`.execute(db);
+  const byHash = new Map(r.rows.map((row) => [row.token_hash, row]));
+  return tokenHashes.map((h) => byHash.get(h));
 }
 
 /**

@@ -65,20 +65,32 @@ export async function listHubs(db: Db): Promise<HubRow[]> {
   return r.rows;
 }
 
-/**
- * An agent connected to this hub: it is this hub's now, with the next connection number, and
- * its connection and last-seen times; the connection goes on the audit trail. Returns that
- * number, the hub that held it before (to be told its connection, if still open, was replaced)
- * and whether an "agent offline" incident is open (to be resolved). One statement, one round
- * trip, whatever a reconnect storm brings; concurrent claims of one agent take turns on its row,
- * so numbers only grow.
- */
 /** The hubs' NOTIFY channel, and the sending hub's id: for a statement that tells the others what it wrote. */
 export interface ClusterChannel {
   channel: string;
   from: string;
 }
 
+export interface AgentClaim {
+  agentId: string;
+  /** When its connection was accepted: its connection and last-seen times. */
+  at: Date;
+}
+
+export interface ClaimResult {
+  epoch: number;
+  previousHub: string | null;
+  offlineOpen: boolean;
+}
+
+/**
+ * An agent connected to this hub: it is this hub's now, with the next connection number, and
+ * its connection and last-seen times; the connection goes on the audit trail. Returns that
+ * number, the hub that held it before (to be told its connection, if still open, was replaced)
+ * and whether an "agent offline" incident is open (to be resolved). One statement, one round
+ * trip; concurrent claims of one agent take turns on its row,
+ * so numbers only grow.
+ */
 export async function claimAgent(
   db: Db,
   agentId: string,
@@ -87,28 +99,49 @@ export async function claimAgent(
   offline: { type: string; source: string },
   /** Where to tell the hub that held the agent before (`replaced`), in this statement: one commit, not two. */
   notice?: ClusterChannel | null,
-): Promise<{ epoch: number; previousHub: string | null; offlineOpen: boolean } | undefined> {
+): Promise<ClaimResult | undefined> {
+  const [claim] = await claimAgents(db, [{ agentId, at }], hubId, offline, notice);
+  return claim;
+}
+
+/**
+ * `claimAgent` for many agents in one statement and one commit (a reconnect storm brings
+ * thousands a second): one result per claim, in order, undefined for an agent that does not
+ * exist. Each agent at most once. The rows are locked in id order, so two hubs claiming
+ * overlapping sets wait for each other instead of deadlocking.
+ */
+export async function claimAgents(
+  db: Db,
+  claims: readonly AgentClaim[],
+  hubId: string,
+  offline: { type: string; source: string },
+  notice?: ClusterChannel | null,
+): Promise<(ClaimResult | undefined)[]> {
+  if (claims.length === 0) return [];
+  const req = claims.map((c) => ({ id: c.agentId, at: c.at.toISOString(), event_id: newId() }));
   const told = notice
     ? sql`, told AS (
       SELECT pg_notify(${notice.channel}, json_build_object('k', 'replaced', 'agent', id, 'epoch', epoch, 'from', ${notice.from}::text, 'to', previous_hub)::text)
       FROM claimed WHERE previous_hub IS NOT NULL AND previous_hub <> ${hubId}
     )`
     : sql``;
-  const r = await sql<{ epoch: string | number; previous_hub: string | null; offline_open: boolean }>`
-    WITH claimed AS (
-      UPDATE agents a SET hub_id = ${hubId}, conn_epoch = a.conn_epoch + 1, connected_at = ${at.toISOString()}::timestamptz, last_seen_at = ${at.toISOString()}::timestamptz
-      FROM (SELECT id, hub_id FROM agents WHERE id = ${agentId} FOR UPDATE) old
-      WHERE a.id = old.id
-      RETURNING a.id, a.conn_epoch AS epoch, old.hub_id AS previous_hub
+  const r = await sql<{ id: string; epoch: string | number; previous_hub: string | null; offline_open: boolean }>`
+    WITH req AS (
+      SELECT * FROM json_to_recordset(${JSON.stringify(req)}::json) AS v(id text, at timestamptz, event_id text)
+    ), claimed AS (
+      UPDATE agents a SET hub_id = ${hubId}, conn_epoch = a.conn_epoch + 1, connected_at = req.at, last_seen_at = req.at
+      FROM (SELECT id, hub_id FROM agents WHERE id IN (SELECT id FROM req) ORDER BY id FOR UPDATE) old, req
+      WHERE a.id = old.id AND req.id = old.id
+      RETURNING a.id, a.conn_epoch AS epoch, old.hub_id AS previous_hub, req.at, req.event_id
     ), audit AS (
       INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind)
-      SELECT ${newId()}, NULL, id, ${at.toISOString()}::timestamptz, 'hub', 'agent_connected' FROM claimed
+      SELECT event_id, NULL, id, at, 'hub', 'agent_connected' FROM claimed
     )${told}
-    SELECT epoch, previous_hub,
-      EXISTS (SELECT 1 FROM incidents WHERE agent_id = ${agentId} AND type = ${offline.type} AND source = ${offline.source} AND status <> 'resolved') AS offline_open
-    FROM claimed${notice ? sql`, (SELECT count(*) FROM told) t` : sql``}`.execute(db);
-  const row = r.rows[0];
-  return row ? { epoch: Number(row.epoch), previousHub: row.previous_hub, offlineOpen: row.offline_open } : undefined;
+    SELECT c.id, c.epoch, c.previous_hub,
+      EXISTS (SELECT 1 FROM incidents i WHERE i.agent_id = c.id AND i.type = ${offline.type} AND i.source = ${offline.source} AND i.status <> 'resolved') AS offline_open
+    FROM claimed c${notice ? sql`, (SELECT count(*) FROM told) t` : sql``}`.execute(db);
+  const byId = new Map(r.rows.map((row) => [row.id, { epoch: Number(row.epoch), previousHub: row.previous_hub, offlineOpen: row.offline_open }]));
+  return claims.map((c) => byId.get(c.agentId));
 }
 
 /** The agent's connection (this number) on this hub closed: it is nobody's, unless a newer one took it. */

@@ -1,0 +1,89 @@
+import t from 'tap';
+import { Coalescer } from '../src/ingest/coalesce.ts';
+
+/** A statement the test answers by hand: records each batch it was given. */
+function fakeStatement<Res>(answer: (req: string) => Res | Error) {
+  const batches: string[][] = [];
+  const inFlight: (() => void)[] = [];
+  let hold = false;
+  const run = async (reqs: string[]): Promise<Res[]> => {
+    batches.push(reqs);
+    if (hold) await new Promise<void>((resolve) => inFlight.push(resolve));
+    const out = reqs.map(answer);
+    const failed = out.find((r) => r instanceof Error);
+    if (failed) throw failed;
+    return out as Res[];
+  };
+  return {
+    run,
+    batches,
+    hold(on: boolean) {
+      hold = on;
+    },
+    release() {
+      for (const r of inFlight.splice(0)) r();
+    },
+    get inFlight() {
+      return inFlight.length;
+    },
+  };
+}
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+t.test('requests of one turn share a statement; a lone one goes alone, at the end of its turn', async (t) => {
+  const stmt = fakeStatement((r) => r.toUpperCase());
+  const c = new Coalescer(stmt.run, { maxBatch: 100 });
+  t.same(await Promise.all(['a', 'b', 'c'].map((r) => c.request(r))), ['A', 'B', 'C'], 'each its own answer, in order');
+  t.same(stmt.batches, [['a', 'b', 'c']], 'one statement');
+  t.equal(await c.request('d'), 'D');
+  t.same(stmt.batches.at(-1), ['d'], 'a lone request: a statement of its own');
+});
+
+t.test('requests made while a statement is in flight wait and go together as soon as it returns', async (t) => {
+  const stmt = fakeStatement((r) => r);
+  const c = new Coalescer(stmt.run, { maxBatch: 100 });
+  stmt.hold(true);
+  const first = c.request('1');
+  await turn();
+  t.equal(stmt.inFlight, 1, 'the first is in flight');
+  const later = Array.from({ length: 50 }, (_, i) => c.request(`x${i}`));
+  await turn();
+  await turn();
+  t.equal(stmt.batches.length, 1, 'nothing else sent while it is in flight');
+  t.equal(c.waiting, 50);
+  stmt.hold(false);
+  stmt.release();
+  await first;
+  t.same(await Promise.all(later), Array.from({ length: 50 }, (_, i) => `x${i}`));
+  t.equal(stmt.batches.length, 2, 'the fifty waiting went in one statement');
+  t.same(c.stats, { batches: 2, requests: 51, fallbacks: 0 });
+});
+
+t.test('a batch holds at most maxBatch requests, and one per key', async (t) => {
+  const stmt = fakeStatement((r) => r);
+  const c = new Coalescer(stmt.run, { maxBatch: 3, key: (r: string) => r.split(':')[0]! });
+  const reqs = ['a:1', 'a:2', 'b:1', 'c:1', 'd:1', 'a:3'];
+  t.same(await Promise.all(reqs.map((r) => c.request(r))), reqs, 'every request answered');
+  t.same(stmt.batches, [['a:1', 'b:1', 'c:1'], ['a:2', 'd:1'], ['a:3']], 'no key twice in a batch, no batch over three, order kept per key');
+});
+
+t.test('a failed statement fails nobody it need not: each request is tried alone', async (t) => {
+  const stmt = fakeStatement((r) => (r === 'poison' ? new Error('cannot answer poison') : r));
+  const c = new Coalescer(stmt.run, { maxBatch: 100 });
+  const results = await Promise.allSettled(['a', 'poison', 'b'].map((r) => c.request(r)));
+  t.match(results, [
+    { status: 'fulfilled', value: 'a' },
+    { status: 'rejected', reason: { message: 'cannot answer poison' } },
+    { status: 'fulfilled', value: 'b' },
+  ]);
+  t.equal(c.stats.fallbacks, 1);
+  t.equal(await c.request('after'), 'after', 'and the next batch goes as usual');
+});
+
+t.test('a statement answering the wrong number of rows is a failure, not a misattribution', async (t) => {
+  const c = new Coalescer(async (reqs: string[]) => (reqs.length > 1 ? reqs.slice(1) : reqs), { maxBatch: 100 });
+  t.same(await Promise.all(['a', 'b'].map((r) => c.request(r))), ['a', 'b'], 'retried alone, each got its own');
+  const none = new Coalescer(async () => [] as string[], { maxBatch: 100 });
+  await t.rejects(none.request('a'), { message: /a batch of 1 got 0 answers/ });
+});

@@ -7,7 +7,8 @@ import { HELLO, postgres, runningAgent, startHub, type TestHub } from './helpers
 import type { HubDatabase } from '../src/storage/database.ts';
 import { RULE } from './rules.ts';
 import { MAX_MESSAGE_BYTES, split } from '../src/cluster.ts';
-import { claimAgent, claimAgents, clusterNames, registerHub } from '../src/storage/cluster.ts';
+import { claimAgent, claimAgents, clusterNames, registerHub, removeHub } from '../src/storage/cluster.ts';
+import { storeBulk } from '../src/storage/ingest-batch.ts';
 import { OFFLINE_FINGERPRINT, sweepOfflineAgents } from '../src/incidents/offline.ts';
 import { completeExecRequests, createExecRequest } from '../src/storage/exec-requests.ts';
 
@@ -283,8 +284,15 @@ if (!process.env.DATABASE_URL) {
       const epochs = rounds.map((r, k) => r[k % 2 === 0 ? i : ids.length - 1 - i]!.epoch).sort((x, y) => x - y);
       if (!t.same(epochs, Array.from({ length: 10 }, (_, n) => before.get(agentId)! + n + 1), `${agentId}: ten claims, ten numbers`)) break;
     }
+    // A bulk write (heartbeats) of the same agents, in the opposite order, beside each hub's claims: no deadlock either.
+    const bulk = () => storeBulk(db.db, { seen: new Map(reversed.map((agentId) => [agentId, { at: new Date() }])), metrics: [], ids: [] });
+    await Promise.all(Array.from({ length: 3 }, () => [bulk(), claimAgents(db.db, ids.map((agentId) => ({ agentId, at: now })), hubA, OFFLINE_FINGERPRINT, a.app.hub.cluster.channel)]).flat());
+    await Promise.all(Array.from({ length: 3 }, () => [bulk(), claimAgents(db.db, reversed.map((agentId) => ({ agentId, at: now })), hubB, OFFLINE_FINGERPRINT, b.app.hub.cluster.channel)]).flat());
+    // And the hub that holds them all stops (its agents freed in one statement) while the other claims them.
+    await Promise.all([removeHub(db.db, hubB), claimAgents(db.db, ids.map((agentId) => ({ agentId, at: now })), hubA, OFFLINE_FINGERPRINT, null), bulk()]);
+
     const audit = await db.db.selectFrom('incident_events').select(({ fn }) => ['agent_id', fn.countAll<string>().as('n')]).where('kind', '=', 'agent_connected').groupBy('agent_id').execute();
-    t.same(new Set(audit.map((r) => Number(r.n))), new Set([12]), 'each agent connected twelve times on the audit trail');
+    t.same(new Set(audit.map((r) => Number(r.n))), new Set([19]), 'each agent connected nineteen times on the audit trail');
     await probe();
   });
 

@@ -39,14 +39,18 @@ export async function renewHub(db: Db, id: string, leaseMs: number, agents: numb
 /** A hub stops: its row goes and its agents are free at once. */
 export async function removeHub(db: Db, id: string): Promise<void> {
   await sql`WITH gone AS (DELETE FROM hubs WHERE id = ${id} RETURNING id)
-    UPDATE agents SET hub_id = NULL WHERE hub_id = ${id}`.execute(db);
+    UPDATE agents SET hub_id = NULL
+    WHERE id IN (SELECT id FROM agents WHERE hub_id = ${id} ORDER BY id FOR NO KEY UPDATE) AND hub_id = ${id}`.execute(db);
 }
 
 /** Hubs whose lease ran out: rows removed, their agents freed. Returns their ids. */
 export async function expireHubs(db: Db): Promise<string[]> {
   const r = await sql<{ id: string }>`
     WITH dead AS (DELETE FROM hubs WHERE lease_until < now() RETURNING id),
-    freed AS (UPDATE agents SET hub_id = NULL WHERE hub_id IN (SELECT id FROM dead))
+    freed AS (
+      UPDATE agents SET hub_id = NULL
+      WHERE id IN (SELECT id FROM agents WHERE hub_id IN (SELECT id FROM dead) ORDER BY id FOR NO KEY UPDATE) AND hub_id IN (SELECT id FROM dead)
+    )
     SELECT id FROM dead`.execute(db);
   return r.rows.map((row) => row.id);
 }
@@ -107,8 +111,9 @@ export async function claimAgent(
 /**
  * `claimAgent` for many agents in one statement and one commit (a reconnect storm brings
  * thousands a second): one result per claim, in order, undefined for an agent that does not
- * exist. Each agent at most once. The rows are locked in id order, so two hubs claiming
- * overlapping sets wait for each other instead of deadlocking.
+ * exist. Each agent at most once. The rows are locked in id order, as every statement that writes
+ * several agents locks them (a bulk write, a hub's agents freed), so two such statements over the
+ * same agents wait for each other instead of deadlocking.
  */
 export async function claimAgents(
   db: Db,
@@ -130,7 +135,7 @@ export async function claimAgents(
       SELECT * FROM json_to_recordset(${JSON.stringify(req)}::json) AS v(id text, at timestamptz, event_id text)
     ), claimed AS (
       UPDATE agents a SET hub_id = ${hubId}, conn_epoch = a.conn_epoch + 1, connected_at = req.at, last_seen_at = req.at
-      FROM (SELECT id, hub_id FROM agents WHERE id IN (SELECT id FROM req) ORDER BY id FOR UPDATE) old, req
+      FROM (SELECT id, hub_id FROM agents WHERE id IN (SELECT id FROM req) ORDER BY id FOR NO KEY UPDATE) old, req
       WHERE a.id = old.id AND req.id = old.id
       RETURNING a.id, a.conn_epoch AS epoch, old.hub_id AS previous_hub, req.at, req.event_id
     ), audit AS (

@@ -186,14 +186,18 @@ export async function storeBulk(db: Db, batch: BulkBatch): Promise<void> {
       JOIN agents a ON a.id = v.agent_id
       ON CONFLICT DO NOTHING
       RETURNING agent_id, msg_id
+    ), sv AS (
+      SELECT * FROM json_to_recordset(${JSON.stringify(seen)}::json) AS v(id text, at timestamptz, stats json, facts json, actions json)
     ), seen AS (
+      -- Rows locked in id order, as every statement that writes several agents locks them: a
+      -- batch here and another hub's claims of the same agents take turns instead of deadlocking.
       UPDATE agents SET
         last_seen_at = GREATEST(agents.last_seen_at, v.at),
         stats = COALESCE(v.stats::jsonb, agents.stats),
         facts = COALESCE(v.facts::jsonb, agents.facts),
         actions = CASE WHEN v.facts IS NULL THEN agents.actions ELSE v.actions::jsonb END
-      FROM json_to_recordset(${JSON.stringify(seen)}::json) AS v(id text, at timestamptz, stats json, facts json, actions json)
-      WHERE agents.id = v.id
+      FROM (SELECT id FROM agents WHERE id IN (SELECT id FROM sv) ORDER BY id FOR NO KEY UPDATE) l, sv v
+      WHERE agents.id = l.id AND v.id = l.id
       RETURNING agents.id
     ), v AS (
       SELECT * FROM json_to_recordset(${JSON.stringify(samples)}::json) AS v(agent_id text, msg_id text, ts float8, cpu_pct float8,

@@ -16,7 +16,7 @@
  * each hub's RSS and CPU; the bare server then holds as many sockets as one hub did. With
  * BENCH_FLEET_KILL=1, after the window one hub is killed (SIGKILL) and the reconnects of its agents
  * through the balancer are timed; once the deadline and a sweep have passed, the offline
- * incidents are counted.
+ * incidents are counted. BENCH_HUB_LOG_DIR: each hub's log (at warn) is written there at the end.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -203,6 +203,9 @@ export async function fleetBench(opts: {
     ...opts.hubEnv,
   };
   const profileDir = process.env.BENCH_HUB_PROFILE_DIR;
+  // Each hub's log (at warn) written there when the run ends: what a hub said while it went wrong.
+  const logDir = process.env.BENCH_HUB_LOG_DIR;
+  if (logDir) env.OPSPILOT_LOG_LEVEL = 'warn';
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   try {
     for (let i = 0; i < k; i++) hubs.push(await spawnHub({ ...env, OPSPILOT_HUB_NAME: `hub-${i + 1}` }, { bundle: true, nodeArgs: profile, healthPort: k > 1 }));
@@ -397,6 +400,7 @@ export async function fleetBench(opts: {
   } finally {
     balancers?.stop();
     for (const h of hubs) await h.stop();
+    if (logDir) hubs.forEach((h, i) => writeFileSync(path.join(logDir, `hub-${i + 1}.log`), h.output()));
     rmSync(dir, { recursive: true, force: true });
   }
 }

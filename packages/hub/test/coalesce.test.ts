@@ -68,16 +68,30 @@ t.test('a batch holds at most maxBatch requests, and one per key', async (t) => 
   t.same(stmt.batches, [['a:1', 'b:1', 'c:1'], ['a:2', 'd:1'], ['a:3']], 'no key twice in a batch, no batch over three, order kept per key');
 });
 
-t.test('a failed statement fails nobody it need not: each request is tried alone', async (t) => {
-  const stmt = fakeStatement((r) => (r === 'poison' ? new Error('cannot answer poison') : r));
-  const c = new Coalescer(stmt.run, { maxBatch: 100 });
-  const results = await Promise.allSettled(['a', 'poison', 'b'].map((r) => c.request(r)));
-  t.match(results, [
-    { status: 'fulfilled', value: 'a' },
-    { status: 'rejected', reason: { message: 'cannot answer poison' } },
-    { status: 'fulfilled', value: 'b' },
-  ]);
-  t.equal(c.stats.fallbacks, 1);
+t.test('a failed statement fails nobody it need not: its halves are tried, one statement at a time', async (t) => {
+  let inFlight = 0;
+  let most = 0;
+  const batches: string[][] = [];
+  const c = new Coalescer(
+    async (reqs: string[]) => {
+      batches.push(reqs);
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setTimeout(r, 1));
+      inFlight--;
+      if (reqs.includes('poison')) throw new Error('cannot answer poison');
+      return reqs;
+    },
+    { maxBatch: 100 },
+  );
+  const reqs = Array.from({ length: 16 }, (_, i) => (i === 5 ? 'poison' : `r${i}`));
+  const results = await Promise.allSettled(reqs.map((r) => c.request(r)));
+  t.same(
+    results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message)),
+    reqs.map((r) => (r === 'poison' ? 'cannot answer poison' : r)),
+    'the poison fails alone; every other request answered',
+  );
+  t.equal(most, 1, 'never two statements at once');
+  t.same(batches.map((b) => b.length), [16, 8, 4, 4, 2, 1, 1, 2, 8], 'halved down to the one that failed: 9 statements for 16 requests, not 17');
   t.equal(await c.request('after'), 'after', 'and the next batch goes as usual');
 });
 

@@ -9,8 +9,9 @@
  *
  * A batch holds at most `maxBatch` requests, and with `key`, one request per key (a second one
  * waits for the next batch, so a statement never meets the same row twice). When a batch's
- * statement fails, each of its requests is tried alone, so one request that cannot be answered
- * (or a deadlock with another hub's batch) costs the others nothing.
+ * statement fails, its halves are tried one after the other (and theirs, down to single
+ * requests), so one request that cannot be answered, or a statement that lost a race, costs the
+ * others nothing.
  */
 export interface CoalescerOptions<Req> {
   maxBatch: number;
@@ -96,18 +97,13 @@ export class Coalescer<Req, Res> {
         batch[0]!.reject(err);
         return;
       }
-      // Each alone: the one that cannot be answered fails by itself.
+      // Halves, one after the other, down to the one that cannot be answered: a few statements
+      // more for one bad request, never a statement per request at once (which would queue
+      // everything else the hub asks the database behind them).
       this.stats.fallbacks++;
-      await Promise.all(
-        batch.map(async (w) => {
-          try {
-            const [res] = await this.run([w.req]);
-            w.resolve(res!);
-          } catch (e) {
-            w.reject(e);
-          }
-        }),
-      );
+      const half = Math.ceil(batch.length / 2);
+      await this.#runBatch(batch.slice(0, half));
+      await this.#runBatch(batch.slice(half));
     }
   }
 }

@@ -155,6 +155,9 @@ export interface FleetResult {
     /** Failed attempts before getting in, and by reason. */
     failed_attempts: number;
     failures: Record<string, number>;
+    /** The database's commits, and the surviving hubs' CPU seconds, from the kill to the last reconnect. */
+    storm_commits: number;
+    storm_hub_cpu_s: number;
     /** The kernel's count of connections dropped from full accept queues (TcpExtListenOverflows), kill to count. */
     listen_overflows: number;
   };
@@ -343,6 +346,13 @@ export async function fleetBench(opts: {
       const overflowsBefore = listenOverflows();
       const detailsBefore = clients.reconnectDetails.length;
       clients.reconnectFailures.clear();
+      // What the storm cost: the database's commits and the surviving hubs' CPU from the kill to the last reconnect.
+      const statsDb = new pg.Client({ connectionString: opts.databaseUrl });
+      await statsDb.connect();
+      const commits = async () => Number((await statsDb.query(`SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()`)).rows[0].n);
+      const survivors = hubs.slice(0, k - 1);
+      const commits0 = await commits();
+      const cpuBefore = survivors.map((h) => cpuSeconds(h.child.pid!));
       const killedAt = Date.now();
       victim.child.kill('SIGKILL');
       if (profileDir) process.stderr.write(`fleet: hub killed at monotonic ${process.hrtime.bigint() / 1000n} µs\n`);
@@ -350,6 +360,9 @@ export async function fleetBench(opts: {
       const until = Date.now() + 90_000;
       const before = clients.reconnects.length;
       while (clients.reconnects.length - before < orphans && Date.now() < until) await sleep(500);
+      const stormCommits = (await commits()) - commits0 - 1;
+      const stormCpu = survivors.reduce((sum, h, i) => sum + cpuSeconds(h.child.pid!) - cpuBefore[i]!, 0);
+      await statsDb.end();
       const back = clients.reconnects.filter((t) => t >= killedAt).map((t) => t - killedAt).sort((a, b) => a - b);
       const details = clients.reconnectDetails.slice(detailsBefore);
       const late = details.map((d) => d.late_ms).sort((a, b) => a - b);
@@ -372,6 +385,8 @@ export async function fleetBench(opts: {
         past_deadline: details.filter((d) => d.past_deadline).length,
         late_ms: { p50: Math.round(late[Math.floor(late.length / 2)] ?? NaN), p99: Math.round(late[Math.floor(late.length * 0.99)] ?? NaN), max: Math.round(late.at(-1) ?? NaN) },
         failed_attempts: details.reduce((n, d) => n + d.failures, 0),
+        storm_commits: stormCommits,
+        storm_hub_cpu_s: Math.round(stormCpu * 100) / 100,
         failures: Object.fromEntries(clients.reconnectFailures),
         listen_overflows: overflows,
       };

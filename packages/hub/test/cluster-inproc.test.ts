@@ -4,13 +4,16 @@ import t, { type Test } from 'tap';
 import pg from 'pg';
 import { newId } from '@opspilot/protocol';
 import { HELLO, postgres, runningAgent, startHub, type TestHub } from './helpers.ts';
-import type { HubDatabase } from '../src/storage/database.ts';
+import type { Db, HubDatabase } from '../src/storage/database.ts';
 import { RULE } from './rules.ts';
 import { MAX_MESSAGE_BYTES, split } from '../src/cluster.ts';
-import { claimAgent, claimAgents, clusterNames, registerHub, removeHub } from '../src/storage/cluster.ts';
+import { claimAgents, clusterNames, registerHub, removeHub, type ClusterChannel } from '../src/storage/cluster.ts';
 import { storeBulk } from '../src/storage/ingest-batch.ts';
 import { OFFLINE_FINGERPRINT, sweepOfflineAgents } from '../src/incidents/offline.ts';
 import { completeExecRequests, createExecRequest } from '../src/storage/exec-requests.ts';
+
+/** One agent's claim, alone in its statement. */
+const claimOne = async (db: Db, agentId: string, hubId: string, notice: ClusterChannel | null) => (await claimAgents(db, [{ agentId, at: new Date() }], hubId, OFFLINE_FINGERPRINT, notice))[0];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
@@ -211,17 +214,17 @@ if (!process.env.DATABASE_URL) {
     const hubA = a.app.hub.cluster.hubId;
     const hubB = b.app.hub.cluster.hubId;
 
-    const first = await claimAgent(db.db, agentId, hubA, new Date(), OFFLINE_FINGERPRINT, a.app.hub.cluster.channel);
+    const first = await claimOne(db.db, agentId, hubA, a.app.hub.cluster.channel);
     t.match(first, { previousHub: null });
     await quiet('held by nobody before: nobody told');
-    const again = await claimAgent(db.db, agentId, hubA, new Date(), OFFLINE_FINGERPRINT, a.app.hub.cluster.channel);
+    const again = await claimOne(db.db, agentId, hubA, a.app.hub.cluster.channel);
     t.equal(again!.epoch, first!.epoch + 1);
     await quiet('held by the same hub: nobody told');
-    const moved = await claimAgent(db.db, agentId, hubB, new Date(), OFFLINE_FINGERPRINT, b.app.hub.cluster.channel);
+    const moved = await claimOne(db.db, agentId, hubB, b.app.hub.cluster.channel);
     t.match(moved, { previousHub: hubA, epoch: again!.epoch + 1 });
     const told = await until('the previous hub told', () => heard.find((m) => m.k === 'replaced'));
     t.same(told, { k: 'replaced', agent: agentId, epoch: moved!.epoch, from: hubB, to: hubA }, 'the message Cluster.send would have sent');
-    t.same(await claimAgent(db.db, newId(), hubB, new Date(), OFFLINE_FINGERPRINT, b.app.hub.cluster.channel), undefined, 'an unknown agent: no claim');
+    t.same(await claimOne(db.db, newId(), hubB, b.app.hub.cluster.channel), undefined, 'an unknown agent: no claim');
     await quiet('and nobody told');
 
     // Through the hubs: a newer connection on b closes the one on a (4409), told by b's claim alone.

@@ -1,5 +1,6 @@
 import type { Db } from '../storage/database.ts';
-import { completeExecRequests, type ExecDoneNotice } from '../storage/exec-requests.ts';
+import { completeExecRequests } from '../storage/exec-requests.ts';
+import type { ClusterChannel } from '../storage/cluster.ts';
 import { agentOfKey, claimEnvelopeIds, existingAgents, idKey, inSavepoint, refusedData, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
 import { applyAlert, applyResolve, type LifecycleOptions } from '../incidents/lifecycle.ts';
 import { storeCheckResults } from '../storage/monitors.ts';
@@ -12,7 +13,7 @@ export type SentAt = (requestId: string) => Date | undefined;
 /** What a statement storing exec results needs to tell the other hubs itself, if there are any. */
 export interface ResultHooks {
   sentAt?: SentAt;
-  execDone?: () => ExecDoneNotice | null;
+  execDone?: () => ClusterChannel | null;
 }
 
 /**

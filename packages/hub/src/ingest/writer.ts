@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { HelloPayload, MetricSample } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
-import type { ExecDoneNotice } from '../storage/exec-requests.ts';
+import type { ClusterChannel } from '../storage/cluster.ts';
 import { storeBulkIsolated, type BulkBatch, type EventBatch, type EventItem, type EventOutcome } from '../storage/ingest-batch.ts';
 import { storeEvents, type SentAt } from './events.ts';
 import { BatchQueue, type AckTarget } from './batch-queue.ts';
@@ -40,7 +40,7 @@ export interface WriterHooks {
   /** When this hub sent an exec request it waits on: written with its result (no second write on the row). */
   execSentAt?: SentAt;
   /** Where the statement storing exec results tells the other hubs, when there are others. */
-  execDone?: () => ExecDoneNotice | null;
+  execDone?: () => ClusterChannel | null;
 }
 
 const OVERLOAD_BATCHES = 4; // pause reading from agents while this many full batches wait

@@ -88,32 +88,15 @@ export interface ClaimResult {
 }
 
 /**
- * An agent connected to this hub: it is this hub's now, with the next connection number, and
- * its connection and last-seen times; the connection goes on the audit trail. Returns that
- * number, the hub that held it before (to be told its connection, if still open, was replaced)
- * and whether an "agent offline" incident is open (to be resolved). One statement, one round
- * trip; concurrent claims of one agent take turns on its row,
- * so numbers only grow.
- */
-export async function claimAgent(
-  db: Db,
-  agentId: string,
-  hubId: string,
-  at: Date,
-  offline: { type: string; source: string },
-  /** Where to tell the hub that held the agent before (`replaced`), in this statement: one commit, not two. */
-  notice?: ClusterChannel | null,
-): Promise<ClaimResult | undefined> {
-  const [claim] = await claimAgents(db, [{ agentId, at }], hubId, offline, notice);
-  return claim;
-}
-
-/**
- * `claimAgent` for many agents in one statement and one commit (a reconnect storm brings
- * thousands a second): one result per claim, in order, undefined for an agent that does not
- * exist. Each agent at most once. The rows are locked in id order, as every statement that writes
- * several agents locks them (a bulk write, a hub's agents freed), so two such statements over the
- * same agents wait for each other instead of deadlocking.
+ * Agents connected to this hub: each is this hub's now, with its next connection number, and its
+ * connection and last-seen times; each connection goes on the audit trail, and the hub that held
+ * the agent before, if another, is told (`replaced`) when `notice` is given. One statement and one
+ * commit for all (a reconnect storm brings thousands a second). Returns, per claim in order, that
+ * number, the previous hub and whether an "agent offline" incident is open (to be resolved);
+ * undefined for an agent that does not exist. Each agent at most once. The rows are locked in id
+ * order, as every statement that writes several agents locks them (a bulk write, a hub's agents
+ * freed), so two such statements over the same agents wait for each other instead of
+ * deadlocking; concurrent claims of one agent take turns on its row, so numbers only grow.
  */
 export async function claimAgents(
   db: Db,

@@ -66,9 +66,6 @@ export interface IncomingExecResult {
   sentAt?: Date;
 }
 
-/** Where a statement storing exec results tells the other hubs (`exec_done`), and who it says it is. */
-export type ExecDoneNotice = ClusterChannel;
-
 /** Ids an `exec_done` carries: 100 ids of at most 64 characters stay under NOTIFY's 8000 bytes. */
 const EXEC_DONE_IDS = 100;
 
@@ -80,7 +77,7 @@ const EXEC_DONE_IDS = 100;
  * other hubs which requests finished (`exec_done`, a NOTIFY sent at commit): the hub that asked
  * hears of it without a second commit here. Returns the rows it completed.
  */
-export async function completeExecRequests(db: Db, incoming: IncomingExecResult[], notice?: ExecDoneNotice): Promise<ExecRequest[]> {
+export async function completeExecRequests(db: Db, incoming: IncomingExecResult[], notice?: ClusterChannel): Promise<ExecRequest[]> {
   // Within one batch the first result for a request stands (an UPDATE ... FROM would pick any).
   const firstPerRequest = new Map<string, IncomingExecResult>();
   for (const r of incoming) if (!firstPerRequest.has(r.result.request_id)) firstPerRequest.set(r.result.request_id, r);

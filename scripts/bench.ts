@@ -13,7 +13,7 @@
  *   BENCH_EVENT_STREAMS, BENCH_EVENT_ALERTS  open event streams (100), alerts timed one at a time (200)
  *   BENCH_DASHBOARD_INCIDENTS  incidents the dashboard's first load lists from (1000)
  *   `pnpm bench idle`: the idle hub on the embedded database, first start and restart, bundle vs sources
- *   BENCH_FLEET_HUBS, BENCH_FLEET_KILL  hubs behind HAProxy (1), kill one after the window (0)
+ *   BENCH_FLEET_HUBS, BENCH_FLEET_KILL  hubs behind HAProxy (1), kill one after the window (0; 1 kills, stop stops it)
  *   BENCH_FLEET_AGENTS, BENCH_FLEET_SECONDS, BENCH_FLEET_SAMPLES  `pnpm bench fleet` (not in all):
  *                  agents at real intervals (10000), window (30), execs and alerts timed (200 each)
  *   BENCH_INTAKE_SINGLES, BENCH_INTAKE_GROUPS, BENCH_INTAKE_CONCURRENCY  notifications of 1 alert
@@ -478,16 +478,17 @@ async function eventsPart(): Promise<void> {
 /**
  * A fleet at real intervals: on one hub (BENCH_FLEET_HUBS=1) or several behind HAProxy, beside a
  * bare ws server holding as many sockets as one hub; BENCH_FLEET_KILL=1 kills a hub after the
- * window and times its agents' return.
+ * window and times its agents' return (=stop: stops it with SIGTERM, as a rolling deploy would).
  */
 async function fleetPart(): Promise<void> {
   const agents = Number(process.env.BENCH_FLEET_AGENTS ?? 10_000);
   const seconds = Number(process.env.BENCH_FLEET_SECONDS ?? 30);
   const samples = Number(process.env.BENCH_FLEET_SAMPLES ?? 200);
   const hubs = Number(process.env.BENCH_FLEET_HUBS ?? 1);
-  const kill = process.env.BENCH_FLEET_KILL === '1';
+  const killEnv = process.env.BENCH_FLEET_KILL;
+  const kill = killEnv === '1' ? 'kill' : killEnv === 'stop' ? 'stop' : undefined;
   const { url } = await throwawayDatabase();
-  log(`fleet: ${agents} agents at real intervals (heartbeat 10 s) on ${hubs} hub(s), ${seconds} s window, ${samples} execs, ${samples} alerts, ${samples} GET /healthz and ${samples} one-row commits, each one at a time${kill ? ', then one hub killed' : ''}`);
+  log(`fleet: ${agents} agents at real intervals (heartbeat 10 s) on ${hubs} hub(s), ${seconds} s window, ${samples} execs, ${samples} alerts, ${samples} GET /healthz and ${samples} one-row commits, each one at a time${kill === 'kill' ? ', then one hub killed' : kill === 'stop' ? ', then one hub stopped (SIGTERM)' : ''}`);
   const r = await fleetBench({ databaseUrl: url.toString(), agents, seconds, samples, hubs, kill });
   const fmt = (s: FleetRow['exec']) => (s ? `p50 ${s.p50} ms, p99 ${s.p99} ms, max ${s.max} ms (${s.n} ok, ${s.failed} failed)` : '-');
   console.log(
@@ -503,7 +504,7 @@ async function fleetPart(): Promise<void> {
       `  bare ws server, ${r.bare.connected} sockets (one hub's share): RSS ${r.bare.rss_mib} MiB, CPU ${r.bare.cpu_pct}% of a core`,
       ...(r.kill
         ? [
-            `  one hub killed with ${r.kill.orphans} agents: ${r.kill.reconnected} reconnected through the balancer, first ${r.kill.first_ms} ms, median ${r.kill.median_ms} ms, last ${r.kill.last_ms} ms after the kill; offline incidents ${r.kill.offline_incidents}; agents held by no hub at the end ${r.kill.lost}`,
+            `  one hub ${r.kill.how === 'stop' ? `stopped (SIGTERM; exited after ${r.kill.exit_ms} ms)` : 'killed'} with ${r.kill.orphans} agents: ${r.kill.reconnected} reconnected through the balancer, first ${r.kill.first_ms} ms, median ${r.kill.median_ms} ms, last ${r.kill.last_ms} ms after the kill; offline incidents ${r.kill.offline_incidents}; agents held by no hub at the end ${r.kill.lost}`,
             `    back after their offline deadline ${r.kill.past_deadline}; in after their drawn time by p50 ${r.kill.late_ms.p50} / p99 ${r.kill.late_ms.p99} / max ${r.kill.late_ms.max} ms; ${r.kill.failed_attempts} failed attempts (${Object.entries(r.kill.failures).map(([why, n]) => `${n}× ${why}`).join(', ') || 'none'}); accept-queue overflows on the machine ${r.kill.listen_overflows}`,
             `    the storm cost ${r.kill.storm_commits} database commits and ${r.kill.storm_hub_cpu_s} s of the surviving hubs' CPU (${Math.round((r.kill.storm_hub_cpu_s * 1e6) / Math.max(1, r.kill.reconnected))} µs a reconnect)`,
           ]

@@ -16,7 +16,8 @@
  * each hub's RSS and CPU; the bare server then holds as many sockets as one hub did. With
  * BENCH_FLEET_KILL=1, after the window one hub is killed (SIGKILL) and the reconnects of its agents
  * through the balancer are timed; once the deadline and a sweep have passed, the offline
- * incidents are counted. BENCH_HUB_LOG_DIR: each hub's log (at warn) is written there at the end.
+ * incidents are counted. BENCH_FLEET_KILL=stop stops it instead (SIGTERM, as a rolling deploy
+ * does): the same figures, and how long the hub took to exit. BENCH_HUB_LOG_DIR: each hub's log (at warn) is written there at the end.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -141,6 +142,10 @@ export interface FleetResult {
   /** A bare ws server holding as many sockets as one hub did. */
   bare: FleetRow;
   kill?: {
+    /** SIGKILL, or SIGTERM (a graceful stop). */
+    how: 'kill' | 'stop';
+    /** From the signal to the hub's exit. */
+    exit_ms: number;
     orphans: number;
     reconnected: number;
     first_ms: number;
@@ -190,7 +195,8 @@ export async function fleetBench(opts: {
   seconds: number;
   samples: number;
   hubs?: number;
-  kill?: boolean;
+  /** After the window, one hub is killed (SIGKILL) or stopped (SIGTERM). */
+  kill?: 'kill' | 'stop';
   hubEnv?: Record<string, string>;
 }): Promise<FleetResult> {
   const dir = mkdtempSync(path.join(tmpdir(), 'opspilot-bench-fleet-'));
@@ -354,9 +360,10 @@ export async function fleetBench(opts: {
       const commits0 = await commits();
       const cpuBefore = survivors.map((h) => cpuSeconds(h.child.pid!));
       const killedAt = Date.now();
-      victim.child.kill('SIGKILL');
-      if (profileDir) process.stderr.write(`fleet: hub killed at monotonic ${process.hrtime.bigint() / 1000n} µs\n`);
+      victim.child.kill(opts.kill === 'stop' ? 'SIGTERM' : 'SIGKILL');
+      if (profileDir) process.stderr.write(`fleet: hub ${opts.kill === 'stop' ? 'stopped' : 'killed'} at monotonic ${process.hrtime.bigint() / 1000n} µs\n`);
       await victim.exited;
+      const exitMs = Date.now() - killedAt;
       const until = Date.now() + 90_000;
       const before = clients.reconnects.length;
       while (clients.reconnects.length - before < orphans && Date.now() < until) await sleep(500);
@@ -375,6 +382,8 @@ export async function fleetBench(opts: {
       const alive = Number((await db.query(`SELECT count(*) AS n FROM agents WHERE hub_id IS NOT NULL`)).rows[0].n);
       await db.end();
       result.kill = {
+        how: opts.kill,
+        exit_ms: exitMs,
         orphans,
         reconnected: back.length,
         first_ms: back[0] ?? NaN,

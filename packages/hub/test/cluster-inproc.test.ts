@@ -7,7 +7,7 @@ import { HELLO, postgres, runningAgent, startHub, type TestHub } from './helpers
 import type { Db, HubDatabase } from '../src/storage/database.ts';
 import { RULE } from './rules.ts';
 import { MAX_MESSAGE_BYTES, split } from '../src/cluster.ts';
-import { claimAgents, clusterNames, registerHub, removeHub, type ClusterChannel } from '../src/storage/cluster.ts';
+import { claimAgents, clusterNames, registerHub, releaseAgents, removeHub, type ClusterChannel } from '../src/storage/cluster.ts';
 import { storeBulk } from '../src/storage/ingest-batch.ts';
 import { OFFLINE_FINGERPRINT, sweepOfflineAgents } from '../src/incidents/offline.ts';
 import { completeExecRequests, createExecRequest } from '../src/storage/exec-requests.ts';
@@ -292,10 +292,20 @@ if (!process.env.DATABASE_URL) {
     await Promise.all(Array.from({ length: 3 }, () => [bulk(), claimAgents(db.db, ids.map((agentId) => ({ agentId, at: now })), hubA, OFFLINE_FINGERPRINT, a.app.hub.cluster.channel)]).flat());
     await Promise.all(Array.from({ length: 3 }, () => [bulk(), claimAgents(db.db, reversed.map((agentId) => ({ agentId, at: now })), hubB, OFFLINE_FINGERPRINT, b.app.hub.cluster.channel)]).flat());
     // And the hub that holds them all stops (its agents freed in one statement) while the other claims them.
-    await Promise.all([removeHub(db.db, hubB), claimAgents(db.db, ids.map((agentId) => ({ agentId, at: now })), hubA, OFFLINE_FINGERPRINT, null), bulk()]);
+    const [, held] = await Promise.all([removeHub(db.db, hubB), claimAgents(db.db, ids.map((agentId) => ({ agentId, at: now })), hubA, OFFLINE_FINGERPRINT, null), bulk()]);
+    // Their connections on hub a close (freed in one statement, in the opposite order) while hub b claims them all: every agent ends on b.
+    await Promise.all([
+      releaseAgents(db.db, reversed.map((agentId) => ({ agentId, epoch: held[ids.indexOf(agentId)]!.epoch, closed: { at: now, code: 1006 } })), hubA),
+      claimAgents(db.db, ids.map((agentId) => ({ agentId, at: now })), hubB, OFFLINE_FINGERPRINT, null),
+      bulk(),
+    ]);
+    const holders = await db.db.selectFrom('agents').select('hub_id').where('id', 'in', ids).execute();
+    t.same(new Set(holders.map((r) => r.hub_id)), new Set([hubB]), 'a release never frees the newer claim');
 
     const audit = await db.db.selectFrom('incident_events').select(({ fn }) => ['agent_id', fn.countAll<string>().as('n')]).where('kind', '=', 'agent_connected').groupBy('agent_id').execute();
-    t.same(new Set(audit.map((r) => Number(r.n))), new Set([19]), 'each agent connected nineteen times on the audit trail');
+    t.same(new Set(audit.map((r) => Number(r.n))), new Set([20]), 'each agent connected twenty times on the audit trail');
+    const gone = await db.db.selectFrom('incident_events').select('agent_id').where('kind', '=', 'agent_disconnected').execute();
+    t.same(gone.map((r) => r.agent_id).sort(), [...ids].sort(), 'and disconnected once');
     await probe();
   });
 

@@ -101,3 +101,26 @@ t.test('a statement answering the wrong number of rows is a failure, not a misat
   const none = new Coalescer(async () => [] as string[], { maxBatch: 100 });
   await t.rejects(none.request('a'), { message: /a batch of 1 got 0 answers/ });
 });
+
+t.test('closing sends what waits, refuses what comes after, and resolves once the last statement returned', async (t) => {
+  const stmt = fakeStatement((r) => r);
+  const c = new Coalescer(stmt.run, { maxBatch: 100 });
+  stmt.hold(true);
+  const first = c.request('1');
+  await turn();
+  const waiting = [c.request('2'), c.request('3')];
+  let closed = false;
+  const closing = c.close().then(() => (closed = true));
+  await t.rejects(c.request('4'), { name: 'CoalescerClosedError' }, 'asked after close: refused at once');
+  await turn();
+  t.notOk(closed, 'not closed while a statement is in flight');
+  stmt.release();
+  await first;
+  await turn();
+  stmt.release();
+  t.same(await Promise.all(waiting), ['2', '3'], 'what waited was sent');
+  await closing;
+  t.ok(closed);
+  t.same(stmt.batches, [['1'], ['2', '3']], '4 never sent');
+  await new Coalescer(stmt.run, { maxBatch: 1 }).close(); // nothing asked: closes at once
+});

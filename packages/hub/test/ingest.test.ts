@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { GO_ALERT, GO_HEARTBEAT } from '@opspilot/protocol/vectors';
+import net from 'node:net';
+import { sql } from 'kysely';
 import { HELLO, ScriptedAgent, eachBackend, eventually, startHub } from './helpers.ts';
+import { claimAgents, releaseAgents } from '../src/storage/cluster.ts';
+import { OFFLINE_FINGERPRINT } from '../src/incidents/offline.ts';
 
 eachBackend(t, 'the original Go envelopes give an online agent and an incident', async (t, backend) => {
   const hub = await startHub(t, await backend.open(t));
@@ -231,6 +235,76 @@ eachBackend(t, 'closing the hub flushes writes still waiting for their batch', a
   await hub.close();
   const rows = await db.db.selectFrom('incidents').select(['source']).where('agent_id', '=', id).execute();
   t.same(rows, [{ source: 'late.service' }]);
+});
+
+eachBackend(t, "a stopping hub frees its agents and audits each one's disconnection, many in one statement, before its database closes", async (t, backend) => {
+  const db = await backend.open(t);
+  const hub = await startHub(t, db);
+  const hubId = hub.app.hub.cluster.hubId;
+  const enrolled = await Promise.all(Array.from({ length: 60 }, (_, i) => hub.enroll({ hostname: `web-${i}` })));
+  const agents = await Promise.all(enrolled.map(({ token }) => ScriptedAgent.connect(hub.wsUrl, token)));
+  await Promise.all(agents.map((a) => a.next('welcome')));
+  // And one that stops reading: it never answers the close handshake, and is cut off 2 s later.
+  const silent = await hub.enroll({ hostname: 'silent' });
+  const raw = net.connect(hub.port, '127.0.0.1');
+  raw.write(
+    `GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${silent.token}\r\n\r\n`,
+  );
+  await new Promise<void>((resolve) => raw.once('data', () => resolve()));
+  raw.pause();
+  t.teardown(() => raw.destroy());
+  const held = () => db.db.selectFrom('agents').select(({ fn }) => fn.countAll<string>().as('n')).where('hub_id', '=', hubId).executeTakeFirstOrThrow();
+  await eventually(async () => Number((await held()).n) === 61, 5000, 'every agent claimed');
+
+  await hub.close();
+  t.equal(Number((await held()).n), 0, 'no agent held by the stopped hub');
+  const rows = await sql<{ agent_id: string; code: number; tx: string }>`
+    SELECT agent_id, (detail->>'code')::int AS code, xmin::text AS tx FROM incident_events WHERE kind = 'agent_disconnected'`.execute(db.db);
+  const codes = new Map(rows.rows.map((r) => [r.agent_id, r.code]));
+  t.equal(rows.rows.length, 61, 'one disconnection per agent on the audit trail');
+  t.ok(enrolled.every(({ id }) => codes.get(id) === 1012), 'each told the hub is restarting (1012)');
+  t.equal(codes.get(silent.id), 1006, 'the silent one, cut off');
+  const statements = new Set(rows.rows.map((r) => r.tx)).size;
+  t.ok(statements <= 10, `61 disconnections in ${statements} transactions`);
+  await Promise.all(agents.map((a) => a.closed));
+});
+
+eachBackend(t, "a closed connection frees its agent only if it is still this hub's by that connection's number; the audit row is written either way", async (t, backend) => {
+  const db = await backend.open(t);
+  const hub = await startHub(t, db);
+  const hubId = hub.app.hub.cluster.hubId;
+  const ids = (await Promise.all(Array.from({ length: 5 }, (_, i) => hub.enroll({ hostname: `web-${i}` })))).map((e) => e.id);
+  const at = new Date();
+  const claimed = await claimAgents(db.db, ids.map((agentId) => ({ agentId, at })), hubId, OFFLINE_FINGERPRINT);
+  const epoch = (i: number) => claimed[i]!.epoch;
+  await sql`UPDATE agents SET hub_id = 'another-hub' WHERE id = ${ids[4]!}`.execute(db.db);
+  await releaseAgents(
+    db.db,
+    [
+      { agentId: ids[0]!, epoch: epoch(0), closed: { at, code: 1000 } }, // this connection: freed
+      { agentId: ids[1]!, epoch: epoch(1) - 1, closed: { at, code: 4409 } }, // an older one: a newer connection holds it
+      { agentId: ids[2]!, epoch: null, closed: { at, code: 1006 } }, // closed before its claim returned
+      { agentId: ids[3]!, epoch: epoch(3) }, // its claim returned after it closed: freed, audited before
+      { agentId: ids[4]!, epoch: epoch(4), closed: { at, code: 1001 } }, // another hub's by now
+    ],
+    hubId,
+  );
+  const holders = await db.db.selectFrom('agents').select(['id', 'hub_id']).where('id', 'in', ids).execute();
+  const holder = new Map(holders.map((r) => [r.id, r.hub_id]));
+  t.same(ids.map((id) => holder.get(id)), [null, hubId, hubId, null, 'another-hub']);
+  const audit = await db.db.selectFrom('incident_events').select(['agent_id', 'detail', 'actor']).where('kind', '=', 'agent_disconnected').execute();
+  t.same(
+    new Map(audit.map((r) => [r.agent_id, r.detail])),
+    new Map([
+      [ids[0], { code: 1000 }],
+      [ids[1], { code: 4409 }],
+      [ids[2], { code: 1006 }],
+      [ids[4], { code: 1001 }],
+    ]),
+  );
+  t.ok(audit.every((r) => r.actor === 'hub'));
+  await releaseAgents(db.db, [], hubId);
 });
 
 eachBackend(t, 'state survives a hub restart', async (t, backend) => {

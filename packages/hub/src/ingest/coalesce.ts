@@ -25,10 +25,20 @@ interface Waiting<Req, Res> {
   reject(err: unknown): void;
 }
 
+/** Asked of a coalescer that was closed: nothing is sent for it. */
+export class CoalescerClosedError extends Error {
+  constructor() {
+    super('closed: nothing more is sent');
+    this.name = 'CoalescerClosedError';
+  }
+}
+
 export class Coalescer<Req, Res> {
   #queue: Waiting<Req, Res>[] = [];
   #running = false;
   #scheduled = false;
+  #closed = false;
+  #idle: (() => void)[] = [];
   readonly stats = { batches: 0, requests: 0, fallbacks: 0 };
 
   constructor(
@@ -38,8 +48,22 @@ export class Coalescer<Req, Res> {
   ) {}
 
   request(req: Req): Promise<Res> {
+    if (this.#closed) return Promise.reject(new CoalescerClosedError());
     return new Promise<Res>((resolve, reject) => {
       this.#queue.push({ req, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /**
+   * Send what is waiting, refuse what comes after (CoalescerClosedError), and resolve once the
+   * last statement has returned: for a hub that stops, before its database closes.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (!this.#running && this.#queue.length === 0) return;
+    await new Promise<void>((resolve) => {
+      this.#idle.push(resolve);
       this.#schedule();
     });
   }
@@ -65,6 +89,7 @@ export class Coalescer<Req, Res> {
       while (this.#queue.length > 0) await this.#runBatch(this.#take());
     } finally {
       this.#running = false;
+      for (const resolve of this.#idle.splice(0)) resolve();
     }
   }
 

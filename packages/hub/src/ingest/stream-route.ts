@@ -12,19 +12,20 @@ import type { AgentRegistry } from './registry.ts';
 import type { IngestWriter } from './writer.ts';
 import { HubError } from '../errors.ts';
 import { findAgentIdsByTokenHashes } from '../storage/agents.ts';
-import { claimAgents, releaseAgent, type AgentClaim, type ClaimResult } from '../storage/cluster.ts';
-import { Coalescer } from './coalesce.ts';
+import { claimAgents, releaseAgents, type AgentClaim, type AgentRelease, type ClaimResult } from '../storage/cluster.ts';
+import { Coalescer, CoalescerClosedError } from './coalesce.ts';
 import type { Cluster } from '../cluster.ts';
 import { OFFLINE_FINGERPRINT, agentReturned } from '../incidents/offline.ts';
-import { recordEvent } from '../storage/timeline.ts';
 import { AgentConnection, type AuthenticatedAgent, type ConnectionContext } from './connection.ts';
 import { ReadBudget } from './read-budget.ts';
 import { PingWheel } from './ping-wheel.ts';
 
 const FRAMES_PER_TURN = 1000; // ~30 ms of decoding, then others get the event loop
 const RESUMES_PER_TURN = 16;
-/** Token lookups, and claims, that share one statement at most. */
+/** Token lookups, claims, and releases, that share one statement at most. */
 const COALESCE_MAX = 500;
+/** A stopping hub waits this long at most for its agents' sockets to close (a peer that never answers the close handshake is cut off after 2 s). */
+const CLOSE_WAIT_MS = 2500;
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -87,6 +88,21 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
     { maxBatch: COALESCE_MAX, key: (c: AgentClaim) => c.agentId },
   );
 
+  // Closed connections: each agent freed (unless a newer connection took it) and its
+  // disconnection audited, many in one statement (a stopping hub closes thousands at once).
+  const releases = new Coalescer((batch: AgentRelease[]) => releaseAgents(db, batch, cluster.hubId).then(() => batch.map(() => undefined)), {
+    maxBatch: COALESCE_MAX,
+    key: (r: AgentRelease) => r.agentId,
+  });
+  const release = (r: AgentRelease) =>
+    releases.request(r).catch((err) => {
+      // Closed: the hub stopped, and its agents were freed with it.
+      if (!(err instanceof CoalescerClosedError)) app.log.warn({ err, agentId: r.agentId }, 'could not record the disconnection');
+    });
+  // Authenticated connections not yet closed: a stopping hub waits for them before its last releases.
+  let authenticated = 0;
+  let allClosed: (() => void) | null = null;
+
   async function authenticate(token: string): Promise<AuthenticatedAgent | undefined> {
     const hash = hashToken(token);
     const row = await lookups.request(hash);
@@ -114,6 +130,7 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
     ...(onHello ? { onHello } : {}),
     onAuthenticated(conn) {
       unauthenticated.delete(conn);
+      authenticated++;
       const agentId = conn.agentId!;
       registry.register(agentId, conn)?.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
       pingWheel.add(conn);
@@ -125,7 +142,7 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
         (claim: ClaimResult | undefined) => {
           if (!claim) return;
           conn.connectionNumber = claim.epoch;
-          if (!conn.isOpen) void releaseAgent(db, agentId, cluster.hubId, claim.epoch).catch(() => {});
+          if (!conn.isOpen) void release({ agentId, epoch: claim.epoch });
           if (!claim.offlineOpen) return;
           agentReturned(db, lifecycle, agentId, conn.connectedAt!).then(
             (resolved) => resolved && events.emit('incident.changed', { incidentIds: [resolved], opened: [] }),
@@ -142,8 +159,9 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
       pingWheel.delete(conn);
       app.log.info({ agentId: conn.agentId, code: conn.closeCode }, 'agent disconnected');
       const agentId = conn.agentId;
-      if (conn.connectionNumber !== null) releaseAgent(db, agentId, cluster.hubId, conn.connectionNumber).catch(() => {}); // a newer claim, or a stopping hub, frees it anyway
-      recordEvent(db, { incidentId: null, agentId, at: clock.now(), actor: 'hub', kind: 'agent_disconnected', detail: { code: conn.closeCode } }).catch((err) => app.log.warn({ err, agentId }, 'could not record the disconnection'));
+      // Without a number yet, the claim frees it when it returns.
+      void release({ agentId, epoch: conn.connectionNumber, closed: { at: clock.now(), code: conn.closeCode } });
+      if (--authenticated === 0) allClosed?.();
     },
   };
 
@@ -203,5 +221,16 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
       }),
     pingWheel.tickMs,
   );
-  app.addHook('onClose', async () => clearInterval(pinger));
+  app.addHook('onClose', async () => {
+    clearInterval(pinger);
+    // preClose told every agent to go (1012): their disconnections are audited before the
+    // database closes, in a few statements, once their sockets have closed.
+    if (authenticated > 0) {
+      await new Promise<void>((resolve) => {
+        allClosed = resolve;
+        setTimeout(resolve, CLOSE_WAIT_MS).unref();
+      });
+    }
+    await releases.close();
+  });
 }

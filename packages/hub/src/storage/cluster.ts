@@ -132,9 +132,33 @@ export async function claimAgents(
   return claims.map((c) => byId.get(c.agentId));
 }
 
-/** The agent's connection (this number) on this hub closed: it is nobody's, unless a newer one took it. */
-export async function releaseAgent(db: Db, agentId: string, hubId: string, epoch: number): Promise<void> {
-  await sql`UPDATE agents SET hub_id = NULL WHERE id = ${agentId} AND hub_id = ${hubId} AND conn_epoch = ${epoch}`.execute(db);
+export interface AgentRelease {
+  agentId: string;
+  /** The closed connection's number on this hub, if its claim had returned: the agent is nobody's then, unless a newer connection took it. */
+  epoch: number | null;
+  /** The disconnection on the audit trail: when, and the close code. */
+  closed?: { at: Date; code: number | null };
+}
+
+/**
+ * Agents' connections on this hub closed: each agent is freed (unless a newer connection took it)
+ * and its disconnection goes on the audit trail, for all in one statement and one commit (a hub
+ * that stops, or a client network that drops, loses thousands at once). The rows are locked in
+ * id order, as in every statement that writes several agents. Each agent at most once.
+ */
+export async function releaseAgents(db: Db, releases: readonly AgentRelease[], hubId: string): Promise<void> {
+  if (releases.length === 0) return;
+  const req = releases.map((r) => ({ id: r.agentId, epoch: r.epoch, at: r.closed?.at.toISOString() ?? null, code: r.closed?.code ?? null, event_id: r.closed ? newId() : null }));
+  await sql`
+    WITH req AS (
+      SELECT * FROM json_to_recordset(${JSON.stringify(req)}::json) AS v(id text, epoch bigint, at timestamptz, code integer, event_id text)
+    ), freed AS (
+      UPDATE agents a SET hub_id = NULL
+      FROM (SELECT id FROM agents WHERE id IN (SELECT id FROM req WHERE epoch IS NOT NULL) AND hub_id = ${hubId} ORDER BY id FOR NO KEY UPDATE) mine, req
+      WHERE a.id = mine.id AND req.id = mine.id AND a.hub_id = ${hubId} AND a.conn_epoch = req.epoch
+    )
+    INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind, detail)
+    SELECT event_id, NULL, id, at, 'hub', 'agent_disconnected', jsonb_build_object('code', code) FROM req WHERE event_id IS NOT NULL`.execute(db);
 }
 
 /** Where an agent is connected, if it exists. */

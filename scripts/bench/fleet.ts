@@ -163,6 +163,8 @@ export interface FleetResult {
     /** The database's commits, and the surviving hubs' CPU seconds, from the kill to the last reconnect. */
     storm_commits: number;
     storm_hub_cpu_s: number;
+    /** Disconnections audited since the kill (a stopped hub's agents), and the transactions that wrote them. */
+    disconnections: { audited: number; transactions: number };
     /** The kernel's count of connections dropped from full accept queues (TcpExtListenOverflows), kill to count. */
     listen_overflows: number;
   };
@@ -380,6 +382,8 @@ export async function fleetBench(opts: {
       await db.connect();
       const offline = Number((await db.query(`SELECT count(*) AS n FROM incidents WHERE source = 'offline'`)).rows[0].n);
       const alive = Number((await db.query(`SELECT count(*) AS n FROM agents WHERE hub_id IS NOT NULL`)).rows[0].n);
+      // The stopped hub's disconnections on the audit trail, and in how many transactions they were written.
+      const gone = (await db.query(`SELECT count(*) AS n, count(DISTINCT xmin::text) AS tx FROM incident_events WHERE kind = 'agent_disconnected' AND at >= $1`, [new Date(killedAt)])).rows[0];
       await db.end();
       result.kill = {
         how: opts.kill,
@@ -395,6 +399,7 @@ export async function fleetBench(opts: {
         late_ms: { p50: Math.round(late[Math.floor(late.length / 2)] ?? NaN), p99: Math.round(late[Math.floor(late.length * 0.99)] ?? NaN), max: Math.round(late.at(-1) ?? NaN) },
         failed_attempts: details.reduce((n, d) => n + d.failures, 0),
         storm_commits: stormCommits,
+        disconnections: { audited: Number(gone.n), transactions: Number(gone.tx) },
         storm_hub_cpu_s: Math.round(stormCpu * 100) / 100,
         failures: Object.fromEntries(clients.reconnectFailures),
         listen_overflows: overflows,

@@ -15,7 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
-import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
+import { HUB_MESSAGE_TYPES, PROTOCOL_VERSION, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
 const [url, tokensFile, fromArg, countArg, localAddress, heartbeatArg] = process.argv.slice(2);
 const from = Number(fromArg);
@@ -23,7 +23,7 @@ const count = Number(countArg);
 const heartbeatS = Number(heartbeatArg);
 const tokens = tokensFile && tokensFile !== '-' ? readFileSync(tokensFile, 'utf8').trim().split('\n').slice(from, from + count) : [];
 
-const hello = encodeEnvelope('hello', { protocol: 2, agent_version: 'fleet-bench', hostname: 'fleet', os: 'linux', arch: 'x64', actions: ['service_status', 'disk_usage'] });
+const hello = encodeEnvelope('hello', { protocol: PROTOCOL_VERSION, agent_version: 'fleet-bench', hostname: 'fleet', os: 'linux', arch: 'x64', actions: ['service_status', 'disk_usage'] });
 const heartbeat = encodeEnvelope('heartbeat', { uptime_s: 86400, cpu_pct: 12.5, mem_pct: 41.2, load1: 0.42 });
 
 const sockets: (WebSocket | undefined)[] = new Array(count);

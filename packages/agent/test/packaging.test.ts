@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildAgent } from '../../../scripts/build-agent.ts';
 import { resolveAgentConfig } from '../src/config.ts';
+import { PROTOCOL_VERSION } from '@opspilot/protocol';
 import { FakeHub } from './fake-hub.ts';
 
 const INSTALL = path.resolve(import.meta.dirname, '../../../scripts/install-agent.sh');
@@ -31,7 +32,7 @@ t.test('the single-file bundle runs with nothing but Node', async (t) => {
   child.stderr.on('data', (c: Buffer) => (out += c.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   await hub.until((r) => r.some((m) => m.type === 'hello'), 15_000);
-  t.match(hub.received.find((m) => m.type === 'hello')!.payload, { protocol: 2, agent_version: '0.1.0', actions: ['restart_service', 'start_service', 'stop_service', 'service_status', 'service_logs', 'disk_usage', 'top_processes'] });
+  t.match(hub.received.find((m) => m.type === 'hello')!.payload, { protocol: PROTOCOL_VERSION, agent_version: '0.1.0', actions: ['restart_service', 'start_service', 'stop_service', 'service_status', 'service_logs', 'disk_usage', 'top_processes'] });
   hub.send('exec', { request_id: 'bundle-1', command: 'disk_usage', params: {}, timeout_ms: 5000 });
   await hub.until((r) => r.some((m) => m.type === 'exec_result'), 10_000);
   t.match(hub.received.find((m) => m.type === 'exec_result')!.payload, { request_id: 'bundle-1', ok: true, stdout: /^Filesystem/ });

@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import WebSocket from 'ws';
 import { CLOSE_CODES, PROTOCOL_VERSION } from '@opspilot/protocol';
 import { GO_HEARTBEAT } from '@opspilot/protocol/vectors';
-import { ScriptedAgent, eachBackend, eventually, startHub } from './helpers.ts';
+import { HELLO, ScriptedAgent, eachBackend, eventually, startHub } from './helpers.ts';
 
 /** The HTTP status an upgrade was refused with, or 101 if it was accepted. */
 async function refusal(agent: ScriptedAgent): Promise<number> {
@@ -164,6 +164,35 @@ eachBackend(t, 'a live connection that answers pings stays open', async (t, back
   await eventually(async () => pings >= 10, 5000, 'ten pings');
   t.equal(agent.ws.readyState, agent.ws.OPEN);
   agent.close();
+});
+
+eachBackend(t, 'message set 3: an agent heard from is not pinged, a quiet one is (and closed after two missed pongs); older agents are pinged as before', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t), { pingIntervalMs: 300 });
+  const connect = async (protocol: number) => {
+    const { token } = await hub.enroll({ hostname: `v${protocol}` });
+    const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+    await agent.next('welcome');
+    agent.send('hello', { ...HELLO, protocol }, { id: `hello-${protocol}` });
+    await agent.acked([`hello-${protocol}`]);
+    const pings: number[] = [];
+    agent.ws.on('ping', () => pings.push(Date.now()));
+    t.teardown(() => agent.close());
+    return { agent, pings };
+  };
+  const v3 = await connect(3);
+  const v2 = await connect(2);
+  // Both send a frame every 20 ms for five intervals.
+  const chatter = setInterval(() => [v3, v2].forEach(({ agent }) => agent.send('heartbeat', { uptime_s: 1 }, { compression: 'none' })), 20);
+  await new Promise((r) => setTimeout(r, 1500));
+  clearInterval(chatter);
+  t.ok(v2.pings.length >= 4, `message set 2: pinged every interval while it talks (${v2.pings.length} pings)`);
+  t.ok(v3.pings.length <= 1, `message set 3: not pinged while it talks (${v3.pings.length} pings; one allowed for a stalled test process)`);
+  // Quiet, the agent of 3 is pinged again, and stays open while it answers.
+  const before = v3.pings.length;
+  await eventually(async () => v3.pings.length >= before + 2, 5000, 'pings to the quiet agent');
+  t.equal(v3.agent.ws.readyState, v3.agent.ws.OPEN, 'answered: open');
+  (v3.agent.ws as unknown as { pong: () => void }).pong = () => {};
+  t.equal((await v3.agent.closed).code, CLOSE_CODES.timeout, 'no pongs: closed with 4408');
 });
 
 eachBackend(t, 'pings are spread over the interval, each connection once an interval', async (t, backend) => {

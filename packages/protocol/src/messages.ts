@@ -38,11 +38,12 @@ const unixSeconds = num({ min: 0, max: MAX_UNIX_SECONDS });
 
 /**
  * The message set this code speaks (`hello.protocol`, `welcome.protocol`). It grows by one when
- * messages are added; both sides then use what the lower of the two versions has, so an older
+ * messages are added or what a side may expect of the other changes (3: the hub pings only an
+ * agent it has not heard from since its last round); both sides then use what the lower of the two versions has, so an older
  * agent keeps working with a newer hub and the other way round. The envelope's `ver` is separate:
  * it changes only if the envelope itself does.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** The oldest message set a hub of this code still serves. */
 export const MIN_PROTOCOL_VERSION = 1;
 

@@ -75,10 +75,11 @@ t.test('protocol 2 vectors: a monitor set and check results decode to their JSON
   t.ok(DURABLE_MESSAGE_TYPES.includes('check_results'), 'check results go through the outbox');
   t.equal(MESSAGE_SINCE.monitors, 2);
   t.equal(MESSAGE_SINCE.check_results, 2);
-  t.equal(PROTOCOL_VERSION, 2);
+  t.equal(PROTOCOL_VERSION, 3);
   t.equal(negotiateProtocol(1), 1, 'an agent of protocol 1 is served protocol 1: it is never sent monitors');
   t.equal(negotiateProtocol(2), 2);
-  t.equal(negotiateProtocol(7), 2, 'a newer agent is served what this hub has');
+  t.equal(negotiateProtocol(3), 3, 'an agent of 3: pinged only when quiet (the hub decides; no message changes)');
+  t.equal(negotiateProtocol(7), 3, 'a newer agent is served what this hub has');
 });
 
 t.test('hostile monitor sets and check results are refused by their schema, naming the path', async (t) => {

@@ -84,6 +84,8 @@ export class AgentConnection implements AckTarget {
   monitorsVersion: string | null = null;
   /** Pings sent with neither a pong nor a frame since. */
   missedPongs = 0;
+  /** A frame arrived since the pinger last came by: an agent of message set 3 is not pinged then. */
+  heardSincePing = false;
   /** This connection's number among the agent's connections on every hub (null until stored). */
   connectionNumber: number | null = null;
   #pausedForWriter = false;
@@ -179,6 +181,7 @@ export class AgentConnection implements AckTarget {
 
   #onMessage(data: Buffer, isBinary: boolean): void {
     this.missedPongs = 0; // any frame shows the agent is alive
+    this.heardSincePing = true;
     switch (this.#state) {
       case 'open':
         // Over a budget: frames already read wait here, in order, with the socket paused.

@@ -212,6 +212,11 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
     () =>
       pingWheel.due(performance.now(), (conn) => {
         if (!conn.isOpen || conn.paused) return;
+        // Message set 3: an agent heard from since the last round is alive; only quiet ones are
+        // pinged (a heartbeat every 10 s against a ping every 15 s: most agents, most rounds).
+        const heard = conn.heardSincePing;
+        conn.heardSincePing = false;
+        if (heard && conn.protocol >= 3) return;
         if (conn.missedPongs >= 2) {
           conn.close(CLOSE_CODES.timeout, 'no pong');
           return;

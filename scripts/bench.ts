@@ -506,7 +506,7 @@ async function fleetPart(): Promise<void> {
         ? [
             `  one hub ${r.kill.how === 'stop' ? `stopped (SIGTERM; exited after ${r.kill.exit_ms} ms)` : 'killed'} with ${r.kill.orphans} agents: ${r.kill.reconnected} reconnected through the balancer, first ${r.kill.first_ms} ms, median ${r.kill.median_ms} ms, last ${r.kill.last_ms} ms after the kill; offline incidents ${r.kill.offline_incidents}; agents held by no hub at the end ${r.kill.lost}`,
             `    back after their offline deadline ${r.kill.past_deadline}; in after their drawn time by p50 ${r.kill.late_ms.p50} / p99 ${r.kill.late_ms.p99} / max ${r.kill.late_ms.max} ms; ${r.kill.failed_attempts} failed attempts (${Object.entries(r.kill.failures).map(([why, n]) => `${n}× ${why}`).join(', ') || 'none'}); accept-queue overflows on the machine ${r.kill.listen_overflows}`,
-            `    the storm cost ${r.kill.storm_commits} database commits and ${r.kill.storm_hub_cpu_s} s of the surviving hubs' CPU (${Math.round((r.kill.storm_hub_cpu_s * 1e6) / Math.max(1, r.kill.reconnected))} µs a reconnect); ${r.kill.disconnections.audited} disconnections audited, in ${r.kill.disconnections.transactions} transactions`,
+            `    the storm cost ${r.kill.storm_commits} database commits and ${r.kill.storm_hub_cpu_s} s of the surviving hubs' CPU (${r.kill.storm_hub_system_s} s of it in the kernel, ${r.kill.storm_hub_main_thread_s} s on the main threads; ${Math.round((r.kill.storm_hub_cpu_s * 1e6) / Math.max(1, r.kill.reconnected))} µs a reconnect); ${r.kill.disconnections.audited} disconnections audited, in ${r.kill.disconnections.transactions} transactions`,
           ]
         : []),
     ].join('\n'),

@@ -49,9 +49,18 @@ export interface FleetRow {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rssMib = (pid: number) => Math.round((Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024) * 10) / 10;
 function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
+  const { user, system } = cpuSplit(pid);
+  return user + system;
+}
+/** A process's CPU seconds in user space and in the kernel (all its threads), and its main thread's (both). */
+function cpuSplit(pid: number): { user: number; system: number; main: number } {
+  const read = (file: string) => {
+    const stat = readFileSync(file, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(f[11]) / 100, system: Number(f[12]) / 100 };
+  };
+  const main = read(`/proc/${pid}/task/${pid}/stat`);
+  return { ...read(`/proc/${pid}/stat`), main: main.user + main.system };
 }
 function summary(ms: number[], failed: number) {
   const s = [...ms].sort((a, b) => a - b);
@@ -163,6 +172,10 @@ export interface FleetResult {
     /** The database's commits, and the surviving hubs' CPU seconds, from the kill to the last reconnect. */
     storm_commits: number;
     storm_hub_cpu_s: number;
+    /** Of which in the kernel (system calls, and the network stack's work charged to the hubs). */
+    storm_hub_system_s: number;
+    /** Of which on the hubs' main threads (JavaScript and its system calls; the rest is GC helpers and libuv's pool). */
+    storm_hub_main_thread_s: number;
     /** Disconnections audited since the kill (a stopped hub's agents), and the transactions that wrote them. */
     disconnections: { audited: number; transactions: number };
     /** The kernel's count of connections dropped from full accept queues (TcpExtListenOverflows), kill to count. */
@@ -360,7 +373,7 @@ export async function fleetBench(opts: {
       const commits = async () => Number((await statsDb.query(`SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()`)).rows[0].n);
       const survivors = hubs.slice(0, k - 1);
       const commits0 = await commits();
-      const cpuBefore = survivors.map((h) => cpuSeconds(h.child.pid!));
+      const cpuBefore = survivors.map((h) => cpuSplit(h.child.pid!));
       const killedAt = Date.now();
       victim.child.kill(opts.kill === 'stop' ? 'SIGTERM' : 'SIGKILL');
       if (profileDir) process.stderr.write(`fleet: hub ${opts.kill === 'stop' ? 'stopped' : 'killed'} at monotonic ${process.hrtime.bigint() / 1000n} µs\n`);
@@ -370,7 +383,11 @@ export async function fleetBench(opts: {
       const before = clients.reconnects.length;
       while (clients.reconnects.length - before < orphans && Date.now() < until) await sleep(500);
       const stormCommits = (await commits()) - commits0 - 1;
-      const stormCpu = survivors.reduce((sum, h, i) => sum + cpuSeconds(h.child.pid!) - cpuBefore[i]!, 0);
+      const cpuAfter = survivors.map((h) => cpuSplit(h.child.pid!));
+      const stormUser = cpuAfter.reduce((sum, c, i) => sum + c.user - cpuBefore[i]!.user, 0);
+      const stormSystem = cpuAfter.reduce((sum, c, i) => sum + c.system - cpuBefore[i]!.system, 0);
+      const stormMain = cpuAfter.reduce((sum, c, i) => sum + c.main - cpuBefore[i]!.main, 0);
+      const stormCpu = stormUser + stormSystem;
       await statsDb.end();
       const back = clients.reconnects.filter((t) => t >= killedAt).map((t) => t - killedAt).sort((a, b) => a - b);
       const details = clients.reconnectDetails.slice(detailsBefore);
@@ -401,6 +418,8 @@ export async function fleetBench(opts: {
         storm_commits: stormCommits,
         disconnections: { audited: Number(gone.n), transactions: Number(gone.tx) },
         storm_hub_cpu_s: Math.round(stormCpu * 100) / 100,
+        storm_hub_system_s: Math.round(stormSystem * 100) / 100,
+        storm_hub_main_thread_s: Math.round(stormMain * 100) / 100,
         failures: Object.fromEntries(clients.reconnectFailures),
         listen_overflows: overflows,
       };

@@ -171,6 +171,8 @@ export interface FleetResult {
     failures: Record<string, number>;
     /** The database's commits, and the surviving hubs' CPU seconds, from the kill to the last reconnect. */
     storm_commits: number;
+    /** How long that was (it ends at the last reconnect, or 90 s after the hub's exit if some never came back). */
+    storm_s: number;
     storm_hub_cpu_s: number;
     /** Of which in the kernel (system calls, and the network stack's work charged to the hubs). */
     storm_hub_system_s: number;
@@ -374,16 +376,19 @@ export async function fleetBench(opts: {
       const survivors = hubs.slice(0, k - 1);
       const commits0 = await commits();
       const cpuBefore = survivors.map((h) => cpuSplit(h.child.pid!));
+      // Counted from before the signal: a stopped hub takes seconds to exit, and its agents start
+      // coming back meanwhile (counted from its exit, the wait below ran to its 90 s limit).
+      const before = clients.reconnects.length;
       const killedAt = Date.now();
       victim.child.kill(opts.kill === 'stop' ? 'SIGTERM' : 'SIGKILL');
       if (profileDir) process.stderr.write(`fleet: hub ${opts.kill === 'stop' ? 'stopped' : 'killed'} at monotonic ${process.hrtime.bigint() / 1000n} µs\n`);
       await victim.exited;
       const exitMs = Date.now() - killedAt;
       const until = Date.now() + 90_000;
-      const before = clients.reconnects.length;
       while (clients.reconnects.length - before < orphans && Date.now() < until) await sleep(500);
       const stormCommits = (await commits()) - commits0 - 1;
       const cpuAfter = survivors.map((h) => cpuSplit(h.child.pid!));
+      const stormMs = Date.now() - killedAt;
       const stormUser = cpuAfter.reduce((sum, c, i) => sum + c.user - cpuBefore[i]!.user, 0);
       const stormSystem = cpuAfter.reduce((sum, c, i) => sum + c.system - cpuBefore[i]!.system, 0);
       const stormMain = cpuAfter.reduce((sum, c, i) => sum + c.main - cpuBefore[i]!.main, 0);
@@ -416,6 +421,7 @@ export async function fleetBench(opts: {
         late_ms: { p50: Math.round(late[Math.floor(late.length / 2)] ?? NaN), p99: Math.round(late[Math.floor(late.length * 0.99)] ?? NaN), max: Math.round(late.at(-1) ?? NaN) },
         failed_attempts: details.reduce((n, d) => n + d.failures, 0),
         storm_commits: stormCommits,
+        storm_s: Math.round(stormMs / 100) / 10,
         disconnections: { audited: Number(gone.n), transactions: Number(gone.tx) },
         storm_hub_cpu_s: Math.round(stormCpu * 100) / 100,
         storm_hub_system_s: Math.round(stormSystem * 100) / 100,

@@ -26,13 +26,15 @@
  *   BENCH_SECONDS  measured seconds per phase (20)
  *   BENCH_EXECS    exec round trips to time during the hub phase (200)
  *   BENCH_HUB_PROFILE_DIR  write the hub's CPU profile (node --cpu-prof) there: the flood phase's, or each fleet hub's
+ *   BENCH_HUB_LOG_DIR  fleet: each hub's log (at warn) there
+ *   BENCH_BALANCER_LOG_DIR  fleet: each HAProxy's log of its sessions there (each connection's queue, connect and response times)
  *   DATABASE_URL   PostgreSQL server to use (postgres://postgres@127.0.0.1:5432/test); a
  *                  throwaway database is created on it and dropped at the end
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
@@ -507,6 +509,7 @@ async function fleetPart(): Promise<void> {
             `  one hub ${r.kill.how === 'stop' ? `stopped (SIGTERM; exited after ${r.kill.exit_ms} ms)` : 'killed'} with ${r.kill.orphans} agents: ${r.kill.reconnected} reconnected through the balancer, first ${r.kill.first_ms} ms, median ${r.kill.median_ms} ms, last ${r.kill.last_ms} ms after the kill; offline incidents ${r.kill.offline_incidents}; agents held by no hub at the end ${r.kill.lost}`,
             `    back after their offline deadline ${r.kill.past_deadline}; in after their drawn time by p50 ${r.kill.late_ms.p50} / p99 ${r.kill.late_ms.p99} / max ${r.kill.late_ms.max} ms; ${r.kill.failed_attempts} failed attempts (${Object.entries(r.kill.failures).map(([why, n]) => `${n}× ${why}`).join(', ') || 'none'}); accept-queue overflows on the machine ${r.kill.listen_overflows}`,
             `    the storm (${r.kill.storm_s} s, kill to last reconnect) cost ${r.kill.storm_commits} database commits and ${r.kill.storm_hub_cpu_s} s of the surviving hubs' CPU (${r.kill.storm_hub_system_s} s of it in the kernel, ${r.kill.storm_hub_main_thread_s} s on the main threads; ${Math.round((r.kill.storm_hub_cpu_s * 1e6) / Math.max(1, r.kill.reconnected))} µs a reconnect); ${r.kill.disconnections.audited} disconnections audited, in ${r.kill.disconnections.transactions} transactions`,
+            `    the machine over the storm (CPU seconds, ${availableParallelism()} cores): surviving hubs ${r.kill.machine_cpu_s.hubs}, clients ${r.kill.machine_cpu_s.clients}, balancers ${r.kill.machine_cpu_s.balancers}, PostgreSQL ${r.kill.machine_cpu_s.postgres}, the bench ${r.kill.machine_cpu_s.bench}, kernel threads ${r.kill.machine_cpu_s.kernel}, interrupts ${r.kill.machine_cpu_s.interrupts}, stolen by the hypervisor ${r.kill.machine_cpu_s.steal}, other ${r.kill.machine_cpu_s.other}, idle ${r.kill.machine_cpu_s.idle}`,
           ]
         : []),
     ].join('\n'),

@@ -17,10 +17,11 @@
  * BENCH_FLEET_KILL=1, after the window one hub is killed (SIGKILL) and the reconnects of its agents
  * through the balancer are timed; once the deadline and a sweep have passed, the offline
  * incidents are counted. BENCH_FLEET_KILL=stop stops it instead (SIGTERM, as a rolling deploy
- * does): the same figures, and how long the hub took to exit. BENCH_HUB_LOG_DIR: each hub's log (at warn) is written there at the end.
+ * does): the same figures, and how long the hub took to exit. BENCH_HUB_LOG_DIR: each hub's log (at warn) is written there at the end;
+ * BENCH_BALANCER_LOG_DIR: each HAProxy's log of its sessions (timings of each connection).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -32,6 +33,8 @@ const PER_CLIENT = 5000;
 const HEARTBEAT_S = 10;
 
 const HAPROXY = '/usr/sbin/haproxy';
+/** BENCH_BALANCER_LOG_DIR: each HAProxy's session log (HTTP log format, one line per connection) there. */
+const balancerLogDir = process.env.BENCH_BALANCER_LOG_DIR;
 /** One HAProxy process per client process: 5,000 agents, 10,000 descriptors (a process may hold 20,000). */
 const PER_BALANCER = 5000;
 
@@ -51,6 +54,77 @@ const rssMib = (pid: number) => Math.round((Number(/^VmRSS:\s+(\d+) kB/m.exec(re
 function cpuSeconds(pid: number): number {
   const { user, system } = cpuSplit(pid);
   return user + system;
+}
+type CpuGroup = 'hubs' | 'clients' | 'balancers' | 'postgres' | 'bench' | 'kernel';
+type MachineCpu = Record<CpuGroup | 'interrupts' | 'steal' | 'other' | 'idle', number>;
+interface MachineSample {
+  /** user nice system idle iowait irq softirq steal, in seconds (all cores; guest time is in user already). */
+  cpu: number[];
+  procs: Map<number, { group: CpuGroup | null; used: number }>;
+}
+
+/** Every process's CPU seconds so far, by group, and the machine's own counters. */
+function machineSample(groups: { hubs: number[]; clients: number[] }): MachineSample {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map((n) => Number(n) / 100);
+  const hubs = new Set(groups.hubs);
+  const clients = new Set(groups.clients);
+  const procs: MachineSample['procs'] = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    let cmd: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const pid = Number(entry);
+    const group: CpuGroup | null = hubs.has(pid)
+      ? 'hubs'
+      : clients.has(pid)
+        ? 'clients'
+        : pid === process.pid
+          ? 'bench'
+          : cmd.startsWith(HAPROXY)
+            ? 'balancers'
+            : cmd.startsWith('postgres') || cmd.includes('/bin/postgres')
+              ? 'postgres'
+              : cmd === ''
+                ? 'kernel' // kernel threads have no command line (ksoftirqd: the network stack under load)
+                : null;
+    procs.set(pid, { group, used: (Number(f[11]) + Number(f[12])) / 100 });
+  }
+  return { cpu, procs };
+}
+
+/**
+ * Where the machine's CPU went between two samples, in seconds (all cores): the surviving hubs,
+ * the client processes, the balancers, PostgreSQL, this process, kernel threads, interrupts (on
+ * loopback, most of the network stack's work, charged to no process), time the hypervisor gave
+ * other guests, the rest (other processes, and those that exited in between), and idle. On one
+ * machine, a hub that cannot accept fast enough may be waiting for a core the others hold.
+ */
+function machineCpu(a: MachineSample, b: MachineSample): MachineCpu {
+  const out: MachineCpu = { hubs: 0, clients: 0, balancers: 0, postgres: 0, bench: 0, kernel: 0, interrupts: 0, steal: 0, other: 0, idle: 0 };
+  const d = b.cpu.map((v, i) => v - a.cpu[i]!);
+  const total = d.reduce((x, y) => x + y, 0);
+  out.idle = d[3]! + d[4]!;
+  out.interrupts = d[5]! + d[6]!;
+  out.steal = d[7]!;
+  let counted = 0;
+  // Processes alive at the second sample, since the first (or since they started). One that
+  // exited in between took its whole history with it: its share lands in `other`.
+  for (const [pid, now] of b.procs) {
+    if (!now.group) continue;
+    const used = now.used - (a.procs.get(pid)?.used ?? 0);
+    out[now.group] += used;
+    counted += used;
+  }
+  out.other = total - out.idle - out.interrupts - out.steal - counted;
+  for (const k of Object.keys(out) as (keyof MachineCpu)[]) out[k] = Math.round(out[k] * 10) / 10;
+  return out;
 }
 /** A process's CPU seconds in user space and in the kernel (all its threads), and its main thread's (both). */
 function cpuSplit(pid: number): { user: number; system: number; main: number } {
@@ -178,6 +252,8 @@ export interface FleetResult {
     storm_hub_system_s: number;
     /** Of which on the hubs' main threads (JavaScript and its system calls; the rest is GC helpers and libuv's pool). */
     storm_hub_main_thread_s: number;
+    /** The whole machine's CPU over the storm, in seconds (all cores): who held the cores. */
+    machine_cpu_s: MachineCpu;
     /** Disconnections audited since the kill (a stopped hub's agents), and the transactions that wrote them. */
     disconnections: { audited: number; transactions: number };
     /** The kernel's count of connections dropped from full accept queues (TcpExtListenOverflows), kill to count. */
@@ -194,8 +270,13 @@ async function startBalancers(dir: string, hubs: HubProcess[], agents: number): 
     const port = await freePort();
     const cfg = path.join(dir, `haproxy-${b}.cfg`);
     // Each balancer connects from its own address: ephemeral ports per source address are ~28,000.
-    writeFileSync(cfg, haproxyConfig(port, hubs, { maxconn: PER_BALANCER + 500, source: `127.0.1.${b + 1}` }) + '\n');
-    const child = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
+    let config = haproxyConfig(port, hubs, { maxconn: PER_BALANCER + 500, source: `127.0.1.${b + 1}` });
+    // Each session logged when its response starts (a WebSocket's would be logged only at its end):
+    // where a connection's time went, queue (Tw), connect to the hub (Tc), the hub's 101 (Tr).
+    if (balancerLogDir) config = config.replace(/^global\n/, 'global\n  log stderr format raw local0 info\n').replace(/^defaults\n/m, 'defaults\n  log global\n  option httplog\n  option logasap\n');
+    writeFileSync(cfg, config + '\n');
+    const log = balancerLogDir ? openSync(path.join(balancerLogDir, `haproxy-${b + 1}.log`), 'w') : 'inherit';
+    const child = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', log] });
     procs.push(child);
     urls.push(`ws://127.0.0.1:${port}/v1/stream`);
     for (let i = 0; !(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)); i++) {
@@ -376,6 +457,8 @@ export async function fleetBench(opts: {
       const survivors = hubs.slice(0, k - 1);
       const commits0 = await commits();
       const cpuBefore = survivors.map((h) => cpuSplit(h.child.pid!));
+      const groups = { hubs: survivors.map((h) => h.child.pid!), clients: clients.procs.map((p) => p.pid!) };
+      const machineBefore = machineSample(groups);
       // Counted from before the signal: a stopped hub takes seconds to exit, and its agents start
       // coming back meanwhile (counted from its exit, the wait below ran to its 90 s limit).
       const before = clients.reconnects.length;
@@ -389,6 +472,7 @@ export async function fleetBench(opts: {
       const stormCommits = (await commits()) - commits0 - 1;
       const cpuAfter = survivors.map((h) => cpuSplit(h.child.pid!));
       const stormMs = Date.now() - killedAt;
+      const machine = machineCpu(machineBefore, machineSample(groups));
       const stormUser = cpuAfter.reduce((sum, c, i) => sum + c.user - cpuBefore[i]!.user, 0);
       const stormSystem = cpuAfter.reduce((sum, c, i) => sum + c.system - cpuBefore[i]!.system, 0);
       const stormMain = cpuAfter.reduce((sum, c, i) => sum + c.main - cpuBefore[i]!.main, 0);
@@ -426,6 +510,7 @@ export async function fleetBench(opts: {
         storm_hub_cpu_s: Math.round(stormCpu * 100) / 100,
         storm_hub_system_s: Math.round(stormSystem * 100) / 100,
         storm_hub_main_thread_s: Math.round(stormMain * 100) / 100,
+        machine_cpu_s: machine,
         failures: Object.fromEntries(clients.reconnectFailures),
         listen_overflows: overflows,
       };

@@ -32,11 +32,12 @@
  *                  throwaway database is created on it and dropped at the end
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { processes } from './bench/procs.ts';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { agentBench } from './bench/agent.ts';
@@ -123,23 +124,11 @@ function rssOf(pid: number): { rss: number; peak: number } {
 
 /** CPU seconds used so far by each group of processes: the hub, the load generator, PostgreSQL. */
 function cpuSeconds(pids: { hub?: number; load?: number; receiver?: number }): Record<string, number> {
-  const ticks = 100; // USER_HZ on Linux
   const out: Record<string, number> = { hub: 0, load: 0, receiver: 0, postgres: 0 };
   const byPid = new Map(Object.entries(pids).map(([k, v]) => [v, k]));
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    let cmd: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-    } catch {
-      continue;
-    }
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const used = (Number(fields[11]) + Number(fields[12])) / ticks;
-    const group = byPid.get(Number(entry)) ?? (cmd.startsWith('postgres') ? 'postgres' : undefined);
-    if (group) out[group]! += used;
+  for (const { pid, cmd, cpu } of processes()) {
+    const group = byPid.get(pid) ?? (cmd.startsWith('postgres') ? 'postgres' : undefined);
+    if (group) out[group]! += cpu;
   }
   return out;
 }

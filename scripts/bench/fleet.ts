@@ -21,11 +21,12 @@
  * BENCH_BALANCER_LOG_DIR: each HAProxy's log of its sessions (timings of each connection).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { spawnHub, freePort, haproxyConfig, type HubProcess } from '../hub-process.ts';
+import { processes } from './procs.ts';
 
 const CLIENT = path.join(import.meta.dirname, 'fleet-client.ts');
 const BARE = path.join(import.meta.dirname, 'bare-receiver.ts');
@@ -69,18 +70,7 @@ function machineSample(groups: { hubs: number[]; clients: number[] }): MachineSa
   const hubs = new Set(groups.hubs);
   const clients = new Set(groups.clients);
   const procs: MachineSample['procs'] = new Map();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    let cmd: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-    } catch {
-      continue; // gone meanwhile
-    }
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const pid = Number(entry);
+  for (const { pid, cmd, cpu: used } of processes()) {
     const group: CpuGroup | null = hubs.has(pid)
       ? 'hubs'
       : clients.has(pid)
@@ -94,7 +84,7 @@ function machineSample(groups: { hubs: number[]; clients: number[] }): MachineSa
               : cmd === ''
                 ? 'kernel' // kernel threads have no command line (ksoftirqd: the network stack under load)
                 : null;
-    procs.set(pid, { group, used: (Number(f[11]) + Number(f[12])) / 100 });
+    procs.set(pid, { group, used });
   }
   return { cpu, procs };
 }

@@ -41,7 +41,7 @@ import { eventRoutes } from './live/events-route.ts';
 import { monitorRoutes } from './rest/monitors.ts';
 import { RemediationEngine } from './remediation/engine.ts';
 import { enqueueApproval } from './storage/notifications.ts';
-import { streamPlugin } from './ingest/stream-route.ts';
+import { streamPlugin, type CoalescedKind, type CoalescerView } from './ingest/stream-route.ts';
 import { IngestWriter } from './ingest/writer.ts';
 import { agentRoutes } from './rest/agents.ts';
 import { execRoutes } from './rest/exec.ts';
@@ -342,8 +342,9 @@ export async function buildApp(options: BuildAppOptions = {}): Promise<App> {
     await app.register(healthPlugin, { db, registry, cluster });
     await app.register(dashboardPlugin, { dir: config.dashboardDir });
     if (slack) await app.register(slackPlugin, { slack });
-    await app.register(streamPlugin, { config, clock, db, registry, writer, lifecycle, events, cluster, onHello: (conn) => assignments.hello(conn) });
-    await app.register(metricsPlugin, { writer, registry, broker, authenticate: async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined });
+    const coalesced = new Map<CoalescedKind, CoalescerView>();
+    await app.register(streamPlugin, { config, clock, db, registry, writer, lifecycle, events, cluster, coalesced, onHello: (conn) => assignments.hello(conn) });
+    await app.register(metricsPlugin, { writer, registry, broker, coalesced, authenticate: async (header) => (await adminAuth.verify(bearerToken(header))) !== undefined });
 
     await app.register(cookie);
     await app.register(async (v1: App) => {

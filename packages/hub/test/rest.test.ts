@@ -191,7 +191,29 @@ eachBackend(t, '/metrics: Prometheus text behind any valid token (a read token i
   t.match(res.text, /^opspilot_ingest_frames_total 6$/m);
   t.match(res.text, /^opspilot_agents_connected 1$/m);
   t.match(res.text, /^opspilot_hub_process_resident_memory_bytes \d+/m);
+  // The connection's token lookup and claim, each asked once and answered by one statement.
+  const value = (text: string, name: string, kind: string) => Number(new RegExp(`^${name}\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+  t.equal(value(res.text, 'opspilot_coalesced_requests_total', 'token_lookup'), 1);
+  t.equal(value(res.text, 'opspilot_coalesced_statements_total', 'token_lookup'), 1);
+  t.equal(value(res.text, 'opspilot_coalesced_requests_total', 'claim'), 1);
+  t.equal(value(res.text, 'opspilot_coalesced_requests_total', 'release'), 0);
+  t.equal(value(res.text, 'opspilot_coalesced_waiting', 'claim'), 0);
+  // Five more at once, and all six gone: as many requests; statements for one or several each.
+  const more = await Promise.all(Array.from({ length: 5 }, async () => ScriptedAgent.connect(hub.wsUrl, (await hub.enroll()).token)));
   agent.close();
+  for (const a of more) a.close();
+  let text = '';
+  for (let i = 0; i < 100; i++) {
+    text = (await hub.api('GET', '/metrics')).text;
+    if (value(text, 'opspilot_coalesced_requests_total', 'release') === 6) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  t.equal(value(text, 'opspilot_coalesced_requests_total', 'token_lookup'), 6);
+  t.equal(value(text, 'opspilot_coalesced_requests_total', 'claim'), 6);
+  t.equal(value(text, 'opspilot_coalesced_requests_total', 'release'), 6, 'every disconnection released');
+  const releases = value(text, 'opspilot_coalesced_statements_total', 'release');
+  t.ok(releases >= 1 && releases <= 6, `releases in 1 to 6 statements (${releases})`);
+  t.equal(value(text, 'opspilot_coalesced_split_total', 'claim'), 0);
 });
 
 t.test('docs/ERRORS.md and errors.ts list the same REST codes, statuses and retry, both ways', async (t) => {

@@ -54,7 +54,13 @@ export interface StreamDeps {
   cluster: Pick<Cluster, 'hubId' | 'channel' | 'on'>;
   /** An agent said hello (its message set is known). */
   onHello?(conn: AgentConnection): void;
+  /** Filled with the connections' coalesced statements by kind, for `/metrics`. */
+  coalesced?: Map<CoalescedKind, CoalescerView>;
 }
+
+/** What the agents' connections ask the database many at a time (see ingest/coalesce.ts). */
+export type CoalescedKind = 'token_lookup' | 'claim' | 'release';
+export type CoalescerView = Pick<Coalescer<unknown, unknown>, 'stats' | 'waiting'>;
 
 /**
  * The agents' surface as a Fastify plugin that owns its lifetime: the WebSocket server (no
@@ -73,7 +79,7 @@ export async function streamPlugin(scope: App, deps: StreamDeps): Promise<void> 
   streamRoute(scope, deps);
 }
 
-function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle, events, cluster, onHello }: StreamDeps): void {
+function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle, events, cluster, onHello, coalesced }: StreamDeps): void {
   // Another hub took one of this hub's agents: the connection here, if older, is closed as replaced.
   cluster.on('replaced', (msg) => {
     const conn = registry.get(msg.agent);
@@ -94,6 +100,9 @@ function streamRoute(app: App, { config, clock, db, registry, writer, lifecycle,
     maxBatch: COALESCE_MAX,
     key: (r: AgentRelease) => r.agentId,
   });
+  coalesced?.set('token_lookup', lookups);
+  coalesced?.set('claim', claims);
+  coalesced?.set('release', releases);
   const release = (r: AgentRelease) =>
     releases.request(r).catch((err) => {
       // Closed: the hub stopped, and its agents were freed with it.

@@ -2,6 +2,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { App } from '../http.ts';
 import type { ExecBroker } from '../exec/broker.ts';
 import type { AgentRegistry } from '../ingest/registry.ts';
+import type { CoalescedKind, CoalescerView } from '../ingest/stream-route.ts';
 import type { IngestWriter } from '../ingest/writer.ts';
 import { HubError } from '../errors.ts';
 
@@ -13,7 +14,13 @@ import { HubError } from '../errors.ts';
  */
 export async function metricsPlugin(
   app: App,
-  hub: { writer: IngestWriter; registry: AgentRegistry; broker: ExecBroker; authenticate: (authorization: string | undefined) => Promise<boolean> },
+  hub: {
+    writer: IngestWriter;
+    registry: AgentRegistry;
+    broker: ExecBroker;
+    coalesced: ReadonlyMap<CoalescedKind, CoalescerView>;
+    authenticate: (authorization: string | undefined) => Promise<boolean>;
+  },
 ): Promise<void> {
   const { authenticate } = hub;
   const registry = new Registry();
@@ -68,6 +75,51 @@ export async function metricsPlugin(
     registers: [registry],
     collect() {
       this.set(hub.broker.waiting);
+    },
+  });
+
+  // Agents connecting and leaving: their token lookups, claims and releases go to the database
+  // many at a time. Requests over statements is how many each carried (1 when quiet, hundreds
+  // in a reconnect storm); waiting is what queues behind the statement in flight.
+  const count = (metric: Counter<'kind'>, each: (c: CoalescerView) => number) => {
+    metric.reset();
+    for (const [kind, c] of hub.coalesced) metric.inc({ kind }, each(c));
+  };
+  new Counter({
+    name: 'opspilot_coalesced_requests_total',
+    help: 'Token lookups, claims and releases asked by agent connections (kind)',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      count(this, (c) => c.stats.requests);
+    },
+  });
+  new Counter({
+    name: 'opspilot_coalesced_statements_total',
+    help: 'Statements that answered them, each for one request or many (kind)',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      count(this, (c) => c.stats.batches);
+    },
+  });
+  new Counter({
+    name: 'opspilot_coalesced_split_total',
+    help: 'Statements that failed for a batch and were tried again in halves (kind)',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      count(this, (c) => c.stats.fallbacks);
+    },
+  });
+  new Gauge({
+    name: 'opspilot_coalesced_waiting',
+    help: 'Requests waiting for the statement in flight to return (kind)',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [kind, c] of hub.coalesced) this.set({ kind }, c.waiting);
     },
   });
 

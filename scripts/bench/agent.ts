@@ -18,6 +18,7 @@ import { WebSocketServer } from 'ws';
 import { createServer as createHttpServer } from 'node:http';
 import { AGENT_MESSAGE_TYPES, PROTOCOL_VERSION, decodeFrame, encodeEnvelope, type MonitorDefinition } from '@opspilot/protocol';
 import { buildAgent } from '../build-agent.ts';
+import { statCpu } from './procs.ts';
 
 const NODE_EXPORTER = '/usr/bin/prometheus-node-exporter';
 
@@ -29,11 +30,10 @@ export interface Footprint {
 }
 
 export function procStats(pid: number): { cpuSeconds: number; rss: number; peak: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const { user, system } = statCpu(`/proc/${pid}/stat`);
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
-  return { cpuSeconds: (Number(f[11]) + Number(f[12])) / 100, rss: kb('VmRSS'), peak: kb('VmHWM') };
+  return { cpuSeconds: user + system, rss: kb('VmRSS'), peak: kb('VmHWM') };
 }
 
 async function freePort(): Promise<number> {

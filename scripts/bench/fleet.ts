@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { spawnHub, freePort, haproxyConfig, type HubProcess } from '../hub-process.ts';
-import { processes } from './procs.ts';
+import { processes, statCpu } from './procs.ts';
 
 const CLIENT = path.join(import.meta.dirname, 'fleet-client.ts');
 const BARE = path.join(import.meta.dirname, 'bare-receiver.ts');
@@ -118,13 +118,8 @@ function machineCpu(a: MachineSample, b: MachineSample): MachineCpu {
 }
 /** A process's CPU seconds in user space and in the kernel (all its threads), and its main thread's (both). */
 function cpuSplit(pid: number): { user: number; system: number; main: number } {
-  const read = (file: string) => {
-    const stat = readFileSync(file, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { user: Number(f[11]) / 100, system: Number(f[12]) / 100 };
-  };
-  const main = read(`/proc/${pid}/task/${pid}/stat`);
-  return { ...read(`/proc/${pid}/stat`), main: main.user + main.system };
+  const main = statCpu(`/proc/${pid}/task/${pid}/stat`);
+  return { ...statCpu(`/proc/${pid}/stat`), main: main.user + main.system };
 }
 function summary(ms: number[], failed: number) {
   const s = [...ms].sort((a, b) => a - b);

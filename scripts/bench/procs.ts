@@ -14,18 +14,27 @@ export function processes(): ProcessCpu[] {
   const out: ProcessCpu[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
     let cmd: string;
+    let used: { user: number; system: number };
     try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      used = statCpu(`/proc/${entry}/stat`);
       cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
     } catch {
       continue; // gone meanwhile
     }
-    // After the command name (which may hold spaces and parentheses): utime and stime are the
-    // 12th and 13th fields, in USER_HZ (100 a second on Linux).
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    out.push({ pid: Number(entry), cmd, cpu: (Number(f[11]) + Number(f[12])) / 100 });
+    out.push({ pid: Number(entry), cmd, cpu: used.user + used.system });
   }
   return out;
+}
+
+/**
+ * CPU seconds in user space and in the kernel from a `stat` file (/proc/<pid>/stat for a process
+ * and all its threads, /proc/<pid>/task/<tid>/stat for one thread). After the command name, which
+ * may hold spaces and parentheses, utime and stime are the 12th and 13th fields, in USER_HZ (100 a
+ * second on Linux).
+ */
+export function statCpu(file: string): { user: number; system: number } {
+  const stat = readFileSync(file, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(f[11]) / 100, system: Number(f[12]) / 100 };
 }

@@ -26,6 +26,7 @@
  *   BENCH_SECONDS  measured seconds per phase (20)
  *   BENCH_EXECS    exec round trips to time during the hub phase (200)
  *   BENCH_HUB_PROFILE_DIR  write the hub's CPU profile (node --cpu-prof) there: the flood phase's, or each fleet hub's
+ *   BENCH_HUB_NODE_FLAGS  more node options for each hub, space-separated (e.g. --trace-gc)
  *   BENCH_HUB_LOG_DIR  fleet: each hub's log (at warn) there
  *   BENCH_BALANCER_LOG_DIR  fleet: each HAProxy's log of its sessions there (each connection's queue, connect and response times)
  *   DATABASE_URL   PostgreSQL server to use (postgres://postgres@127.0.0.1:5432/test); a
@@ -47,7 +48,7 @@ import { intakeBench, type IntakeRow } from './bench/intake.ts';
 import { monitorsBench, type MonitorsRow } from './bench/monitors.ts';
 import { eventsBench, type EventsRow } from './bench/events.ts';
 import { dashboardBench, type LoadRow } from './bench/dashboard.ts';
-import { fleetBench, type FleetRow } from './bench/fleet.ts';
+import { fleetBench, hubNodeFlags, type FleetRow } from './bench/fleet.ts';
 import { systemdBench } from './bench/systemd.ts';
 import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
@@ -78,8 +79,9 @@ async function freePort(): Promise<number> {
 
 function node(script: string, args: string[], env: Record<string, string> = {}): ChildProcess {
   const profileDir = process.env.BENCH_HUB_PROFILE_DIR;
-  const prof = profileDir && script.includes('hub/src/main') ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', script, ...args], {
+  const isHub = script.includes('hub/src/main');
+  const prof = profileDir && isHub ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const child = spawn(process.execPath, [...prof, ...(isHub ? hubNodeFlags() : []), '--import', 'tsx', script, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],

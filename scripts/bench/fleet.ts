@@ -28,6 +28,11 @@ import pg from 'pg';
 import { spawnHub, freePort, haproxyConfig, type HubProcess } from '../hub-process.ts';
 import { processes, statCpu } from './procs.ts';
 
+/** BENCH_HUB_NODE_FLAGS, split: node options for every hub a bench starts (e.g. --trace-gc). */
+export function hubNodeFlags(): string[] {
+  return (process.env.BENCH_HUB_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+}
+
 const CLIENT = path.join(import.meta.dirname, 'fleet-client.ts');
 const BARE = path.join(import.meta.dirname, 'bare-receiver.ts');
 const PER_CLIENT = 5000;
@@ -298,7 +303,7 @@ export async function fleetBench(opts: {
   // Each hub's log (at warn) written there when the run ends: what a hub said while it went wrong.
   const logDir = process.env.BENCH_HUB_LOG_DIR;
   if (logDir) env.OPSPILOT_LOG_LEVEL = 'warn';
-  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const profile = [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...hubNodeFlags()];
   try {
     for (let i = 0; i < k; i++) hubs.push(await spawnHub({ ...env, OPSPILOT_HUB_NAME: `hub-${i + 1}` }, { bundle: true, nodeArgs: profile, healthPort: k > 1 }));
     const first = hubs[0]!;

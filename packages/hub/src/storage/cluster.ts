@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type pg from 'pg';
 import { newId } from '@opspilot/protocol';
 import type { Db } from './database.ts';
@@ -106,6 +106,18 @@ export async function claimAgents(
   notice?: ClusterChannel | null,
 ): Promise<(ClaimResult | undefined)[]> {
   if (claims.length === 0) return [];
+  const r = await claimStatement(claims, hubId, offline, notice).execute(db);
+  const byId = new Map(r.rows.map((row) => [row.id, { epoch: Number(row.epoch), previousHub: row.previous_hub, offlineOpen: row.offline_open }]));
+  return claims.map((c) => byId.get(c.agentId));
+}
+
+/** The statement claimAgents runs (tests read its plan). */
+export function claimStatement(
+  claims: readonly AgentClaim[],
+  hubId: string,
+  offline: { type: string; source: string },
+  notice?: ClusterChannel | null,
+): RawBuilder<{ id: string; epoch: string | number; previous_hub: string | null; offline_open: boolean }> {
   const req = claims.map((c) => ({ id: c.agentId, at: c.at.toISOString(), event_id: newId() }));
   const told = notice
     ? sql`, told AS (
@@ -113,23 +125,26 @@ export async function claimAgents(
       FROM claimed WHERE previous_hub IS NOT NULL AND previous_hub <> ${hubId}
     )`
     : sql``;
-  const r = await sql<{ id: string; epoch: string | number; previous_hub: string | null; offline_open: boolean }>`
-    WITH req AS (
-      SELECT * FROM json_to_recordset(${JSON.stringify(req)}::json) AS v(id text, at timestamptz, event_id text)
+  return sql<{ id: string; epoch: string | number; previous_hub: string | null; offline_open: boolean }>`
+    WITH old AS (
+      -- The request's rows joined to agents by its key, and carried along: no join of two row
+      -- sets the planner guesses at 100 rows (with thousands of claims, a nested loop over them
+      -- would compare every claim with every other).
+      SELECT a.id, a.hub_id, v.at, v.event_id
+      FROM agents a JOIN json_to_recordset(${JSON.stringify(req)}::json) AS v(id text, at timestamptz, event_id text) ON v.id = a.id
+      ORDER BY a.id FOR NO KEY UPDATE OF a
     ), claimed AS (
-      UPDATE agents a SET hub_id = ${hubId}, conn_epoch = a.conn_epoch + 1, connected_at = req.at, last_seen_at = req.at
-      FROM (SELECT id, hub_id FROM agents WHERE id IN (SELECT id FROM req) ORDER BY id FOR NO KEY UPDATE) old, req
-      WHERE a.id = old.id AND req.id = old.id
-      RETURNING a.id, a.conn_epoch AS epoch, old.hub_id AS previous_hub, req.at, req.event_id
+      UPDATE agents a SET hub_id = ${hubId}, conn_epoch = a.conn_epoch + 1, connected_at = old.at, last_seen_at = old.at
+      FROM old
+      WHERE a.id = old.id
+      RETURNING a.id, a.conn_epoch AS epoch, old.hub_id AS previous_hub, old.at, old.event_id
     ), audit AS (
       INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind)
       SELECT event_id, NULL, id, at, 'hub', 'agent_connected' FROM claimed
     )${told}
     SELECT c.id, c.epoch, c.previous_hub,
       EXISTS (SELECT 1 FROM incidents i WHERE i.agent_id = c.id AND i.type = ${offline.type} AND i.source = ${offline.source} AND i.status <> 'resolved') AS offline_open
-    FROM claimed c${notice ? sql`, (SELECT count(*) FROM told) t` : sql``}`.execute(db);
-  const byId = new Map(r.rows.map((row) => [row.id, { epoch: Number(row.epoch), previousHub: row.previous_hub, offlineOpen: row.offline_open }]));
-  return claims.map((c) => byId.get(c.agentId));
+    FROM claimed c${notice ? sql`, (SELECT count(*) FROM told) t` : sql``}`;
 }
 
 export interface AgentRelease {
@@ -148,17 +163,29 @@ export interface AgentRelease {
  */
 export async function releaseAgents(db: Db, releases: readonly AgentRelease[], hubId: string): Promise<void> {
   if (releases.length === 0) return;
+  await releaseStatement(releases, hubId).execute(db);
+}
+
+/** The statement releaseAgents runs (tests read its plan). */
+export function releaseStatement(releases: readonly AgentRelease[], hubId: string): RawBuilder<unknown> {
   const req = releases.map((r) => ({ id: r.agentId, epoch: r.epoch, at: r.closed?.at.toISOString() ?? null, code: r.closed?.code ?? null, event_id: r.closed ? newId() : null }));
-  await sql`
+  return sql`
     WITH req AS (
       SELECT * FROM json_to_recordset(${JSON.stringify(req)}::json) AS v(id text, epoch bigint, at timestamptz, code integer, event_id text)
     ), freed AS (
       UPDATE agents a SET hub_id = NULL
-      FROM (SELECT id FROM agents WHERE id IN (SELECT id FROM req WHERE epoch IS NOT NULL) AND hub_id = ${hubId} ORDER BY id FOR NO KEY UPDATE) mine, req
-      WHERE a.id = mine.id AND req.id = mine.id AND a.hub_id = ${hubId} AND a.conn_epoch = req.epoch
+      FROM (
+        SELECT m.id, m.hub_id, m.conn_epoch, r.epoch FROM agents m JOIN req r ON r.id = m.id
+        WHERE r.epoch IS NOT NULL ORDER BY m.id FOR NO KEY UPDATE OF m
+      ) mine
+      -- Which rows are still this connection's is read from the locked rows, not filtered on
+      -- agents: a filter on hub_id let the planner guess one row (its statistics from before the
+      -- claims) and loop over the request for each of thousands. Rows another hub holds now are
+      -- locked, not changed.
+      WHERE a.id = mine.id AND mine.hub_id = ${hubId} AND mine.conn_epoch = mine.epoch
     )
     INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind, detail)
-    SELECT event_id, NULL, id, at, 'hub', 'agent_disconnected', jsonb_build_object('code', code) FROM req WHERE event_id IS NOT NULL`.execute(db);
+    SELECT event_id, NULL, id, at, 'hub', 'agent_disconnected', jsonb_build_object('code', code) FROM req WHERE event_id IS NOT NULL`;
 }
 
 /** Where an agent is connected, if it exists. */

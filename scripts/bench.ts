@@ -25,6 +25,7 @@
  *   BENCH_AGENTS   simulated agents (2000)
  *   BENCH_SECONDS  measured seconds per phase (20)
  *   BENCH_EXECS    exec round trips to time during the hub phase (200)
+ *   BENCH_GZIP_METRICS=1  the flood's metrics batches gzipped, as the encoder sent them before it left payloads under 900 bytes plain
  *   BENCH_HUB_PROFILE_DIR  write the hub's CPU profile (node --cpu-prof) there: the flood phase's, or each fleet hub's
  *   BENCH_HUB_NODE_FLAGS  more node options for each hub, space-separated (e.g. --trace-gc)
  *   BENCH_HUB_LOG_DIR  fleet: each hub's log (at warn) there
@@ -606,7 +607,7 @@ async function hubBench(): Promise<void> {
   console.log(
     [
       `OpsPilot bench — ${report.machine}`,
-      `  ${AGENTS} agents, ${SECONDS} s measured per phase, heartbeat:metrics = 3:2`,
+      `  ${AGENTS} agents, ${SECONDS} s measured per phase, heartbeat:metrics = 3:2, ${process.env.BENCH_GZIP_METRICS === '1' ? 'metrics gzipped (BENCH_GZIP_METRICS=1)' : 'frames as the protocol encoder sends them'}`,
       `  bare ws receive loop      ${report.bare_ws_envelopes_per_s.toLocaleString('en')} envelopes/s received`,
       `  hub → PostgreSQL          ${report.hub_envelopes_stored_per_s.toLocaleString('en')} envelopes/s stored (${report.ratio}× the bare loop) in ${report.hub_transactions_per_s} transactions/s`,
       `  exec round trip (loaded)  p50 ${report.exec_p50_ms} ms, p99 ${report.exec_p99_ms} ms (${report.exec_round_trips})`,

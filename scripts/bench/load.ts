@@ -1,8 +1,10 @@
 /**
  * Load generator: N agents on real WebSockets, each sending heartbeats and metric batches (3:2,
  * as at the default 10 s / 15 s intervals) as fast as its socket drains, and answering every exec
- * at once. Frames are encoded once up front, as the protocol encoder does by default (a heartbeat
- * with stats goes uncompressed, a metrics batch gzipped), so the generator spends its CPU on sending.
+ * at once. Frames are encoded once up front, as the protocol encoder does by default (both go
+ * uncompressed: a heartbeat's stats and a one-sample metrics batch are under GZIP_MIN_BYTES; with
+ * BENCH_GZIP_METRICS=1 the metrics batch is gzipped, as before), so the generator spends its CPU
+ * on sending.
  *
  * Usage: node --import tsx load.ts <ws-url> <tokens-file|-> <agents> <seconds>
  * Prints one JSON line when done: {connected, sent, execs}.
@@ -39,7 +41,7 @@ const metrics = encodeEnvelope('metrics', {
       ],
     },
   ],
-});
+}, process.env.BENCH_GZIP_METRICS === '1' ? { compression: 'gzip' } : {});
 const PATTERN = [heartbeat, metrics, heartbeat, metrics, heartbeat];
 const HIGH_WATER = 16 * 1024; // stop writing to a socket while this much waits in its buffer
 

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { gzipSync as nodeGzip } from 'node:zlib';
 import {
+  GZIP_MIN_BYTES,
   AGENT_MESSAGE_TYPES,
   CLOSE_CODES,
   DURABLE_MESSAGE_TYPES,
@@ -170,8 +171,17 @@ t.test('small payloads go uncompressed unless asked, large ones gzipped', async 
   const small = JSON.parse(encodeEnvelope('heartbeat', { cpu_pct: 1 }));
   t.equal(small.compression, 'none');
   t.equal(JSON.parse(encodeEnvelope('heartbeat', { cpu_pct: 1 }, { compression: 'gzip' })).compression, 'gzip');
-  const big = JSON.parse(encodeEnvelope('alert', { type: 'log', source: 's', message: 'm'.repeat(300) }));
-  t.equal(big.compression, 'gzip');
+  // An alert whose JSON is exactly GZIP_MIN_BYTES - 1, then GZIP_MIN_BYTES bytes long.
+  const alert = (bytes: number) => ({ type: 'log', source: 's', message: 'm'.repeat(bytes - JSON.stringify({ type: 'log', source: 's', message: '' }).length) });
+  const under = encodeEnvelope('alert', alert(GZIP_MIN_BYTES - 1), { id: 'i'.repeat(64) });
+  t.equal(JSON.parse(under).compression, 'none');
+  t.equal(JSON.parse(encodeEnvelope('alert', alert(GZIP_MIN_BYTES))).compression, 'gzip');
+  // What the threshold is for: the largest frame left uncompressed (the longest type name, an id
+  // of 64 characters), with a client's WebSocket header (8 bytes), fits one Ethernet TCP segment.
+  const largest = JSON.stringify({ ver: '1.0', ts: 9999999999, type: 'check_results', data: Buffer.alloc(GZIP_MIN_BYTES - 1).toString('base64'), compression: 'none', id: 'i'.repeat(64) });
+  t.ok(Buffer.byteLength(largest) + 8 <= 1448, `${Buffer.byteLength(largest) + 8} bytes`);
+  // Multi-byte text counts in bytes: 450 two-byte characters are 900 bytes.
+  t.equal(JSON.parse(encodeEnvelope('alert', { type: 'log', source: 's', message: 'é'.repeat(450) })).compression, 'gzip');
 });
 
 t.test('encode refuses an invalid payload or id', async (t) => {

@@ -51,6 +51,8 @@ export interface FleetRow {
   /** The hub's event-loop delay over the window (prom-client's histogram, reset at its start): p99 and max, ms. */
   loop_p99_ms?: number;
   loop_max_ms?: number;
+  /** One `GET /metrics` (a Prometheus scrape) after the window, request to response: ms. */
+  scrape_ms?: number;
   exec?: { n: number; failed: number; p50: number; p99: number; max: number };
   ack?: { n: number; failed: number; p50: number; p99: number; max: number };
 }
@@ -329,9 +331,11 @@ export async function fleetBench(opts: {
     await sleep((HEARTBEAT_S + 6) * 1000); // a heartbeat round, every hello stored, every lease renewed
     // Reading /metrics resets the event-loop delay histogram: read once now, once after the window.
     const loopDelay = async (h: HubProcess) => {
+      const start = performance.now();
       const text = await fetch(`${h.url}/metrics`, { headers: { authorization: `Bearer ${h.adminToken}` } }).then((r) => r.text());
+      const scrapeMs = Math.round((performance.now() - start) * 10) / 10;
       const value = (name: string) => Math.round(Number(new RegExp(`^opspilot_hub_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) * 10_000) / 10;
-      return { p99: value('nodejs_eventloop_lag_p99_seconds'), max: value('nodejs_eventloop_lag_max_seconds') };
+      return { p99: value('nodejs_eventloop_lag_p99_seconds'), max: value('nodejs_eventloop_lag_max_seconds'), scrapeMs };
     };
     const pick = () => Math.floor(Math.random() * opts.agents);
     const execOnce = async () => {
@@ -414,6 +418,7 @@ export async function fleetBench(opts: {
       cpu_pct: Math.round(((cpuSeconds(h.child.pid!) - cpu0[i]!) / seconds) * 1000) / 10,
       loop_p99_ms: loops[i]!.p99,
       loop_max_ms: loops[i]!.max,
+      scrape_ms: loops[i]!.scrapeMs,
     }));
     const result: FleetResult = {
       agents: opts.agents,

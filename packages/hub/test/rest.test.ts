@@ -191,6 +191,8 @@ eachBackend(t, '/metrics: Prometheus text behind any valid token (a read token i
   t.match(res.text, /^opspilot_ingest_frames_total 6$/m);
   t.match(res.text, /^opspilot_agents_connected 1$/m);
   t.match(res.text, /^opspilot_hub_process_resident_memory_bytes \d+/m);
+  t.match(res.text, /^opspilot_hub_process_open_fds \d+$/m, 'open files, counted off the main thread');
+  t.notMatch(res.text, /nodejs_active_(handles|resources)/, 'no collector that lists every socket at each scrape');
   // The connection's token lookup and claim, each asked once and answered by one statement.
   const value = (text: string, name: string, kind: string) => Number(new RegExp(`^${name}\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
   t.equal(value(res.text, 'opspilot_coalesced_requests_total', 'token_lookup'), 1);

@@ -126,18 +126,13 @@ export function claimStatement(
     )`
     : sql``;
   return sql<{ id: string; epoch: string | number; previous_hub: string | null; offline_open: boolean }>`
-    WITH old AS (
-      -- The request's rows joined to agents by its key, and carried along: no join of two row
-      -- sets the planner guesses at 100 rows (with thousands of claims, a nested loop over them
-      -- would compare every claim with every other).
-      SELECT a.id, a.hub_id, v.at, v.event_id
-      FROM agents a JOIN json_to_recordset(${JSON.stringify(req)}::json) AS v(id text, at timestamptz, event_id text) ON v.id = a.id
-      ORDER BY a.id FOR NO KEY UPDATE OF a
+    WITH req AS (
+      SELECT * FROM json_to_recordset(${JSON.stringify(req)}::json) AS v(id text, at timestamptz, event_id text)
     ), claimed AS (
-      UPDATE agents a SET hub_id = ${hubId}, conn_epoch = a.conn_epoch + 1, connected_at = old.at, last_seen_at = old.at
-      FROM old
-      WHERE a.id = old.id
-      RETURNING a.id, a.conn_epoch AS epoch, old.hub_id AS previous_hub, old.at, old.event_id
+      UPDATE agents a SET hub_id = ${hubId}, conn_epoch = a.conn_epoch + 1, connected_at = req.at, last_seen_at = req.at
+      FROM (SELECT id, hub_id FROM agents WHERE id IN (SELECT id FROM req) ORDER BY id FOR NO KEY UPDATE) old, req
+      WHERE a.id = old.id AND req.id = old.id
+      RETURNING a.id, a.conn_epoch AS epoch, old.hub_id AS previous_hub, req.at, req.event_id
     ), audit AS (
       INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind)
       SELECT event_id, NULL, id, at, 'hub', 'agent_connected' FROM claimed

@@ -91,7 +91,7 @@ export async function completeExecRequests(db: Db, incoming: IncomingExecResult[
     error_code: result.error_code ?? null,
   }));
   const ids = incoming.filter((r) => r.msgId !== undefined).map((r) => ({ agent_id: r.agentId, msg_id: r.msgId }));
-  const result = await sql<Omit<ExecRequest, 'stdout' | 'stderr'> & { stdout_head: string; stderr_head: string; audit_id: string }>`
+  const result = await sql<Omit<ExecRequest, 'stdout' | 'stderr'> & { stdout_head: string; stderr_head: string }>`
     WITH fresh AS (
       INSERT INTO received_envelopes (agent_id, msg_id)
       SELECT v.agent_id, v.msg_id FROM json_to_recordset(${JSON.stringify(ids)}::json) AS v(agent_id text, msg_id text)
@@ -113,15 +113,14 @@ export async function completeExecRequests(db: Db, incoming: IncomingExecResult[
     -- thread (the hub's) tens of milliseconds.
     RETURNING e.id, e.agent_id, e.command, e.params, e.timeout_ms, e.status, e.requested_by, e.origin, e.created_at, e.sent_at,
       e.completed_at, e.ok, e.exit_code, e.duration_ms, e.truncated, e.error_code, e.incident_id,
-      left(e.stdout, 2048) AS stdout_head, left(e.stderr, 2048) AS stderr_head, v.audit_id
+      left(e.stdout, 2048) AS stdout_head, left(e.stderr, 2048) AS stderr_head
     ), audit AS (
       -- The audit trail gets every result in the same statement: who asked, what, how it ended.
-      -- Its id comes along from the update (a join of two CTEs could be planned as a nested loop).
       INSERT INTO incident_events (id, incident_id, agent_id, at, actor, kind, by, detail)
-      SELECT d.audit_id, d.incident_id, d.agent_id, d.completed_at, CASE WHEN d.origin = 'rule' THEN 'rule' ELSE 'user' END, 'exec_completed', d.requested_by,
+      SELECT v.audit_id, d.incident_id, d.agent_id, d.completed_at, CASE WHEN d.origin = 'rule' THEN 'rule' ELSE 'user' END, 'exec_completed', d.requested_by,
         jsonb_build_object('exec_id', d.id, 'command', d.command, 'params', d.params, 'origin', d.origin, 'status', d.status, 'exit_code', d.exit_code,
           'error_code', d.error_code, 'stdout', d.stdout_head, 'stderr', d.stderr_head)
-      FROM done d
+      FROM done d JOIN v ON v.request_id = d.id
     )${
       notice
         ? sql`, told AS (
@@ -132,7 +131,7 @@ export async function completeExecRequests(db: Db, incoming: IncomingExecResult[
         : sql`
     SELECT * FROM done`
     }`.execute(db);
-  return result.rows.map(({ stdout_head: _s, stderr_head: _e, audit_id: _a, ...row }) => {
+  return result.rows.map(({ stdout_head: _s, stderr_head: _e, ...row }) => {
     const sent = firstPerRequest.get(row.id)!.result;
     return { ...row, stdout: sent.stdout, stderr: sent.stderr };
   });

@@ -214,6 +214,8 @@ export interface FleetResult {
   /** Each hub: its RSS and CPU (connected: the agents it held, from GET /v1/hubs). */
   perHub: FleetRow[];
   total: { connected: number; rss_mib: number; cpu_pct: number; exec: FleetRow['exec']; ack: FleetRow['ack']; http_floor: FleetRow['exec']; commit_floor: FleetRow['exec']; balancer_floor?: FleetRow['exec'] };
+  /** Where the machine's CPU went over the window, in CPU-seconds a second (2.0 = two cores busy): how loaded the machine under the samples was. */
+  window_cores: MachineCpu;
   /** A bare ws server holding as many sockets as one hub did. */
   bare: FleetRow;
   kill?: {
@@ -373,7 +375,10 @@ export async function fleetBench(opts: {
     await sleep(3000); // the warm-up's incidents analysed
     await Promise.all(hubs.map(loopDelay));
     const cpu0 = hubs.map((h) => cpuSeconds(h.child.pid!));
+    const windowGroups = { hubs: hubs.map((h) => h.child.pid!), clients: clients.procs.map((p) => p.pid!) };
+    const machine0 = machineSample(windowGroups);
     const t0 = performance.now();
+    const windowStart = process.hrtime.bigint();
     const execMs: number[] = [];
     const ackMs: number[] = [];
     const floorMs: number[] = [];
@@ -410,6 +415,8 @@ export async function fleetBench(opts: {
     await floorDb.end();
     await sleep(Math.max(0, deadline - Date.now()));
     const seconds = (performance.now() - t0) / 1000;
+    const machineWindow = machineCpu(machine0, machineSample(windowGroups));
+    if (profileDir) process.stderr.write(`fleet: the window ran from monotonic ${windowStart / 1000n} to ${process.hrtime.bigint() / 1000n} µs\n`);
     const loops = await Promise.all(hubs.map(loopDelay));
     const held = new Map<string, number>(((await first.api('GET', '/v1/hubs')).body.hubs as { name: string; agents: number }[]).map((h) => [h.name, h.agents]));
     const perHub: FleetRow[] = hubs.map((h, i) => ({
@@ -435,6 +442,7 @@ export async function fleetBench(opts: {
         commit_floor: summary(commitMs, 0),
         ...(balancers ? { balancer_floor: summary(balancerMs, balancerFailed) } : {}),
       },
+      window_cores: Object.fromEntries(Object.entries(machineWindow).map(([group, s]) => [group, Math.round((s / seconds) * 100) / 100])) as MachineCpu,
       bare: { connected: 0, rss_mib: 0, cpu_pct: 0 },
     };
 

@@ -7,13 +7,15 @@
  *
  * Usage (forked with IPC): fleet-client.ts <ws-url> <tokens-file> <from> <count> <local-address> <heartbeat-s>
  * Sends {event: 'connected', connected, failed}, then answers {cmd: 'alert', index, id} with
- * {event: 'acked', id, ms}; {cmd: 'stop'} closes every socket and exits. A socket the hub side
+ * {event: 'acked', id, ms}; {cmd: 'loop'} with {event: 'loop', p99, max} (this process's event-loop
+ * delay since the last, ms); {cmd: 'stop'} closes every socket and exits. A socket the hub side
  * closes is reconnected as the agent does (the first attempt drawn from up to 30 s, narrowed to
  * one interval before the agent's offline deadline), reported as {event: 'reconnected', at,
  * late_ms, past_deadline, failures} (how long after its drawn time it got in, whether after its
  * deadline, attempts that failed first); each failed attempt as {event: 'reconnect_failed', reason}.
  */
 import { readFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { HUB_MESSAGE_TYPES, PROTOCOL_VERSION, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
@@ -131,8 +133,18 @@ function connect(i: number, again = false, attempt = 0): Promise<void> {
 for (let i = 0; i < count; i += 200) await Promise.all(Array.from({ length: Math.min(200, count - i) }, (_, j) => connect(i + j)));
 process.send!({ event: 'connected', connected, failed });
 
+// This process's own event-loop delay: a simulated agent answering late is the bench's, not the hub's.
+const LOOP_RESOLUTION_MS = 2;
+const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+loop.enable();
+
 process.on('message', (m: { cmd: string; index?: number; id?: string }) => {
-  if (m.cmd === 'alert') {
+  if (m.cmd === 'loop') {
+    // The histogram holds whole intervals between the monitor's ticks: past its resolution is delay.
+    const past = (ns: number) => Math.max(0, Math.round((ns / 1e6 - LOOP_RESOLUTION_MS) * 10) / 10);
+    process.send!({ event: 'loop', p99: past(loop.percentile(99)), max: past(loop.max) });
+    loop.reset();
+  } else if (m.cmd === 'alert') {
     const ws = sockets[m.index!];
     if (!ws || ws.readyState !== ws.OPEN) return process.send!({ event: 'acked', id: m.id, ms: -1 });
     waiting.set(m.id!, performance.now());

@@ -4,8 +4,9 @@
  * enrolled over REST and connected from client processes of at most 5,000 each, each from its own
  * source address (127.0.0.10, .11, …); each says hello, sends a heartbeat every 10 s and answers
  * execs at once. Once all are connected and a heartbeat round has passed, over the window
- * (BENCH_FLEET_SECONDS, 30): the hub's CPU and RSS, `POST /v1/admin/exec` round trips to random
- * agents one at a time, alert → ack (the incident committed) one at a time from random agents, and
+ * (BENCH_FLEET_SECONDS, 30): the hub's CPU and RSS, `POST /v1/admin/exec` round trips one at a time
+ * and alert → ack (the incident committed) one at a time, both to and from random agents among 200
+ * probes (part of the N, in a client process of their own: not stalled by 5,000 neighbours), and
  * `GET /healthz` (the HTTP floor; with balancers, also through one) and a one-row INSERT committed
  * on PostgreSQL (the database's floor) one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of
  * each not counted). Then the same clients against the bare server: its RSS and CPU.
@@ -36,6 +37,8 @@ export function hubNodeFlags(): string[] {
 const CLIENT = path.join(import.meta.dirname, 'fleet-client.ts');
 const BARE = path.join(import.meta.dirname, 'bare-receiver.ts');
 const PER_CLIENT = 5000;
+/** Agents in a client process of their own, which the timed execs and alerts go to. */
+const PROBES = 200;
 const HEARTBEAT_S = 10;
 
 const HAPROXY = '/usr/sbin/haproxy';
@@ -144,6 +147,8 @@ interface Clients {
   /** Failed reconnect attempts by reason. */
   reconnectFailures: Map<string, number>;
   alert(index: number, id: string): Promise<number>;
+  /** Each client process's event-loop delay since the last call (ms past the timer's due time, p99 and max): the simulated agents' own hiccups. */
+  loopDelay(): Promise<{ p99: number; max: number }[]>;
   stop(): Promise<void>;
 }
 
@@ -155,22 +160,28 @@ function listenOverflows(): number {
   return Number(values[names.indexOf('ListenOverflows')]);
 }
 
-async function startClients(urls: string | string[], tokensFile: string, agents: number): Promise<Clients> {
+async function startClients(urls: string | string[], tokensFile: string, agents: number, probes = 0): Promise<Clients> {
   const procs: ChildProcess[] = [];
   const acked = new Map<string, (ms: number) => void>();
+  const loopAnswers: ((d: { p99: number; max: number }) => void)[][] = [];
   const reconnects: number[] = [];
   const reconnectDetails: Clients['reconnectDetails'] = [];
   const reconnectFailures = new Map<string, number>();
   let connected = 0;
   const ready: Promise<void>[] = [];
-  for (let from = 0, k = 0; from < agents; from += PER_CLIENT, k++) {
-    const count = Math.min(PER_CLIENT, agents - from);
+  // The fleet in slices of PER_CLIENT, then the probes (the last `probes` agents) in a process of their own.
+  const slices: { from: number; count: number }[] = [];
+  for (let from = 0; from < agents - probes; from += PER_CLIENT) slices.push({ from, count: Math.min(PER_CLIENT, agents - probes - from) });
+  if (probes > 0) slices.push({ from: agents - probes, count: probes });
+  for (const [k, { from, count }] of slices.entries()) {
     const url = typeof urls === 'string' ? urls : urls[k % urls.length]!;
     const child = fork(CLIENT, [url, tokensFile, String(from), String(count), `127.0.0.${10 + k}`, String(HEARTBEAT_S)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     procs.push(child);
+    const answers: ((d: { p99: number; max: number }) => void)[] = [];
+    loopAnswers.push(answers);
     ready.push(
       new Promise((resolve) =>
-        child.on('message', (m: { event: string; connected?: number; id?: string; ms?: number; at?: number; late_ms?: number; past_deadline?: boolean; failures?: number; reason?: string }) => {
+        child.on('message', (m: { event: string; p99?: number; max?: number; connected?: number; id?: string; ms?: number; at?: number; late_ms?: number; past_deadline?: boolean; failures?: number; reason?: string }) => {
           if (m.event === 'reconnected') {
             reconnects.push(m.at!);
             if (m.late_ms !== undefined) reconnectDetails.push({ late_ms: m.late_ms, past_deadline: m.past_deadline!, failures: m.failures! });
@@ -179,6 +190,7 @@ async function startClients(urls: string | string[], tokensFile: string, agents:
             connected += m.connected!;
             resolve();
           } else if (m.event === 'acked') acked.get(m.id!)?.(m.ms!);
+          else if (m.event === 'loop') answers.shift()?.({ p99: m.p99!, max: m.max! });
         }),
       ),
     );
@@ -198,8 +210,12 @@ async function startClients(urls: string | string[], tokensFile: string, agents:
           acked.delete(id);
           resolve(ms);
         });
-        procs[Math.floor(index / PER_CLIENT)]!.send({ cmd: 'alert', index: index % PER_CLIENT, id });
+        const k = slices.findLastIndex((sl) => sl.from <= index);
+        procs[k]!.send({ cmd: 'alert', index: index - slices[k]!.from, id });
       });
+    },
+    loopDelay() {
+      return Promise.all(procs.map((p, k) => new Promise<{ p99: number; max: number }>((resolve) => (loopAnswers[k]!.push(resolve), p.send({ cmd: 'loop' })))));
     },
     async stop() {
       await Promise.all(procs.map((p) => new Promise<void>((r) => (p.exitCode !== null ? r() : (p.once('exit', () => r()), p.send({ cmd: 'stop' }))))));
@@ -216,6 +232,10 @@ export interface FleetResult {
   total: { connected: number; rss_mib: number; cpu_pct: number; exec: FleetRow['exec']; ack: FleetRow['ack']; http_floor: FleetRow['exec']; commit_floor: FleetRow['exec']; balancer_floor?: FleetRow['exec'] };
   /** Where the machine's CPU went over the window, in CPU-seconds a second (2.0 = two cores busy): how loaded the machine under the samples was. */
   window_cores: MachineCpu;
+  /** An exec's legs (ms: asked → row written, → sent, → result in, → answered), for the median exec and the mean of the slowest 2 %. */
+  exec_legs: { median: number[]; slowest: number[]; slowest_n: number };
+  /** The client processes' event-loop delay over the window (ms past due): the probes' process, and the worst of the others (p99, max). */
+  client_loop: { probes: { p99: number; max: number }; fleet: { p99: number; max: number } };
   /** A bare ws server holding as many sockets as one hub did. */
   bare: FleetRow;
   kill?: {
@@ -329,7 +349,8 @@ export async function fleetBench(opts: {
     writeFileSync(tokensFile, tokens.join('\n'));
 
     if (k > 1) balancers = await startBalancers(dir, hubs, opts.agents);
-    const clients = await startClients(balancers ? balancers.urls : `ws://127.0.0.1:${first.port}/v1/stream`, tokensFile, opts.agents);
+    const probes = Math.min(PROBES, Math.floor(opts.agents / 10));
+    const clients = await startClients(balancers ? balancers.urls : `ws://127.0.0.1:${first.port}/v1/stream`, tokensFile, opts.agents, probes);
     await sleep((HEARTBEAT_S + 6) * 1000); // a heartbeat round, every hello stored, every lease renewed
     // Reading /metrics resets the event-loop delay histogram: read once now, once after the window.
     const loopDelay = async (h: HubProcess) => {
@@ -339,12 +360,24 @@ export async function fleetBench(opts: {
       const value = (name: string) => Math.round(Number(new RegExp(`^opspilot_hub_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) * 10_000) / 10;
       return { p99: value('nodejs_eventloop_lag_p99_seconds'), max: value('nodejs_eventloop_lag_max_seconds'), scrapeMs };
     };
-    const pick = () => Math.floor(Math.random() * opts.agents);
+    // Execs and alerts go to the probes: agents like the others to the hubs, but in a process of
+    // their own, as an agent has its host to itself; an agent sharing a process with 5,000 others
+    // answers late whenever that process stalls, and that is the bench's, not the hub's.
+    const pick = () => opts.agents - probes + Math.floor(Math.random() * probes);
+    /** Each timed exec's legs, ms: asked → row written (HTTP, auth), → sent (the row's commit), → result in (the agent), → answered (the result's commit, the reply). */
+    const execLegs: { ms: number; legs: number[] }[] = [];
     const execOnce = async () => {
       const s = performance.now();
       const hub = hubs[Math.floor(Math.random() * k)]!;
+      const asked = Date.now();
       const r = await hub.api('POST', '/v1/admin/exec', { agent_id: ids[pick()], command: 'service_status', params: { service: 'nginx.service' } });
-      if (r.status === 200 && r.body.status === 'succeeded') return performance.now() - s;
+      if (r.status === 200 && r.body.status === 'succeeded') {
+        const ms = performance.now() - s;
+        // The row's own times (the hub's clock, this machine's) split the round trip in legs.
+        const at = (k: string) => Date.parse(r.body[k] as string);
+        execLegs.push({ ms, legs: [at('created_at') - asked, at('sent_at') - at('created_at'), at('completed_at') - at('sent_at'), Date.now() - at('completed_at')] });
+        return ms;
+      }
       // A failure says why (every one: there are at most BENCH_FLEET_SAMPLES).
       console.error(`bench: fleet: an exec failed at hub ${hubs.indexOf(hub) + 1}: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
       return -1;
@@ -374,6 +407,8 @@ export async function fleetBench(opts: {
     for (let i = 0; i < 20; i++) await Promise.all([execOnce(), clients.alert(pick(), `fleet-warm-${i}`), floorOnce(), commitOnce()]);
     await sleep(3000); // the warm-up's incidents analysed
     await Promise.all(hubs.map(loopDelay));
+    await clients.loopDelay();
+    execLegs.length = 0;
     const cpu0 = hubs.map((h) => cpuSeconds(h.child.pid!));
     const windowGroups = { hubs: hubs.map((h) => h.child.pid!), clients: clients.procs.map((p) => p.pid!) };
     const machine0 = machineSample(windowGroups);
@@ -418,6 +453,11 @@ export async function fleetBench(opts: {
     const machineWindow = machineCpu(machine0, machineSample(windowGroups));
     if (profileDir) process.stderr.write(`fleet: the window ran from monotonic ${windowStart / 1000n} to ${process.hrtime.bigint() / 1000n} µs\n`);
     const loops = await Promise.all(hubs.map(loopDelay));
+    const clientLoops = await clients.loopDelay();
+    // The legs of the median exec's and of the slowest 2 % (at least 3), each leg their mean.
+    const byMs = [...execLegs].sort((a, b) => a.ms - b.ms);
+    const meanLegs = (xs: typeof execLegs) => [0, 1, 2, 3].map((j) => Math.round((xs.reduce((a, x) => a + x.legs[j]!, 0) / Math.max(1, xs.length)) * 10) / 10);
+    const slowest = byMs.slice(-Math.max(3, Math.ceil(byMs.length / 50)));
     const held = new Map<string, number>(((await first.api('GET', '/v1/hubs')).body.hubs as { name: string; agents: number }[]).map((h) => [h.name, h.agents]));
     const perHub: FleetRow[] = hubs.map((h, i) => ({
       connected: held.get(`hub-${i + 1}`) ?? 0,
@@ -441,6 +481,11 @@ export async function fleetBench(opts: {
         http_floor: summary(floorMs, floorFailed),
         commit_floor: summary(commitMs, 0),
         ...(balancers ? { balancer_floor: summary(balancerMs, balancerFailed) } : {}),
+      },
+      exec_legs: { median: byMs.length ? meanLegs([byMs[Math.floor(byMs.length / 2)]!]) : [], slowest: meanLegs(slowest), slowest_n: slowest.length },
+      client_loop: {
+        probes: clientLoops.at(-1)!,
+        fleet: { p99: Math.max(...clientLoops.slice(0, -1).map((l) => l.p99)), max: Math.max(...clientLoops.slice(0, -1).map((l) => l.max)) },
       },
       window_cores: Object.fromEntries(Object.entries(machineWindow).map(([group, s]) => [group, Math.round((s / seconds) * 100) / 100])) as MachineCpu,
       bare: { connected: 0, rss_mib: 0, cpu_pct: 0 },

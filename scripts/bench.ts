@@ -493,7 +493,7 @@ async function fleetPart(): Promise<void> {
       `    exec round trip  ${fmt(r.total.exec)}`,
       `      its legs (ms: asked → row written, → sent, → result in, → answered): the median exec ${r.exec_legs.median.join(' / ')}; the slowest ${r.exec_legs.slowest_n}, on average ${r.exec_legs.slowest.join(' / ')}`,
       `    alert → ack      ${fmt(r.total.ack)}`,
-      `      (execs and alerts to and from 200 probe agents in a process of their own) the simulated agents' own event-loop delay: the probes' process p99 ${r.client_loop.probes.p99} ms, max ${r.client_loop.probes.max} ms; the fleet's worst process p99 ${r.client_loop.fleet.p99} ms, max ${r.client_loop.fleet.max} ms`,
+      `      (execs and alerts to and from ${r.probes} probe agents in a process of their own) the simulated agents' own event-loop delay: the probes' process p99 ${r.client_loop.probes.p99} ms, max ${r.client_loop.probes.max} ms; the fleet's worst process p99 ${r.client_loop.fleet.p99} ms, max ${r.client_loop.fleet.max} ms`,
       `    GET /healthz     ${fmt(r.total.http_floor)} (the HTTP floor under an exec, same window)`,
       `    INSERT, commit   ${fmt(r.total.commit_floor)} (PostgreSQL's floor: an exec commits twice, an alert once; same window)`,
       ...(r.total.balancer_floor ? [`    GET /healthz through HAProxy  ${fmt(r.total.balancer_floor)} (the balancer's hop, which an exec crosses twice and an ack twice)`] : []),

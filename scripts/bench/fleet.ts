@@ -236,6 +236,8 @@ export interface FleetResult {
   exec_legs: { median: number[]; slowest: number[]; slowest_n: number };
   /** The client processes' event-loop delay over the window (ms past due): the probes' process, and the worst of the others (p99, max). */
   client_loop: { probes: { p99: number; max: number }; fleet: { p99: number; max: number } };
+  /** How many agents the timed execs and alerts went to (the probes). */
+  probes: number;
   /** A bare ws server holding as many sockets as one hub did. */
   bare: FleetRow;
   kill?: {
@@ -483,6 +485,7 @@ export async function fleetBench(opts: {
         ...(balancers ? { balancer_floor: summary(balancerMs, balancerFailed) } : {}),
       },
       exec_legs: { median: byMs.length ? meanLegs([byMs[Math.floor(byMs.length / 2)]!]) : [], slowest: meanLegs(slowest), slowest_n: slowest.length },
+      probes,
       client_loop: {
         probes: clientLoops.at(-1)!,
         fleet: { p99: Math.max(...clientLoops.slice(0, -1).map((l) => l.p99)), max: Math.max(...clientLoops.slice(0, -1).map((l) => l.max)) },

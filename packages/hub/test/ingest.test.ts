@@ -120,6 +120,27 @@ eachBackend(t, 'with tiny batches every sample is stored; fractional byte counts
   agent.close();
 });
 
+eachBackend(t, 'an event keeps its envelope time only when it was sent seconds before it arrived', async (t, backend) => {
+  const hub = await startHub(t, await backend.open(t));
+  const { id, token } = await hub.enroll();
+  const agent = await ScriptedAgent.connect(hub.wsUrl, token);
+  // The hub's time stands at x.500 s: a frame stamped x-1 (whole seconds) looks 1.5 s old.
+  hub.clock.fastForward();
+  hub.clock.advance(1500 - (hub.clock.now().getTime() % 1000));
+  const now = hub.clock.now().getTime();
+  const second = Math.floor(now / 1000);
+  agent.send('alert', { type: 'systemd', source: 'a.service', message: 'failed' }, { id: 'last-second', ts: second - 1 });
+  agent.send('alert', { type: 'systemd', source: 'b.service', message: 'failed' }, { id: 'resent', ts: second - 5 });
+  await agent.acked(['last-second', 'resent']);
+  const incidents = (await hub.api('GET', `/v1/agents/${id}/incidents`)).body.incidents as { source: string; first_seen_at: string }[];
+  const seen = (source: string) => Date.parse(incidents.find((i) => i.source === source)!.first_seen_at);
+  // Stamped in the second before: a fresh frame whose stamp lost its milliseconds (12.999 read at
+  // 13.001), so the hub's time, not a time before what the hub stamped since.
+  t.equal(seen('a.service'), now, 'the hub time for a frame stamped the second before');
+  t.equal(seen('b.service'), (second - 5) * 1000, 'its own time for a frame sent 5 s before');
+  agent.close();
+});
+
 eachBackend(t, 'duplicate ids are acked every time and stored once', async (t, backend) => {
   const hub = await startHub(t, await backend.open(t));
   const { id, token } = await hub.enroll();

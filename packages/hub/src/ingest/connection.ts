@@ -64,6 +64,8 @@ const FLOOD_FRAMES = 20;
 /** Frames in one event-loop turn past which an agent counts as streaming. */
 const STREAMING_FRAMES = 4;
 
+/** An envelope stamped this long before it arrived was sent earlier (resent): its own time is the event's. */
+const REPLAYED_AFTER_MS = 2000;
 /** Envelope times further from the hub's clock than this are replaced by the hub's time. */
 const MAX_REPLAY_AGE_MS = 24 * 60 * 60 * 1000;
 
@@ -455,13 +457,16 @@ class TokenBucket {
 }
 
 /**
- * When the event happened: the envelope's own time for one sent from an earlier second (a
- * resent alert keeps when it happened), else the hub's clock, which has milliseconds. A time in
- * the future or older than a day is a wrong clock and is not believed.
+ * When the event happened: the envelope's own time for one sent at least two seconds before it
+ * arrived (a resent alert keeps when it happened), else the hub's clock, which has milliseconds.
+ * Envelope times are whole seconds: a frame stamped at 12.999 and read at 13.001 looks a second
+ * old, and taking its stamp put it before what the hub stamped at 12.5 (an exec's result before
+ * the alert that came ahead of it, so a fix read as "failed again"). A time in the future or older
+ * than a day is a wrong clock and is not believed.
  */
 function eventTime(ts: number, now: Date): Date {
   const age = now.getTime() - ts * 1000;
-  return age >= 1000 && age <= MAX_REPLAY_AGE_MS ? new Date(ts * 1000) : now;
+  return age >= REPLAYED_AFTER_MS && age <= MAX_REPLAY_AGE_MS ? new Date(ts * 1000) : now;
 }
 
 function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {

@@ -80,7 +80,12 @@ export class AgentConnection implements AckTarget {
   protocol = 1;
   /** The exec catalogue from `hello`; null until one arrives (then any command may be sent). */
   actions: string[] | null = null;
-  lastSeenAt: Date | null = null;
+  /**
+   * When the last frame arrived (ms since the epoch; 0 before the first): a number, not a Date,
+   * because a Date kept per connection from one heartbeat to the next lives long enough to be
+   * promoted to the old generation and die there, ten thousand times every heartbeat interval.
+   */
+  lastSeenMs = 0;
   connectedAt: Date | null = null;
   /** The version of the monitors last sent to this agent (protocol 2), so an unchanged set is not sent again. */
   monitorsVersion: string | null = null;
@@ -247,7 +252,8 @@ export class AgentConnection implements AckTarget {
     this.#state = 'open';
     this.agentId = agent.agentId;
     this.#tokenHash = agent.tokenHash;
-    this.connectedAt = this.lastSeenAt = this.ctx.clock.now();
+    this.connectedAt = this.ctx.clock.now();
+    this.lastSeenMs = this.connectedAt.getTime();
     this.ctx.onAuthenticated(this);
     if (this.#state !== 'open') return;
     this.send('welcome', { agent_id: agent.agentId, heartbeat_interval_s: this.ctx.heartbeatIntervalS, protocol: PROTOCOL_VERSION });
@@ -293,7 +299,7 @@ export class AgentConnection implements AckTarget {
     const agentId = this.agentId!;
     const writer = this.ctx.writer;
     const now = this.ctx.clock.now();
-    this.lastSeenAt = now;
+    this.lastSeenMs = now.getTime();
     const msgId = envelope.id;
     const at = eventTime(envelope.ts, now);
     const frame: IncomingFrame = { agentId, at: now, msgId, ackTo: this };

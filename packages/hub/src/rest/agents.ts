@@ -48,7 +48,7 @@ export function agentRoutes(app: App, { db, registry, clock }: { db: Db; registr
 
   const view = (a: AgentRecord): AgentViewT => {
     const conn = registry.get(a.id);
-    const live = conn?.lastSeenAt ?? null;
+    const live = conn?.lastSeenMs ? new Date(conn.lastSeenMs) : null;
     const stored = a.last_seen_at;
     const lastSeen = live && (!stored || live > stored) ? live : stored;
     return {

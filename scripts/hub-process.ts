@@ -51,8 +51,8 @@ export async function spawnHub(env: Record<string, string> = {}, opts: { bundle?
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-200_000)));
-  child.stderr!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-200_000)));
+  child.stdout!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4_000_000)));
+  child.stderr!.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4_000_000)));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = `http://127.0.0.1:${port}`;
   const hub: HubProcess = {

@@ -3,6 +3,7 @@ FROM node:20-bookworm-slim
 WORKDIR /app
 RUN npm install -g pnpm@10.34.8
 COPY package.json pnpm-lock.yaml pnpm-workspace.yaml .npmrc tsconfig.base.json schema.sql ./
+COPY patches ./patches
 COPY migrations ./migrations
 COPY packages ./packages
 RUN pnpm install --frozen-lockfile --prod && mkdir -p /data && chown node:node /data

@@ -22,7 +22,7 @@
  * BENCH_BALANCER_LOG_DIR: each HAProxy's log of its sessions (timings of each connection).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -329,6 +329,8 @@ export async function fleetBench(opts: {
   // Each hub's log (at warn) written there when the run ends: what a hub said while it went wrong.
   const logDir = process.env.BENCH_HUB_LOG_DIR;
   if (logDir) env.OPSPILOT_LOG_LEVEL = 'warn';
+  // Made first: a directory missing at the end would throw away the run's figures.
+  for (const d of [profileDir, logDir, balancerLogDir]) if (d) mkdirSync(d, { recursive: true });
   const profile = [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...hubNodeFlags()];
   try {
     for (let i = 0; i < k; i++) hubs.push(await spawnHub({ ...env, OPSPILOT_HUB_NAME: `hub-${i + 1}` }, { bundle: true, nodeArgs: profile, healthPort: k > 1 }));

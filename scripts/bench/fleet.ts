@@ -9,7 +9,8 @@
  * probes (part of the N, in a client process of their own: not stalled by 5,000 neighbours), and
  * `GET /healthz` (the HTTP floor; with balancers, also through one), a one-row INSERT committed
  * on PostgreSQL (the database's floor) and an 8 KB block written and fdatasync'd (the disk's floor)
- * one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of the first three not counted). Then the same clients against the bare server: its RSS and CPU.
+ * one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of the first three not counted). Then
+ * the same clients against the bare server: its RSS and CPU.
  *
  * With BENCH_FLEET_HUBS=K (K > 1): K hub processes on one database behind HAProxy (Debian's
  * package; one HAProxy process per 5,000 agents, since a process holds at most 20,000 files and a
@@ -57,8 +58,18 @@ export interface FleetRow {
   loop_max_ms?: number;
   /** One `GET /metrics` (a Prometheus scrape) after the window, request to response: ms. */
   scrape_ms?: number;
-  exec?: { n: number; failed: number; p50: number; p99: number; max: number; over_20: number };
-  ack?: { n: number; failed: number; p50: number; p99: number; max: number; over_20: number };
+  exec?: Latency;
+  ack?: Latency;
+}
+
+/** A series of timed samples: how many, how many failed, p50/p99/max (ms), how many over 20 ms. */
+export interface Latency {
+  n: number;
+  failed: number;
+  p50: number;
+  p99: number;
+  max: number;
+  over_20: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -132,7 +143,7 @@ function cpuSplit(pid: number): { user: number; system: number; main: number } {
   const main = statCpu(`/proc/${pid}/task/${pid}/stat`);
   return { ...statCpu(`/proc/${pid}/stat`), main: main.user + main.system };
 }
-function summary(ms: number[], failed: number) {
+function summary(ms: number[], failed: number): Latency {
   const s = [...ms].sort((a, b) => a - b);
   const at = (p: number) => Math.round((s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN) * 10) / 10;
   // over_20: the samples slower than the issue's 20 ms target (at 200 samples, 3 of them make the p99).

@@ -20,7 +20,9 @@ export async function buildHub(outfile: string = HUB_BUNDLE): Promise<string> {
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    minify: true,
+    // OPSPILOT_BUILD_PLAIN=1: not minified, each module's code under a `// path` comment, so a CPU
+    // profile of the bundle (`BENCH_HUB_PROFILE_DIR`) can be read by module and function name.
+    minify: process.env.OPSPILOT_BUILD_PLAIN !== '1',
     keepNames: true, // error names and class names in logs stay readable
     legalComments: 'eof',
     external: ['@electric-sql/pglite', '@fastify/swagger-ui', 'bufferutil', 'utf-8-validate', 'pg-native'],

@@ -8,8 +8,10 @@
  * and alert → ack (the incident committed) one at a time, both to and from random agents among 200
  * probes (part of the N, in a client process of their own: not stalled by 5,000 neighbours), and
  * `GET /healthz` (the HTTP floor; with balancers, also through one), a one-row INSERT committed
- * on PostgreSQL (the database's floor) and an 8 KB block written and fdatasync'd (the disk's floor)
- * one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of the first three not counted). Then
+ * on PostgreSQL (the database's floor) one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of
+ * the first three not counted), and an 8 KB block written and fdatasync'd every 20 ms throughout
+ * (the disk's floor: each exec or ack over 20 ms is told apart by whether a disk stall overlapped
+ * it). Then
  * the same clients against the bare server: its RSS and CPU.
  *
  * With BENCH_FLEET_HUBS=K (K > 1): K hub processes on one database behind HAProxy (Debian's
@@ -70,7 +72,13 @@ export interface Latency {
   p99: number;
   max: number;
   over_20: number;
+  /** Of those over 20 ms, how many overlapped a disk stall (an fdatasync of the disk watch over 10 ms); exec and ack only. */
+  over_20_in_stall?: number;
 }
+
+/** The disk watch writes and fdatasyncs a block this often; a sample over STALL_MS is a stall. */
+const DISK_WATCH_MS = 20;
+const STALL_MS = 10;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rssMib = (pid: number) => Math.round((Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024) * 10) / 10;
@@ -421,15 +429,30 @@ export async function fleetBench(opts: {
     };
     // The disk's floor under that commit: one 8 KB block written and fdatasync'd (what a WAL
     // flush costs the disk), on the bench's temporary directory: the same disk as PostgreSQL's
-    // data where both are on one filesystem (as here), off the bench's event loop.
+    // data where both are on one filesystem (as here), off the bench's event loop. It runs every
+    // 20 ms through the window (50 a second, next to PostgreSQL's hundreds of WAL flushes), so a
+    // stall of the disk is seen while it lasts: each exec or ack over 20 ms is then told apart by
+    // whether one overlapped it.
     const probe = await open(path.join(dir, 'fsync-probe'), 'w');
     const block = Buffer.alloc(8192, 1);
-    const diskOnce = async () => {
-      const s = performance.now();
-      await probe.write(block, 0, block.length, 0);
-      await probe.datasync();
-      return performance.now() - s;
-    };
+    const diskMs: number[] = [];
+    /** The disk watch's samples over STALL_MS: [start, end] (performance.now()). */
+    const stalls: [number, number][] = [];
+    let watching = true;
+    let windowOpen = false;
+    const diskWatch = (async () => {
+      while (watching) {
+        const s = performance.now();
+        await probe.write(block, 0, block.length, 0);
+        await probe.datasync();
+        const e = performance.now();
+        if (windowOpen) {
+          diskMs.push(e - s);
+          if (e - s > STALL_MS) stalls.push([s, e]);
+        }
+        await sleep(Math.max(0, DISK_WATCH_MS - (e - s)));
+      }
+    })();
     // Warm-up, not counted: the first uses of each path (statements planned, code compiled)
     // are not what a hub that has been running does.
     for (let i = 0; i < 20; i++) await Promise.all([execOnce(), clients.alert(pick(), `fleet-warm-${i}`), floorOnce(), commitOnce()]);
@@ -449,7 +472,6 @@ export async function fleetBench(opts: {
     let ackFailed = 0;
     let floorFailed = 0;
     const commitMs: number[] = [];
-    const diskMs: number[] = [];
     const balancerMs: number[] = [];
     let balancerFailed = 0;
     const deadline = Date.now() + opts.seconds * 1000;
@@ -458,27 +480,34 @@ export async function fleetBench(opts: {
     // spreading the samples over the window) after the last one ended, so they neither march in
     // step nor avoid each other. Each exec is asked at a random hub.
     const gap = (opts.seconds * 1000) / opts.samples;
-    const loop = async (once: () => Promise<number>, into: number[], failed: () => void) => {
+    const loop = async (once: () => Promise<number>, into: number[], failed: () => void, spans?: [number, number][]) => {
       await sleep(-Math.log(1 - Math.random()) * gap);
       for (let i = 0; i < opts.samples && Date.now() < deadline; i++) {
         const s = performance.now();
         const ms = await once();
         if (ms >= 0) into.push(ms);
         else failed();
+        if (ms > 20) spans?.push([s, performance.now()]);
         await sleep(Math.max(0, -Math.log(1 - Math.random()) * gap - (performance.now() - s)));
       }
     };
     let alerts = 0;
+    const execSlow: [number, number][] = [];
+    const ackSlow: [number, number][] = [];
+    windowOpen = true;
     await Promise.all([
-      loop(execOnce, execMs, () => execFailed++),
-      loop(() => clients.alert(pick(), `fleet-alert-${alerts++}`), ackMs, () => ackFailed++),
+      loop(execOnce, execMs, () => execFailed++, execSlow),
+      loop(() => clients.alert(pick(), `fleet-alert-${alerts++}`), ackMs, () => ackFailed++, ackSlow),
       loop(floorOnce, floorMs, () => floorFailed++),
       loop(commitOnce, commitMs, () => {}),
-      loop(diskOnce, diskMs, () => {}),
       ...(balancers ? [loop(balancerOnce, balancerMs, () => balancerFailed++)] : []),
     ]);
+    windowOpen = false;
+    watching = false;
+    await diskWatch;
     await floorDb.end();
     await probe.close();
+    const inStall = (spans: [number, number][]) => spans.filter(([s, e]) => stalls.some(([a, b]) => a < e && b > s)).length;
     await sleep(Math.max(0, deadline - Date.now()));
     const seconds = (performance.now() - t0) / 1000;
     const machineWindow = machineCpu(machine0, machineSample(windowGroups));
@@ -507,8 +536,8 @@ export async function fleetBench(opts: {
         connected: clients.connected,
         rss_mib: Math.round(perHub.reduce((a, r) => a + r.rss_mib, 0) * 10) / 10,
         cpu_pct: Math.round(perHub.reduce((a, r) => a + r.cpu_pct, 0) * 10) / 10,
-        exec: summary(execMs, execFailed),
-        ack: summary(ackMs, ackFailed),
+        exec: { ...summary(execMs, execFailed), over_20_in_stall: inStall(execSlow) },
+        ack: { ...summary(ackMs, ackFailed), over_20_in_stall: inStall(ackSlow) },
         http_floor: summary(floorMs, floorFailed),
         commit_floor: summary(commitMs, 0),
         disk_floor: summary(diskMs, 0),

@@ -438,21 +438,18 @@ export async function fleetBench(opts: {
     const diskMs: number[] = [];
     /** The disk watch's samples over STALL_MS: [start, end] (performance.now()). */
     const stalls: [number, number][] = [];
-    let watching = true;
-    let windowOpen = false;
-    const diskWatch = (async () => {
-      while (watching) {
+    /** Writes and fdatasyncs every DISK_WATCH_MS until `watching()` says stop. */
+    const diskWatch = async (watching: () => boolean) => {
+      while (watching()) {
         const s = performance.now();
         await probe.write(block, 0, block.length, 0);
         await probe.datasync();
         const e = performance.now();
-        if (windowOpen) {
-          diskMs.push(e - s);
-          if (e - s > STALL_MS) stalls.push([s, e]);
-        }
+        diskMs.push(e - s);
+        if (e - s > STALL_MS) stalls.push([s, e]);
         await sleep(Math.max(0, DISK_WATCH_MS - (e - s)));
       }
-    })();
+    };
     // Warm-up, not counted: the first uses of each path (statements planned, code compiled)
     // are not what a hub that has been running does.
     for (let i = 0; i < 20; i++) await Promise.all([execOnce(), clients.alert(pick(), `fleet-warm-${i}`), floorOnce(), commitOnce()]);
@@ -494,17 +491,20 @@ export async function fleetBench(opts: {
     let alerts = 0;
     const execSlow: [number, number][] = [];
     const ackSlow: [number, number][] = [];
-    windowOpen = true;
-    await Promise.all([
-      loop(execOnce, execMs, () => execFailed++, execSlow),
-      loop(() => clients.alert(pick(), `fleet-alert-${alerts++}`), ackMs, () => ackFailed++, ackSlow),
-      loop(floorOnce, floorMs, () => floorFailed++),
-      loop(commitOnce, commitMs, () => {}),
-      ...(balancers ? [loop(balancerOnce, balancerMs, () => balancerFailed++)] : []),
-    ]);
-    windowOpen = false;
-    watching = false;
-    await diskWatch;
+    let sampling = true;
+    const watch = diskWatch(() => sampling);
+    try {
+      await Promise.all([
+        loop(execOnce, execMs, () => execFailed++, execSlow),
+        loop(() => clients.alert(pick(), `fleet-alert-${alerts++}`), ackMs, () => ackFailed++, ackSlow),
+        loop(floorOnce, floorMs, () => floorFailed++),
+        loop(commitOnce, commitMs, () => {}),
+        ...(balancers ? [loop(balancerOnce, balancerMs, () => balancerFailed++)] : []),
+      ]);
+    } finally {
+      sampling = false; // the watch ends with the samples, however they end
+      await watch;
+    }
     await floorDb.end();
     await probe.close();
     const inStall = (spans: [number, number][]) => spans.filter(([s, e]) => stalls.some(([a, b]) => a < e && b > s)).length;

@@ -175,7 +175,8 @@ eachBackend(t, 'OpenAPI describes the routes, with bearer auth', async (t, backe
 });
 
 eachBackend(t, '/metrics: Prometheus text behind any valid token (a read token is what Prometheus holds)', async (t, backend) => {
-  const hub = await startHub(t, await backend.open(t));
+  const db = await backend.open(t);
+  const hub = await startHub(t, db);
   const noToken = await hub.api('GET', '/metrics', undefined, { authorization: '' });
   t.same([noToken.status, noToken.body.error.code], [401, 'HUB_UNAUTHORIZED']);
   t.equal((await hub.api('GET', '/metrics', undefined, { authorization: 'Bearer opk_not-a-token' })).status, 401);
@@ -204,17 +205,26 @@ eachBackend(t, '/metrics: Prometheus text behind any valid token (a read token i
   const more = await Promise.all(Array.from({ length: 5 }, async () => ScriptedAgent.connect(hub.wsUrl, (await hub.enroll()).token)));
   agent.close();
   for (const a of more) a.close();
+  // Each closed connection is released once; one that closed before its claim returned is
+  // released a second time by the claim (stream-route.ts), so 6 to 12 requests, never fewer.
+  const settled = async () => {
+    const held = await db.db.selectFrom('agents').select('id').where('hub_id', 'is not', null).execute();
+    const gone = await db.db.selectFrom('incident_events').select('agent_id').where('kind', '=', 'agent_disconnected').execute();
+    return held.length === 0 && gone.length === 6;
+  };
   let text = '';
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 200; i++) {
     text = (await hub.api('GET', '/metrics')).text;
-    if (value(text, 'opspilot_coalesced_requests_total', 'release') === 6) break;
+    if (value(text, 'opspilot_coalesced_requests_total', 'release') >= 6 && value(text, 'opspilot_coalesced_waiting', 'release') === 0 && (await settled())) break;
     await new Promise((r) => setTimeout(r, 50));
   }
+  t.ok(await settled(), 'every agent freed, and its disconnection on the audit trail once');
   t.equal(value(text, 'opspilot_coalesced_requests_total', 'token_lookup'), 6);
   t.equal(value(text, 'opspilot_coalesced_requests_total', 'claim'), 6);
-  t.equal(value(text, 'opspilot_coalesced_requests_total', 'release'), 6, 'every disconnection released');
+  const released = value(text, 'opspilot_coalesced_requests_total', 'release');
+  t.ok(released >= 6 && released <= 12, `every disconnection released (${released} requests)`);
   const releases = value(text, 'opspilot_coalesced_statements_total', 'release');
-  t.ok(releases >= 1 && releases <= 6, `releases in 1 to 6 statements (${releases})`);
+  t.ok(releases >= 1 && releases <= released, `releases in 1 to ${released} statements (${releases})`);
   t.equal(value(text, 'opspilot_coalesced_split_total', 'claim'), 0);
 });
 

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import pg from 'pg';
 import { openDatabase } from '../src/storage/database.ts';
 
@@ -48,5 +48,45 @@ if (!SERVER) {
     }
     const count = (await prepared()).length;
     t.ok(count <= 256, `${count} statements prepared on the connection`);
+  });
+
+  t.test('the texts remembered are bounded: one over 16,000 characters is never prepared, nor a new one once 4 MiB are counted', async (t) => {
+    const schema = `t_${randomBytes(6).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: SERVER });
+    await admin.connect();
+    await admin.query(`CREATE SCHEMA ${schema}`);
+    t.teardown(async () => {
+      await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+      await admin.end();
+    });
+    const hub = await openDatabase({ databaseUrl: SERVER, searchPath: schema, maxConnections: 1 });
+    t.teardown(() => hub.close());
+    const prepared = async () =>
+      (await sql<{ statement: string }>`SELECT statement FROM pg_prepared_statements`.execute(hub.db)).rows.map((r) => r.statement);
+    // A comment pads a text to the length wanted; the parameter makes it a parameterised query.
+    const run = (tag: string, length: number) => {
+      const head = `SELECT $1::int AS n /* ${tag} `;
+      const text = `${head}${'x'.repeat(length - head.length - 3)} */`;
+      if (text.length !== length) throw new Error('padding');
+      return hub.db.executeQuery<{ n: number }>(CompiledQuery.raw(text, [7]));
+    };
+    for (let i = 0; i < 3; i++) t.same((await run('longest', 16_000)).rows, [{ n: 7 }]);
+    t.ok((await prepared()).some((s) => s.includes('/* longest ')), '16,000 characters: prepared');
+    for (let i = 0; i < 3; i++) t.same((await run('long', 16_001)).rows, [{ n: 7 }]);
+    t.notOk((await prepared()).some((s) => s.includes('/* long ')), 'over 16,000 characters: unnamed every time');
+    const early = async (tag: string) => {
+      await run(tag, 100);
+      await run(tag, 100);
+    };
+    await early('early');
+    t.ok((await prepared()).some((s) => s.includes('/* early ')), 'a short text seen twice is prepared');
+    // One-off texts fill the 4 MiB counted to 50 characters short (16,000 + 100 counted so far, then
+    // 267 of 15,600, then the rest but 50); a 100-character text first seen after is not prepared.
+    for (let i = 0; i < 267; i++) await run(`once ${i}`, 15_600);
+    await run('filler', 4 * 1024 * 1024 - 16_100 - 267 * 15_600 - 50);
+    await early('late');
+    await run('late', 100);
+    t.notOk((await prepared()).some((s) => s.includes('/* late ')), 'counted past 4 MiB: unnamed');
+    t.same((await run('late', 100)).rows, [{ n: 7 }], 'and it still runs');
   });
 }

@@ -1,6 +1,7 @@
 import { sql, type ExpressionBuilder } from 'kysely';
 import { newId, type AlertPayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
+import { statementShape } from './shape.ts';
 import type { Database, Incident, IncidentStatus } from './tables.ts';
 
 /** A classification as stored on an incident (incidents/classify.ts makes them). */
@@ -76,159 +77,221 @@ export async function recordAlert(
   at: Date,
   how: AlertRecording,
 ): Promise<{ incident: UpsertedIncident; change: AlertChange } | undefined> {
-  const stored = logsToStore(alert.logs);
-  const details = {
-    message: alert.message,
-    exit_code: alert.exit_code ?? null,
-    unit_status: alert.status ?? null,
-    context: alert.context ? JSON.stringify(alert.context) : null,
-  };
-  const fingerprint = (eb: ExpressionBuilder<Database, 'incidents'>) =>
-    eb.and([eb('agent_id', '=', agentId), eb('type', '=', alert.type), eb('source', '=', alert.source), eb('integration_id', 'is', null)]);
-  const atText = at.toISOString();
-  // The timeline's ids, in order (ids sort by time): the change, then a new incident's classification.
-  const changeEventId = newId();
-  const classifiedEventId = newId();
   const { claim } = how;
-  const row = await db
-    // The envelope id, once; without one, that the agent exists. Everything below runs only if this returned a row.
-    .with('claim', (q) =>
-      claim
-        ? q
-            .insertInto('received_envelopes')
-            .columns(['agent_id', 'msg_id', 'received_at'])
-            .expression(
-              q
-                .selectFrom('agents')
-                .select((eb) => ['agents.id', eb.val(claim.msgId).as('msg_id'), sql<Date>`${claim.receivedAt.toISOString()}::timestamptz`.as('received_at')])
-                .where('agents.id', '=', agentId),
-            )
-            .onConflict((oc) => oc.doNothing())
-            .returning('agent_id')
-        : q.selectFrom('agents').select('agents.id as agent_id').where('agents.id', '=', agentId),
-    )
-    // Each step runs only when the one before changed nothing.
-    .with('repeated', (q) =>
-      q
-        .updateTable('incidents')
-        .set((eb) => ({ ...details, count: eb('count', '+', 1), last_seen_at: at, logs: eb.fn.coalesce(eb.val(stored), 'logs') }))
-        .where((eb) => fingerprint(eb))
-        .where('status', '<>', 'resolved')
-        .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
-        .returning([...RETURNED, clippedLogs]),
-    )
-    .with('reopened', (q) =>
-      q
-        .updateTable('incidents')
-        .set((eb) => ({ ...details, logs: eb.fn.coalesce(eb.val(stored), 'logs'), ...reopening(eb, at) }))
-        .where('id', '=', (eb) =>
-          eb
-            .selectFrom('incidents')
-            .select('id')
-            .where((eb) => fingerprint(eb))
-            .where('status', '=', 'resolved')
-            .where('resolved_at', '>=', new Date(at.getTime() - REOPEN_WINDOW_MS))
-            .orderBy('resolved_at', 'desc')
-            .limit(1),
-        )
-        .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
-        .where((eb) => eb.not(eb.exists(eb.selectFrom('repeated').select('repeated.id'))))
-        .returning([...RETURNED, clippedLogs]),
-    )
-    .with('opened', (q) =>
-      q
-        .insertInto('incidents')
-        .columns(['id', 'agent_id', 'type', 'source', 'message', 'exit_code', 'unit_status', 'context', 'logs', 'status', 'first_seen_at', 'last_seen_at', 'analysis_status', 'analysis_requested_at', 'severity', 'category', 'rule'])
-        .expression(
-          q
-            .selectNoFrom((eb) => [
-              eb.val(id).as('id'),
-              eb.val(agentId).as('agent_id'),
-              eb.val(alert.type).as('type'),
-              eb.val(alert.source).as('source'),
-              eb.val(details.message).as('message'),
-              sql<number | null>`${details.exit_code}::integer`.as('exit_code'),
-              sql<string | null>`${details.unit_status}::text`.as('unit_status'),
-              sql<string | null>`${details.context}::jsonb`.as('context'),
-              sql<string | null>`${stored}::text`.as('logs'),
-              sql.lit('new').as('status'),
-              sql<Date>`${atText}::timestamptz`.as('first_seen_at'),
-              sql<Date>`${atText}::timestamptz`.as('last_seen_at'),
-              sql.lit('pending').as('analysis_status'),
-              sql<Date>`${atText}::timestamptz`.as('analysis_requested_at'),
-              eb.val(how.fresh.severity).as('severity'),
-              eb.val(how.fresh.category).as('category'),
-              eb.val(how.fresh.rule).as('rule'),
-            ])
-            .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
-            .where((eb) => eb.not(eb.exists(eb.selectFrom('repeated').select('repeated.id'))))
-            .where((eb) => eb.not(eb.exists(eb.selectFrom('reopened').select('reopened.id')))),
-        )
-        // Another hub opened it a moment ago: count this alert as its repeat.
-        .onConflict((oc) =>
-          oc
-            .columns(['agent_id', 'type', 'source'])
-            // Literals, not parameters: a prepared statement's generic plan cannot match the partial index to a parameter.
-            .where(sql<boolean>`status <> 'resolved'`)
-            .where('integration_id', 'is', null)
-            .doUpdateSet((eb) => ({ count: eb('incidents.count', '+', 1), last_seen_at: eb.ref('excluded.last_seen_at') })),
-        )
-        .returning([...RETURNED, clippedLogs]),
-    )
-    .with('up', (q) =>
-      q
-        .selectFrom('repeated')
-        .selectAll()
-        .select(sql<AlertChange>`'repeated'`.as('change'))
-        .unionAll((q) => q.selectFrom('reopened').selectAll().select(sql<AlertChange>`'reopened'`.as('change')))
-        .unionAll((q) => q.selectFrom('opened').selectAll().select(sql<AlertChange>`CASE WHEN opened.count = 1 THEN 'opened' ELSE 'repeated' END`.as('change'))),
-    )
-    .with('timeline', (q) =>
-      q
-        .insertInto('incident_events')
-        .columns(['id', 'incident_id', 'agent_id', 'at', 'actor', 'kind', 'detail'])
-        .expression(
-          q
-            .selectFrom('up')
-            .select((eb) => [
-              eb.val(changeEventId).as('id'),
-              'up.id as incident_id',
-              eb.val(agentId).as('agent_id'),
-              sql<Date>`${atText}::timestamptz`.as('at'),
-              eb.val(how.actor).as('actor'),
-              sql<string>`up.change`.as('kind'),
-              sql<Record<string, unknown>>`CASE WHEN up.change = 'repeated' THEN jsonb_build_object('count', up.count) ELSE ${JSON.stringify({ message: alert.message.slice(0, 500) })}::jsonb END`.as('detail'),
-            ])
-            .unionAll(
-              q
-                .selectFrom('up')
-                .select((eb) => [
-                  eb.val(classifiedEventId).as('id'),
-                  'up.id as incident_id',
-                  eb.val(agentId).as('agent_id'),
-                  sql<Date>`${atText}::timestamptz`.as('at'),
-                  sql.lit('rule').as('actor'),
-                  sql.lit('classified').as('kind'),
-                  sql<Record<string, unknown>>`${JSON.stringify(how.fresh)}::jsonb`.as('detail'),
-                ])
-                .where('up.change', '=', 'opened'),
-            ),
-        ),
-    )
-    // Opened or reopened: the remediation rules are to be consulted on it (the leader works the queue).
-    .with('queued', (q) =>
-      q
-        .insertInto('remediation_queue')
-        .columns(['incident_id', 'queued_at'])
-        .expression(q.selectFrom('up').select(['up.id as incident_id', sql<Date>`${atText}::timestamptz`.as('queued_at')]).where('up.change', '<>', 'repeated'))
-        .onConflict((oc) => oc.column('incident_id').doUpdateSet((eb) => ({ queued_at: eb.ref('excluded.queued_at') }))),
-    )
-    .selectFrom('up')
-    .selectAll()
-    .executeTakeFirst();
+  const atText = at.toISOString();
+  const values: AlertValues = {
+    id,
+    agentId,
+    type: alert.type,
+    source: alert.source,
+    message: alert.message,
+    exitCode: alert.exit_code ?? null,
+    unitStatus: alert.status ?? null,
+    context: alert.context ? JSON.stringify(alert.context) : null,
+    logs: logsToStore(alert.logs),
+    at,
+    atText,
+    reopenSince: new Date(at.getTime() - REOPEN_WINDOW_MS),
+    // The timeline's ids, in order (ids sort by time): the change, then a new incident's classification.
+    changeEventId: newId(),
+    classifiedEventId: newId(),
+    actor: how.actor,
+    severity: how.fresh.severity,
+    category: how.fresh.category,
+    rule: how.fresh.rule,
+    fresh: JSON.stringify(how.fresh),
+    openedDetail: JSON.stringify({ message: alert.message.slice(0, 500) }),
+    msgId: claim?.msgId ?? null,
+    receivedAt: claim?.receivedAt.toISOString() ?? null,
+  };
+  const result = await db.executeQuery(alertQuery(db, values, claim !== undefined));
+  const row = result.rows[0];
   if (!row) return undefined;
   const { change, ...incident } = row;
   return { incident: incident as UpsertedIncident, change };
+}
+
+/** An alert's values, bound to recordAlert's statement (built once per shape: storage/shape.ts). */
+export interface AlertValues extends Record<string, unknown> {
+  id: string;
+  agentId: string;
+  type: string;
+  source: string;
+  message: string;
+  exitCode: number | null;
+  unitStatus: string | null;
+  context: string | null;
+  logs: string | null;
+  at: Date;
+  atText: string;
+  reopenSince: Date;
+  changeEventId: string;
+  classifiedEventId: string;
+  actor: string;
+  severity: string;
+  category: string;
+  rule: string;
+  fresh: string;
+  openedDetail: string;
+  /** The envelope id to claim, in the claimed shape. */
+  msgId: string | null;
+  receivedAt: string | null;
+}
+
+/**
+ * recordAlert's statement for `v`, built with Kysely (tests compare it with the bound shapes).
+ * `claimed`: the envelope id is claimed first; without, the statement only checks the agent exists.
+ */
+export function alertStatement(db: Db, v: AlertValues, claimed: boolean) {
+  const details = { message: v.message, exit_code: v.exitCode, unit_status: v.unitStatus, context: v.context };
+  const fingerprint = (eb: ExpressionBuilder<Database, 'incidents'>) =>
+    eb.and([eb('agent_id', '=', v.agentId), eb('type', '=', v.type), eb('source', '=', v.source), eb('integration_id', 'is', null)]);
+  return (
+    db
+      // The envelope id, once; without one, that the agent exists. Everything below runs only if this returned a row.
+      .with('claim', (q) =>
+        claimed
+          ? q
+              .insertInto('received_envelopes')
+              .columns(['agent_id', 'msg_id', 'received_at'])
+              .expression(
+                q
+                  .selectFrom('agents')
+                  .select((eb) => ['agents.id', eb.val(v.msgId!).as('msg_id'), sql<Date>`${v.receivedAt}::timestamptz`.as('received_at')])
+                  .where('agents.id', '=', v.agentId),
+              )
+              .onConflict((oc) => oc.doNothing())
+              .returning('agent_id')
+          : q.selectFrom('agents').select('agents.id as agent_id').where('agents.id', '=', v.agentId),
+      )
+      // Each step runs only when the one before changed nothing.
+      .with('repeated', (q) =>
+        q
+          .updateTable('incidents')
+          .set((eb) => ({ ...details, count: eb('count', '+', 1), last_seen_at: v.at, logs: eb.fn.coalesce(eb.val(v.logs), 'logs') }))
+          .where((eb) => fingerprint(eb))
+          .where('status', '<>', 'resolved')
+          .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
+          .returning([...RETURNED, clippedLogs]),
+      )
+      .with('reopened', (q) =>
+        q
+          .updateTable('incidents')
+          .set((eb) => ({ ...details, logs: eb.fn.coalesce(eb.val(v.logs), 'logs'), ...reopening(eb, v.at) }))
+          .where('id', '=', (eb) =>
+            eb
+              .selectFrom('incidents')
+              .select('id')
+              .where((eb) => fingerprint(eb))
+              .where('status', '=', 'resolved')
+              .where('resolved_at', '>=', v.reopenSince)
+              .orderBy('resolved_at', 'desc')
+              .limit(1),
+          )
+          .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
+          .where((eb) => eb.not(eb.exists(eb.selectFrom('repeated').select('repeated.id'))))
+          .returning([...RETURNED, clippedLogs]),
+      )
+      .with('opened', (q) =>
+        q
+          .insertInto('incidents')
+          .columns(['id', 'agent_id', 'type', 'source', 'message', 'exit_code', 'unit_status', 'context', 'logs', 'status', 'first_seen_at', 'last_seen_at', 'analysis_status', 'analysis_requested_at', 'severity', 'category', 'rule'])
+          .expression(
+            q
+              .selectNoFrom((eb) => [
+                eb.val(v.id).as('id'),
+                eb.val(v.agentId).as('agent_id'),
+                eb.val(v.type).as('type'),
+                eb.val(v.source).as('source'),
+                eb.val(v.message).as('message'),
+                sql<number | null>`${v.exitCode}::integer`.as('exit_code'),
+                sql<string | null>`${v.unitStatus}::text`.as('unit_status'),
+                sql<string | null>`${v.context}::jsonb`.as('context'),
+                sql<string | null>`${v.logs}::text`.as('logs'),
+                sql.lit('new').as('status'),
+                sql<Date>`${v.atText}::timestamptz`.as('first_seen_at'),
+                sql<Date>`${v.atText}::timestamptz`.as('last_seen_at'),
+                sql.lit('pending').as('analysis_status'),
+                sql<Date>`${v.atText}::timestamptz`.as('analysis_requested_at'),
+                eb.val(v.severity).as('severity'),
+                eb.val(v.category).as('category'),
+                eb.val(v.rule).as('rule'),
+              ])
+              .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
+              .where((eb) => eb.not(eb.exists(eb.selectFrom('repeated').select('repeated.id'))))
+              .where((eb) => eb.not(eb.exists(eb.selectFrom('reopened').select('reopened.id')))),
+          )
+          // Another hub opened it a moment ago: count this alert as its repeat.
+          .onConflict((oc) =>
+            oc
+              .columns(['agent_id', 'type', 'source'])
+              // Literals, not parameters: a prepared statement's generic plan cannot match the partial index to a parameter.
+              .where(sql<boolean>`status <> 'resolved'`)
+              .where('integration_id', 'is', null)
+              .doUpdateSet((eb) => ({ count: eb('incidents.count', '+', 1), last_seen_at: eb.ref('excluded.last_seen_at') })),
+          )
+          .returning([...RETURNED, clippedLogs]),
+      )
+      .with('up', (q) =>
+        q
+          .selectFrom('repeated')
+          .selectAll()
+          .select(sql<AlertChange>`'repeated'`.as('change'))
+          .unionAll((q) => q.selectFrom('reopened').selectAll().select(sql<AlertChange>`'reopened'`.as('change')))
+          .unionAll((q) => q.selectFrom('opened').selectAll().select(sql<AlertChange>`CASE WHEN opened.count = 1 THEN 'opened' ELSE 'repeated' END`.as('change'))),
+      )
+      .with('timeline', (q) =>
+        q
+          .insertInto('incident_events')
+          .columns(['id', 'incident_id', 'agent_id', 'at', 'actor', 'kind', 'detail'])
+          .expression(
+            q
+              .selectFrom('up')
+              .select((eb) => [
+                eb.val(v.changeEventId).as('id'),
+                'up.id as incident_id',
+                eb.val(v.agentId).as('agent_id'),
+                sql<Date>`${v.atText}::timestamptz`.as('at'),
+                eb.val(v.actor).as('actor'),
+                sql<string>`up.change`.as('kind'),
+                sql<Record<string, unknown>>`CASE WHEN up.change = 'repeated' THEN jsonb_build_object('count', up.count) ELSE ${v.openedDetail}::jsonb END`.as('detail'),
+              ])
+              .unionAll(
+                q
+                  .selectFrom('up')
+                  .select((eb) => [
+                    eb.val(v.classifiedEventId).as('id'),
+                    'up.id as incident_id',
+                    eb.val(v.agentId).as('agent_id'),
+                    sql<Date>`${v.atText}::timestamptz`.as('at'),
+                    sql.lit('rule').as('actor'),
+                    sql.lit('classified').as('kind'),
+                    sql<Record<string, unknown>>`${v.fresh}::jsonb`.as('detail'),
+                  ])
+                  .where('up.change', '=', 'opened'),
+              ),
+          ),
+      )
+      // Opened or reopened: the remediation rules are to be consulted on it (the leader works the queue).
+      .with('queued', (q) =>
+        q
+          .insertInto('remediation_queue')
+          .columns(['incident_id', 'queued_at'])
+          .expression(q.selectFrom('up').select(['up.id as incident_id', sql<Date>`${v.atText}::timestamptz`.as('queued_at')]).where('up.change', '<>', 'repeated'))
+          .onConflict((oc) => oc.column('incident_id').doUpdateSet((eb) => ({ queued_at: eb.ref('excluded.queued_at') }))),
+      )
+      .selectFrom('up')
+      .selectAll()
+  );
+}
+
+// Built once each, then bound: building this statement was ~1 ms of the hub's thread per alert.
+const alertShape = statementShape((db: Db, v: AlertValues) => alertStatement(db, v, false));
+const alertClaimedShape = statementShape((db: Db, v: AlertValues) => alertStatement(db, v, true));
+
+/** recordAlert's statement, compiled: its shape's text with `v` bound. */
+export function alertQuery(db: Db, v: AlertValues, claimed: boolean) {
+  return (claimed ? alertClaimedShape : alertShape)(db, v);
 }
 
 /** What reopening an incident sets: new again, counted, its resolution and acknowledgement cleared, queued for analysis. */

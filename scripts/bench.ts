@@ -488,7 +488,7 @@ async function fleetPart(): Promise<void> {
   console.log(
     [
       `Fleet — ${agents} agents, heartbeat every 10 s, ${hubs} hub(s) on PostgreSQL${r.balancers ? ` behind ${r.balancers} HAProxy process(es)` : ''}`,
-      ...r.perHub.map((h, i) => `  hub ${i + 1}: ${h.connected} agents, RSS ${h.rss_mib} MiB, CPU ${h.cpu_pct}% of a core, event-loop delay p99 ${h.loop_p99_ms} ms, max ${h.loop_max_ms} ms, a /metrics scrape ${h.scrape_ms} ms`),
+      ...r.perHub.map((h, i) => `  hub ${i + 1}: ${h.connected} agents, RSS ${h.rss_mib} MiB, CPU ${h.cpu_pct}% of a core, event-loop delay p99 ${h.loop_p99_ms} ms, max ${h.loop_max_ms} ms, a /metrics scrape ${h.scrape_ms} ms; its main thread waited ${h.main_waited_ms} ms for a CPU, preempted ${h.main_preempted} times`),
       `  all hubs: ${r.total.connected} connected, RSS ${r.total.rss_mib} MiB, CPU ${r.total.cpu_pct}% of a core`,
       `    exec round trip  ${fmt(r.total.exec)}`,
       `      its legs (ms: asked → row written, → sent, → result in, → answered): the median exec ${r.exec_legs.median.join(' / ')}; the slowest ${r.exec_legs.slowest_n}, on average ${r.exec_legs.slowest.join(' / ')}`,

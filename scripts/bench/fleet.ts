@@ -60,6 +60,14 @@ export interface FleetRow {
   loop_max_ms?: number;
   /** One `GET /metrics` (a Prometheus scrape) after the window, request to response: ms. */
   scrape_ms?: number;
+  /**
+   * The hub's main thread over the window: how long it was ready to run but waited for a CPU
+   * (ms, /proc/<pid>/task/<pid>/schedstat), and how often the kernel took the CPU from it
+   * (involuntary context switches). A CPU profile counts that time as the function it stopped
+   * in: most often the write of a query, whose wakeup of PostgreSQL is where the switch happens.
+   */
+  main_waited_ms?: number;
+  main_preempted?: number;
   exec?: Latency;
   ack?: Latency;
 }
@@ -145,6 +153,12 @@ function machineCpu(a: MachineSample, b: MachineSample): MachineCpu {
   out.other = total - out.idle - out.interrupts - out.steal - counted;
   for (const k of Object.keys(out) as (keyof MachineCpu)[]) out[k] = Math.round(out[k] * 10) / 10;
   return out;
+}
+/** A process's main thread: time spent runnable but waiting for a CPU (ns), and involuntary context switches. */
+function mainThreadSched(pid: number): { waitedNs: number; involuntary: number } {
+  const [, waited] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+  const involuntary = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'))?.[1] ?? NaN);
+  return { waitedNs: waited ?? NaN, involuntary };
 }
 /** A process's CPU seconds in user space and in the kernel (all its threads), and its main thread's (both). */
 function cpuSplit(pid: number): { user: number; system: number; main: number } {
@@ -458,6 +472,7 @@ export async function fleetBench(opts: {
     await clients.loopDelay();
     execLegs.length = 0;
     const cpu0 = hubs.map((h) => cpuSeconds(h.child.pid!));
+    const sched0 = hubs.map((h) => mainThreadSched(h.child.pid!));
     const windowGroups = { hubs: hubs.map((h) => h.child.pid!), clients: clients.procs.map((p) => p.pid!) };
     const machine0 = machineSample(windowGroups);
     const t0 = performance.now();
@@ -526,6 +541,11 @@ export async function fleetBench(opts: {
       loop_p99_ms: loops[i]!.p99,
       loop_max_ms: loops[i]!.max,
       scrape_ms: loops[i]!.scrapeMs,
+      ...(() => {
+        const now = mainThreadSched(h.child.pid!);
+        const was = sched0[i]!;
+        return { main_waited_ms: Math.round((now.waitedNs - was.waitedNs) / 1e6), main_preempted: now.involuntary - was.involuntary };
+      })(),
     }));
     const result: FleetResult = {
       agents: opts.agents,

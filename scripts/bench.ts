@@ -13,6 +13,7 @@
  *   BENCH_EVENT_STREAMS, BENCH_EVENT_ALERTS  open event streams (100), alerts timed one at a time (200)
  *   BENCH_DASHBOARD_INCIDENTS  incidents the dashboard's first load lists from (1000)
  *   `pnpm bench idle`: the idle hub on the embedded database, first start and restart, bundle vs sources
+ *   `pnpm bench statements`: an alert's statement built each time vs bound to its shape (no database)
  *   BENCH_FLEET_HUBS, BENCH_FLEET_KILL  hubs behind HAProxy (1), kill one after the window (0; 1 kills, stop stops it)
  *   BENCH_FLEET_AGENTS, BENCH_FLEET_SECONDS, BENCH_FLEET_SAMPLES  `pnpm bench fleet` (not in all):
  *                  agents at real intervals (10000), window (30), execs and alerts timed (200 each)
@@ -28,6 +29,7 @@
  *   BENCH_GZIP_METRICS=1  the flood's metrics batches gzipped, as the encoder sent them before it left payloads under 900 bytes plain
  *   BENCH_HUB_PROFILE_DIR  write the hub's CPU profile (node --cpu-prof) there: the flood phase's, or each fleet hub's
  *   BENCH_HUB_NODE_FLAGS  more node options for each hub, space-separated (e.g. --trace-gc)
+ *   BENCH_HUB_NICE  fleet: each hub's main thread at this nice value (e.g. -5; negative needs root)
  *   BENCH_HUB_LOG_DIR  fleet: each hub's log (at warn) there
  *   BENCH_BALANCER_LOG_DIR  fleet: each HAProxy's log of its sessions there (each connection's queue, connect and response times)
  *   DATABASE_URL   PostgreSQL server to use (postgres://postgres@127.0.0.1:5432/test); a
@@ -51,6 +53,7 @@ import { eventsBench, type EventsRow } from './bench/events.ts';
 import { dashboardBench, type LoadRow } from './bench/dashboard.ts';
 import { fleetBench, hubNodeFlags, type FleetRow } from './bench/fleet.ts';
 import { systemdBench } from './bench/systemd.ts';
+import { statementsBench } from './bench/statements.ts';
 import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 2000);
@@ -324,6 +327,22 @@ async function hubPhase(databaseUrl: string) {
   return result;
 }
 
+/** What making an alert's statement costs the hub's thread: built each time, or bound to its shape. */
+function statementsPart(): void {
+  log("statements: an alert's statement built by Kysely each time vs bound to its shape; its prepared name by SHA-1 vs a map");
+  const r = statementsBench();
+  console.log(
+    [
+      `Statements — an alert's (${r.text_chars} characters), per alert, on the hub's thread`,
+      `  built by Kysely and compiled   ${r.built_us} µs`,
+      `  bound to its shape             ${r.bound_us} µs`,
+      `  named by a SHA-1 of the text   ${r.sha1_us} µs`,
+      `  named by a map of texts        ${r.map_us} µs (a text never hashed), ${r.map_same_us} µs (a shape's text: the same string each time)`,
+    ].join('\n'),
+  );
+  console.log(JSON.stringify(r));
+}
+
 async function main(): Promise<void> {
   const part = process.argv[2] ?? 'all';
   if (part === 'all' || part === 'hub') await hubBench();
@@ -334,6 +353,7 @@ async function main(): Promise<void> {
   if (part === 'all' || part === 'dashboard') await dashboardPart();
   // Not in `all`: tens of thousands of sockets and several minutes.
   if (part === 'fleet') await fleetPart();
+  if (part === 'all' || part === 'statements') statementsPart();
   if (part === 'all' || part === 'idle') await idlePart();
   if (part === 'all' || part === 'systemd') await systemdPart();
   if (part === 'all' || part === 'hostile') await hostilePart();

@@ -27,7 +27,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { open } from 'node:fs/promises';
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { setPriority, tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { spawnHub, freePort, haproxyConfig, type HubProcess } from '../hub-process.ts';
@@ -48,6 +48,7 @@ const HEARTBEAT_S = 10;
 const HAPROXY = '/usr/sbin/haproxy';
 /** BENCH_BALANCER_LOG_DIR: each HAProxy's session log (HTTP log format, one line per connection) there. */
 const balancerLogDir = process.env.BENCH_BALANCER_LOG_DIR;
+const HUB_NICE = process.env.BENCH_HUB_NICE !== undefined ? Number(process.env.BENCH_HUB_NICE) : undefined;
 /** One HAProxy process per client process: 5,000 agents, 10,000 descriptors (a process may hold 20,000). */
 const PER_BALANCER = 5000;
 
@@ -369,6 +370,9 @@ export async function fleetBench(opts: {
   const profile = [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), ...hubNodeFlags()];
   try {
     for (let i = 0; i < k; i++) hubs.push(await spawnHub({ ...env, OPSPILOT_HUB_NAME: `hub-${i + 1}` }, { bundle: true, nodeArgs: profile, healthPort: k > 1 }));
+    // Each hub's main thread at this nice value (Linux: per thread; negative needs root), as
+    // `Nice=` in a systemd unit would set it: the scheduler then preempts it less often.
+    if (HUB_NICE !== undefined) for (const h of hubs) setPriority(h.child.pid!, HUB_NICE);
     const first = hubs[0]!;
     // Enrolled over REST, 32 at a time.
     const tokens: string[] = new Array(opts.agents);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
@@ -115,48 +116,30 @@ async function openPostgres(connectionString: string, opts: OpenDatabaseOptions)
   };
 }
 
-/**
- * Statement texts of at most this many characters are prepared once seen again. Under V8's
- * 16,383: a longer string's hash is its length alone, and such texts would collide in the map.
- */
-const PREPARED_MAX_TEXT = 16_000;
+/** Statement texts of at most this many characters are prepared once seen again. */
+const PREPARED_MAX_TEXT = 16_384;
 /** Statements prepared per connection; past that, the rest go unnamed (parsed and planned each time). */
 const PREPARED_PER_CONNECTION = 256;
-/** Distinct texts counted, and their characters in all; past either, no new text is prepared. */
+/** Distinct texts counted; past that, no new text is prepared. */
 const COUNTED_TEXTS = 4096;
-const COUNTED_CHARS = 4 * 1024 * 1024;
 
 /**
  * Prepared statements for what runs again and again. Each unnamed statement is parsed and
  * planned on every call: for a lone alert's statement that was ~1.2 ms of its ~1.7 ms on the
- * server. A text seen a second time is prepared under a name of its own (once per connection;
- * PostgreSQL switches to a generic plan when it costs no more), within bounds: texts that differ
- * every time (a batch's VALUES list) are never counted twice and stay unnamed.
- *
- * Texts are looked up by themselves in a map (V8 hashes a string once and keeps the hash): a
- * SHA-1 of each text, as before, cost ~2 µs and an allocation on every query, ~0.2 s of the hub's
- * thread a minute at 10,000 agents. The map holds at most 4 MiB of texts.
+ * server. A text seen a second time is prepared under a name derived from it (once per
+ * connection; PostgreSQL switches to a generic plan when it costs no more), within bounds: texts
+ * that differ every time (a batch's VALUES list) are never counted twice and stay unnamed.
  */
 class StatementNames {
-  /** Texts seen: once (null), or again, with the name they are prepared under. */
-  readonly #seen = new Map<string, string | null>();
-  #chars = 0;
-  #named = 0;
+  /** Texts seen, by their hash (a text may be 16 KiB; its hash is 27 characters): prepared once seen again. */
+  readonly #seen = new Set<string>();
 
   /** The name to prepare `text` under, or undefined to send it unnamed. */
   nameOf(text: string): string | undefined {
     if (text.length > PREPARED_MAX_TEXT) return undefined;
-    const name = this.#seen.get(text);
-    if (name) return name;
-    if (name === null) {
-      const named = `opspilot_${++this.#named}`;
-      this.#seen.set(text, named);
-      return named;
-    }
-    if (this.#seen.size < COUNTED_TEXTS && this.#chars + text.length <= COUNTED_CHARS) {
-      this.#seen.set(text, null);
-      this.#chars += text.length;
-    }
+    const hash = createHash('sha1').update(text).digest('base64url');
+    if (this.#seen.has(hash)) return `opspilot_${hash}`;
+    if (this.#seen.size < COUNTED_TEXTS) this.#seen.add(hash);
     return undefined;
   }
 

@@ -7,9 +7,8 @@
  * than OpenSSL's SHA-1). No database: the statement is compiled for PostgreSQL and not sent.
  */
 import { createHash } from 'node:crypto';
-import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler } from 'kysely';
 import { alertQuery, alertStatement, type AlertValues } from '../../packages/hub/src/storage/incidents.ts';
-import type { Database } from '../../packages/hub/src/storage/tables.ts';
+import { compileOnly } from '../../packages/hub/src/storage/shape.ts';
 
 export interface StatementsRow {
   /** Microseconds per call, the median of the rounds. */
@@ -22,14 +21,7 @@ export interface StatementsRow {
   text_chars: number;
 }
 
-const db = new Kysely<Database>({
-  dialect: {
-    createAdapter: () => new PostgresAdapter(),
-    createDriver: () => new DummyDriver(),
-    createIntrospector: (db) => new PostgresIntrospector(db),
-    createQueryCompiler: () => new PostgresQueryCompiler(),
-  },
-});
+const db = compileOnly();
 
 function values(i: number): AlertValues {
   const at = new Date(Date.UTC(2026, 11, 2) + i * 1000);

@@ -3,7 +3,7 @@
  * a text seen once, or one that differs every time, is not; a connection holds a bounded number.
  * PostgreSQL only: the embedded database has no connection protocol to prepare on.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { CompiledQuery, sql } from 'kysely';
 import pg from 'pg';
@@ -14,7 +14,8 @@ const SERVER = process.env.DATABASE_URL;
 if (!SERVER) {
   t.comment('not run: needs DATABASE_URL (PostgreSQL)');
 } else {
-  t.test('a statement seen twice is prepared; what differs every time is not; a connection holds at most 256', async (t) => {
+  /** The hub's database on one connection, in a schema of its own: what it has prepared is what pg_prepared_statements shows. */
+  const oneConnection = async (t: Test) => {
     const schema = `t_${randomBytes(6).toString('hex')}`;
     const admin = new pg.Client({ connectionString: SERVER });
     await admin.connect();
@@ -23,11 +24,15 @@ if (!SERVER) {
       await admin.query(`DROP SCHEMA ${schema} CASCADE`);
       await admin.end();
     });
-    // One connection: what it has prepared is what pg_prepared_statements shows.
-    const hub = await openDatabase({ databaseUrl: SERVER, searchPath: schema, maxConnections: 1 });
+    const hub = await openDatabase({ databaseUrl: SERVER!, searchPath: schema, maxConnections: 1 });
     t.teardown(() => hub.close());
     const prepared = async () =>
       (await sql<{ statement: string }>`SELECT statement FROM pg_prepared_statements`.execute(hub.db)).rows.map((r) => r.statement);
+    return { hub, prepared };
+  };
+
+  t.test('a statement seen twice is prepared; what differs every time is not; a connection holds at most 256', async (t) => {
+    const { hub, prepared } = await oneConnection(t);
 
     const again = (n: number) => sql<{ n: number }>`SELECT ${n}::int + 1 AS n`.execute(hub.db);
     t.same((await again(1)).rows, [{ n: 2 }]);
@@ -51,18 +56,7 @@ if (!SERVER) {
   });
 
   t.test('a text of over 16,384 characters is never prepared, one of 16,384 is', async (t) => {
-    const schema = `t_${randomBytes(6).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: SERVER });
-    await admin.connect();
-    await admin.query(`CREATE SCHEMA ${schema}`);
-    t.teardown(async () => {
-      await admin.query(`DROP SCHEMA ${schema} CASCADE`);
-      await admin.end();
-    });
-    const hub = await openDatabase({ databaseUrl: SERVER, searchPath: schema, maxConnections: 1 });
-    t.teardown(() => hub.close());
-    const prepared = async () =>
-      (await sql<{ statement: string }>`SELECT statement FROM pg_prepared_statements`.execute(hub.db)).rows.map((r) => r.statement);
+    const { hub, prepared } = await oneConnection(t);
     // A comment pads a text to the length wanted; the parameter makes it a parameterised query.
     const run = (tag: string, length: number) => {
       const head = `SELECT $1::int AS n /* ${tag} `;

@@ -2,19 +2,12 @@
 // call, exactly the statement Kysely would have built for that call's values: the same text and
 // the same parameters in the same order.
 import t from 'tap';
-import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, sql } from 'kysely';
-import { statementShape } from '../src/storage/shape.ts';
+import { sql, type Kysely } from 'kysely';
+import { compileOnly, statementShape } from '../src/storage/shape.ts';
 import { alertQuery, alertStatement, type AlertValues } from '../src/storage/incidents.ts';
 import type { Database } from '../src/storage/tables.ts';
 
-const db = new Kysely<Database>({
-  dialect: {
-    createAdapter: () => new PostgresAdapter(),
-    createDriver: () => new DummyDriver(),
-    createIntrospector: (db) => new PostgresIntrospector(db),
-    createQueryCompiler: () => new PostgresQueryCompiler(),
-  },
-});
+const db = compileOnly();
 
 t.test('a shape binds each call its own values, and keeps the constants it was built with', async (t) => {
   let builds = 0;

@@ -1,4 +1,5 @@
-import { CompiledQuery, type Compilable } from 'kysely';
+import { CompiledQuery, DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, type Compilable } from 'kysely';
+import type { Database } from './tables.ts';
 
 /** A slot's stand-in while the shape is compiled: no value a caller passes looks like it. */
 const MARK = '\u0000opspilot-slot\u0000';
@@ -45,4 +46,16 @@ export function statementShape<D, V extends Record<string, unknown>, R>(build: (
     });
     return CompiledQuery.raw(text, parameters) as CompiledQuery<R>;
   };
+}
+
+/** A Kysely that compiles PostgreSQL and runs nothing: what a shape's statement is, for tests and `pnpm bench statements`. */
+export function compileOnly(): Kysely<Database> {
+  return new Kysely<Database>({
+    dialect: {
+      createAdapter: () => new PostgresAdapter(),
+      createDriver: () => new DummyDriver(),
+      createIntrospector: (db) => new PostgresIntrospector(db),
+      createQueryCompiler: () => new PostgresQueryCompiler(),
+    },
+  });
 }

@@ -29,6 +29,7 @@
  *   BENCH_GZIP_METRICS=1  the flood's metrics batches gzipped, as the encoder sent them before it left payloads under 900 bytes plain
  *   BENCH_HUB_PROFILE_DIR  write the hub's CPU profile (node --cpu-prof) there: the flood phase's, or each fleet hub's
  *   BENCH_HUB_NODE_FLAGS  more node options for each hub, space-separated (e.g. --trace-gc)
+ *   BENCH_HUB_CPU  fleet: the hubs pinned to this CPU (taskset), the bench and its clients to the others
  *   BENCH_HUB_NICE  fleet: each hub's main thread at this nice value (e.g. -5; negative needs root)
  *   BENCH_HUB_LOG_DIR  fleet: each hub's log (at warn) there
  *   BENCH_BALANCER_LOG_DIR  fleet: each HAProxy's log of its sessions there (each connection's queue, connect and response times)

@@ -24,10 +24,10 @@
  * does): the same figures, and how long the hub took to exit. BENCH_HUB_LOG_DIR: each hub's log (at warn) is written there at the end;
  * BENCH_BALANCER_LOG_DIR: each HAProxy's log of its sessions (timings of each connection).
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { open } from 'node:fs/promises';
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { setPriority, tmpdir } from 'node:os';
+import { availableParallelism, setPriority, tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { spawnHub, freePort, haproxyConfig, type HubProcess } from '../hub-process.ts';
@@ -48,6 +48,8 @@ const HEARTBEAT_S = 10;
 const HAPROXY = '/usr/sbin/haproxy';
 /** BENCH_BALANCER_LOG_DIR: each HAProxy's session log (HTTP log format, one line per connection) there. */
 const balancerLogDir = process.env.BENCH_BALANCER_LOG_DIR;
+/** BENCH_HUB_CPU: the hubs pinned to this CPU, the bench and its clients to the others (taskset). */
+const HUB_CPU = process.env.BENCH_HUB_CPU !== undefined ? Number(process.env.BENCH_HUB_CPU) : undefined;
 const HUB_NICE = process.env.BENCH_HUB_NICE !== undefined ? Number(process.env.BENCH_HUB_NICE) : undefined;
 /** One HAProxy process per client process: 5,000 agents, 10,000 descriptors (a process may hold 20,000). */
 const PER_BALANCER = 5000;
@@ -475,6 +477,14 @@ export async function fleetBench(opts: {
     await Promise.all(hubs.map(loopDelay));
     await clients.loopDelay();
     execLegs.length = 0;
+    if (HUB_CPU !== undefined) {
+      // The hubs on a CPU of their own, the load (client processes and this one) on the others;
+      // PostgreSQL where the scheduler puts it: as near as one machine comes to a hub on its own.
+      const others = Array.from({ length: availableParallelism() }, (_, i) => i).filter((i) => i !== HUB_CPU).join(',');
+      const pin = (cpus: string, pid: number) => execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+      for (const h of hubs) pin(String(HUB_CPU), h.child.pid!);
+      for (const p of [...clients.procs.map((c) => c.pid!), process.pid]) pin(others, p);
+    }
     const cpu0 = hubs.map((h) => cpuSeconds(h.child.pid!));
     const sched0 = hubs.map((h) => mainThreadSched(h.child.pid!));
     const windowGroups = { hubs: hubs.map((h) => h.child.pid!), clients: clients.procs.map((p) => p.pid!) };

@@ -519,7 +519,7 @@ async function fleetPart(): Promise<void> {
       `    INSERT, commit   ${fmt(r.total.commit_floor)} (PostgreSQL's floor: an exec commits twice, an alert once; same window)`,
       `    8 KB fdatasync   ${fmt(r.total.disk_floor)} (the disk's floor under a commit, every 20 ms through the window)`,
       ...(r.total.balancer_floor ? [`    GET /healthz through HAProxy  ${fmt(r.total.balancer_floor)} (the balancer's hop, which an exec crosses twice and an ack twice)`] : []),
-      `  the machine over the window (cores busy, of ${availableParallelism()}): hubs ${r.window_cores.hubs}, clients ${r.window_cores.clients}, balancers ${r.window_cores.balancers}, PostgreSQL ${r.window_cores.postgres}, the bench ${r.window_cores.bench}, kernel threads ${r.window_cores.kernel}, interrupts ${r.window_cores.interrupts}, stolen ${r.window_cores.steal}, other ${r.window_cores.other}, idle ${r.window_cores.idle}`,
+      `  the machine over the window (cores busy, of ${cpus().length}): hubs ${r.window_cores.hubs}, clients ${r.window_cores.clients}, balancers ${r.window_cores.balancers}, PostgreSQL ${r.window_cores.postgres}, the bench ${r.window_cores.bench}, kernel threads ${r.window_cores.kernel}, interrupts ${r.window_cores.interrupts}, stolen ${r.window_cores.steal}, other ${r.window_cores.other}, idle ${r.window_cores.idle}`,
       `  bare ws server, ${r.bare.connected} sockets (one hub's share): RSS ${r.bare.rss_mib} MiB, CPU ${r.bare.cpu_pct}% of a core`,
       ...(r.kill
         ? [

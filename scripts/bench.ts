@@ -503,7 +503,7 @@ async function fleetPart(): Promise<void> {
   const killEnv = process.env.BENCH_FLEET_KILL;
   const kill = killEnv === '1' ? 'kill' : killEnv === 'stop' ? 'stop' : undefined;
   const { url } = await throwawayDatabase();
-  log(`fleet: ${agents} agents at real intervals (heartbeat 10 s) on ${hubs} hub(s), ${seconds} s window, ${samples} execs, ${samples} alerts, ${samples} GET /healthz and ${samples} one-row commits, each one at a time, and an 8 KB fdatasync every 20 ms${kill === 'kill' ? ', then one hub killed' : kill === 'stop' ? ', then one hub stopped (SIGTERM)' : ''}`);
+  log(`fleet: ${agents} agents at real intervals (heartbeat 10 s) on ${hubs} hub(s), ${seconds} s window, ${samples} execs, ${samples} alerts, ${samples} GET /healthz, ${samples} one-row commits and ${samples} echoed bytes, each one at a time, and an 8 KB fdatasync every 20 ms${kill === 'kill' ? ', then one hub killed' : kill === 'stop' ? ', then one hub stopped (SIGTERM)' : ''}`);
   const r = await fleetBench({ databaseUrl: url.toString(), agents, seconds, samples, hubs, kill });
   const fmt = (s: FleetRow['exec']) => (s ? `p50 ${s.p50} ms, p99 ${s.p99} ms, max ${s.max} ms (${s.n} ok, ${s.failed} failed; ${s.over_20} over 20 ms${s.over_20_in_stall !== undefined ? `, ${s.over_20_in_stall} of them during a disk stall` : ''})` : '-');
   console.log(
@@ -518,6 +518,7 @@ async function fleetPart(): Promise<void> {
       `    GET /healthz     ${fmt(r.total.http_floor)} (the HTTP floor under an exec, same window)`,
       `    INSERT, commit   ${fmt(r.total.commit_floor)} (PostgreSQL's floor: an exec commits twice, an alert once; same window)`,
       `    8 KB fdatasync   ${fmt(r.total.disk_floor)} (the disk's floor under a commit, every 20 ms through the window)`,
+      `    a byte echoed    ${fmt(r.total.hop_floor)} (by another process over loopback TCP: the floor under each of an exec's ~8 hops between processes, an ack's ~4)`,
       ...(r.total.balancer_floor ? [`    GET /healthz through HAProxy  ${fmt(r.total.balancer_floor)} (the balancer's hop, which an exec crosses twice and an ack twice)`] : []),
       `  the machine over the window (cores busy, of ${cpus().length}): hubs ${r.window_cores.hubs}, clients ${r.window_cores.clients}, balancers ${r.window_cores.balancers}, PostgreSQL ${r.window_cores.postgres}, the bench ${r.window_cores.bench}, kernel threads ${r.window_cores.kernel}, interrupts ${r.window_cores.interrupts}, stolen ${r.window_cores.steal}, other ${r.window_cores.other}, idle ${r.window_cores.idle}`,
       `  bare ws server, ${r.bare.connected} sockets (one hub's share): RSS ${r.bare.rss_mib} MiB, CPU ${r.bare.cpu_pct}% of a core`,

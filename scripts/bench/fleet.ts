@@ -8,8 +8,8 @@
  * and alert → ack (the incident committed) one at a time, both to and from random agents among 200
  * probes (part of the N, in a client process of their own: not stalled by 5,000 neighbours), and
  * `GET /healthz` (the HTTP floor; with balancers, also through one), a one-row INSERT committed
- * on PostgreSQL (the database's floor) one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of
- * the first three not counted), and an 8 KB block written and fdatasync'd every 20 ms throughout
+ * on PostgreSQL (the database's floor) and a byte to a process of its own and back (each hop's
+ * floor) one at a time (BENCH_FLEET_SAMPLES, 200 each; after 20 of the first three not counted), and an 8 KB block written and fdatasync'd every 20 ms throughout
  * (the disk's floor: each exec or ack over 20 ms is told apart by whether a disk stall overlapped
  * it). Then
  * the same clients against the bare server: its RSS and CPU.
@@ -28,6 +28,7 @@ import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process
 import { open } from 'node:fs/promises';
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, setPriority, tmpdir } from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import { spawnHub, freePort, haproxyConfig, type HubProcess } from '../hub-process.ts';
@@ -40,6 +41,7 @@ export function hubNodeFlags(): string[] {
 
 const CLIENT = path.join(import.meta.dirname, 'fleet-client.ts');
 const BARE = path.join(import.meta.dirname, 'bare-receiver.ts');
+const ECHO = path.join(import.meta.dirname, 'echo-server.ts');
 const PER_CLIENT = 5000;
 /** Agents in a client process of their own, which the timed execs and alerts go to. */
 const PROBES = 200;
@@ -51,6 +53,15 @@ const balancerLogDir = process.env.BENCH_BALANCER_LOG_DIR;
 /** BENCH_HUB_CPU: the hubs pinned to this CPU, the bench and its clients to the others (taskset). */
 const HUB_CPU = process.env.BENCH_HUB_CPU !== undefined ? Number(process.env.BENCH_HUB_CPU) : undefined;
 const HUB_NICE = process.env.BENCH_HUB_NICE !== undefined ? Number(process.env.BENCH_HUB_NICE) : undefined;
+/** prom-client's event-loop monitor's timer interval (its default `eventLoopMonitoringPrecision`). */
+const LOOP_PRECISION_MS = 10;
+/**
+ * BENCH_SCHED_TRACE=FILE: the kernel's scheduler events (`perf sched record`, every CPU) for the
+ * first BENCH_SCHED_TRACE_SECONDS (20) of the window, into FILE, for `perf sched timehist` or
+ * `scripts/bench/sched-waits.ts`: who ran while the hub's main thread waited for a CPU.
+ */
+const SCHED_TRACE = process.env.BENCH_SCHED_TRACE;
+const SCHED_TRACE_SECONDS = Number(process.env.BENCH_SCHED_TRACE_SECONDS ?? 20);
 /** One HAProxy process per client process: 5,000 agents, 10,000 descriptors (a process may hold 20,000). */
 const PER_BALANCER = 5000;
 
@@ -58,7 +69,7 @@ export interface FleetRow {
   connected: number;
   rss_mib: number;
   cpu_pct: number;
-  /** The hub's event-loop delay over the window (prom-client's histogram, reset at its start): p99 and max, ms. */
+  /** How late the hub's event loop ran over the window (prom-client's histogram, reset at its start, less its 10 ms interval): p99 and max, ms. */
   loop_p99_ms?: number;
   loop_max_ms?: number;
   /** One `GET /metrics` (a Prometheus scrape) after the window, request to response: ms. */
@@ -267,7 +278,7 @@ export interface FleetResult {
   balancers: number;
   /** Each hub: its RSS and CPU (connected: the agents it held, from GET /v1/hubs). */
   perHub: FleetRow[];
-  total: { connected: number; rss_mib: number; cpu_pct: number; exec: FleetRow['exec']; ack: FleetRow['ack']; http_floor: FleetRow['exec']; commit_floor: FleetRow['exec']; disk_floor: FleetRow['exec']; balancer_floor?: FleetRow['exec'] };
+  total: { connected: number; rss_mib: number; cpu_pct: number; exec: FleetRow['exec']; ack: FleetRow['ack']; http_floor: FleetRow['exec']; commit_floor: FleetRow['exec']; disk_floor: FleetRow['exec']; hop_floor: FleetRow['exec']; balancer_floor?: FleetRow['exec'] };
   /** Where the machine's CPU went over the window, in CPU-seconds a second (2.0 = two cores busy): how loaded the machine under the samples was. */
   window_cores: MachineCpu;
   /** An exec's legs (ms: asked → row written, → sent, → result in, → answered), for the median exec and the mean of the slowest 2 %. */
@@ -403,7 +414,10 @@ export async function fleetBench(opts: {
       const text = await fetch(`${h.url}/metrics`, { headers: { authorization: `Bearer ${h.adminToken}` } }).then((r) => r.text());
       const scrapeMs = Math.round((performance.now() - start) * 10) / 10;
       const value = (name: string) => Math.round(Number(new RegExp(`^opspilot_hub_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) * 10_000) / 10;
-      return { p99: value('nodejs_eventloop_lag_p99_seconds'), max: value('nodejs_eventloop_lag_max_seconds'), scrapeMs };
+      // prom-client's histogram records the whole interval between its timer's firings (every
+      // LOOP_PRECISION_MS): an idle loop reads 10.1 ms. The loop's lateness is what is over that.
+      const late = (ms: number) => Math.max(0, Math.round((ms - LOOP_PRECISION_MS) * 10) / 10);
+      return { p99: late(value('nodejs_eventloop_lag_p99_seconds')), max: late(value('nodejs_eventloop_lag_max_seconds')), scrapeMs };
     };
     // Execs and alerts go to the probes: agents like the others to the hubs, but in a process of
     // their own, as an agent has its host to itself; an agent sharing a process with 5,000 others
@@ -447,6 +461,22 @@ export async function fleetBench(opts: {
       await floorDb.query('INSERT INTO bench_commit_floor DEFAULT VALUES');
       return performance.now() - s;
     };
+    // The machine's floor under each hop between processes: one byte to an echo server in a
+    // process of its own and back, over loopback TCP. An exec crosses ~8 such hops (the bench
+    // and the hub, the hub and PostgreSQL twice, the hub and the agent), an alert ~4.
+    const echo = fork(ECHO, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const echoPort = await new Promise<number>((resolve, reject) => echo.once('message', (p) => resolve(p as number)).once('exit', () => reject(new Error('echo server exited'))));
+    const echoSocket = net.connect(echoPort, '127.0.0.1');
+    echoSocket.setNoDelay(true);
+    await new Promise((resolve) => echoSocket.once('connect', resolve));
+    const hopOnce = async () => {
+      const s = performance.now();
+      await new Promise((resolve) => {
+        echoSocket.once('data', resolve);
+        echoSocket.write('x');
+      });
+      return performance.now() - s;
+    };
     // The disk's floor under that commit: one 8 KB block written and fdatasync'd (what a WAL
     // flush costs the disk), on the bench's temporary directory: the same disk as PostgreSQL's
     // data where both are on one filesystem (as here), off the bench's event loop. It runs every
@@ -472,7 +502,7 @@ export async function fleetBench(opts: {
     };
     // Warm-up, not counted: the first uses of each path (statements planned, code compiled)
     // are not what a hub that has been running does.
-    for (let i = 0; i < 20; i++) await Promise.all([execOnce(), clients.alert(pick(), `fleet-warm-${i}`), floorOnce(), commitOnce()]);
+    for (let i = 0; i < 20; i++) await Promise.all([execOnce(), clients.alert(pick(), `fleet-warm-${i}`), floorOnce(), commitOnce(), hopOnce()]);
     await sleep(3000); // the warm-up's incidents analysed
     await Promise.all(hubs.map(loopDelay));
     await clients.loopDelay();
@@ -491,6 +521,10 @@ export async function fleetBench(opts: {
     const machine0 = machineSample(windowGroups);
     const t0 = performance.now();
     const windowStart = process.hrtime.bigint();
+    const schedTrace = SCHED_TRACE
+      ? spawn('perf', ['sched', 'record', '-a', '-o', SCHED_TRACE, '--', 'sleep', String(SCHED_TRACE_SECONDS)], { stdio: ['ignore', 'ignore', 'inherit'] })
+      : null;
+    const schedTraced = schedTrace ? new Promise((resolve) => schedTrace.once('exit', resolve).once('error', resolve)) : null;
     const execMs: number[] = [];
     const ackMs: number[] = [];
     const floorMs: number[] = [];
@@ -498,6 +532,7 @@ export async function fleetBench(opts: {
     let ackFailed = 0;
     let floorFailed = 0;
     const commitMs: number[] = [];
+    const hopMs: number[] = [];
     const balancerMs: number[] = [];
     let balancerFailed = 0;
     const deadline = Date.now() + opts.seconds * 1000;
@@ -528,6 +563,7 @@ export async function fleetBench(opts: {
         loop(() => clients.alert(pick(), `fleet-alert-${alerts++}`), ackMs, () => ackFailed++, ackSlow),
         loop(floorOnce, floorMs, () => floorFailed++),
         loop(commitOnce, commitMs, () => {}),
+        loop(hopOnce, hopMs, () => {}),
         ...(balancers ? [loop(balancerOnce, balancerMs, () => balancerFailed++)] : []),
       ]);
     } finally {
@@ -535,6 +571,8 @@ export async function fleetBench(opts: {
       await watch;
     }
     await floorDb.end();
+    echoSocket.destroy();
+    echo.disconnect();
     await probe.close();
     const inStall = (spans: [number, number][]) => spans.filter(([s, e]) => stalls.some(([a, b]) => a < e && b > s)).length;
     await sleep(Math.max(0, deadline - Date.now()));
@@ -542,6 +580,13 @@ export async function fleetBench(opts: {
     const machineWindow = machineCpu(machine0, machineSample(windowGroups));
     if (profileDir) process.stderr.write(`fleet: the window ran from monotonic ${windowStart / 1000n} to ${process.hrtime.bigint() / 1000n} µs\n`);
     const loops = await Promise.all(hubs.map(loopDelay));
+    if (schedTraced) {
+      await schedTraced;
+      const pids = (ps: (ChildProcess | { pid?: number })[]) => ps.map((p) => p.pid).join(',');
+      process.stderr.write(
+        `fleet: scheduler trace in ${SCHED_TRACE}: node --import tsx scripts/bench/sched-waits.ts ${SCHED_TRACE} ${hubs[0]!.child.pid} hubs=${pids(hubs.map((h) => h.child))} clients=${pids(clients.procs)} bench=${process.pid}\n`,
+      );
+    }
     const clientLoops = await clients.loopDelay();
     // The legs of the median exec's and of the slowest 2 % (at least 3), each leg their mean.
     const byMs = [...execLegs].sort((a, b) => a.ms - b.ms);
@@ -575,6 +620,7 @@ export async function fleetBench(opts: {
         http_floor: summary(floorMs, floorFailed),
         commit_floor: summary(commitMs, 0),
         disk_floor: summary(diskMs, 0),
+        hop_floor: summary(hopMs, 0),
         ...(balancers ? { balancer_floor: summary(balancerMs, balancerFailed) } : {}),
       },
       exec_legs: { median: byMs.length ? meanLegs([byMs[Math.floor(byMs.length / 2)]!]) : [], slowest: meanLegs(slowest), slowest_n: slowest.length },

@@ -48,6 +48,7 @@ function values(i: number): AlertValues {
     openedDetail: '{"message":"nginx failed"}',
     msgId: `m${i}`,
     receivedAt: at.toISOString(),
+    notificationId: `n${i}`,
   };
 }
 
@@ -69,19 +70,22 @@ function time<I>(prepare: () => I, fn: (input: I, i: number) => unknown, n: numb
   return Math.round(perRound[Math.floor(perRound.length / 2)]! * 100) / 100;
 }
 
+/** An agent's alert as the hub stores it by default (no Slack). */
+const CLAIMED = { claimed: true, notify: false };
+
 export function statementsBench(n = 2000): StatementsRow {
   const inputs = Array.from({ length: 256 }, (_, i) => values(i));
-  const text = alertQuery(db, inputs[0]!, true).sql;
+  const text = alertQuery(db, inputs[0]!, CLAIMED).sql;
   // Each query's text as the hub meets it: a string of its own, equal to those before (V8 keeps
   // a string's hash once computed, so each round looks up strings never hashed).
   const freshTexts = () => Array.from({ length: n }, () => text.split('').join(''));
   const names = new Map<string, string | null>([[text, 'opspilot_1']]);
   return {
-    built_us: time(() => inputs, (inputs, i) => alertStatement(db, inputs[i % 256]!, true).compile(), n),
-    bound_us: time(() => inputs, (inputs, i) => alertQuery(db, inputs[i % 256]!, true), n),
+    built_us: time(() => inputs, (inputs, i) => alertStatement(db, inputs[i % 256]!, CLAIMED).compile(), n),
+    bound_us: time(() => inputs, (inputs, i) => alertQuery(db, inputs[i % 256]!, CLAIMED), n),
     sha1_us: time(freshTexts, (texts, i) => createHash('sha1').update(texts[i]!).digest('base64url'), n),
     map_us: time(freshTexts, (texts, i) => names.get(texts[i]!), n),
-    map_same_us: Math.max(0, Math.round((time(() => inputs, (inputs, i) => names.get(alertQuery(db, inputs[i % 256]!, true).sql), n) - time(() => inputs, (inputs, i) => alertQuery(db, inputs[i % 256]!, true), n)) * 100) / 100),
+    map_same_us: Math.max(0, Math.round((time(() => inputs, (inputs, i) => names.get(alertQuery(db, inputs[i % 256]!, CLAIMED).sql), n) - time(() => inputs, (inputs, i) => alertQuery(db, inputs[i % 256]!, CLAIMED), n)) * 100) / 100),
     text_chars: text.length,
   };
 }

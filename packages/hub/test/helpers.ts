@@ -7,6 +7,7 @@ import tap, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import WebSocket from 'ws';
+import type { KyselyConfig } from 'kysely';
 import {
   CLOSE_CODES,
   HUB_MESSAGE_TYPES,
@@ -27,7 +28,8 @@ export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 export interface Backend {
   name: 'pglite' | 'postgres';
   /** A fresh, empty database; closed (and its schema dropped) at the test's end. */
-  open(t: Test, opts?: { pgliteDir?: string; searchPath?: string }): Promise<HubDatabase>;
+  /** `log`: Kysely's log of every statement sent (on PGlite, with an instance of its own). */
+  open(t: Test, opts?: { pgliteDir?: string; searchPath?: string; log?: KyselyConfig['log'] }): Promise<HubDatabase>;
 }
 
 let sharedPGlite: Promise<HubDatabase> | null = null;
@@ -40,8 +42,8 @@ let sharedPGlite: Promise<HubDatabase> | null = null;
 export const pglite: Backend = {
   name: 'pglite',
   async open(t, opts = {}) {
-    if (opts.pgliteDir) {
-      const db = await openDatabase({ pgliteDir: opts.pgliteDir });
+    if (opts.pgliteDir || opts.log) {
+      const db = await openDatabase({ pgliteDir: opts.pgliteDir ?? 'memory://', ...(opts.log ? { log: opts.log } : {}) });
       t.teardown(() => db.close());
       return db;
     }
@@ -68,7 +70,7 @@ export const postgres: Backend = {
     await admin.end();
     // Generic plans from the first execution: every statement the hub prepares must hold up
     // without its parameters' values (a partial index is not matched to a parameter).
-    const db = await openDatabase({ databaseUrl: url, searchPath: schema, maxConnections: 4, settings: { plan_cache_mode: 'force_generic_plan' } });
+    const db = await openDatabase({ databaseUrl: url, searchPath: schema, maxConnections: 4, settings: { plan_cache_mode: 'force_generic_plan' }, ...(opts.log ? { log: opts.log } : {}) });
     t.teardown(async () => {
       await db.close();
       if (opts.searchPath) return; // the caller owns a named schema

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { sql, type Kysely } from 'kysely';
 import { compileOnly, statementShape } from '../src/storage/shape.ts';
-import { alertQuery, alertStatement, type AlertValues } from '../src/storage/incidents.ts';
+import { alertQuery, alertStatement, type AlertShape, type AlertValues } from '../src/storage/incidents.ts';
 import type { Database } from '../src/storage/tables.ts';
 
 const db = compileOnly();
@@ -62,22 +62,29 @@ const base: AlertValues = {
   openedDetail: '{"message":"nginx failed"}',
   msgId: null,
   receivedAt: null,
+  notificationId: 'n1',
 };
 
 t.test("recordAlert's bound statement is, call after call, what Kysely builds for the same values", async (t) => {
-  const variants: [AlertValues, boolean][] = [
-    [base, false],
-    [{ ...base, exitCode: null, unitStatus: null, context: null, logs: null }, false],
-    [{ ...base, id: 'inc2', message: "it's $1 and \u0000 and ${x}", logs: 'x'.repeat(300_000), at: new Date(5), atText: new Date(5).toISOString() }, false],
-    [{ ...base, msgId: 'm1', receivedAt: '2026-12-02T00:00:01.000Z' }, true],
-    [{ ...base, msgId: 'm2', receivedAt: '2026-12-02T00:00:02.000Z', exitCode: null, logs: null }, true],
+  const claim = { msgId: 'm1', receivedAt: '2026-12-02T00:00:01.000Z' };
+  const variants: [AlertValues, AlertShape][] = [
+    [base, { claimed: false, notify: false }],
+    [{ ...base, exitCode: null, unitStatus: null, context: null, logs: null }, { claimed: false, notify: false }],
+    [{ ...base, id: 'inc2', message: "it's $1 and \u0000 and ${x}", logs: 'x'.repeat(300_000), at: new Date(5), atText: new Date(5).toISOString() }, { claimed: false, notify: true }],
+    [{ ...base, ...claim }, { claimed: true, notify: false }],
+    [{ ...base, msgId: 'm2', receivedAt: '2026-12-02T00:00:02.000Z', exitCode: null, logs: null }, { claimed: true, notify: false }],
+    [{ ...base, ...claim, notificationId: 'n2' }, { claimed: true, notify: true }],
+    [{ ...base, notificationId: 'n3', context: null }, { claimed: false, notify: true }],
   ];
-  for (const [values, claimed] of variants) {
-    const bound = alertQuery(db, values, claimed);
-    const built = alertStatement(db, values, claimed).compile();
-    t.equal(bound.sql, built.sql, `text (claimed: ${claimed})`);
-    t.same(bound.parameters, built.parameters, `parameters (claimed: ${claimed}, message ${values.message.slice(0, 12)})`);
+  for (const [values, shape] of variants) {
+    const bound = alertQuery(db, values, shape);
+    const built = alertStatement(db, values, shape).compile();
+    t.equal(bound.sql, built.sql, `text (${JSON.stringify(shape)})`);
+    t.same(bound.parameters, built.parameters, `parameters (${JSON.stringify(shape)}, message ${values.message.slice(0, 12)})`);
     t.equal(bound.parameters.length, built.parameters.length);
   }
-  t.not(alertQuery(db, base, false).sql, alertQuery(db, { ...base, msgId: 'm', receivedAt: base.atText }, true).sql, 'two shapes');
+  const texts = new Set([false, true].flatMap((claimed) => [false, true].map((notify) => alertQuery(db, { ...base, ...claim }, { claimed, notify }).sql)));
+  t.equal(texts.size, 4, 'four shapes');
+  t.notMatch(alertQuery(db, base, { claimed: false, notify: false }).sql, /notifications/, 'without Slack, no notification step');
+  t.match(alertQuery(db, base, { claimed: false, notify: true }).sql, /insert into "notifications"/, 'with Slack, the message queued');
 });

@@ -1,6 +1,6 @@
 import { newId, type AlertPayload } from '@opspilot/protocol';
 import type { Db } from '../storage/database.ts';
-import { acknowledgeIncident, logsToStore, markEscalated, markIgnored, recordAlert, resolveIncident, resolveIncidentByFingerprint, setClassification, updateFlapping, type AlertChange } from '../storage/incidents.ts';
+import { acknowledgeIncident, logsToStore, type AlertChange, markEscalated, markIgnored, recordAlert, resolveIncident, resolveIncidentByFingerprint, setClassification, updateFlapping } from '../storage/incidents.ts';
 import {
   insertExternalIncidents,
   knownKeys,
@@ -15,7 +15,7 @@ import { enqueueMessage, muteFingerprint } from '../storage/notifications.ts';
 import { queueRemediation, releaseHold } from '../storage/rules.ts';
 import type { Incident } from '../storage/tables.ts';
 import { recordEvent, recordEvents, type TimelineActor, type TimelineEvent } from '../storage/timeline.ts';
-import { classify, type ClassificationRule, type IncidentFacts } from './classify.ts';
+import { classify, type Classification, type ClassificationRule, type IncidentFacts } from './classify.ts';
 
 export interface LifecycleOptions {
   rules: readonly ClassificationRule[];
@@ -40,8 +40,9 @@ export async function applyAlert(
   /** The agent's envelope id: claimed with the alert; a copy seen before records nothing (undefined). */
   claim?: { msgId: string; receivedAt: Date },
 ): Promise<{ incidentId: string; change: AlertChange } | undefined> {
-  // What a new incident of this alert is classified as goes in with it, with its timeline entries:
-  // one statement (the fast path of a lone alert: three round trips with its transaction).
+  // What a new incident of this alert is classified as goes in with it, with its timeline entries,
+  // its place in the remediation queue and its Slack message: one statement (a lone alert's one
+  // round trip: the events lane runs it outside a transaction).
   const fresh = classify(opts.rules, {
     type: alert.type,
     message: alert.message,
@@ -52,11 +53,54 @@ export async function applyAlert(
     firstSeenAt: at,
     lastSeenAt: at,
   });
-  const recorded = await recordAlert(db, newId(), agentId, alert, at, { fresh, actor, ...(claim ? { claim } : {}) });
+  const recorded = await recordAlert(db, newId(), agentId, alert, at, { fresh, actor, notify: opts.notify, ...(claim ? { claim } : {}) });
   if (!recorded) return undefined;
   const { incident, change } = recorded;
-  await afterAlert(db, opts, incident, change, at, actor, {}, undefined, {}, true);
+  const follow = followUp(opts, incident, change);
+  if (follow.reclassify || follow.flapCheck) {
+    // Called outside a transaction (a lone alert: its statement committed on its own, one round
+    // trip), what is left commits together, after it, and the Slack message (queued by the
+    // statement, perhaps already posted) is edited again to show it. Both are recomputed at the
+    // incident's next change, should the hub stop between the two commits.
+    if (db.isTransaction) await afterAlert(db, incident, at, follow);
+    else
+      await db.transaction().execute(async (trx) => {
+        await afterAlert(trx, incident, at, follow);
+        if (opts.notify) await enqueueMessage(trx, incident.id, at);
+      });
+  }
   return { incidentId: incident.id, change };
+}
+
+/** What an agent's alert still needs after its statement: a new classification (a repeat can change it), a flapping check (a reopen). */
+function followUp(
+  opts: LifecycleOptions,
+  incident: Pick<Incident, 'type' | 'message' | 'logs' | 'unit_status' | 'exit_code' | 'count' | 'first_seen_at' | 'last_seen_at' | 'severity' | 'category' | 'rule'>,
+  change: AlertChange,
+): { reclassify: Classification | null; flapCheck: boolean } {
+  // Classified on every alert: a repeat can change the answer (a unit failing 3 times in 10 minutes).
+  const c = classify(opts.rules, {
+    type: incident.type,
+    message: incident.message,
+    logs: incident.logs,
+    status: incident.unit_status,
+    exitCode: incident.exit_code,
+    count: incident.count,
+    firstSeenAt: incident.first_seen_at,
+    lastSeenAt: incident.last_seen_at,
+  });
+  const changed = c.severity !== incident.severity || c.category !== incident.category || c.rule !== incident.rule;
+  // A new incident has one change in its window: it cannot be flapping yet.
+  return { reclassify: changed ? c : null, flapCheck: change === 'reopened' };
+}
+
+/** An agent's alert's follow-up (followUp): the new classification with its timeline entry; the flapping mark. */
+async function afterAlert(db: Db, incident: Pick<Incident, 'id'>, at: Date, follow: ReturnType<typeof followUp>): Promise<void> {
+  if (follow.reclassify) {
+    await setClassification(db, incident.id, follow.reclassify);
+    await recordEvent(db, { incidentId: incident.id, at, actor: 'rule', kind: 'classified', detail: { ...follow.reclassify } });
+  }
+  if (follow.flapCheck) await flapCheck(db, incident.id, at);
 }
 
 /**
@@ -78,7 +122,7 @@ export async function applyExternalAlert(
   const { incident, change, linked } = await recordExternalAlert(db, newId(), integration, agentId, alert, at);
   if (linked) await recordEvent(db, { incidentId: incident.id, at, actor: 'integration', by: `integration:${integration.name}`, kind: 'linked', detail: { agent_id: incident.agent_id, host: alert.host ?? null } });
   if (change === 'unchanged') return { incidentId: incident.id, change };
-  await afterAlert(db, opts, incident, change, at, 'integration', { labels: incident.labels, senderSeverity: alert.severity ?? null }, `integration:${integration.name}`, cause);
+  await afterExternalAlert(db, opts, incident, change, at, { labels: incident.labels, senderSeverity: alert.severity ?? null }, `integration:${integration.name}`, cause);
   return { incidentId: incident.id, change };
 }
 
@@ -171,21 +215,18 @@ export async function applyExternalAcknowledge(
   return id;
 }
 
-/** What follows every recorded alert: its timeline entry, classification, flapping and Slack. */
-async function afterAlert(
+/** What follows an integration's recorded alert: its timeline entry, classification, remediation, flapping and Slack. */
+async function afterExternalAlert(
   db: Db,
   opts: LifecycleOptions,
   incident: Pick<Incident, 'id' | 'type' | 'message' | 'logs' | 'unit_status' | 'exit_code' | 'count' | 'first_seen_at' | 'last_seen_at' | 'severity' | 'category' | 'rule'>,
   change: 'opened' | 'repeated' | 'reopened',
   at: Date,
-  actor: TimelineActor,
   extra: Pick<IncidentFacts, 'labels' | 'senderSeverity'>,
-  by?: string,
-  detail: Record<string, unknown> = {},
-  /** The change's timeline entry (and a new incident's classification) was written with the alert. */
-  recorded = false,
+  by: string,
+  detail: Record<string, unknown>,
 ): Promise<void> {
-  // Classified on every alert: a repeat can change the answer (a unit failing 3 times in 10 minutes).
+  // Classified on every alert: a repeat can change the answer.
   const c = classify(opts.rules, {
     type: incident.type,
     message: incident.message,
@@ -197,25 +238,23 @@ async function afterAlert(
     lastSeenAt: incident.last_seen_at,
     ...extra,
   });
-  const events: TimelineEvent[] = recorded
-    ? []
-    : [
-        {
-          incidentId: incident.id,
-          at,
-          actor,
-          ...(by ? { by } : {}),
-          kind: change,
-          detail: { ...(change === 'repeated' ? { count: incident.count } : { message: incident.message.slice(0, 500) }), ...detail },
-        },
-      ];
+  const events: TimelineEvent[] = [
+    {
+      incidentId: incident.id,
+      at,
+      actor: 'integration',
+      by,
+      kind: change,
+      detail: { ...(change === 'repeated' ? { count: incident.count } : { message: incident.message.slice(0, 500) }), ...detail },
+    },
+  ];
   if (c.severity !== incident.severity || c.category !== incident.category || c.rule !== incident.rule) {
     await setClassification(db, incident.id, c);
     events.push({ incidentId: incident.id, at, actor: 'rule', kind: 'classified', detail: { ...c } });
   }
   await recordEvents(db, events);
-  // Opened or reopened: queued for the remediation rules (with the alert's own statement when recorded).
-  if (!recorded && change !== 'repeated') await queueRemediation(db, [incident.id], at);
+  // Opened or reopened: queued for the remediation rules.
+  if (change !== 'repeated') await queueRemediation(db, [incident.id], at);
   // A new incident has one change in its window: it cannot be flapping yet.
   if (change === 'reopened') await flapCheck(db, incident.id, at);
   if (opts.notify) await enqueueMessage(db, incident.id, at);

@@ -20,7 +20,8 @@ export interface ResultHooks {
  * Store alerts, resolves, exec results and check results, each envelope id once. Exec results go
  * in one statement of their own (someone is waiting for them: one round trip), with when this hub
  * sent them (`sentAt`) and the news to the other hubs (`execDone`); the others in one
- * transaction, in the order they arrived, each alert in one statement. Events of an agent deleted
+ * transaction, in the order they arrived, each alert in one statement (a lone alert: that
+ * statement alone, one round trip). Events of an agent deleted
  * meanwhile are skipped.
  */
 export async function storeEvents(db: Db, batch: EventBatch, lifecycle: LifecycleOptions, hooks: ResultHooks = {}): Promise<EventOutcome> {
@@ -73,8 +74,8 @@ async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: Lifecyc
     outcome.announced = notice !== undefined;
   }
   if (ordered.length === 0) return outcome;
-  // An alert claims its own envelope id in the statement that records it (a lone alert: three
-  // round trips with its transaction); the others' ids are claimed here, together.
+  // An alert claims its own envelope id in the statement that records it; the others' ids are
+  // claimed here, together.
   const ids = ordered.filter((i) => i.msgId !== undefined && i.kind !== 'alert').map((i) => ({ agentId: i.agentId, msgId: i.msgId! }));
   const write = async (trx: Db) => {
     // A claimed id proves its agent exists (the claim joins agents); only items without an id
@@ -112,7 +113,11 @@ async function storeEventsTogether(db: Db, batch: EventBatch, lifecycle: Lifecyc
       }
     }
   };
-  if (ownTransaction) await db.transaction().execute(write);
+  // A lone alert with its envelope id is one statement, atomic by itself: no transaction around
+  // it, one round trip (applyAlert commits a rare follow-up after it). Retried after a failure,
+  // its claim makes it a no-op. Anything else goes in one transaction.
+  const lone = ordered.length === 1 && ordered[0]!.kind === 'alert' && ordered[0]!.msgId !== undefined;
+  if (ownTransaction && !lone) await db.transaction().execute(write);
   else await write(db);
   return outcome;
 }

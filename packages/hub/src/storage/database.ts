@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { Kysely, PostgresDialect, sql } from 'kysely';
+import { Kysely, PostgresDialect, sql, type KyselyConfig } from 'kysely';
 import pg from 'pg';
 import { PGliteDialect } from './pglite-dialect.ts';
 import type { Database } from './tables.ts';
@@ -39,6 +39,8 @@ export interface OpenDatabaseOptions {
   searchPath?: string;
   /** Pool size for PostgreSQL. */
   maxConnections?: number;
+  /** Kysely's query log: every statement sent, with its duration (tests count a write's round trips). */
+  log?: KyselyConfig['log'];
   /** PostgreSQL settings for the hub's sessions (tests: `plan_cache_mode`). */
   settings?: Record<string, string>;
 }
@@ -47,7 +49,7 @@ const INT8_OID = 20;
 
 export async function openDatabase(opts: OpenDatabaseOptions): Promise<HubDatabase> {
   if (opts.databaseUrl) return openPostgres(opts.databaseUrl, opts);
-  return openPGlite(opts.pgliteDir ?? 'memory://');
+  return openPGlite(opts.pgliteDir ?? 'memory://', opts.log);
 }
 
 async function openPostgres(connectionString: string, opts: OpenDatabaseOptions): Promise<HubDatabase> {
@@ -74,7 +76,7 @@ async function openPostgres(connectionString: string, opts: OpenDatabaseOptions)
     client.on('error', () => {});
     statements.prepareOn(client);
   });
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), ...(opts.log ? { log: opts.log } : {}) });
   return {
     db,
     kind: 'postgres',
@@ -162,7 +164,7 @@ class StatementNames {
 /** The embedded database's settings (its postgresql.conf). */
 export const PGLITE_CONF = ['shared_buffers = 16MB', 'wal_buffers = 1MB'];
 
-async function openPGlite(dir: string): Promise<HubDatabase> {
+async function openPGlite(dir: string, log?: KyselyConfig['log']): Promise<HubDatabase> {
   const { PGlite } = await import('@electric-sql/pglite');
   let unlock = () => {};
   if (!dir.includes('://')) {
@@ -183,7 +185,7 @@ async function openPGlite(dir: string): Promise<HubDatabase> {
     unlock();
     throw err;
   });
-  const db = new Kysely<Database>({ dialect: new PGliteDialect(client) });
+  const db = new Kysely<Database>({ dialect: new PGliteDialect(client), ...(log ? { log } : {}) });
   return {
     db,
     kind: 'pglite',

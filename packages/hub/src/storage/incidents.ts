@@ -54,6 +54,8 @@ export interface AlertRecording {
   claim?: { msgId: string; receivedAt: Date };
   /** Who raised it, for its timeline entry (written by the same statement). */
   actor: string;
+  /** Queue the incident's Slack message (post or edit) in the same statement. */
+  notify?: boolean;
 }
 
 /**
@@ -103,8 +105,9 @@ export async function recordAlert(
     openedDetail: JSON.stringify({ message: alert.message.slice(0, 500) }),
     msgId: claim?.msgId ?? null,
     receivedAt: claim?.receivedAt.toISOString() ?? null,
+    notificationId: newId(),
   };
-  const result = await db.executeQuery(alertQuery(db, values, claim !== undefined));
+  const result = await db.executeQuery(alertQuery(db, values, { claimed: claim !== undefined, notify: how.notify === true }));
   const row = result.rows[0];
   if (!row) return undefined;
   const { change, ...incident } = row;
@@ -136,18 +139,26 @@ export interface AlertValues extends Record<string, unknown> {
   /** The envelope id to claim, in the claimed shape. */
   msgId: string | null;
   receivedAt: string | null;
+  /** The Slack message's queue entry, in the notifying shape (unused when one is already queued). */
+  notificationId: string;
+}
+
+/** Which of recordAlert's statements: with an envelope id to claim; queueing the Slack message. */
+export interface AlertShape {
+  claimed: boolean;
+  notify: boolean;
 }
 
 /**
  * recordAlert's statement for `v`, built with Kysely (tests compare it with the bound shapes).
  * `claimed`: the envelope id is claimed first; without, the statement only checks the agent exists.
+ * `notify`: the incident's Slack message is queued too (or, already queued, its version bumped).
  */
-export function alertStatement(db: Db, v: AlertValues, claimed: boolean) {
+export function alertStatement(db: Db, v: AlertValues, { claimed, notify }: AlertShape) {
   const details = { message: v.message, exit_code: v.exitCode, unit_status: v.unitStatus, context: v.context };
   const fingerprint = (eb: ExpressionBuilder<Database, 'incidents'>) =>
     eb.and([eb('agent_id', '=', v.agentId), eb('type', '=', v.type), eb('source', '=', v.source), eb('integration_id', 'is', null)]);
-  return (
-    db
+  const statement = db
       // The envelope id, once; without one, that the agent exists. Everything below runs only if this returned a row.
       .with('claim', (q) =>
         claimed
@@ -279,19 +290,34 @@ export function alertStatement(db: Db, v: AlertValues, claimed: boolean) {
           .columns(['incident_id', 'queued_at'])
           .expression(q.selectFrom('up').select(['up.id as incident_id', sql<Date>`${v.atText}::timestamptz`.as('queued_at')]).where('up.change', '<>', 'repeated'))
           .onConflict((oc) => oc.column('incident_id').doUpdateSet((eb) => ({ queued_at: eb.ref('excluded.queued_at') }))),
-      )
-      .selectFrom('up')
-      .selectAll()
-  );
+      );
+  // Slack: the incident's message posted or edited, as enqueueMessage (notifications.ts) does.
+  // Nothing reads this step's output, so the statement's type is the same with it or without.
+  const notified = notify
+    ? (statement.with('notified', (q) =>
+        q
+          .insertInto('notifications')
+          .columns(['id', 'incident_id', 'kind', 'next_attempt_at'])
+          .expression(q.selectFrom('up').select((eb) => [eb.val(v.notificationId).as('id'), 'up.id as incident_id', sql.lit('message').as('kind'), sql<Date>`${v.atText}::timestamptz`.as('next_attempt_at')]))
+          .onConflict((oc) =>
+            oc
+              .column('incident_id')
+              // Literals, not parameters: a prepared statement's generic plan cannot match a partial index to a parameter.
+              .where(sql<boolean>`kind = 'message'`)
+              .where('done_at', 'is', null)
+              .doUpdateSet((eb) => ({ version: eb('notifications.version', '+', 1) })),
+          ),
+      ) as unknown as typeof statement)
+    : statement;
+  return notified.selectFrom('up').selectAll();
 }
 
 // Built once each, then bound: building this statement was ~1 ms of the hub's thread per alert.
-const alertShape = statementShape((db: Db, v: AlertValues) => alertStatement(db, v, false));
-const alertClaimedShape = statementShape((db: Db, v: AlertValues) => alertStatement(db, v, true));
+const alertShapes = [false, true].map((claimed) => [false, true].map((notify) => statementShape((db: Db, v: AlertValues) => alertStatement(db, v, { claimed, notify }))));
 
 /** recordAlert's statement, compiled: its shape's text with `v` bound. */
-export function alertQuery(db: Db, v: AlertValues, claimed: boolean) {
-  return (claimed ? alertClaimedShape : alertShape)(db, v);
+export function alertQuery(db: Db, v: AlertValues, shape: AlertShape) {
+  return alertShapes[Number(shape.claimed)]![Number(shape.notify)]!(db, v);
 }
 
 /** What reopening an incident sets: new again, counted, its resolution and acknowledgement cleared, queued for analysis. */

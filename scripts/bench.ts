@@ -14,6 +14,7 @@
  *   BENCH_DASHBOARD_INCIDENTS  incidents the dashboard's first load lists from (1000)
  *   `pnpm bench idle`: the idle hub on the embedded database, first start and restart, bundle vs sources
  *   `pnpm bench statements`: an alert's statement built each time vs bound to its shape (no database)
+ *   `pnpm bench hop`: a byte to another process and back, idle and with the CPUs kept from halting (BENCH_HOPS, 3000)
  *   BENCH_FLEET_HUBS, BENCH_FLEET_KILL  hubs behind HAProxy (1), kill one after the window (0; 1 kills, stop stops it)
  *   BENCH_FLEET_AGENTS, BENCH_FLEET_SECONDS, BENCH_FLEET_SAMPLES  `pnpm bench fleet` (not in all):
  *                  agents at real intervals (10000), window (30), execs and alerts timed (200 each)
@@ -55,6 +56,7 @@ import { dashboardBench, type LoadRow } from './bench/dashboard.ts';
 import { fleetBench, hubNodeFlags, type FleetRow } from './bench/fleet.ts';
 import { systemdBench } from './bench/systemd.ts';
 import { statementsBench } from './bench/statements.ts';
+import { hopBench, type HopRow } from './bench/hop.ts';
 import { HUB_MESSAGE_TYPES, decodeFrame, encodeEnvelope, type PayloadOf } from '@opspilot/protocol';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 2000);
@@ -344,6 +346,21 @@ function statementsPart(): void {
   console.log(JSON.stringify(r));
 }
 
+/** The machine's floor under a hop between two processes (not in `all`: it spins every CPU for a while). */
+async function hopPart(): Promise<void> {
+  log('hop: one byte to an echo server in another process and back, one at a time 0-10 ms apart; idle, then with every CPU kept busy at SCHED_IDLE');
+  const r = await hopBench();
+  const row = (h: HopRow) => `p50 ${h.p50} ms, p99 ${h.p99} ms, p99.9 ${h.p999} ms, max ${h.max} ms (${h.n}; ${h.over_1ms} over 1 ms)`;
+  console.log(
+    [
+      'Hop — a byte echoed by another process over loopback TCP',
+      `  idle machine                           ${row(r.idle)}`,
+      `  CPUs kept busy by SCHED_IDLE spinners  ${r.spinning ? row(r.spinning) : 'not run (taskset or chrt missing)'}`,
+    ].join('\n'),
+  );
+  console.log(JSON.stringify(r));
+}
+
 async function main(): Promise<void> {
   const part = process.argv[2] ?? 'all';
   if (part === 'all' || part === 'hub') await hubBench();
@@ -355,6 +372,7 @@ async function main(): Promise<void> {
   // Not in `all`: tens of thousands of sockets and several minutes.
   if (part === 'fleet') await fleetPart();
   if (part === 'all' || part === 'statements') statementsPart();
+  if (part === 'hop') await hopPart();
   if (part === 'all' || part === 'idle') await idlePart();
   if (part === 'all' || part === 'systemd') await systemdPart();
   if (part === 'all' || part === 'hostile') await hostilePart();

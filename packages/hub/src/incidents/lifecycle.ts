@@ -72,13 +72,13 @@ export async function applyAlert(
   return { incidentId: incident.id, change };
 }
 
-/** What an agent's alert still needs after its statement: a new classification (a repeat can change it), a flapping check (a reopen). */
-function followUp(
-  opts: LifecycleOptions,
-  incident: Pick<Incident, 'type' | 'message' | 'logs' | 'unit_status' | 'exit_code' | 'count' | 'first_seen_at' | 'last_seen_at' | 'severity' | 'category' | 'rule'>,
-  change: AlertChange,
-): { reclassify: Classification | null; flapCheck: boolean } {
-  // Classified on every alert: a repeat can change the answer (a unit failing 3 times in 10 minutes).
+type ClassifiedIncident = Pick<Incident, 'type' | 'message' | 'logs' | 'unit_status' | 'exit_code' | 'count' | 'first_seen_at' | 'last_seen_at' | 'severity' | 'category' | 'rule'>;
+
+/**
+ * The incident classified again as it is after an alert (a repeat can change the answer: a unit
+ * failing 3 times in 10 minutes); null when that is what it has.
+ */
+function reclassified(opts: LifecycleOptions, incident: ClassifiedIncident, extra: Pick<IncidentFacts, 'labels' | 'senderSeverity'> = {}): Classification | null {
   const c = classify(opts.rules, {
     type: incident.type,
     message: incident.message,
@@ -88,10 +88,15 @@ function followUp(
     count: incident.count,
     firstSeenAt: incident.first_seen_at,
     lastSeenAt: incident.last_seen_at,
+    ...extra,
   });
-  const changed = c.severity !== incident.severity || c.category !== incident.category || c.rule !== incident.rule;
+  return c.severity !== incident.severity || c.category !== incident.category || c.rule !== incident.rule ? c : null;
+}
+
+/** What an agent's alert still needs after its statement: a new classification, a flapping check (a reopen). */
+function followUp(opts: LifecycleOptions, incident: ClassifiedIncident, change: AlertChange): { reclassify: Classification | null; flapCheck: boolean } {
   // A new incident has one change in its window: it cannot be flapping yet.
-  return { reclassify: changed ? c : null, flapCheck: change === 'reopened' };
+  return { reclassify: reclassified(opts, incident), flapCheck: change === 'reopened' };
 }
 
 /** An agent's alert's follow-up (followUp): the new classification with its timeline entry; the flapping mark. */
@@ -219,25 +224,14 @@ export async function applyExternalAcknowledge(
 async function afterExternalAlert(
   db: Db,
   opts: LifecycleOptions,
-  incident: Pick<Incident, 'id' | 'type' | 'message' | 'logs' | 'unit_status' | 'exit_code' | 'count' | 'first_seen_at' | 'last_seen_at' | 'severity' | 'category' | 'rule'>,
+  incident: ClassifiedIncident & Pick<Incident, 'id'>,
   change: 'opened' | 'repeated' | 'reopened',
   at: Date,
   extra: Pick<IncidentFacts, 'labels' | 'senderSeverity'>,
   by: string,
   detail: Record<string, unknown>,
 ): Promise<void> {
-  // Classified on every alert: a repeat can change the answer.
-  const c = classify(opts.rules, {
-    type: incident.type,
-    message: incident.message,
-    logs: incident.logs,
-    status: incident.unit_status,
-    exitCode: incident.exit_code,
-    count: incident.count,
-    firstSeenAt: incident.first_seen_at,
-    lastSeenAt: incident.last_seen_at,
-    ...extra,
-  });
+  const c = reclassified(opts, incident, extra);
   const events: TimelineEvent[] = [
     {
       incidentId: incident.id,
@@ -248,7 +242,7 @@ async function afterExternalAlert(
       detail: { ...(change === 'repeated' ? { count: incident.count } : { message: incident.message.slice(0, 500) }), ...detail },
     },
   ];
-  if (c.severity !== incident.severity || c.category !== incident.category || c.rule !== incident.rule) {
+  if (c) {
     await setClassification(db, incident.id, c);
     events.push({ incidentId: incident.id, at, actor: 'rule', kind: 'classified', detail: { ...c } });
   }

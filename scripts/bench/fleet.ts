@@ -28,11 +28,11 @@ import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process
 import { open } from 'node:fs/promises';
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, setPriority, tmpdir } from 'node:os';
-import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import { spawnHub, freePort, haproxyConfig, type HubProcess } from '../hub-process.ts';
 import { processes, statCpu } from './procs.ts';
+import { startEcho } from './hop.ts';
 
 /** BENCH_HUB_NODE_FLAGS, split: node options for every hub a bench starts (e.g. --trace-gc). */
 export function hubNodeFlags(): string[] {
@@ -41,7 +41,6 @@ export function hubNodeFlags(): string[] {
 
 const CLIENT = path.join(import.meta.dirname, 'fleet-client.ts');
 const BARE = path.join(import.meta.dirname, 'bare-receiver.ts');
-const ECHO = path.join(import.meta.dirname, 'echo-server.ts');
 const PER_CLIENT = 5000;
 /** Agents in a client process of their own, which the timed execs and alerts go to. */
 const PROBES = 200;
@@ -464,19 +463,8 @@ export async function fleetBench(opts: {
     // The machine's floor under each hop between processes: one byte to an echo server in a
     // process of its own and back, over loopback TCP. An exec crosses ~8 such hops (the bench
     // and the hub, the hub and PostgreSQL twice, the hub and the agent), an alert ~4.
-    const echo = fork(ECHO, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-    const echoPort = await new Promise<number>((resolve, reject) => echo.once('message', (p) => resolve(p as number)).once('exit', () => reject(new Error('echo server exited'))));
-    const echoSocket = net.connect(echoPort, '127.0.0.1');
-    echoSocket.setNoDelay(true);
-    await new Promise((resolve) => echoSocket.once('connect', resolve));
-    const hopOnce = async () => {
-      const s = performance.now();
-      await new Promise((resolve) => {
-        echoSocket.once('data', resolve);
-        echoSocket.write('x');
-      });
-      return performance.now() - s;
-    };
+    const echo = await startEcho();
+    const hopOnce = () => echo.once();
     // The disk's floor under that commit: one 8 KB block written and fdatasync'd (what a WAL
     // flush costs the disk), on the bench's temporary directory: the same disk as PostgreSQL's
     // data where both are on one filesystem (as here), off the bench's event loop. It runs every
@@ -571,8 +559,7 @@ export async function fleetBench(opts: {
       await watch;
     }
     await floorDb.end();
-    echoSocket.destroy();
-    echo.disconnect();
+    echo.close();
     await probe.close();
     const inStall = (spans: [number, number][]) => spans.filter(([s, e]) => stalls.some(([a, b]) => a < e && b > s)).length;
     await sleep(Math.max(0, deadline - Date.now()));

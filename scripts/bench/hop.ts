@@ -22,29 +22,43 @@ export interface HopRow {
 
 const ECHO = path.join(import.meta.dirname, 'echo-server.ts');
 
-async function hops(n: number): Promise<HopRow> {
+/** An echo server in a process of its own, and a connection to it: `once()` times one byte there and back (ms). */
+export async function startEcho(): Promise<{ once(): Promise<number>; close(): void }> {
   const echo = fork(ECHO, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-  try {
-    const port = await new Promise<number>((resolve, reject) => echo.once('message', (p) => resolve(p as number)).once('exit', () => reject(new Error('echo server exited'))));
-    const socket = net.connect(port, '127.0.0.1');
-    socket.setNoDelay(true);
-    await new Promise((resolve) => socket.once('connect', resolve));
-    const ms: number[] = [];
-    for (let i = 0; i < n + 50; i++) {
-      await new Promise((r) => setTimeout(r, Math.random() * 10));
+  const port = await new Promise<number>((resolve, reject) => echo.once('message', (p) => resolve(p as number)).once('exit', () => reject(new Error('echo server exited'))));
+  const socket = net.connect(port, '127.0.0.1');
+  socket.setNoDelay(true);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  return {
+    async once() {
       const s = performance.now();
       await new Promise((resolve) => {
         socket.once('data', resolve);
         socket.write('x');
       });
-      if (i >= 50) ms.push(performance.now() - s); // the first 50 warm up
+      return performance.now() - s;
+    },
+    close() {
+      socket.destroy();
+      echo.disconnect();
+    },
+  };
+}
+
+async function hops(n: number): Promise<HopRow> {
+  const echo = await startEcho();
+  try {
+    const ms: number[] = [];
+    for (let i = 0; i < n + 50; i++) {
+      await new Promise((r) => setTimeout(r, Math.random() * 10));
+      const took = await echo.once();
+      if (i >= 50) ms.push(took); // the first 50 warm up
     }
-    socket.destroy();
     ms.sort((a, b) => a - b);
     const at = (q: number) => Math.round(ms[Math.min(ms.length - 1, Math.floor(q * ms.length))]! * 1000) / 1000;
     return { n: ms.length, p50: at(0.5), p99: at(0.99), p999: at(0.999), max: Math.round(ms.at(-1)! * 1000) / 1000, over_1ms: ms.filter((x) => x > 1).length };
   } finally {
-    echo.disconnect();
+    echo.close();
   }
 }
 

@@ -105,7 +105,8 @@ export async function recordAlert(
     openedDetail: JSON.stringify({ message: alert.message.slice(0, 500) }),
     msgId: claim?.msgId ?? null,
     receivedAt: claim?.receivedAt.toISOString() ?? null,
-    notificationId: newId(),
+    // Only the notifying shape has a slot for it: no id made for nothing on every alert.
+    notificationId: how.notify ? newId() : '',
   };
   const result = await db.executeQuery(alertQuery(db, values, { claimed: claim !== undefined, notify: how.notify === true }));
   const row = result.rows[0];
@@ -159,138 +160,138 @@ export function alertStatement(db: Db, v: AlertValues, { claimed, notify }: Aler
   const fingerprint = (eb: ExpressionBuilder<Database, 'incidents'>) =>
     eb.and([eb('agent_id', '=', v.agentId), eb('type', '=', v.type), eb('source', '=', v.source), eb('integration_id', 'is', null)]);
   const statement = db
-      // The envelope id, once; without one, that the agent exists. Everything below runs only if this returned a row.
-      .with('claim', (q) =>
-        claimed
-          ? q
-              .insertInto('received_envelopes')
-              .columns(['agent_id', 'msg_id', 'received_at'])
-              .expression(
-                q
-                  .selectFrom('agents')
-                  .select((eb) => ['agents.id', eb.val(v.msgId!).as('msg_id'), sql<Date>`${v.receivedAt}::timestamptz`.as('received_at')])
-                  .where('agents.id', '=', v.agentId),
-              )
-              .onConflict((oc) => oc.doNothing())
-              .returning('agent_id')
-          : q.selectFrom('agents').select('agents.id as agent_id').where('agents.id', '=', v.agentId),
-      )
-      // Each step runs only when the one before changed nothing.
-      .with('repeated', (q) =>
-        q
-          .updateTable('incidents')
-          .set((eb) => ({ ...details, count: eb('count', '+', 1), last_seen_at: v.at, logs: eb.fn.coalesce(eb.val(v.logs), 'logs') }))
-          .where((eb) => fingerprint(eb))
-          .where('status', '<>', 'resolved')
-          .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
-          .returning([...RETURNED, clippedLogs]),
-      )
-      .with('reopened', (q) =>
-        q
-          .updateTable('incidents')
-          .set((eb) => ({ ...details, logs: eb.fn.coalesce(eb.val(v.logs), 'logs'), ...reopening(eb, v.at) }))
-          .where('id', '=', (eb) =>
-            eb
-              .selectFrom('incidents')
-              .select('id')
-              .where((eb) => fingerprint(eb))
-              .where('status', '=', 'resolved')
-              .where('resolved_at', '>=', v.reopenSince)
-              .orderBy('resolved_at', 'desc')
-              .limit(1),
-          )
-          .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
-          .where((eb) => eb.not(eb.exists(eb.selectFrom('repeated').select('repeated.id'))))
-          .returning([...RETURNED, clippedLogs]),
-      )
-      .with('opened', (q) =>
-        q
-          .insertInto('incidents')
-          .columns(['id', 'agent_id', 'type', 'source', 'message', 'exit_code', 'unit_status', 'context', 'logs', 'status', 'first_seen_at', 'last_seen_at', 'analysis_status', 'analysis_requested_at', 'severity', 'category', 'rule'])
-          .expression(
-            q
-              .selectNoFrom((eb) => [
-                eb.val(v.id).as('id'),
-                eb.val(v.agentId).as('agent_id'),
-                eb.val(v.type).as('type'),
-                eb.val(v.source).as('source'),
-                eb.val(v.message).as('message'),
-                sql<number | null>`${v.exitCode}::integer`.as('exit_code'),
-                sql<string | null>`${v.unitStatus}::text`.as('unit_status'),
-                sql<string | null>`${v.context}::jsonb`.as('context'),
-                sql<string | null>`${v.logs}::text`.as('logs'),
-                sql.lit('new').as('status'),
-                sql<Date>`${v.atText}::timestamptz`.as('first_seen_at'),
-                sql<Date>`${v.atText}::timestamptz`.as('last_seen_at'),
-                sql.lit('pending').as('analysis_status'),
-                sql<Date>`${v.atText}::timestamptz`.as('analysis_requested_at'),
-                eb.val(v.severity).as('severity'),
-                eb.val(v.category).as('category'),
-                eb.val(v.rule).as('rule'),
-              ])
-              .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
-              .where((eb) => eb.not(eb.exists(eb.selectFrom('repeated').select('repeated.id'))))
-              .where((eb) => eb.not(eb.exists(eb.selectFrom('reopened').select('reopened.id')))),
-          )
-          // Another hub opened it a moment ago: count this alert as its repeat.
-          .onConflict((oc) =>
-            oc
-              .columns(['agent_id', 'type', 'source'])
-              // Literals, not parameters: a prepared statement's generic plan cannot match the partial index to a parameter.
-              .where(sql<boolean>`status <> 'resolved'`)
-              .where('integration_id', 'is', null)
-              .doUpdateSet((eb) => ({ count: eb('incidents.count', '+', 1), last_seen_at: eb.ref('excluded.last_seen_at') })),
-          )
-          .returning([...RETURNED, clippedLogs]),
-      )
-      .with('up', (q) =>
-        q
-          .selectFrom('repeated')
-          .selectAll()
-          .select(sql<AlertChange>`'repeated'`.as('change'))
-          .unionAll((q) => q.selectFrom('reopened').selectAll().select(sql<AlertChange>`'reopened'`.as('change')))
-          .unionAll((q) => q.selectFrom('opened').selectAll().select(sql<AlertChange>`CASE WHEN opened.count = 1 THEN 'opened' ELSE 'repeated' END`.as('change'))),
-      )
-      .with('timeline', (q) =>
-        q
-          .insertInto('incident_events')
-          .columns(['id', 'incident_id', 'agent_id', 'at', 'actor', 'kind', 'detail'])
-          .expression(
-            q
-              .selectFrom('up')
-              .select((eb) => [
-                eb.val(v.changeEventId).as('id'),
-                'up.id as incident_id',
-                eb.val(v.agentId).as('agent_id'),
-                sql<Date>`${v.atText}::timestamptz`.as('at'),
-                eb.val(v.actor).as('actor'),
-                sql<string>`up.change`.as('kind'),
-                sql<Record<string, unknown>>`CASE WHEN up.change = 'repeated' THEN jsonb_build_object('count', up.count) ELSE ${v.openedDetail}::jsonb END`.as('detail'),
-              ])
-              .unionAll(
-                q
-                  .selectFrom('up')
-                  .select((eb) => [
-                    eb.val(v.classifiedEventId).as('id'),
-                    'up.id as incident_id',
-                    eb.val(v.agentId).as('agent_id'),
-                    sql<Date>`${v.atText}::timestamptz`.as('at'),
-                    sql.lit('rule').as('actor'),
-                    sql.lit('classified').as('kind'),
-                    sql<Record<string, unknown>>`${v.fresh}::jsonb`.as('detail'),
-                  ])
-                  .where('up.change', '=', 'opened'),
-              ),
-          ),
-      )
-      // Opened or reopened: the remediation rules are to be consulted on it (the leader works the queue).
-      .with('queued', (q) =>
-        q
-          .insertInto('remediation_queue')
-          .columns(['incident_id', 'queued_at'])
-          .expression(q.selectFrom('up').select(['up.id as incident_id', sql<Date>`${v.atText}::timestamptz`.as('queued_at')]).where('up.change', '<>', 'repeated'))
-          .onConflict((oc) => oc.column('incident_id').doUpdateSet((eb) => ({ queued_at: eb.ref('excluded.queued_at') }))),
-      );
+    // The envelope id, once; without one, that the agent exists. Everything below runs only if this returned a row.
+    .with('claim', (q) =>
+      claimed
+        ? q
+            .insertInto('received_envelopes')
+            .columns(['agent_id', 'msg_id', 'received_at'])
+            .expression(
+              q
+                .selectFrom('agents')
+                .select((eb) => ['agents.id', eb.val(v.msgId!).as('msg_id'), sql<Date>`${v.receivedAt}::timestamptz`.as('received_at')])
+                .where('agents.id', '=', v.agentId),
+            )
+            .onConflict((oc) => oc.doNothing())
+            .returning('agent_id')
+        : q.selectFrom('agents').select('agents.id as agent_id').where('agents.id', '=', v.agentId),
+    )
+    // Each step runs only when the one before changed nothing.
+    .with('repeated', (q) =>
+      q
+        .updateTable('incidents')
+        .set((eb) => ({ ...details, count: eb('count', '+', 1), last_seen_at: v.at, logs: eb.fn.coalesce(eb.val(v.logs), 'logs') }))
+        .where((eb) => fingerprint(eb))
+        .where('status', '<>', 'resolved')
+        .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
+        .returning([...RETURNED, clippedLogs]),
+    )
+    .with('reopened', (q) =>
+      q
+        .updateTable('incidents')
+        .set((eb) => ({ ...details, logs: eb.fn.coalesce(eb.val(v.logs), 'logs'), ...reopening(eb, v.at) }))
+        .where('id', '=', (eb) =>
+          eb
+            .selectFrom('incidents')
+            .select('id')
+            .where((eb) => fingerprint(eb))
+            .where('status', '=', 'resolved')
+            .where('resolved_at', '>=', v.reopenSince)
+            .orderBy('resolved_at', 'desc')
+            .limit(1),
+        )
+        .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
+        .where((eb) => eb.not(eb.exists(eb.selectFrom('repeated').select('repeated.id'))))
+        .returning([...RETURNED, clippedLogs]),
+    )
+    .with('opened', (q) =>
+      q
+        .insertInto('incidents')
+        .columns(['id', 'agent_id', 'type', 'source', 'message', 'exit_code', 'unit_status', 'context', 'logs', 'status', 'first_seen_at', 'last_seen_at', 'analysis_status', 'analysis_requested_at', 'severity', 'category', 'rule'])
+        .expression(
+          q
+            .selectNoFrom((eb) => [
+              eb.val(v.id).as('id'),
+              eb.val(v.agentId).as('agent_id'),
+              eb.val(v.type).as('type'),
+              eb.val(v.source).as('source'),
+              eb.val(v.message).as('message'),
+              sql<number | null>`${v.exitCode}::integer`.as('exit_code'),
+              sql<string | null>`${v.unitStatus}::text`.as('unit_status'),
+              sql<string | null>`${v.context}::jsonb`.as('context'),
+              sql<string | null>`${v.logs}::text`.as('logs'),
+              sql.lit('new').as('status'),
+              sql<Date>`${v.atText}::timestamptz`.as('first_seen_at'),
+              sql<Date>`${v.atText}::timestamptz`.as('last_seen_at'),
+              sql.lit('pending').as('analysis_status'),
+              sql<Date>`${v.atText}::timestamptz`.as('analysis_requested_at'),
+              eb.val(v.severity).as('severity'),
+              eb.val(v.category).as('category'),
+              eb.val(v.rule).as('rule'),
+            ])
+            .where((eb) => eb.exists(eb.selectFrom('claim').select('claim.agent_id')))
+            .where((eb) => eb.not(eb.exists(eb.selectFrom('repeated').select('repeated.id'))))
+            .where((eb) => eb.not(eb.exists(eb.selectFrom('reopened').select('reopened.id')))),
+        )
+        // Another hub opened it a moment ago: count this alert as its repeat.
+        .onConflict((oc) =>
+          oc
+            .columns(['agent_id', 'type', 'source'])
+            // Literals, not parameters: a prepared statement's generic plan cannot match the partial index to a parameter.
+            .where(sql<boolean>`status <> 'resolved'`)
+            .where('integration_id', 'is', null)
+            .doUpdateSet((eb) => ({ count: eb('incidents.count', '+', 1), last_seen_at: eb.ref('excluded.last_seen_at') })),
+        )
+        .returning([...RETURNED, clippedLogs]),
+    )
+    .with('up', (q) =>
+      q
+        .selectFrom('repeated')
+        .selectAll()
+        .select(sql<AlertChange>`'repeated'`.as('change'))
+        .unionAll((q) => q.selectFrom('reopened').selectAll().select(sql<AlertChange>`'reopened'`.as('change')))
+        .unionAll((q) => q.selectFrom('opened').selectAll().select(sql<AlertChange>`CASE WHEN opened.count = 1 THEN 'opened' ELSE 'repeated' END`.as('change'))),
+    )
+    .with('timeline', (q) =>
+      q
+        .insertInto('incident_events')
+        .columns(['id', 'incident_id', 'agent_id', 'at', 'actor', 'kind', 'detail'])
+        .expression(
+          q
+            .selectFrom('up')
+            .select((eb) => [
+              eb.val(v.changeEventId).as('id'),
+              'up.id as incident_id',
+              eb.val(v.agentId).as('agent_id'),
+              sql<Date>`${v.atText}::timestamptz`.as('at'),
+              eb.val(v.actor).as('actor'),
+              sql<string>`up.change`.as('kind'),
+              sql<Record<string, unknown>>`CASE WHEN up.change = 'repeated' THEN jsonb_build_object('count', up.count) ELSE ${v.openedDetail}::jsonb END`.as('detail'),
+            ])
+            .unionAll(
+              q
+                .selectFrom('up')
+                .select((eb) => [
+                  eb.val(v.classifiedEventId).as('id'),
+                  'up.id as incident_id',
+                  eb.val(v.agentId).as('agent_id'),
+                  sql<Date>`${v.atText}::timestamptz`.as('at'),
+                  sql.lit('rule').as('actor'),
+                  sql.lit('classified').as('kind'),
+                  sql<Record<string, unknown>>`${v.fresh}::jsonb`.as('detail'),
+                ])
+                .where('up.change', '=', 'opened'),
+            ),
+        ),
+    )
+    // Opened or reopened: the remediation rules are to be consulted on it (the leader works the queue).
+    .with('queued', (q) =>
+      q
+        .insertInto('remediation_queue')
+        .columns(['incident_id', 'queued_at'])
+        .expression(q.selectFrom('up').select(['up.id as incident_id', sql<Date>`${v.atText}::timestamptz`.as('queued_at')]).where('up.change', '<>', 'repeated'))
+        .onConflict((oc) => oc.column('incident_id').doUpdateSet((eb) => ({ queued_at: eb.ref('excluded.queued_at') }))),
+    );
   // Slack: the incident's message posted or edited, as enqueueMessage (notifications.ts) does.
   // Nothing reads this step's output, so the statement's type is the same with it or without.
   const notified = notify

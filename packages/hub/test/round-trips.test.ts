@@ -9,7 +9,7 @@
 import t from 'tap';
 import { sql } from 'kysely';
 import type { AlertPayload, ExecResultPayload } from '@opspilot/protocol';
-import { eachBackend } from './helpers.ts';
+import { eachBackend, postgres } from './helpers.ts';
 import { migrate } from '../src/storage/migrate.ts';
 import { storeEvents } from '../src/ingest/events.ts';
 import { createExecRequest } from '../src/storage/exec-requests.ts';
@@ -135,4 +135,46 @@ eachBackend(t, 'a lone alert whose follow-up fails is stored once: the retry fin
   const third = { ...first, msgId: 'm3', at: new Date(at.getTime() + 2000) };
   await storeEvents(db.db, { items: [third], ids: [], receivedAt: third.at }, { rules: RULES, notify: false });
   t.equal((await sql<{ severity: string }>`SELECT severity FROM incidents`.execute(db.db)).rows[0]!.severity, 'critical');
+});
+
+t.test('a lone alert\'s follow-up does not overwrite the classification of an alert that came after it at another hub', { skip: process.env.DATABASE_URL ? false : 'needs DATABASE_URL (several hubs need PostgreSQL)' }, async (t) => {
+  // Two repeat rules: a second failure is one thing, a third another (the first that matches wins).
+  const rules: LifecycleOptions['rules'] = [
+    { name: 'third-failure', severity: 'critical', category: 'service', types: ['systemd'], repeats: { count: 3, withinS: 600 } },
+    { name: 'second-failure', severity: 'low', category: 'service', types: ['systemd'], repeats: { count: 2, withinS: 600 } },
+  ];
+  const schema = `t_follow_${process.pid}`;
+  /** Run once, right after hub A's next statement has committed and before A goes on to its follow-up. */
+  let between: (() => Promise<void>) | null = null;
+  const a = await postgres.open(t, {
+    searchPath: schema,
+    log: async (e) => {
+      if (e.level !== 'query' || !between) return;
+      const run = between;
+      between = null;
+      await run(); // Kysely waits for its logger: A's next step waits for this
+    },
+  });
+  const b = await postgres.open(t, { searchPath: schema });
+  t.teardown(async () => {
+    await b.exec(`DROP SCHEMA ${schema} CASCADE`);
+  });
+  await migrate(a);
+  await sql`INSERT INTO agents (id, hostname, token_hash) VALUES (${AGENT}, 'web-1', 'h')`.execute(a.db);
+  const start = Date.parse('2026-12-02T06:00:00Z');
+  const item = (msgId: string, s: number): EventItem => ({ kind: 'alert', agentId: AGENT, msgId, at: new Date(start + s * 1000), payload: failed('db.service') });
+  const store = (db: typeof a, it: EventItem) => storeEvents(db.db, { items: [it], ids: [], receivedAt: it.at }, { rules, notify: false });
+
+  await store(a, item('m1', 0));
+  // Hub A takes the second failure; between its statement and its follow-up, hub B takes the third.
+  between = async () => {
+    await store(b, item('m3', 2));
+  };
+  await store(a, item('m2', 1));
+  t.equal(between, null, 'hub B ran between hub A\'s statement and its follow-up');
+  const row = (await sql<{ count: number; rule: string; severity: string }>`SELECT count, rule, severity FROM incidents`.execute(a.db)).rows[0]!;
+  t.match(row, { count: 3, rule: 'third-failure', severity: 'critical' }, 'the classification of the newest count stays');
+  const classified = (await sql<{ detail: { rule: string } }>`SELECT detail FROM incident_events WHERE kind = 'classified' ORDER BY id`.execute(a.db)).rows.map((r) => r.detail.rule);
+  t.equal(classified.length, 2, `the first classification and the third failure's only: ${JSON.stringify(classified)}`);
+  t.equal(classified.at(-1), 'third-failure');
 });

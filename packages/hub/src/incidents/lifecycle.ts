@@ -99,10 +99,14 @@ function followUp(opts: LifecycleOptions, incident: ClassifiedIncident, change: 
   return { reclassify: reclassified(opts, incident), flapCheck: change === 'reopened' };
 }
 
-/** An agent's alert's follow-up (followUp): the new classification with its timeline entry; the flapping mark. */
-async function afterAlert(db: Db, incident: Pick<Incident, 'id'>, at: Date, follow: ReturnType<typeof followUp>): Promise<void> {
-  if (follow.reclassify) {
-    await setClassification(db, incident.id, follow.reclassify);
+/**
+ * An agent's alert's follow-up (followUp): the new classification with its timeline entry; the
+ * flapping mark. After a lone alert's statement another alert of the incident may have come in
+ * between (at another hub): the classification is written only if the count is still the one it
+ * was computed from, and otherwise left to that later alert, which saw the newer count.
+ */
+async function afterAlert(db: Db, incident: Pick<Incident, 'id' | 'count'>, at: Date, follow: ReturnType<typeof followUp>): Promise<void> {
+  if (follow.reclassify && (await setClassification(db, incident.id, follow.reclassify, incident.count))) {
     await recordEvent(db, { incidentId: incident.id, at, actor: 'rule', kind: 'classified', detail: { ...follow.reclassify } });
   }
   if (follow.flapCheck) await flapCheck(db, incident.id, at);

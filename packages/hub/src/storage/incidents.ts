@@ -367,9 +367,15 @@ export async function updateFlapping(db: Db, incidentId: string, at: Date): Prom
   return changed.numUpdatedRows > 0n ? flapping : undefined;
 }
 
-/** Store an incident's classification. */
-export async function setClassification(db: Db, id: string, c: ClassificationFields): Promise<void> {
-  await db.updateTable('incidents').set({ severity: c.severity, category: c.category, rule: c.rule }).where('id', '=', id).execute();
+/**
+ * Store an incident's classification; with `seenCount`, only while the incident still has that
+ * count (no alert came since the one it was computed from). Whether it was stored.
+ */
+export async function setClassification(db: Db, id: string, c: ClassificationFields, seenCount?: number): Promise<boolean> {
+  let q = db.updateTable('incidents').set({ severity: c.severity, category: c.category, rule: c.rule }).where('id', '=', id);
+  if (seenCount !== undefined) q = q.where('count', '=', seenCount);
+  const r = await q.executeTakeFirst();
+  return r.numUpdatedRows > 0n;
 }
 
 /** Agents last heard from before `cutoff` with no unresolved incident of this type and source. */

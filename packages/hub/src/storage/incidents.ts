@@ -1,6 +1,7 @@
 import { sql, type ExpressionBuilder } from 'kysely';
 import { newId, type AlertPayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
+import { pendingMessage } from './notifications.ts';
 import { statementShape } from './shape.ts';
 import type { Database, Incident, IncidentStatus } from './tables.ts';
 
@@ -300,14 +301,7 @@ export function alertStatement(db: Db, v: AlertValues, { claimed, notify }: Aler
           .insertInto('notifications')
           .columns(['id', 'incident_id', 'kind', 'next_attempt_at'])
           .expression(q.selectFrom('up').select((eb) => [eb.val(v.notificationId).as('id'), 'up.id as incident_id', sql.lit('message').as('kind'), sql<Date>`${v.atText}::timestamptz`.as('next_attempt_at')]))
-          .onConflict((oc) =>
-            oc
-              .column('incident_id')
-              // Literals, not parameters: a prepared statement's generic plan cannot match a partial index to a parameter.
-              .where(sql<boolean>`kind = 'message'`)
-              .where('done_at', 'is', null)
-              .doUpdateSet((eb) => ({ version: eb('notifications.version', '+', 1) })),
-          ),
+          .onConflict(pendingMessage),
       ) as unknown as typeof statement)
     : statement;
   return notified.selectFrom('up').selectAll();

@@ -1,7 +1,7 @@
 import { sql, type ExpressionBuilder } from 'kysely';
 import { newId, type AlertPayload } from '@opspilot/protocol';
 import type { Db } from './database.ts';
-import { pendingMessage } from './notifications.ts';
+import { pendingMessage } from './pending-message.ts';
 import { statementShape } from './shape.ts';
 import type { Database, Incident, IncidentStatus } from './tables.ts';
 

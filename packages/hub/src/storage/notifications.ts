@@ -1,7 +1,8 @@
-import { sql, type OnConflictBuilder, type OnConflictDatabase, type OnConflictTables, type OnConflictUpdateBuilder } from 'kysely';
+import { sql } from 'kysely';
 import { newId } from '@opspilot/protocol';
 import type { Db } from './database.ts';
-import type { Database, Incident } from './tables.ts';
+import type { Incident } from './tables.ts';
+import { pendingMessage } from './pending-message.ts';
 import { getIncident } from './incidents.ts';
 
 /**
@@ -15,25 +16,6 @@ export async function enqueueMessage(db: Db, incidentId: string, at: Date): Prom
     .values({ id: newId(), incident_id: incidentId, kind: 'message', next_attempt_at: at })
     .onConflict(pendingMessage)
     .execute();
-}
-
-/**
- * An incident's pending message is asked for again: its version bumped, so the sender edits it
- * once more (here and in the alert's statement, storage/incidents.ts).
- */
-export function pendingMessage<DB extends Database>(oc: OnConflictBuilder<DB, 'notifications'>): OnConflictUpdateBuilder<OnConflictDatabase<DB, 'notifications'>, OnConflictTables<'notifications'>> {
-  return (
-    oc
-      .column('incident_id')
-      // Literals, not parameters: a prepared statement's generic plan cannot match a partial index to a parameter.
-      .where(sql<boolean>`kind = 'message'`)
-      .where('done_at', 'is', null)
-      .doUpdateSet(
-        // Kysely cannot type the update set of a table in a generic database (DB is Database plus
-        // the alert statement's steps); the column is the notifications table's own version.
-        { version: sql<number>`notifications.version + 1` } as never,
-      )
-  );
 }
 
 export async function enqueueThread(db: Db, incidentId: string, body: string, at: Date): Promise<void> {
